@@ -1,0 +1,159 @@
+//! Content beside the log (DESIGN §5): what residents type or attach is kept
+//! here under its SHA-256, and events carry only the hash. Erasing removes the
+//! body and leaves a tombstone; the log and its hash chain are untouched.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{check_text, sha256};
+use crate::error::StoreError;
+use crate::limits;
+use crate::store::EventStore;
+use crate::types::CommunityId;
+
+/// The SHA-256 of a piece of content, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContentHash(#[serde(with = "crate::types::hex_bytes")] [u8; 32]);
+
+impl ContentHash {
+    pub fn of(body: &[u8]) -> Self {
+        ContentHash(sha256(body))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| StoreError::invalid("content_hash", "must be 64 hex digits"))?;
+        Ok(ContentHash(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Who erased a piece of content, when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub erased_at: DateTime<Utc>,
+    pub erased_by: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    Present { media_type: String, body: Vec<u8> },
+    Erased(Tombstone),
+}
+
+impl EventStore {
+    /// Stores content and returns its hash; storing the same bytes twice is
+    /// harmless and returns the same hash.
+    pub async fn put_content(
+        &self,
+        community_id: CommunityId,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<ContentHash, StoreError> {
+        if body.len() > limits::CONTENT_BYTES_MAX {
+            return Err(StoreError::invalid(
+                "content",
+                format!("{} bytes, at most {}", body.len(), limits::CONTENT_BYTES_MAX),
+            ));
+        }
+        if media_type.is_empty() || media_type.len() > limits::MEDIA_TYPE_BYTES_MAX {
+            return Err(StoreError::invalid("media_type", "must be 1 to 100 bytes"));
+        }
+        check_text("media_type", media_type)?;
+        let hash = ContentHash::of(body);
+        let client = self.inner.pool.get().await?;
+        let community_known = client
+            .query_opt(
+                "SELECT 1 FROM communities WHERE community_id = $1",
+                &[&community_id.as_uuid()],
+            )
+            .await?
+            .is_some();
+        if !community_known {
+            return Err(StoreError::UnknownCommunity(community_id));
+        }
+        // An erased hash stays erased: putting the same bytes again must not
+        // bring back what an erasure removed.
+        client
+            .execute(
+                "INSERT INTO contents (community_id, content_hash, media_type, body) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&community_id.as_uuid(), &&hash.0[..], &media_type, &body],
+            )
+            .await?;
+        Ok(hash)
+    }
+
+    pub async fn get_content(
+        &self,
+        community_id: CommunityId,
+        hash: ContentHash,
+    ) -> Result<Content, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT media_type, body, erased_at, erased_by, erased_reason FROM contents \
+                 WHERE community_id = $1 AND content_hash = $2",
+                &[&community_id.as_uuid(), &&hash.0[..]],
+            )
+            .await?
+            .ok_or_else(|| StoreError::ContentNotFound(hash.to_hex()))?;
+        let body: Option<Vec<u8>> = row.get(1);
+        Ok(match body {
+            Some(body) => Content::Present {
+                media_type: row.get(0),
+                body,
+            },
+            None => Content::Erased(Tombstone {
+                erased_at: row.get(2),
+                erased_by: row.get(3),
+                reason: row.get(4),
+            }),
+        })
+    }
+
+    /// Removes the body of a piece of content for good, keeping who, when and
+    /// why. Erasing twice keeps the first tombstone.
+    pub async fn erase_content(
+        &self,
+        community_id: CommunityId,
+        hash: ContentHash,
+        erased_by: &str,
+        reason: &str,
+    ) -> Result<Tombstone, StoreError> {
+        if erased_by.is_empty() || erased_by.len() > limits::STREAM_ID_BYTES_MAX {
+            return Err(StoreError::invalid("erased_by", "must be 1 to 200 bytes"));
+        }
+        if reason.trim().is_empty() || reason.len() > limits::ERASURE_REASON_BYTES_MAX {
+            return Err(StoreError::invalid("reason", "must be 1 to 1000 bytes"));
+        }
+        check_text("erased_by", erased_by)?;
+        check_text("reason", reason)?;
+        let client = self.inner.pool.get().await?;
+        client
+            .execute(
+                "UPDATE contents SET body = NULL, erased_at = now(), erased_by = $3, \
+                     erased_reason = $4 \
+                 WHERE community_id = $1 AND content_hash = $2 AND body IS NOT NULL",
+                &[&community_id.as_uuid(), &&hash.0[..], &erased_by, &reason],
+            )
+            .await?;
+        match self.get_content(community_id, hash).await? {
+            Content::Erased(tombstone) => Ok(tombstone),
+            Content::Present { .. } => Err(StoreError::Corrupt(format!(
+                "content {hash} is still present after its erasure"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The civic-ledger event store on PostgreSQL: one append-only, hash-chained
+//! log per community, with group commit, idempotency, catch-up subscriptions,
+//! snapshots, content beside the log, and provisioning of a private server.
+//!
+//! Only this crate and `projections` know SQL.
+
+mod append;
+pub mod canonical;
+pub mod content;
+pub mod cqrs;
+pub mod error;
+pub mod limits;
+mod listener;
+pub mod migrate;
+pub mod provision;
+pub mod snapshot;
+pub mod stats;
+mod store;
+pub mod subscription;
+pub mod types;
+pub mod verify;
+mod writer;
+
+pub use content::{Content, ContentHash, Tombstone};
+pub use cqrs::{aggregate_id, parse_aggregate_id, CqrsRepository};
+pub use error::StoreError;
+pub use provision::PrivatePostgres;
+pub use snapshot::Snapshot;
+pub use store::{EventStore, StoreConfig};
+pub use subscription::Subscription;
+pub use types::*;
+pub use verify::{ChainChecker, Mismatch, MismatchKind, Verification};

@@ -1,0 +1,322 @@
+//! The event store: appends through per-community writers, reads, heads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+
+use crate::append::validate;
+use crate::canonical::GENESIS_HASH;
+use crate::error::StoreError;
+use crate::limits;
+use crate::listener;
+use crate::stats::StoreStats;
+use crate::types::{AppendOutcome, AppendRequest, CommunityId, Head, RecordedEvent};
+use crate::writer::{spawn_writer, to_hash, PendingAppend, WriterQueue};
+
+/// How the store connects and how much it may hold open.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub pool_size_max: usize,
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            pool_size_max: 16,
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A handle to the event store; cheap to clone, shared by every task.
+#[derive(Clone)]
+pub struct EventStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub pool: Pool,
+    pub pg_config: tokio_postgres::Config,
+    pub stats: StoreStats,
+    writers: Mutex<HashMap<CommunityId, WriterQueue>>,
+    writer_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The highest position known to be committed, per community, for
+    /// subscribers; fed by local commits and by NOTIFY from other processes.
+    heads: Mutex<HashMap<CommunityId, watch::Sender<i64>>>,
+    shutting_down: AtomicBool,
+    listener_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "community_id, position, stream_id, stream_type, \
+    stream_version, event_type, event_version, payload, metadata, recorded_at, previous_hash, hash";
+
+impl EventStore {
+    /// Connects a pool to PostgreSQL. Run the migrations first.
+    pub async fn connect(
+        mut pg_config: tokio_postgres::Config,
+        config: StoreConfig,
+    ) -> Result<EventStore, StoreError> {
+        pg_config.options(format!("-c statement_timeout={}", config.statement_timeout_ms));
+        pg_config.application_name("civic-ledger");
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size_max)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        // Fail here, not on the first append, when the database is unreachable.
+        drop(pool.get().await?);
+        let inner = Arc::new(Inner {
+            pool,
+            pg_config,
+            stats: StoreStats::default(),
+            writers: Mutex::new(HashMap::new()),
+            writer_tasks: Mutex::new(Vec::new()),
+            heads: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            listener_task: Mutex::new(None),
+        });
+        let task = listener::spawn(Arc::downgrade(&inner));
+        *lock(&inner.listener_task) = Some(task);
+        Ok(EventStore { inner })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    /// Registers a community and its empty chain (genesis hash).
+    pub async fn create_community(&self, id: CommunityId, name: &str) -> Result<(), StoreError> {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(StoreError::invalid("name", "must be 1 to 200 bytes"));
+        }
+        crate::canonical::check_text("name", name)?;
+        let mut client = self.inner.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let inserted = transaction
+            .execute(
+                "INSERT INTO communities (community_id, name) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[&id.as_uuid(), &name],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::CommunityExists(id));
+        }
+        transaction
+            .execute(
+                "INSERT INTO community_heads (community_id, last_position, last_hash) \
+                 VALUES ($1, 0, $2)",
+                &[&id.as_uuid(), &&GENESIS_HASH[..]],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Appends atomically to one or several streams of one community. Waits
+    /// for the community's writer to commit the batch this append joins.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let append = validate(request)?;
+        let community_id = append.request.community_id;
+        let (reply, outcome) = oneshot::channel();
+        let pending = PendingAppend {
+            append,
+            reply,
+            enqueued_at: Instant::now(),
+        };
+        let queue = self.writer_for(community_id)?;
+        queue
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        outcome.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    fn writer_for(&self, community_id: CommunityId) -> Result<WriterQueue, StoreError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(StoreError::ShuttingDown);
+        }
+        let mut writers = lock(&self.inner.writers);
+        if let Some(queue) = writers.get(&community_id) {
+            return Ok(queue.clone());
+        }
+        let (queue, task) = spawn_writer(self.inner.clone(), community_id);
+        writers.insert(community_id, queue.clone());
+        lock(&self.inner.writer_tasks).push(task);
+        Ok(queue)
+    }
+
+    /// Refuses new appends, lets every queued append commit, then returns.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        lock(&self.inner.writers).clear();
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.writer_tasks));
+        for task in tasks {
+            let _ = task.await;
+        }
+        if let Some(task) = lock(&self.inner.listener_task).take() {
+            task.abort();
+        }
+    }
+
+    /// The chain head of a community.
+    pub async fn head(&self, community_id: CommunityId) -> Result<Head, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT last_position, last_hash FROM community_heads WHERE community_id = $1",
+                &[&community_id.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::UnknownCommunity(community_id))?;
+        Ok(Head {
+            community_id,
+            position: row.get(0),
+            hash: to_hash(row.get(1))?,
+        })
+    }
+
+    /// Up to `limit` events of a community's log from `from_position` on, in order.
+    pub async fn read_log(
+        &self,
+        community_id: CommunityId,
+        from_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = bounded_limit(limit)?;
+        let client = self.inner.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND position >= $2 \
+                 ORDER BY position LIMIT $3"
+            ))
+            .await?;
+        let rows = client
+            .query(&statement, &[&community_id.as_uuid(), &from_position, &limit])
+            .await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    /// Up to `limit` events of one stream from `from_version` on, in order.
+    pub async fn read_stream(
+        &self,
+        community_id: CommunityId,
+        stream_id: &str,
+        from_version: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = bounded_limit(limit)?;
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
+                     AND stream_version >= $3 ORDER BY stream_version LIMIT $4"
+                ),
+                &[&community_id.as_uuid(), &stream_id, &from_version, &limit],
+            )
+            .await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    /// The last position recorded at or before `at` (0 when none was).
+    pub async fn position_at(
+        &self,
+        community_id: CommunityId,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(position), 0) FROM events \
+                 WHERE community_id = $1 AND recorded_at <= $2",
+                &[&community_id.as_uuid(), &at],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub(crate) fn head_watch(&self, community_id: CommunityId) -> watch::Receiver<i64> {
+        let mut heads = lock(&self.inner.heads);
+        heads
+            .entry(community_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+}
+
+impl Inner {
+    /// Tells this process's subscribers that `position` is committed.
+    pub(crate) fn announce_local(&self, community_id: CommunityId, position: i64) {
+        let heads = lock(&self.heads);
+        if let Some(sender) = heads.get(&community_id) {
+            sender.send_if_modified(|head| {
+                let newer = position > *head;
+                *head = (*head).max(position);
+                newer
+            });
+        }
+    }
+
+    /// Wakes every subscriber, e.g. after the listener reconnected and may
+    /// have missed notifications.
+    pub(crate) fn wake_all(&self) {
+        for sender in lock(&self.heads).values() {
+            sender.send_modify(|_| {});
+        }
+    }
+}
+
+fn bounded_limit(limit: i64) -> Result<i64, StoreError> {
+    if !(1..=limits::READ_BATCH_MAX).contains(&limit) {
+        return Err(StoreError::invalid(
+            "limit",
+            format!("{limit} is outside 1..={}", limits::READ_BATCH_MAX),
+        ));
+    }
+    Ok(limit)
+}
+
+pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let payload: Json<serde_json::Value> = row.get(7);
+    let metadata: Json<crate::types::Metadata> = row.get(8);
+    Ok(RecordedEvent {
+        community_id: CommunityId::new(row.get(0)),
+        position: row.get(1),
+        stream_id: row.get(2),
+        stream_type: row.get(3),
+        stream_version: row.get(4),
+        event_type: row.get(5),
+        event_version: row.get(6),
+        payload: payload.0,
+        metadata: metadata.0,
+        recorded_at: row.get(9),
+        previous_hash: to_hash(row.get(10))?,
+        hash: to_hash(row.get(11))?,
+    })
+}
+
+/// A poisoned lock means a thread panicked while holding it; the maps it
+/// guards stay consistent (single inserts and removals), so carry on.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
