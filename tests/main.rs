@@ -1,1 +1,13 @@
+//! The one end-to-end test binary: real PostgreSQL, real concurrency, the
+//! real `civic-ledger` binary. Every test gets a database of its own.
 
+mod helpers;
+
+mod bad_input;
+mod content;
+mod cqrs_aggregates;
+mod idempotency;
+mod ordering;
+mod server;
+mod subscriptions;
+mod tampering;

@@ -18,19 +18,28 @@ pub(crate) struct ValidatedAppend {
 
 pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, StoreError> {
     if request.streams.is_empty() {
-        return Err(StoreError::invalid("streams", "an append names at least one stream"));
+        return Err(StoreError::invalid(
+            "streams",
+            "an append names at least one stream",
+        ));
     }
     if request.streams.len() > limits::STREAMS_PER_APPEND_MAX {
         return Err(StoreError::invalid(
             "streams",
-            format!("at most {} streams per append", limits::STREAMS_PER_APPEND_MAX),
+            format!(
+                "at most {} streams per append",
+                limits::STREAMS_PER_APPEND_MAX
+            ),
         ));
     }
     let event_count = request.event_count();
     if event_count > limits::EVENTS_PER_APPEND_MAX {
         return Err(StoreError::invalid(
             "events",
-            format!("{event_count} events, at most {} per append", limits::EVENTS_PER_APPEND_MAX),
+            format!(
+                "{event_count} events, at most {} per append",
+                limits::EVENTS_PER_APPEND_MAX
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -69,7 +78,8 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
 }
 
 fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
-    if event.event_version.is_empty() || event.event_version.len() > limits::EVENT_VERSION_BYTES_MAX {
+    if event.event_version.is_empty() || event.event_version.len() > limits::EVENT_VERSION_BYTES_MAX
+    {
         return Err(StoreError::invalid(
             "event_version",
             format!("must be 1 to {} bytes", limits::EVENT_VERSION_BYTES_MAX),
@@ -102,7 +112,10 @@ fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
     if metadata_bytes > limits::METADATA_BYTES_MAX {
         return Err(StoreError::invalid(
             "metadata",
-            format!("{metadata_bytes} bytes, at most {}", limits::METADATA_BYTES_MAX),
+            format!(
+                "{metadata_bytes} bytes, at most {}",
+                limits::METADATA_BYTES_MAX
+            ),
         ));
     }
     Ok(())
@@ -126,7 +139,12 @@ fn request_hash(request: &AppendRequest) -> [u8; 32] {
                 .iter()
                 .map(|e| json!([e.event_type.as_str(), e.event_version, e.payload]))
                 .collect();
-            json!([s.stream_id.as_str(), s.stream_type.as_str(), expected, events])
+            json!([
+                s.stream_id.as_str(),
+                s.stream_type.as_str(),
+                expected,
+                events
+            ])
         })
         .collect();
     let community = request.community_id.to_string();

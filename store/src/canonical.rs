@@ -163,7 +163,9 @@ fn check_value(field: &'static str, value: &Value, depth: usize) -> Result<(), S
             } else {
                 Err(StoreError::invalid(
                     field,
-                    format!("number {n} is not an integer within ±(2^53−1); send amounts as strings"),
+                    format!(
+                        "number {n} is not an integer within ±(2^53−1); send amounts as strings"
+                    ),
                 ))
             }
         }
@@ -196,7 +198,10 @@ mod tests {
         // UTF-16, though after it in UTF-8 and in code points.
         let value = json!({"b": 1, "a": [true, null, "x"], "\u{fb01}": 2, "\u{1f600}": 3});
         let text = String::from_utf8(canonical_json(&value)).unwrap();
-        assert_eq!(text, "{\"a\":[true,null,\"x\"],\"b\":1,\"\u{1f600}\":3,\"\u{fb01}\":2}");
+        assert_eq!(
+            text,
+            "{\"a\":[true,null,\"x\"],\"b\":1,\"\u{1f600}\":3,\"\u{fb01}\":2}"
+        );
     }
 
     #[test]
@@ -222,7 +227,8 @@ mod tests {
             deep = json!([deep]);
         }
         assert!(check_payload("payload", &deep).is_err());
-        let admitted = json!({"amount": "12.50", "n": -9_007_199_254_740_991_i64, "ok": [1, {"x": null}]});
+        let admitted =
+            json!({"amount": "12.50", "n": -9_007_199_254_740_991_i64, "ok": [1, {"x": null}]});
         assert!(check_payload("payload", &admitted).is_ok());
     }
 

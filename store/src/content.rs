@@ -64,7 +64,11 @@ impl EventStore {
         if body.len() > limits::CONTENT_BYTES_MAX {
             return Err(StoreError::invalid(
                 "content",
-                format!("{} bytes, at most {}", body.len(), limits::CONTENT_BYTES_MAX),
+                format!(
+                    "{} bytes, at most {}",
+                    body.len(),
+                    limits::CONTENT_BYTES_MAX
+                ),
             ));
         }
         if media_type.is_empty() || media_type.len() > limits::MEDIA_TYPE_BYTES_MAX {

@@ -72,7 +72,12 @@ impl CqrsRepository {
         loop {
             let batch = self
                 .store
-                .read_stream(community_id, stream_id.as_str(), next, limits::READ_BATCH_MAX)
+                .read_stream(
+                    community_id,
+                    stream_id.as_str(),
+                    next,
+                    limits::READ_BATCH_MAX,
+                )
                 .await
                 .map_err(to_persistence)?;
             let done = (batch.len() as i64) < limits::READ_BATCH_MAX;
@@ -102,6 +107,64 @@ impl CqrsRepository {
                 }
             }
         }
+    }
+}
+
+impl CqrsRepository {
+    /// Folds the stream up to `version` (from the previous snapshot on) and
+    /// saves it. The state cqrs-es 0.5 offers with a snapshot update is not
+    /// used: its `EventSink` has already applied the new events to the
+    /// aggregate, and the snapshot path applies them a second time.
+    async fn take_snapshot<A: Aggregate>(
+        &self,
+        community_id: CommunityId,
+        stream_id: &StreamId,
+        stream_type: &StreamType,
+        version: i64,
+        snapshot_number: usize,
+    ) -> Result<(), StoreError> {
+        let previous = self
+            .store
+            .load_snapshot(community_id, stream_id.as_str())
+            .await?;
+        let (mut aggregate, mut folded) = match previous {
+            Some(s) if s.stream_version <= version => match serde_json::from_value::<A>(s.state) {
+                Ok(state) => (state, s.stream_version),
+                Err(_) => (A::default(), 0),
+            },
+            _ => (A::default(), 0),
+        };
+        while folded < version {
+            let limit = (version - folded).min(limits::READ_BATCH_MAX);
+            let batch = self
+                .store
+                .read_stream(community_id, stream_id.as_str(), folded + 1, limit)
+                .await?;
+            if batch.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "stream `{stream_id}` ends at version {folded}, before {version}"
+                )));
+            }
+            for event in batch {
+                let domain_event: A::Event =
+                    serde_json::from_value(event.payload).map_err(|e| {
+                        StoreError::Corrupt(format!("event at {}: {e}", event.position))
+                    })?;
+                aggregate.apply(domain_event);
+                folded = event.stream_version;
+            }
+        }
+        let state = serde_json::to_value(&aggregate)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot of `{stream_id}`: {e}")))?;
+        let snapshot = Snapshot {
+            stream_type: stream_type.to_string(),
+            stream_version: version,
+            snapshot_number: snapshot_number as i64,
+            state,
+        };
+        self.store
+            .save_snapshot(community_id, stream_id, stream_type, &snapshot)
+            .await
     }
 }
 
@@ -179,19 +242,18 @@ impl PersistedEventRepository for CqrsRepository {
         );
         request.idempotency_key = key;
         self.store.append(request).await.map_err(to_persistence)?;
-        if let Some((_, state, snapshot_number)) = snapshot_update {
+        if let Some((_, _, snapshot_number)) = snapshot_update {
             let version = self.snapshot_version(first.sequence, events.len()) as i64;
-            let snapshot = Snapshot {
-                stream_type: stream_type.to_string(),
-                stream_version: version,
-                snapshot_number: snapshot_number as i64,
-                state,
-            };
             // The events are committed; a failed snapshot only costs a longer
             // load later, so it must not turn a success into an error.
             if let Err(error) = self
-                .store
-                .save_snapshot(community_id, &stream_id, &stream_type, &snapshot)
+                .take_snapshot::<A>(
+                    community_id,
+                    &stream_id,
+                    &stream_type,
+                    version,
+                    snapshot_number,
+                )
                 .await
             {
                 tracing::warn!(%error, %stream_id, "could not save a snapshot");
@@ -264,7 +326,10 @@ fn stream_id_of(event: &RecordedEvent) -> StreamId {
     StreamId::parse(event.stream_id.as_str()).expect("stored stream ids were parsed on append")
 }
 
-fn serialized(aggregate_id: &str, event: RecordedEvent) -> Result<SerializedEvent, PersistenceError> {
+fn serialized(
+    aggregate_id: &str,
+    event: RecordedEvent,
+) -> Result<SerializedEvent, PersistenceError> {
     let metadata = serde_json::to_value(&event.metadata)
         .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
     Ok(SerializedEvent {

@@ -6,7 +6,9 @@ use crate::types::{CommunityId, ExpectedVersion};
 /// to a stable error code; a concurrency clash is always `Conflict`.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("conflict on stream `{stream_id}`: expected {expected}, stream is at version {actual}")]
+    #[error(
+        "conflict on stream `{stream_id}`: expected {expected}, stream is at version {actual}"
+    )]
     Conflict {
         stream_id: String,
         expected: ExpectedVersion,

@@ -43,9 +43,7 @@ pub fn latest_migration_version() -> i64 {
 }
 
 /// The newest migration version applied to the database (0 when none is).
-pub async fn applied_migration_version(
-    client: &tokio_postgres::Client,
-) -> Result<i64, StoreError> {
+pub async fn applied_migration_version(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
     let exists = client
         .query_one(
             "SELECT to_regclass('refinery_schema_history') IS NOT NULL",

@@ -100,7 +100,8 @@ impl PrivatePostgres {
     }
 
     fn prepare_dirs(&self, data_dir: &Path) -> Result<(), StoreError> {
-        fs::create_dir_all(&self.socket_dir).map_err(|e| io_error("create", &self.socket_dir, e))?;
+        fs::create_dir_all(&self.socket_dir)
+            .map_err(|e| io_error("create", &self.socket_dir, e))?;
         // The socket directory is the only guard of a trust-auth server.
         set_mode(&self.socket_dir, 0o700)?;
         if let Some((uid, gid)) = self.run_as {
@@ -224,12 +225,20 @@ pub fn find_server_programs() -> Result<PathBuf, StoreError> {
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     versioned.sort_by_key(|p| {
-        let major = p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str());
+        let major = p
+            .parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str());
         std::cmp::Reverse(major.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0))
     });
     candidates.extend(versioned);
     candidates.extend(
-        ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/pgsql/bin"].map(PathBuf::from),
+        [
+            "/usr/local/pgsql/bin",
+            "/opt/homebrew/bin",
+            "/usr/pgsql/bin",
+        ]
+        .map(PathBuf::from),
     );
     candidates
         .into_iter()

@@ -119,8 +119,10 @@ impl EventStore {
                         event.stream_version
                     )));
                 }
-                let domain_event: A::Event = serde_json::from_value(event.payload)
-                    .map_err(|e| StoreError::Corrupt(format!("event at {}: {e}", event.position)))?;
+                let domain_event: A::Event =
+                    serde_json::from_value(event.payload).map_err(|e| {
+                        StoreError::Corrupt(format!("event at {}: {e}", event.position))
+                    })?;
                 aggregate.apply(domain_event);
                 version = event.stream_version;
             }

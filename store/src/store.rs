@@ -65,7 +65,10 @@ impl EventStore {
         mut pg_config: tokio_postgres::Config,
         config: StoreConfig,
     ) -> Result<EventStore, StoreError> {
-        pg_config.options(format!("-c statement_timeout={}", config.statement_timeout_ms));
+        pg_config.options(format!(
+            "-c statement_timeout={}",
+            config.statement_timeout_ms
+        ));
         pg_config.application_name("civic-ledger");
         let manager = Manager::from_config(
             pg_config.clone(),
@@ -211,7 +214,10 @@ impl EventStore {
             ))
             .await?;
         let rows = client
-            .query(&statement, &[&community_id.as_uuid(), &from_position, &limit])
+            .query(
+                &statement,
+                &[&community_id.as_uuid(), &from_position, &limit],
+            )
             .await?;
         rows.iter().map(recorded_event).collect()
     }
@@ -318,5 +324,7 @@ pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
 /// A poisoned lock means a thread panicked while holding it; the maps it
 /// guards stay consistent (single inserts and removals), so carry on.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

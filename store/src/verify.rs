@@ -149,8 +149,7 @@ impl EventStore {
             }
             next = checker.expected_position;
         }
-        if to_position == head.position && head.position > 0 && checker.previous_hash != head.hash
-        {
+        if to_position == head.position && head.position > 0 && checker.previous_hash != head.hash {
             report.first_mismatch = Some(Mismatch {
                 position: head.position,
                 kind: MismatchKind::HeadMismatch,

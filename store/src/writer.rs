@@ -162,7 +162,10 @@ async fn write_batch(
         ),
     )?;
     let Some(head) = head else {
-        return Ok(vec![Err(StoreError::UnknownCommunity(community_id)); appends.len()]);
+        return Ok(vec![
+            Err(StoreError::UnknownCommunity(community_id));
+            appends.len()
+        ]);
     };
     let last_recorded_at: Option<DateTime<Utc>> = head.get(2);
     let now: DateTime<Utc> = head.get(3);
@@ -185,7 +188,12 @@ async fn write_batch(
     }
     let mut versions: HashMap<&str, i64> = versions
         .iter()
-        .map(|row| (row.get::<_, &str>(0), row.get::<_, Option<i64>>(1).unwrap_or(0)))
+        .map(|row| {
+            (
+                row.get::<_, &str>(0),
+                row.get::<_, Option<i64>>(1).unwrap_or(0),
+            )
+        })
         .collect();
 
     let mut rows = EventRows::default();
@@ -194,7 +202,12 @@ async fn write_batch(
     for append in appends {
         let key = append.request.idempotency_key.as_ref().map(|k| k.as_str());
         if let Some((stored_hash, outcome)) = key.and_then(|k| known.get(k)) {
-            results.push(replay(key.unwrap_or_default(), stored_hash, outcome, append));
+            results.push(replay(
+                key.unwrap_or_default(),
+                stored_hash,
+                outcome,
+                append,
+            ));
             continue;
         }
         if let Some(conflict) = find_conflict(append, &versions) {

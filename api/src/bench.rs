@@ -1,0 +1,490 @@
+//! `civic-ledger bench store`: the event store next to raw PostgreSQL, in one
+//! run, on one server, in a scratch database that is dropped afterwards.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use serde_json::json;
+use store::migrate::{ensure_database, run_migrations};
+use store::{
+    AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion, NewEvent, StoreConfig,
+    StreamId, StreamType,
+};
+use tokio_postgres::types::{FromSql, Json, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use crate::database::Database;
+
+#[derive(clap::Args, Debug)]
+pub struct StoreBenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 64)]
+    pub single_writers: usize,
+    #[arg(long, default_value_t = 150)]
+    pub single_appends_per_writer: usize,
+    #[arg(long, default_value_t = 4)]
+    pub batch_writers: usize,
+    #[arg(long, default_value_t = 50)]
+    pub batch_appends_per_writer: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_events_per_append: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub read_events: i64,
+}
+
+#[derive(Serialize)]
+struct StoreBenchReport {
+    single_append_eps: f64,
+    raw_single_insert_eps: f64,
+    single_ratio: f64,
+    append_p99_ms: f64,
+    raw_insert_p99_ms: f64,
+    batch_append_eps: f64,
+    raw_batch_insert_eps: f64,
+    batch_ratio: f64,
+    read_eps: f64,
+    raw_read_eps: f64,
+    read_ratio: f64,
+    read_events: i64,
+    single_events: usize,
+    batch_events: usize,
+    postgres_version: String,
+}
+
+pub async fn store(database: &Database, args: StoreBenchArgs) -> anyhow::Result<()> {
+    let scratch_name = format!("civic_ledger_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = database.pg_config.clone();
+    let pg_config = admin.clone().dbname(&scratch_name).to_owned();
+    ensure_database(&admin, &scratch_name).await?;
+    let result = run_store_bench(&pg_config, &args).await;
+    // Drop the scratch database whatever happened.
+    admin.dbname(database.pg_config.get_dbname().unwrap_or("postgres"));
+    let (client, connection) = admin.connect(NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)"
+        ))
+        .await
+        .context("could not drop the scratch database")?;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+async fn run_store_bench(
+    pg_config: &tokio_postgres::Config,
+    args: &StoreBenchArgs,
+) -> anyhow::Result<StoreBenchReport> {
+    run_migrations(pg_config).await?;
+    let config = StoreConfig {
+        pool_size_max: 8,
+        ..StoreConfig::default()
+    };
+    let store = EventStore::connect(pg_config.clone(), config).await?;
+    let raw = connect(pg_config).await?;
+    raw.batch_execute(
+        "CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
+         INCLUDING INDEXES)",
+    )
+    .await?;
+    let postgres_version: String = raw.query_one("SHOW server_version", &[]).await?.get(0);
+
+    eprintln!("bench: single appends ({} writers)", args.single_writers);
+    let single = single_appends(&store, args).await?;
+    let raw_single = raw_single_inserts(pg_config, args).await?;
+    eprintln!("bench: batch appends ({} writers)", args.batch_writers);
+    let batch = batch_appends(&store, args).await?;
+    let raw_batch = raw_batch_inserts(pg_config, args).await?;
+    eprintln!("bench: filling {} events to read", args.read_events);
+    let read_community = fill(&store, args.read_events).await?;
+    let raw_read = raw_read(&raw, read_community).await?;
+    let read = store_read(&store, read_community).await?;
+    anyhow::ensure!(
+        read.events == args.read_events && raw_read.events == args.read_events,
+        "read {} and {} events, expected {}",
+        read.events,
+        raw_read.events,
+        args.read_events
+    );
+    store.shutdown().await;
+
+    Ok(StoreBenchReport {
+        single_append_eps: single.eps(),
+        raw_single_insert_eps: raw_single.eps(),
+        single_ratio: single.eps() / raw_single.eps(),
+        append_p99_ms: single.p99_ms(),
+        raw_insert_p99_ms: raw_single.p99_ms(),
+        batch_append_eps: batch.eps(),
+        raw_batch_insert_eps: raw_batch.eps(),
+        batch_ratio: batch.eps() / raw_batch.eps(),
+        read_eps: read.eps(),
+        raw_read_eps: raw_read.eps(),
+        read_ratio: read.eps() / raw_read.eps(),
+        read_events: args.read_events,
+        single_events: single.events as usize,
+        batch_events: batch.events as usize,
+        postgres_version,
+    })
+}
+
+struct Run {
+    events: i64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn eps(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn p99_ms(&self) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let index = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
+        sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+}
+
+fn payload(n: i64) -> serde_json::Value {
+    json!({
+        "report_id": uuid::Uuid::new_v4(),
+        "category": "floating_garbage",
+        "site_code": format!("RB-{:04}", n % 10_000),
+        "points": "5.00",
+        "sequence": n,
+    })
+}
+
+fn event(n: i64) -> NewEvent {
+    let mut event = NewEvent::new(
+        EventType::parse("BenchEventRecorded").expect("valid"),
+        payload(n),
+    );
+    event.metadata.insert("actor_role".into(), "bench".into());
+    event
+}
+
+async fn new_community(store: &EventStore, name: &str) -> anyhow::Result<CommunityId> {
+    let id = CommunityId::random();
+    store.create_community(id, name).await?;
+    Ok(id)
+}
+
+/// One event per append, each writer on its own stream, all in one community.
+async fn single_appends(store: &EventStore, args: &StoreBenchArgs) -> anyhow::Result<Run> {
+    let community = new_community(store, "bench single").await?;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.single_writers)
+        .map(|writer| {
+            let store = store.clone();
+            let appends = args.single_appends_per_writer as i64;
+            tokio::spawn(async move {
+                let stream = StreamId::parse(format!("bench-single-{writer}"))?;
+                let stream_type = StreamType::parse("Bench")?;
+                let mut latencies = Vec::with_capacity(appends as usize);
+                for version in 0..appends {
+                    let at = Instant::now();
+                    let request = AppendRequest::new(community).stream(
+                        stream.clone(),
+                        stream_type.clone(),
+                        ExpectedVersion::Exact(version),
+                        vec![event(version)],
+                    );
+                    store.append(request).await?;
+                    latencies.push(at.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    collect(tasks, started, 1).await
+}
+
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+    started: Instant,
+    events_per_operation: i64,
+) -> anyhow::Result<Run> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Run {
+        events: latencies.len() as i64 * events_per_operation,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+const RAW_INSERT: &str = "INSERT INTO raw_events (community_id, position, stream_id, \
+    stream_type, stream_version, event_type, event_version, payload, metadata, recorded_at, \
+    previous_hash, hash) \
+    SELECT $1, u.p, u.si, 'Bench', u.sv, 'BenchEventRecorded', '1', u.pl, u.md, now(), u.h, u.h \
+    FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[], $7::bytea[]) \
+    AS u(p, si, sv, pl, md, h)";
+
+/// Inserts `rows` rows of one stream into `raw_events` in one statement.
+async fn raw_insert(
+    client: &tokio_postgres::Client,
+    community: uuid::Uuid,
+    stream: &str,
+    positions: &AtomicI64,
+    first_version: i64,
+    rows: i64,
+) -> anyhow::Result<()> {
+    let first = positions.fetch_add(rows, Ordering::Relaxed) + 1;
+    let position: Vec<i64> = (first..first + rows).collect();
+    let stream_ids = vec![stream; rows as usize];
+    let versions: Vec<i64> = (first_version..first_version + rows).collect();
+    let payloads: Vec<Json<serde_json::Value>> =
+        versions.iter().map(|v| Json(payload(*v))).collect();
+    let metadata = vec![Json(json!({"actor_role": "bench"})); rows as usize];
+    let hashes: Vec<Vec<u8>> = position
+        .iter()
+        .map(|p| store::canonical::sha256(&p.to_be_bytes()).to_vec())
+        .collect();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &community,
+        &position,
+        &stream_ids,
+        &versions,
+        &payloads,
+        &metadata,
+        &hashes,
+    ];
+    client.execute(RAW_INSERT, &params).await?;
+    Ok(())
+}
+
+/// One row per transaction from as many connections as the store had writers.
+async fn raw_single_inserts(
+    pg_config: &tokio_postgres::Config,
+    args: &StoreBenchArgs,
+) -> anyhow::Result<Run> {
+    raw_inserts(
+        pg_config,
+        args.single_writers,
+        args.single_appends_per_writer,
+        1,
+    )
+    .await
+}
+
+async fn raw_batch_inserts(
+    pg_config: &tokio_postgres::Config,
+    args: &StoreBenchArgs,
+) -> anyhow::Result<Run> {
+    raw_inserts(
+        pg_config,
+        args.batch_writers,
+        args.batch_appends_per_writer,
+        args.batch_events_per_append as i64,
+    )
+    .await
+}
+
+async fn raw_inserts(
+    pg_config: &tokio_postgres::Config,
+    connections: usize,
+    statements_per_connection: usize,
+    rows_per_statement: i64,
+) -> anyhow::Result<Run> {
+    let community = uuid::Uuid::new_v4();
+    let positions = Arc::new(AtomicI64::new(0));
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        clients.push(connect(pg_config).await?);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(writer, client)| {
+            let positions = positions.clone();
+            tokio::spawn(async move {
+                let stream = format!("raw-{rows_per_statement}-{writer}");
+                let mut latencies = Vec::with_capacity(statements_per_connection);
+                for i in 0..statements_per_connection as i64 {
+                    let at = Instant::now();
+                    raw_insert(
+                        &client,
+                        community,
+                        &stream,
+                        &positions,
+                        i * rows_per_statement + 1,
+                        rows_per_statement,
+                    )
+                    .await?;
+                    latencies.push(at.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    collect(tasks, started, rows_per_statement).await
+}
+
+/// Appends of many events each, every writer on its own stream.
+async fn batch_appends(store: &EventStore, args: &StoreBenchArgs) -> anyhow::Result<Run> {
+    let community = new_community(store, "bench batch").await?;
+    let per_append = args.batch_events_per_append as i64;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.batch_writers)
+        .map(|writer| {
+            let store = store.clone();
+            let appends = args.batch_appends_per_writer as i64;
+            tokio::spawn(async move {
+                let stream = StreamId::parse(format!("bench-batch-{writer}"))?;
+                let stream_type = StreamType::parse("Bench")?;
+                let mut latencies = Vec::with_capacity(appends as usize);
+                for i in 0..appends {
+                    let at = Instant::now();
+                    let events = (0..per_append).map(|k| event(i * per_append + k)).collect();
+                    let request = AppendRequest::new(community).stream(
+                        stream.clone(),
+                        stream_type.clone(),
+                        ExpectedVersion::Exact(i * per_append),
+                        events,
+                    );
+                    store.append(request).await?;
+                    latencies.push(at.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    collect(tasks, started, per_append).await
+}
+
+/// Writes `total` events into a new community through the store.
+async fn fill(store: &EventStore, total: i64) -> anyhow::Result<CommunityId> {
+    const WRITERS: i64 = 4;
+    const PER_APPEND: i64 = store::limits::EVENTS_PER_APPEND_MAX as i64;
+    let community = new_community(store, "bench read").await?;
+    let appends = (total + PER_APPEND - 1) / PER_APPEND;
+    let next = Arc::new(AtomicI64::new(0));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let store = store.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= appends {
+                        return anyhow::Ok(());
+                    }
+                    let count = PER_APPEND.min(total - i * PER_APPEND);
+                    let events = (0..count).map(|k| event(i * PER_APPEND + k)).collect();
+                    let request = AppendRequest::new(community).stream(
+                        StreamId::parse(format!("bench-read-{i}"))?,
+                        StreamType::parse("Bench")?,
+                        ExpectedVersion::NoStream,
+                        events,
+                    );
+                    store.append(request).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(community)
+}
+
+/// Every event of the community through the store's batch reader.
+async fn store_read(store: &EventStore, community: CommunityId) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let mut next = 1;
+    let mut events = 0;
+    loop {
+        let batch = store
+            .read_log(community, next, store::limits::READ_BATCH_MAX)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        next = last.position + 1;
+        events += batch.len() as i64;
+    }
+    Ok(Run {
+        events,
+        elapsed: started.elapsed(),
+        latencies: Vec::new(),
+    })
+}
+
+/// The column as the bytes PostgreSQL sent, undecoded.
+struct RawBytes;
+
+impl<'a> FromSql<'a> for RawBytes {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        std::hint::black_box(raw);
+        Ok(RawBytes)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// The same rows by one plain `SELECT … ORDER BY position`, streamed.
+async fn raw_read(client: &tokio_postgres::Client, community: CommunityId) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let rows = client
+        .query_raw(
+            "SELECT community_id, position, stream_id, stream_type, stream_version, event_type, \
+             event_version, payload, metadata, recorded_at, previous_hash, hash FROM events \
+             WHERE community_id = $1 ORDER BY position",
+            &[&community.as_uuid()],
+        )
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    let mut events = 0;
+    while let Some(row) = rows.next().await.transpose()? {
+        for column in 0..row.len() {
+            let _: RawBytes = row.try_get(column)?;
+        }
+        events += 1;
+    }
+    let _ = rows.try_next().await;
+    Ok(Run {
+        events,
+        elapsed: started.elapsed(),
+        latencies: Vec::new(),
+    })
+}
+
+async fn connect(pg_config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = pg_config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn print_table(report: &StoreBenchReport) {
+    println!("event store vs raw PostgreSQL {}", report.postgres_version);
+    println!(
+        "  single append  {:>10.0} ev/s   raw {:>10.0}   ratio {:.2}   p99 {:.1} ms",
+        report.single_append_eps,
+        report.raw_single_insert_eps,
+        report.single_ratio,
+        report.append_p99_ms
+    );
+    println!(
+        "  batch append   {:>10.0} ev/s   raw {:>10.0}   ratio {:.2}",
+        report.batch_append_eps, report.raw_batch_insert_eps, report.batch_ratio
+    );
+    println!(
+        "  read           {:>10.0} ev/s   raw {:>10.0}   ratio {:.2}",
+        report.read_eps, report.raw_read_eps, report.read_ratio
+    );
+}

@@ -1,0 +1,89 @@
+//! `GET /metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use store::stats::{StoreStats, APPEND_LATENCY_BUCKETS_US, BATCH_SIZE_BUCKETS};
+
+pub fn render(stats: &StoreStats) -> String {
+    let mut out = String::with_capacity(4096);
+    let counters = [
+        (
+            "civic_ledger_appends_total",
+            "Appends committed.",
+            &stats.appends_total,
+        ),
+        (
+            "civic_ledger_events_appended_total",
+            "Events committed.",
+            &stats.events_appended_total,
+        ),
+        (
+            "civic_ledger_append_conflicts_total",
+            "Appends refused with a conflict.",
+            &stats.conflicts_total,
+        ),
+        (
+            "civic_ledger_idempotent_replays_total",
+            "Repeats answered with their first outcome.",
+            &stats.idempotent_replays_total,
+        ),
+        (
+            "civic_ledger_append_failures_total",
+            "Appends that failed for another reason.",
+            &stats.append_failures_total,
+        ),
+        (
+            "civic_ledger_append_batches_total",
+            "Group-commit transactions.",
+            &stats.batches_total,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
+    let (buckets, count, sum_us) = stats.append_latency_us.read(&APPEND_LATENCY_BUCKETS_US);
+    let buckets: Vec<(String, u64)> = buckets
+        .into_iter()
+        .map(|(bound_us, n)| (format!("{}", bound_us as f64 / 1e6), n))
+        .collect();
+    histogram(
+        &mut out,
+        "civic_ledger_append_latency_seconds",
+        "Time from an append's arrival to its outcome.",
+        &buckets,
+        count,
+        &format!("{}", sum_us as f64 / 1e6),
+    );
+    let (buckets, count, sum) = stats.batch_size.read(&BATCH_SIZE_BUCKETS);
+    let buckets: Vec<(String, u64)> = buckets
+        .into_iter()
+        .map(|(bound, n)| (bound.to_string(), n))
+        .collect();
+    histogram(
+        &mut out,
+        "civic_ledger_append_batch_size",
+        "Appends per group-commit transaction.",
+        &buckets,
+        count,
+        &sum.to_string(),
+    );
+    out
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: &[(String, u64)],
+    count: u64,
+    sum: &str,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+}

@@ -1,0 +1,140 @@
+//! Content beside the log: stored under its hash, erasable, and an erasure
+//! leaves the chain verifiable.
+
+use serde_json::json;
+use store::{Content, ContentHash, EventType, ExpectedVersion, NewEvent};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_content_leaves_a_tombstone_and_an_intact_chain() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let text = "河边有垃圾漂浮，联系人 138 0000 0000".as_bytes();
+    let hash = store
+        .put_content(community, "text/plain; charset=utf-8", text)
+        .await
+        .unwrap();
+    assert_eq!(hash, ContentHash::of(text));
+    assert_eq!(
+        store
+            .put_content(community, "text/plain; charset=utf-8", text)
+            .await
+            .unwrap(),
+        hash
+    );
+    let submitted = NewEvent::new(
+        EventType::parse("ReportSubmitted").unwrap(),
+        json!({"text_hash": hash.to_hex(), "category": "floating_garbage"}),
+    );
+    let request = store::AppendRequest::new(community).stream(
+        stream("report-1"),
+        stream_type(),
+        ExpectedVersion::NoStream,
+        vec![submitted],
+    );
+    append(&store, request).await;
+    match store.get_content(community, hash).await.unwrap() {
+        Content::Present { body, media_type } => {
+            assert_eq!(body, text);
+            assert_eq!(media_type, "text/plain; charset=utf-8");
+        }
+        erased => panic!("content is present before erasure: {erased:?}"),
+    }
+
+    let tombstone = store
+        .erase_content(
+            community,
+            hash,
+            "admin-7",
+            "erasure request of the resident",
+        )
+        .await
+        .unwrap();
+    assert_eq!(tombstone.erased_by, "admin-7");
+    let again = store
+        .erase_content(community, hash, "admin-8", "second request")
+        .await
+        .unwrap();
+    assert_eq!(again, tombstone, "the first tombstone is kept");
+    assert_eq!(
+        store.get_content(community, hash).await.unwrap(),
+        Content::Erased(tombstone.clone())
+    );
+    // Putting the same bytes again must not undo the erasure.
+    store
+        .put_content(community, "text/plain; charset=utf-8", text)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_content(community, hash).await.unwrap(),
+        Content::Erased(tombstone)
+    );
+    let raw_body: Option<Vec<u8>> = db
+        .client()
+        .await
+        .query_one("SELECT body FROM contents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(raw_body.is_none(), "the bytes are gone from the table");
+    assert_chain_intact(&store, community).await;
+    let stored = read_all(&store, community).await;
+    assert_eq!(stored[0].payload["text_hash"], hash.to_hex());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_content_is_refused() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let huge = vec![b'x'; store::limits::CONTENT_BYTES_MAX + 1];
+    assert_eq!(
+        store
+            .put_content(community, "text/plain", &huge)
+            .await
+            .unwrap_err()
+            .code(),
+        "VALIDATION"
+    );
+    assert_eq!(
+        store
+            .put_content(community, "", b"x")
+            .await
+            .unwrap_err()
+            .code(),
+        "VALIDATION"
+    );
+    assert_eq!(
+        store
+            .put_content(store::CommunityId::random(), "text/plain", b"x")
+            .await
+            .unwrap_err()
+            .code(),
+        "NOT_FOUND"
+    );
+    let missing = ContentHash::of(b"never stored");
+    assert_eq!(
+        store
+            .get_content(community, missing)
+            .await
+            .unwrap_err()
+            .code(),
+        "NOT_FOUND"
+    );
+    let hash = store
+        .put_content(community, "text/plain", b"x")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .erase_content(community, hash, "admin-1", " ")
+            .await
+            .unwrap_err()
+            .code(),
+        "VALIDATION"
+    );
+    assert!(ContentHash::parse("not hex").is_err());
+    assert_eq!(ContentHash::parse(&hash.to_hex()).unwrap(), hash);
+}

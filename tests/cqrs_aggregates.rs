@@ -1,0 +1,235 @@
+//! cqrs-es aggregates run on the store unchanged: events, snapshots,
+//! optimistic concurrency, and state as of a past position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore as _};
+use serde::{Deserialize, Serialize};
+use store::{aggregate_id, CqrsRepository, EventStore};
+use tokio::sync::Barrier;
+
+use crate::helpers::*;
+
+/// A volunteer's logged hours: small, but with a rule in `handle`.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct VolunteerHours {
+    total_hours: i64,
+    entries: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+enum VolunteerEvent {
+    HoursLogged { hours: i64 },
+}
+
+impl DomainEvent for VolunteerEvent {
+    fn event_type(&self) -> String {
+        "HoursLogged".to_string()
+    }
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug)]
+struct VolunteerError(String);
+
+impl std::fmt::Display for VolunteerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VolunteerError {}
+
+impl Aggregate for VolunteerHours {
+    const TYPE: &'static str = "VolunteerHours";
+    type Command = i64;
+    type Event = VolunteerEvent;
+    type Error = VolunteerError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        hours: i64,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), VolunteerError> {
+        if !(1..=12).contains(&hours) {
+            return Err(VolunteerError(format!("{hours} hours is not 1 to 12")));
+        }
+        sink.write(VolunteerEvent::HoursLogged { hours }, self)
+            .await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: VolunteerEvent) {
+        let VolunteerEvent::HoursLogged { hours } = event;
+        self.total_hours += hours;
+        self.entries += 1;
+    }
+}
+
+type Framework = CqrsFramework<VolunteerHours, PersistedEventStore<CqrsRepository, VolunteerHours>>;
+
+fn framework(store: &EventStore, snapshot_size: Option<usize>) -> Framework {
+    let event_store = match snapshot_size {
+        Some(size) => PersistedEventStore::new_snapshot_store(
+            CqrsRepository::with_snapshots(store.clone(), size),
+            size,
+        ),
+        None => PersistedEventStore::new_event_store(CqrsRepository::new(store.clone())),
+    };
+    CqrsFramework::new(event_store, vec![], ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_run_on_the_store_with_snapshots() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let id = aggregate_id(community, &stream("volunteer-1"));
+    let cqrs = framework(&store, Some(3));
+    for hours in 1..=10 {
+        let metadata = HashMap::from([("actor_role".to_string(), "grid_worker".to_string())]);
+        cqrs.execute_with_metadata(&id, hours, metadata)
+            .await
+            .unwrap();
+    }
+    let refused = cqrs.execute(&id, 13).await.unwrap_err();
+    assert!(matches!(refused, AggregateError::UserError(_)), "{refused}");
+
+    // A snapshot holds exactly the events up to its version.
+    let snapshot = store
+        .load_snapshot(community, "volunteer-1")
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(snapshot.stream_version, 9);
+    let state: VolunteerHours = serde_json::from_value(snapshot.state).unwrap();
+    assert_eq!(
+        state,
+        VolunteerHours {
+            total_hours: 45,
+            entries: 9
+        }
+    );
+
+    // Loading through a snapshot and through the events agree.
+    let with_snapshot = PersistedEventStore::<_, VolunteerHours>::new_snapshot_store(
+        CqrsRepository::with_snapshots(store.clone(), 3),
+        3,
+    );
+    let from_events = PersistedEventStore::<_, VolunteerHours>::new_event_store(
+        CqrsRepository::new(store.clone()),
+    );
+    let a = with_snapshot.load_aggregate(&id).await.unwrap();
+    let b = from_events.load_aggregate(&id).await.unwrap();
+    assert_eq!(
+        a.aggregate,
+        VolunteerHours {
+            total_hours: 55,
+            entries: 10
+        }
+    );
+    assert_eq!(a.aggregate, b.aggregate);
+
+    let events = read_all(&store, community).await;
+    assert_eq!(events.len(), 10);
+    assert_eq!(events[0].event_type, "HoursLogged");
+    assert_eq!(events[0].stream_type, "VolunteerHours");
+    assert_eq!(
+        events[0].metadata.get("actor_role").map(String::as_str),
+        Some("grid_worker")
+    );
+
+    // State as of a past position folds only what was there then.
+    let (past, version) = store
+        .aggregate_as_of::<VolunteerHours>(community, "volunteer-1", 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        (past, version),
+        (
+            VolunteerHours {
+                total_hours: 10,
+                entries: 4
+            },
+            4
+        )
+    );
+    let (before, version) = store
+        .aggregate_as_of::<VolunteerHours>(community, "volunteer-1", 0)
+        .await
+        .unwrap();
+    assert_eq!((before, version), (VolunteerHours::default(), 0));
+    let at_time = store
+        .position_at(community, events[6].recorded_at)
+        .await
+        .unwrap();
+    assert!(at_time >= 7, "every event recorded by then is included");
+    assert_chain_intact(&store, community).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_on_one_aggregate_conflict_instead_of_overwriting() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let id = aggregate_id(community, &stream("volunteer-2"));
+    let cqrs = Arc::new(framework(&store, None));
+    let barrier = Arc::new(Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let cqrs = cqrs.clone();
+            let barrier = barrier.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cqrs.execute(&id, 2).await
+            })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => committed += 1,
+            Err(AggregateError::AggregateConflict) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(committed >= 1);
+    let state = PersistedEventStore::<_, VolunteerHours>::new_event_store(CqrsRepository::new(
+        store.clone(),
+    ))
+    .load_aggregate(&id)
+    .await
+    .unwrap();
+    assert_eq!(
+        state.aggregate.entries, committed,
+        "only committed commands count"
+    );
+    assert_eq!(db.event_count().await, committed);
+}
+
+#[test]
+fn aggregate_ids_name_their_community() {
+    let community = store::CommunityId::random();
+    let id = aggregate_id(community, &stream("report-1"));
+    let (parsed_community, parsed_stream) = store::parse_aggregate_id(&id).unwrap();
+    assert_eq!(
+        (parsed_community, parsed_stream.as_str()),
+        (community, "report-1")
+    );
+    for bad in [
+        "",
+        "report-1",
+        "not-a-uuid/report-1",
+        &format!("{community}/"),
+    ] {
+        assert!(store::parse_aggregate_id(bad).is_err(), "{bad:?}");
+    }
+}

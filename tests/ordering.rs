@@ -1,0 +1,266 @@
+//! Optimistic concurrency, gap-free positions and in-order visibility under
+//! real concurrency.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use store::{ExpectedVersion, StoreError};
+use tokio::sync::Barrier;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_appends_to_one_stream_store_each_version_once() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let barrier = Arc::new(Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut conflicts = 0;
+                let mut expected = 0;
+                loop {
+                    let request = append_one(
+                        community,
+                        "report-1",
+                        ExpectedVersion::Exact(expected),
+                        task,
+                    );
+                    match store.append(request).await {
+                        Ok(outcome) => return (outcome, conflicts),
+                        Err(StoreError::Conflict {
+                            stream_id,
+                            expected: e,
+                            actual,
+                        }) => {
+                            assert_eq!(stream_id, "report-1");
+                            assert_eq!(e, ExpectedVersion::Exact(expected));
+                            assert!(
+                                actual > expected,
+                                "a loser is behind: {actual} > {expected}"
+                            );
+                            conflicts += 1;
+                            expected = actual;
+                        }
+                        Err(other) => panic!("unexpected error {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (outcome, lost) = task.await.unwrap();
+        versions.push(outcome.streams[0].version);
+        conflicts += lost;
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=64).collect::<Vec<i64>>(),
+        "each version stored exactly once"
+    );
+    assert!(
+        conflicts > 0,
+        "64 racing writers must collide at least once"
+    );
+    assert_eq!(
+        store.stats().conflicts_total.load(Ordering::Relaxed),
+        conflicts,
+        "every loser was counted as a conflict"
+    );
+    let events = read_all(&store, community).await;
+    assert_eq!(events.len(), 64);
+    assert_gap_free(&events);
+    let stream_versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
+    assert_eq!(stream_versions, (1..=64).collect::<Vec<i64>>());
+    assert_chain_intact(&store, community).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_append_to_a_new_stream_wins_once() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let barrier = Arc::new(Barrier::new(32));
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append(append_one(
+                        community,
+                        "wallet-7",
+                        ExpectedVersion::NoStream,
+                        task,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(error) => assert_eq!(error.code(), "CONFLICT", "{error}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(db.event_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_stream_append_is_all_or_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    append(
+        &store,
+        append_one(community, "gift-1", ExpectedVersion::NoStream, 1),
+    )
+    .await;
+    // The wallet part is fine, the gift part is stale: nothing may be written.
+    let stale = store::AppendRequest::new(community)
+        .stream(
+            stream("wallet-1"),
+            stream_type(),
+            ExpectedVersion::NoStream,
+            vec![event(2)],
+        )
+        .stream(
+            stream("gift-1"),
+            stream_type(),
+            ExpectedVersion::Exact(0),
+            vec![event(3)],
+        );
+    let error = store.append(stale).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Conflict { ref stream_id, actual: 1, .. } if stream_id == "gift-1"),
+        "{error}"
+    );
+    assert_eq!(db.event_count().await, 1);
+    let good = store::AppendRequest::new(community)
+        .stream(
+            stream("wallet-1"),
+            stream_type(),
+            ExpectedVersion::NoStream,
+            vec![event(2), event(3)],
+        )
+        .stream(
+            stream("gift-1"),
+            stream_type(),
+            ExpectedVersion::Exact(1),
+            vec![event(4)],
+        );
+    let outcome = append(&store, good).await;
+    assert_eq!((outcome.first_position, outcome.last_position), (2, 4));
+    let versions: Vec<(String, i64)> = outcome
+        .streams
+        .iter()
+        .map(|s| (s.stream_id.to_string(), s.version))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![("wallet-1".to_string(), 2), ("gift-1".to_string(), 2)]
+    );
+    assert_chain_intact(&store, community).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_see_a_later_position_without_the_earlier_ones() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let store = store.clone();
+        let done = done.clone();
+        let reads = reads.clone();
+        tokio::spawn(async move {
+            let mut partial_reads = 0;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let events = store.read_log(community, 1, 10_000).await.unwrap();
+                assert_gap_free(&events);
+                reads.fetch_add(1, Ordering::Relaxed);
+                if !events.is_empty() && events.len() < 32 * 20 {
+                    partial_reads += 1;
+                }
+                if finished {
+                    return (events.len(), partial_reads);
+                }
+            }
+        })
+    };
+    let writers: Vec<_> = (0..32)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let name = format!("site-{writer}");
+                    store
+                        .append(append_one(community, &name, ExpectedVersion::Exact(i), i))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    done.store(true, Ordering::Release);
+    let (seen, partial_reads) = reader.await.unwrap();
+    assert_eq!(seen, 32 * 20);
+    assert!(
+        partial_reads > 0,
+        "the reader ran while appends were under way"
+    );
+    assert!(reads.load(Ordering::Relaxed) > 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_share_one_log_without_gaps() {
+    // Two stores are two pools and two writers, as two server processes are;
+    // the head row lock orders them.
+    let db = TestDb::new().await;
+    let first = db.store().await;
+    let second = db.store().await;
+    let community = community(&first).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|task| {
+            let store = if task % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tokio::spawn(async move {
+                let name = format!("patrol-{task}");
+                store
+                    .append(append_one(
+                        community,
+                        &name,
+                        ExpectedVersion::NoStream,
+                        task,
+                    ))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let events = read_all(&first, community).await;
+    assert_eq!(events.len(), 40);
+    assert_gap_free(&events);
+    assert_chain_intact(&first, community).await;
+}
