@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::canonical::{canonical_json, check_payload, check_text, sha256};
+use crate::canonical::{canonical_json, canonical_metadata, check_payload, check_text, sha256};
 use crate::error::StoreError;
 use crate::limits;
 use crate::types::{AppendRequest, ExpectedVersion};
@@ -14,6 +14,15 @@ use crate::types::{AppendRequest, ExpectedVersion};
 pub(crate) struct ValidatedAppend {
     pub request: AppendRequest,
     pub request_hash: [u8; 32],
+    /// Canonical JSON of each event's payload and metadata, stream by stream
+    /// in request order. Computed here, in the caller's task, so that the
+    /// community's single writer only composes and hashes.
+    pub encoded: Vec<EncodedEvent>,
+}
+
+pub(crate) struct EncodedEvent {
+    pub payload: Vec<u8>,
+    pub metadata: Vec<u8>,
 }
 
 pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, StoreError> {
@@ -71,9 +80,19 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
                 .insert("idempotency_key".into(), key.as_str().into());
         }
     }
+    let encoded = request
+        .streams
+        .iter()
+        .flat_map(|s| s.events.iter())
+        .map(|event| EncodedEvent {
+            payload: canonical_json(&event.payload),
+            metadata: canonical_metadata(&event.metadata),
+        })
+        .collect();
     Ok(ValidatedAppend {
         request,
         request_hash,
+        encoded,
     })
 }
 
@@ -87,7 +106,7 @@ fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
     }
     check_text("event_version", &event.event_version)?;
     check_payload("payload", &event.payload)?;
-    let payload_bytes = serde_json::to_vec(&event.payload).map_or(usize::MAX, |b| b.len());
+    let payload_bytes = canonical_json(&event.payload).len();
     if payload_bytes > limits::PAYLOAD_BYTES_MAX {
         return Err(StoreError::invalid(
             "payload",

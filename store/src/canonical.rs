@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
@@ -36,29 +36,75 @@ pub fn timestamp_text(at: DateTime<Utc>) -> String {
 
 /// The canonical JSON object of an event (RFC 8785 for our integer-only JSON).
 pub fn canonical_event_bytes(fields: &HashedFields<'_>) -> Vec<u8> {
-    let metadata: Map<String, Value> = fields
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut object = Map::new();
-    object.insert(
-        "community_id".into(),
-        Value::String(fields.community_id.to_string()),
-    );
-    object.insert("event_type".into(), fields.event_type.into());
-    object.insert("event_version".into(), fields.event_version.into());
-    object.insert("metadata".into(), Value::Object(metadata));
-    object.insert("payload".into(), fields.payload.clone());
-    object.insert("position".into(), fields.position.into());
-    object.insert(
-        "recorded_at".into(),
-        Value::String(timestamp_text(fields.recorded_at)),
-    );
-    object.insert("stream_id".into(), fields.stream_id.into());
-    object.insert("stream_type".into(), fields.stream_type.into());
-    object.insert("stream_version".into(), fields.stream_version.into());
-    canonical_json(&Value::Object(object))
+    let payload = canonical_json(fields.payload);
+    let metadata = canonical_metadata(fields.metadata);
+    let header = EventHeader {
+        community_id: fields.community_id,
+        position: fields.position,
+        stream_id: fields.stream_id,
+        stream_type: fields.stream_type,
+        stream_version: fields.stream_version,
+        event_type: fields.event_type,
+        event_version: fields.event_version,
+        recorded_at: &timestamp_text(fields.recorded_at),
+    };
+    compose_event(&header, &payload, &metadata)
+}
+
+/// The fields of an event besides its payload and metadata.
+pub struct EventHeader<'a> {
+    pub community_id: CommunityId,
+    pub position: i64,
+    pub stream_id: &'a str,
+    pub stream_type: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    /// Already in [`timestamp_text`] form.
+    pub recorded_at: &'a str,
+}
+
+/// Writes the canonical event object around an already canonical payload and
+/// metadata. The keys are ASCII, so this fixed order is their RFC 8785 order.
+pub fn compose_event(header: &EventHeader<'_>, payload: &[u8], metadata: &[u8]) -> Vec<u8> {
+    let mut out = String::with_capacity(256 + payload.len() + metadata.len());
+    out.push_str("{\"community_id\":\"");
+    let _ = write!(out, "{}", header.community_id);
+    out.push_str("\",\"event_type\":");
+    write_string(header.event_type, &mut out);
+    out.push_str(",\"event_version\":");
+    write_string(header.event_version, &mut out);
+    out.push_str(",\"metadata\":");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(metadata);
+    bytes.extend_from_slice(b",\"payload\":");
+    bytes.extend_from_slice(payload);
+    let mut out = String::with_capacity(160);
+    let _ = write!(out, ",\"position\":{},\"recorded_at\":\"{}\",\"stream_id\":", header.position, header.recorded_at);
+    write_string(header.stream_id, &mut out);
+    out.push_str(",\"stream_type\":");
+    write_string(header.stream_type, &mut out);
+    let _ = write!(out, ",\"stream_version\":{}}}", header.stream_version);
+    bytes.extend_from_slice(out.as_bytes());
+    bytes
+}
+
+/// The canonical JSON object of string-to-string metadata.
+pub fn canonical_metadata(metadata: &Metadata) -> Vec<u8> {
+    let mut entries: Vec<(&String, &String)> = metadata.iter().collect();
+    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    let mut out = String::with_capacity(128);
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, &mut out);
+        out.push(':');
+        write_string(value, &mut out);
+    }
+    out.push('}');
+    out.into_bytes()
 }
 
 /// `SHA-256(previous_hash ‖ canonical bytes)`.
@@ -230,6 +276,36 @@ mod tests {
         let admitted =
             json!({"amount": "12.50", "n": -9_007_199_254_740_991_i64, "ok": [1, {"x": null}]});
         assert!(check_payload("payload", &admitted).is_ok());
+    }
+
+    #[test]
+    fn composed_events_equal_the_canonical_form_of_the_whole_object() {
+        let payload = json!({"z": "水", "a": [1, -2], "q": "\"\n"});
+        let metadata: Metadata = [("\u{fb01}", "x"), ("actor_id", "a-1"), ("\u{1f600}", "y")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let at = DateTime::parse_from_rfc3339("2026-11-23T08:30:00.000042Z").unwrap().with_timezone(&Utc);
+        let community = CommunityId::new(uuid::Uuid::nil());
+        let composed = canonical_event_bytes(&HashedFields {
+            community_id: community,
+            position: 7,
+            stream_id: "report-\"1",
+            stream_type: "Report",
+            stream_version: 3,
+            event_type: "ReportSubmitted",
+            event_version: "1",
+            payload: &payload,
+            metadata: &metadata,
+            recorded_at: at,
+        });
+        let whole = json!({
+            "community_id": community.to_string(), "event_type": "ReportSubmitted",
+            "event_version": "1", "metadata": metadata, "payload": payload, "position": 7,
+            "recorded_at": "2026-11-23T08:30:00.000042Z", "stream_id": "report-\"1",
+            "stream_type": "Report", "stream_version": 3,
+        });
+        assert_eq!(String::from_utf8(composed).unwrap(), String::from_utf8(canonical_json(&whole)).unwrap());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 mod listener;
 pub mod migrate;
+mod pgjson;
 pub mod provision;
 pub mod snapshot;
 pub mod stats;

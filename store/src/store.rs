@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::types::Json;
+use crate::pgjson::JsonbValue;
+use futures::TryStreamExt;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::append::validate;
@@ -198,7 +200,8 @@ impl EventStore {
         })
     }
 
-    /// Up to `limit` events of a community's log from `from_position` on, in order.
+    /// Up to `limit` events of a community's log from `from_position` on, in
+    /// order. Rows are decoded as they arrive, while PostgreSQL still sends.
     pub async fn read_log(
         &self,
         community_id: CommunityId,
@@ -213,13 +216,14 @@ impl EventStore {
                  ORDER BY position LIMIT $3"
             ))
             .await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&community_id.as_uuid(), &from_position, &limit],
-            )
-            .await?;
-        rows.iter().map(recorded_event).collect()
+        let params: [&(dyn ToSql + Sync); 3] = [&community_id.as_uuid(), &from_position, &limit];
+        let rows = client.query_raw(&statement, params).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut events = Vec::with_capacity(limit.min(1_024) as usize);
+        while let Some(row) = rows.try_next().await? {
+            events.push(recorded_event(&row)?);
+        }
+        Ok(events)
     }
 
     /// Up to `limit` events of one stream from `from_version` on, in order.
@@ -303,8 +307,8 @@ fn bounded_limit(limit: i64) -> Result<i64, StoreError> {
 }
 
 pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let payload: Json<serde_json::Value> = row.get(7);
-    let metadata: Json<crate::types::Metadata> = row.get(8);
+    let payload: JsonbValue<serde_json::Value> = row.get(7);
+    let metadata: JsonbValue<crate::types::Metadata> = row.get(8);
     Ok(RecordedEvent {
         community_id: CommunityId::new(row.get(0)),
         position: row.get(1),

@@ -11,14 +11,35 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::{Json, ToSql};
 
 use crate::append::ValidatedAppend;
-use crate::canonical::{canonical_event_bytes, chain_hash, HashedFields};
+use crate::canonical::{chain_hash, compose_event, timestamp_text, EventHeader};
+use crate::pgjson::JsonbText;
 use crate::error::StoreError;
 use crate::limits;
 use crate::stats::StoreStats;
 use crate::store::Inner;
-use crate::types::{AppendOutcome, CommunityId, Metadata, StreamVersion};
+use crate::types::{AppendOutcome, CommunityId, StreamVersion};
 
 pub(crate) const APPENDED_CHANNEL: &str = "civic_ledger_appended";
+
+const LOCK_HEAD: &str = "SELECT last_position, last_hash, last_recorded_at, clock_timestamp() \
+    FROM community_heads WHERE community_id = $1 FOR UPDATE";
+const FIND_KEYS: &str = "SELECT idempotency_key, request_hash, outcome FROM idempotency_keys \
+    WHERE community_id = $1 AND idempotency_key = ANY($2)";
+const FIND_VERSIONS: &str = "SELECT s.stream_id, (SELECT e.stream_version FROM events e \
+    WHERE e.community_id = $1 AND e.stream_id = s.stream_id \
+    ORDER BY e.stream_version DESC LIMIT 1) \
+    FROM unnest($2::text[]) AS s(stream_id)";
+const INSERT_EVENTS: &str = "INSERT INTO events (community_id, position, stream_id, stream_type, \
+    stream_version, event_type, event_version, payload, metadata, recorded_at, previous_hash, hash) \
+    SELECT $1, u.p, u.si, u.st, u.sv, u.et, u.ev, u.pl, u.md, $10, u.ph, u.h FROM \
+    unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], \
+    $8::jsonb[], $9::jsonb[], $11::bytea[], $12::bytea[]) AS u(p, si, st, sv, et, ev, pl, md, ph, h)";
+const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (community_id, idempotency_key, \
+    request_hash, outcome, recorded_at) \
+    SELECT $1, u.k, u.h, u.o, $5 FROM unnest($2::text[], $3::bytea[], $4::jsonb[]) AS u(k, h, o)";
+const MOVE_HEAD: &str = "UPDATE community_heads SET last_position = $2, last_hash = $3, \
+    last_recorded_at = $4 WHERE community_id = $1";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 pub(crate) struct PendingAppend {
     pub append: ValidatedAppend,
@@ -102,8 +123,8 @@ struct EventRows<'a> {
     stream_versions: Vec<i64>,
     event_types: Vec<&'a str>,
     event_versions: Vec<&'a str>,
-    payloads: Vec<Json<&'a serde_json::Value>>,
-    metadata: Vec<Json<&'a Metadata>>,
+    payloads: Vec<JsonbText<'a>>,
+    metadata: Vec<JsonbText<'a>>,
     previous_hashes: Vec<Vec<u8>>,
     hashes: Vec<Vec<u8>>,
 }
@@ -114,6 +135,7 @@ struct Cursor {
     position: i64,
     hash: [u8; 32],
     recorded_at: DateTime<Utc>,
+    recorded_at_text: String,
 }
 
 type Results = Vec<Result<AppendOutcome, StoreError>>;
@@ -137,29 +159,21 @@ async fn write_batch(
     stream_ids.sort_unstable();
     stream_ids.dedup();
 
-    // Sent together (tokio-postgres pipelines them); the two lookups run
-    // after the head row is locked, so they see every earlier commit.
     let head_params: [&(dyn ToSql + Sync); 1] = [&community];
     let key_params: [&(dyn ToSql + Sync); 2] = [&community, &keys];
     let version_params: [&(dyn ToSql + Sync); 2] = [&community, &stream_ids];
+    // Prepared once per connection; the three are sent together (tokio-postgres
+    // pipelines them) and the two lookups run after the head row is locked,
+    // so they see every earlier commit.
+    let (lock_head, find_keys, find_versions) = futures::try_join!(
+        transaction.prepare_cached(LOCK_HEAD),
+        transaction.prepare_cached(FIND_KEYS),
+        transaction.prepare_cached(FIND_VERSIONS),
+    )?;
     let (head, known_keys, versions) = futures::try_join!(
-        transaction.query_opt(
-            "SELECT last_position, last_hash, last_recorded_at, clock_timestamp() \
-             FROM community_heads WHERE community_id = $1 FOR UPDATE",
-            &head_params,
-        ),
-        transaction.query(
-            "SELECT idempotency_key, request_hash, outcome FROM idempotency_keys \
-             WHERE community_id = $1 AND idempotency_key = ANY($2)",
-            &key_params,
-        ),
-        transaction.query(
-            "SELECT s.stream_id, (SELECT e.stream_version FROM events e \
-                 WHERE e.community_id = $1 AND e.stream_id = s.stream_id \
-                 ORDER BY e.stream_version DESC LIMIT 1) \
-             FROM unnest($2::text[]) AS s(stream_id)",
-            &version_params,
-        ),
+        transaction.query_opt(&lock_head, &head_params),
+        transaction.query(&find_keys, &key_params),
+        transaction.query(&find_versions, &version_params),
     )?;
     let Some(head) = head else {
         return Ok(vec![
@@ -179,7 +193,9 @@ async fn write_batch(
         // The database clock, never earlier than the last recorded event, so
         // that "as of a time" always cuts the log at one position.
         recorded_at: last_recorded_at.map_or(now, |last| last.max(now)),
+        recorded_at_text: String::new(),
     };
+    cursor.recorded_at_text = timestamp_text(cursor.recorded_at);
     let head_position = cursor.position;
     let mut known: HashMap<String, ([u8; 32], AppendOutcome)> = HashMap::new();
     for row in known_keys {
@@ -272,12 +288,14 @@ fn plan_append<'a>(
 ) -> AppendOutcome {
     let first_position = cursor.position + 1;
     let mut streams = Vec::with_capacity(append.request.streams.len());
+    let mut encoded = append.encoded.iter();
     for stream in &append.request.streams {
         let version = versions.entry(stream.stream_id.as_str()).or_insert(0);
         for event in &stream.events {
+            let encoded = encoded.next().expect("one encoding per event");
             cursor.position += 1;
             *version += 1;
-            let canonical = canonical_event_bytes(&HashedFields {
+            let header = EventHeader {
                 community_id: cursor.community_id,
                 position: cursor.position,
                 stream_id: stream.stream_id.as_str(),
@@ -285,10 +303,9 @@ fn plan_append<'a>(
                 stream_version: *version,
                 event_type: event.event_type.as_str(),
                 event_version: &event.event_version,
-                payload: &event.payload,
-                metadata: &event.metadata,
-                recorded_at: cursor.recorded_at,
-            });
+                recorded_at: &cursor.recorded_at_text,
+            };
+            let canonical = compose_event(&header, &encoded.payload, &encoded.metadata);
             let hash = chain_hash(&cursor.hash, &canonical);
             rows.positions.push(cursor.position);
             rows.stream_ids.push(stream.stream_id.as_str());
@@ -296,8 +313,8 @@ fn plan_append<'a>(
             rows.stream_versions.push(*version);
             rows.event_types.push(event.event_type.as_str());
             rows.event_versions.push(&event.event_version);
-            rows.payloads.push(Json(&event.payload));
-            rows.metadata.push(Json(&event.metadata));
+            rows.payloads.push(JsonbText(&encoded.payload));
+            rows.metadata.push(JsonbText(&encoded.metadata));
             rows.previous_hashes.push(cursor.hash.to_vec());
             rows.hashes.push(hash.to_vec());
             cursor.hash = hash;
@@ -353,29 +370,17 @@ async fn write_rows(
     let head_params: [&(dyn ToSql + Sync); 4] =
         [&community, &cursor.position, &hash, &cursor.recorded_at];
     let notify_params: [&(dyn ToSql + Sync); 2] = [&APPENDED_CHANNEL, &notice];
+    let (insert_events, insert_keys, move_head, notify) = futures::try_join!(
+        transaction.prepare_cached(INSERT_EVENTS),
+        transaction.prepare_cached(INSERT_KEYS),
+        transaction.prepare_cached(MOVE_HEAD),
+        transaction.prepare_cached(NOTIFY),
+    )?;
     futures::try_join!(
-        transaction.execute(
-            "INSERT INTO events (community_id, position, stream_id, stream_type, stream_version, \
-                 event_type, event_version, payload, metadata, recorded_at, previous_hash, hash) \
-             SELECT $1, u.p, u.si, u.st, u.sv, u.et, u.ev, u.pl, u.md, $10, u.ph, u.h FROM \
-                 unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-                 $7::text[], $8::jsonb[], $9::jsonb[], $11::bytea[], $12::bytea[]) \
-                 AS u(p, si, st, sv, et, ev, pl, md, ph, h)",
-            &event_params,
-        ),
-        transaction.execute(
-            "INSERT INTO idempotency_keys (community_id, idempotency_key, request_hash, outcome, \
-                 recorded_at) \
-             SELECT $1, u.k, u.h, u.o, $5 FROM unnest($2::text[], $3::bytea[], $4::jsonb[]) \
-                 AS u(k, h, o)",
-            &key_params,
-        ),
-        transaction.execute(
-            "UPDATE community_heads SET last_position = $2, last_hash = $3, last_recorded_at = $4 \
-             WHERE community_id = $1",
-            &head_params,
-        ),
-        transaction.execute("SELECT pg_notify($1, $2)", &notify_params),
+        transaction.execute(&insert_events, &event_params),
+        transaction.execute(&insert_keys, &key_params),
+        transaction.execute(&move_head, &head_params),
+        transaction.execute(&notify, &notify_params),
     )?;
     Ok(())
 }
