@@ -16,6 +16,26 @@ CREATE TABLE community_heads (
     last_recorded_at timestamptz
 );
 
+-- Moves a head only from where the caller planned: when another batch or
+-- process moved it first, raises CL001 so the caller's whole transaction
+-- (sent as one pipeline, COMMIT included) rolls back without a round trip
+-- while the head row is locked.
+CREATE FUNCTION move_community_head(
+    p_community_id uuid, p_position bigint, p_hash bytea, p_recorded_at timestamptz,
+    p_base_position bigint, p_base_hash bytea
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE community_heads
+       SET last_position = p_position, last_hash = p_hash, last_recorded_at = p_recorded_at
+     WHERE community_id = p_community_id
+       AND last_position = p_base_position AND last_hash = p_base_hash;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the head of community % is no longer at position %',
+            p_community_id, p_base_position USING ERRCODE = 'CL001';
+    END IF;
+END;
+$$;
+
 CREATE TABLE events (
     community_id uuid NOT NULL REFERENCES communities (community_id),
     position bigint NOT NULL CHECK (position >= 1),

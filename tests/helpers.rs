@@ -65,6 +65,17 @@ impl TestDb {
             .expect("connect the store")
     }
 
+    /// A store that keeps several batches of a community in flight.
+    pub async fn pipelined_store(&self) -> EventStore {
+        let config = StoreConfig {
+            pipeline_depth: 4,
+            ..StoreConfig::default()
+        };
+        EventStore::connect(self.config.clone(), config)
+            .await
+            .expect("connect the store")
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = self.config.connect(NoTls).await.expect("connect");
         tokio::spawn(connection);

@@ -42,8 +42,9 @@ async fn a_sequential_repeat_returns_the_first_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_repeats_store_one_copy() {
     let db = TestDb::new().await;
-    // Two stores: the race also crosses writers, as between two servers.
-    let stores = [db.store().await, db.store().await];
+    // Two stores: the race also crosses writers, as between two servers,
+    // and their batches are pipelined.
+    let stores = [db.pipelined_store().await, db.pipelined_store().await];
     let community = community(&stores[0]).await;
     let barrier = Arc::new(Barrier::new(24));
     let tasks: Vec<_> = (0..24)

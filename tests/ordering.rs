@@ -12,7 +12,16 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_appends_to_one_stream_store_each_version_once() {
     let db = TestDb::new().await;
-    let store = db.store().await;
+    racing_appends(db.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_appends_through_pipelined_batches_store_each_version_once() {
+    let db = TestDb::new().await;
+    racing_appends(db.pipelined_store().await).await;
+}
+
+async fn racing_appends(store: store::EventStore) {
     let community = community(&store).await;
     let barrier = Arc::new(Barrier::new(64));
     let tasks: Vec<_> = (0..64)
@@ -230,12 +239,13 @@ async fn readers_never_see_a_later_position_without_the_earlier_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_share_one_log_without_gaps() {
     // Two stores are two pools and two writers, as two server processes are;
-    // the head row lock orders them.
+    // the head row orders them. Both pipeline, so each one's batches in
+    // flight are regularly overtaken by the other's and must be planned again.
     let db = TestDb::new().await;
-    let first = db.store().await;
-    let second = db.store().await;
+    let first = db.pipelined_store().await;
+    let second = db.pipelined_store().await;
     let community = community(&first).await;
-    let tasks: Vec<_> = (0..40)
+    let tasks: Vec<_> = (0..200)
         .map(|task| {
             let store = if task % 2 == 0 {
                 first.clone()
@@ -259,8 +269,11 @@ async fn two_processes_share_one_log_without_gaps() {
     for task in tasks {
         task.await.unwrap();
     }
+    let replans = first.stats().batch_replans_total.load(Ordering::Relaxed)
+        + second.stats().batch_replans_total.load(Ordering::Relaxed);
+    eprintln!("batches planned again: {replans}");
     let events = read_all(&first, community).await;
-    assert_eq!(events.len(), 40);
+    assert_eq!(events.len(), 200);
     assert_gap_free(&events);
     assert_chain_intact(&first, community).await;
 }

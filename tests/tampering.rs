@@ -82,8 +82,8 @@ async fn a_deleted_event_and_a_recomputed_hash_are_named() {
     let db = TestDb::new().await;
     let (store, community) = ten_events(&db).await;
     let mut event = store.read_log(community, 3, 1).await.unwrap().remove(0);
-    event.payload = serde_json::json!({"n": 1000});
-    let forged = store::verify::recompute_hash(&event);
+    event.payload = serde_json::value::to_raw_value(&serde_json::json!({"n": 1000})).unwrap();
+    let forged = store::verify::recompute_hash(&event).unwrap();
     db.client()
         .await
         .execute("ALTER TABLE events DISABLE TRIGGER events_append_only", &[])

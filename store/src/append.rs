@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
-use crate::canonical::{canonical_json, canonical_metadata, check_payload, check_text, sha256};
+use crate::canonical::{canonical_json, canonical_metadata, check_payload, check_text};
 use crate::error::StoreError;
 use crate::limits;
 use crate::types::{AppendRequest, ExpectedVersion};
@@ -70,7 +70,29 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
             check_event(event)?;
         }
     }
-    let request_hash = request_hash(&request);
+    let encoded: Vec<EncodedEvent> = request
+        .streams
+        .iter()
+        .flat_map(|s| s.events.iter())
+        .map(|event| EncodedEvent {
+            payload: canonical_json(&event.payload),
+            metadata: Vec::new(),
+        })
+        .collect();
+    if let Some(too_big) = encoded.iter().find(|e| e.payload.len() > limits::PAYLOAD_BYTES_MAX) {
+        return Err(StoreError::invalid(
+            "payload",
+            format!(
+                "{} bytes, at most {}; keep large content beside the log",
+                too_big.payload.len(),
+                limits::PAYLOAD_BYTES_MAX
+            ),
+        ));
+    }
+    let request_hash = match &request.idempotency_key {
+        Some(_) => request_hash(&request, &encoded),
+        None => [0; 32],
+    };
     if let Some(key) = &request.idempotency_key {
         // The key travels with every event so an auditor sees which retries
         // collapsed into this append.
@@ -80,12 +102,12 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
                 .insert("idempotency_key".into(), key.as_str().into());
         }
     }
-    let encoded = request
-        .streams
-        .iter()
-        .flat_map(|s| s.events.iter())
-        .map(|event| EncodedEvent {
-            payload: canonical_json(&event.payload),
+    let events = request.streams.iter().flat_map(|s| s.events.iter());
+    let encoded = encoded
+        .into_iter()
+        .zip(events)
+        .map(|(encoded, event)| EncodedEvent {
+            payload: encoded.payload,
             metadata: canonical_metadata(&event.metadata),
         })
         .collect();
@@ -106,16 +128,6 @@ fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
     }
     check_text("event_version", &event.event_version)?;
     check_payload("payload", &event.payload)?;
-    let payload_bytes = canonical_json(&event.payload).len();
-    if payload_bytes > limits::PAYLOAD_BYTES_MAX {
-        return Err(StoreError::invalid(
-            "payload",
-            format!(
-                "{payload_bytes} bytes, at most {}; keep large content beside the log",
-                limits::PAYLOAD_BYTES_MAX
-            ),
-        ));
-    }
     if event.metadata.len() > limits::METADATA_ENTRIES_MAX {
         return Err(StoreError::invalid(
             "metadata",
@@ -140,32 +152,33 @@ fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// What makes two requests "the same" for an idempotency key: the streams,
-/// expected versions, event types and payloads. Metadata (request ids,
-/// timestamps of the client) may differ between retries.
-fn request_hash(request: &AppendRequest) -> [u8; 32] {
-    let streams: Vec<Value> = request
-        .streams
-        .iter()
-        .map(|s| {
-            let expected = match s.expected {
-                ExpectedVersion::Any => json!("any"),
-                ExpectedVersion::NoStream => json!("no_stream"),
-                ExpectedVersion::Exact(v) => json!(v),
-            };
-            let events: Vec<Value> = s
-                .events
-                .iter()
-                .map(|e| json!([e.event_type.as_str(), e.event_version, e.payload]))
-                .collect();
-            json!([
-                s.stream_id.as_str(),
-                s.stream_type.as_str(),
-                expected,
-                events
-            ])
-        })
-        .collect();
-    let community = request.community_id.to_string();
-    sha256(&canonical_json(&json!([community, streams])))
+/// What makes two requests "the same" for an idempotency key: the community,
+/// streams, expected versions, event types, schema versions and canonical
+/// payloads. Metadata (request ids, client clocks) may differ between retries.
+fn request_hash(request: &AppendRequest, encoded: &[EncodedEvent]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    // Every part is length-prefixed, so no two requests frame alike.
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    part(request.community_id.as_uuid().as_bytes());
+    let mut payloads = encoded.iter();
+    for stream in &request.streams {
+        part(stream.stream_id.as_str().as_bytes());
+        part(stream.stream_type.as_str().as_bytes());
+        let expected = match stream.expected {
+            ExpectedVersion::Any => "any".to_string(),
+            ExpectedVersion::NoStream => "no_stream".to_string(),
+            ExpectedVersion::Exact(v) => v.to_string(),
+        };
+        part(expected.as_bytes());
+        part(&(stream.events.len() as u64).to_be_bytes());
+        for event in &stream.events {
+            part(event.event_type.as_str().as_bytes());
+            part(event.event_version.as_bytes());
+            part(&payloads.next().expect("one encoding per event").payload);
+        }
+    }
+    hasher.finalize().into()
 }

@@ -146,10 +146,7 @@ impl CqrsRepository {
                 )));
             }
             for event in batch {
-                let domain_event: A::Event =
-                    serde_json::from_value(event.payload).map_err(|e| {
-                        StoreError::Corrupt(format!("event at {}: {e}", event.position))
-                    })?;
+                let domain_event: A::Event = event.decode()?;
                 aggregate.apply(domain_event);
                 folded = event.stream_version;
             }
@@ -332,13 +329,15 @@ fn serialized(
 ) -> Result<SerializedEvent, PersistenceError> {
     let metadata = serde_json::to_value(&event.metadata)
         .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+    let payload = serde_json::from_str(event.payload.get())
+        .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
     Ok(SerializedEvent {
         aggregate_id: aggregate_id.to_string(),
         sequence: event.stream_version as usize,
         aggregate_type: event.stream_type,
         event_type: event.event_type,
         event_version: event.event_version,
-        payload: event.payload,
+        payload,
         metadata,
     })
 }

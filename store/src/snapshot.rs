@@ -92,7 +92,8 @@ impl EventStore {
         let statement = client
             .prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
-                 AND stream_version > $3 AND position <= $4 ORDER BY stream_version LIMIT $5"
+                 AND stream_version > $3 AND stream_version <= $3 + $5 AND position <= $4 \
+                 ORDER BY stream_version"
             ))
             .await?;
         loop {
@@ -119,10 +120,7 @@ impl EventStore {
                         event.stream_version
                     )));
                 }
-                let domain_event: A::Event =
-                    serde_json::from_value(event.payload).map_err(|e| {
-                        StoreError::Corrupt(format!("event at {}: {e}", event.position))
-                    })?;
+                let domain_event: A::Event = event.decode()?;
                 aggregate.apply(domain_event);
                 version = event.stream_version;
             }

@@ -62,6 +62,8 @@ pub struct StoreStats {
     pub idempotent_replays_total: AtomicU64,
     pub append_failures_total: AtomicU64,
     pub batches_total: AtomicU64,
+    /// Batches planned again under the head lock after their base moved.
+    pub batch_replans_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

@@ -28,6 +28,10 @@ use crate::writer::{spawn_writer, to_hash, PendingAppend, WriterQueue};
 pub struct StoreConfig {
     pub pool_size_max: usize,
     pub statement_timeout_ms: u64,
+    /// Batches of one community in flight at once. More overlaps PostgreSQL's
+    /// insert work across connections but splits batches, and each batch
+    /// costs a commit; on a 2-core machine 1 measured best (docs/adr/0002).
+    pub pipeline_depth: usize,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +39,7 @@ impl Default for StoreConfig {
         StoreConfig {
             pool_size_max: 16,
             statement_timeout_ms: 30_000,
+            pipeline_depth: 1,
         }
     }
 }
@@ -47,6 +52,7 @@ pub struct EventStore {
 
 pub(crate) struct Inner {
     pub pool: Pool,
+    pub pipeline_depth: usize,
     pub pg_config: tokio_postgres::Config,
     pub stats: StoreStats,
     writers: Mutex<HashMap<CommunityId, WriterQueue>>,
@@ -85,8 +91,15 @@ impl EventStore {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         // Fail here, not on the first append, when the database is unreachable.
         drop(pool.get().await?);
+        if config.pipeline_depth == 0 || config.pipeline_depth >= config.pool_size_max {
+            return Err(StoreError::invalid(
+                "pipeline_depth",
+                "must be at least 1 and below the pool size",
+            ));
+        }
         let inner = Arc::new(Inner {
             pool,
+            pipeline_depth: config.pipeline_depth,
             pg_config,
             stats: StoreStats::default(),
             writers: Mutex::new(HashMap::new()),
@@ -212,8 +225,12 @@ impl EventStore {
         let client = self.inner.pool.get().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND position >= $2 \
-                 ORDER BY position LIMIT $3"
+                // Positions are gap-free, so the batch is exactly this range.
+                // A bounded range keeps the plan an index range scan even
+                // before statistics exist; `position >= $2 LIMIT $3` was
+                // planned as a bitmap scan and a sort of the whole rest.
+                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 \
+                 AND position >= $2 AND position < $2 + $3 ORDER BY position"
             ))
             .await?;
         let params: [&(dyn ToSql + Sync); 3] = [&community_id.as_uuid(), &from_position, &limit];
@@ -240,7 +257,7 @@ impl EventStore {
             .query(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
-                     AND stream_version >= $3 ORDER BY stream_version LIMIT $4"
+                     AND stream_version >= $3 AND stream_version < $3 + $4 ORDER BY stream_version"
                 ),
                 &[&community_id.as_uuid(), &stream_id, &from_version, &limit],
             )
@@ -307,7 +324,7 @@ fn bounded_limit(limit: i64) -> Result<i64, StoreError> {
 }
 
 pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let payload: JsonbValue<serde_json::Value> = row.get(7);
+    let payload: JsonbValue<Box<serde_json::value::RawValue>> = row.get(7);
     let metadata: JsonbValue<crate::types::Metadata> = row.get(8);
     Ok(RecordedEvent {
         community_id: CommunityId::new(row.get(0)),

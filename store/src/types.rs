@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -252,7 +254,7 @@ pub struct AppendOutcome {
 }
 
 /// An event as stored in a community's log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecordedEvent {
     pub community_id: CommunityId,
     pub position: i64,
@@ -261,13 +263,29 @@ pub struct RecordedEvent {
     pub stream_version: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: Value,
+    /// The payload's JSON text as stored: readers deserialize it straight
+    /// into their own types with [`RecordedEvent::decode`].
+    pub payload: Box<RawValue>,
     pub metadata: Metadata,
     pub recorded_at: DateTime<Utc>,
     #[serde(with = "hex_bytes")]
     pub previous_hash: [u8; 32],
     #[serde(with = "hex_bytes")]
     pub hash: [u8; 32],
+}
+
+impl RecordedEvent {
+    /// The payload as `T`, e.g. a domain event.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_str(self.payload.get()).map_err(|e| {
+            StoreError::Corrupt(format!("the payload at position {}: {e}", self.position))
+        })
+    }
+
+    /// The payload as a JSON value.
+    pub fn payload_value(&self) -> Result<Value, StoreError> {
+        self.decode()
+    }
 }
 
 /// A community's chain head: its last position and hash.

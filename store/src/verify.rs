@@ -75,7 +75,7 @@ impl ChainChecker {
                 kind: MismatchKind::BrokenLink,
             });
         }
-        if recompute_hash(event) != event.hash {
+        if recompute_hash(event).ok() != Some(event.hash) {
             return Err(Mismatch {
                 position: event.position,
                 kind: MismatchKind::HashMismatch,
@@ -88,7 +88,8 @@ impl ChainChecker {
 }
 
 /// The hash an event must have, recomputed from its stored fields.
-pub fn recompute_hash(event: &RecordedEvent) -> [u8; 32] {
+pub fn recompute_hash(event: &RecordedEvent) -> Result<[u8; 32], StoreError> {
+    let payload = event.payload_value()?;
     let canonical = canonical_event_bytes(&HashedFields {
         community_id: event.community_id,
         position: event.position,
@@ -97,11 +98,11 @@ pub fn recompute_hash(event: &RecordedEvent) -> [u8; 32] {
         stream_version: event.stream_version,
         event_type: &event.event_type,
         event_version: &event.event_version,
-        payload: &event.payload,
+        payload: &payload,
         metadata: &event.metadata,
         recorded_at: event.recorded_at,
     });
-    chain_hash(&event.previous_hash, &canonical)
+    Ok(chain_hash(&event.previous_hash, &canonical))
 }
 
 impl EventStore {

@@ -1,0 +1,276 @@
+//! The writer's SQL: what planning must look up, and writing a planned batch.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::{Json, ToSql};
+
+use super::plan::{HeadState, Known, Plan};
+use super::PendingAppend;
+use crate::error::StoreError;
+use crate::pgjson::JsonbText;
+use crate::types::{AppendOutcome, CommunityId};
+
+pub(crate) const APPENDED_CHANNEL: &str = "civic_ledger_appended";
+
+const LOCK_HEAD: &str = "SELECT last_position, last_hash, last_recorded_at, clock_timestamp() \
+    FROM community_heads WHERE community_id = $1 FOR UPDATE";
+const CLOCK: &str = "SELECT clock_timestamp() WHERE $1::uuid IS NOT NULL";
+const FIND_KEYS: &str = "SELECT idempotency_key, request_hash, outcome FROM idempotency_keys \
+    WHERE community_id = $1 AND idempotency_key = ANY($2)";
+const FIND_VERSIONS: &str = "SELECT s.stream_id, (SELECT e.stream_version FROM events e \
+    WHERE e.community_id = $1 AND e.stream_id = s.stream_id \
+    ORDER BY e.stream_version DESC LIMIT 1) \
+    FROM unnest($2::text[]) AS s(stream_id)";
+const INSERT_EVENTS: &str = "INSERT INTO events (community_id, position, stream_id, stream_type, \
+    stream_version, event_type, event_version, payload, metadata, recorded_at, previous_hash, hash) \
+    SELECT $1, u.p, u.si, u.st, u.sv, u.et, u.ev, u.pl, u.md, $10, u.ph, u.h FROM \
+    unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], \
+    $8::jsonb[], $9::jsonb[], $11::bytea[], $12::bytea[]) AS u(p, si, st, sv, et, ev, pl, md, ph, h)";
+const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (community_id, idempotency_key, \
+    request_hash, outcome, recorded_at) \
+    SELECT $1, u.k, u.h, u.o, $5 FROM unnest($2::text[], $3::bytea[], $4::jsonb[]) AS u(k, h, o)";
+/// Moves the head only from where the batch was planned. A batch in flight
+/// waits here for the row lock of the batch before it, so batches commit in
+/// position order; a head moved by anyone else raises `HEAD_MOVED`.
+const MOVE_HEAD: &str = "SELECT move_community_head($1, $2, $3, $4, $5, $6)";
+/// Raised by `move_community_head` (migrations/V1__event_store.sql).
+const HEAD_MOVED: &str = "CL001";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// How the lookups start: under the head lock, or without any lock.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Lock {
+    Head,
+    None,
+}
+
+pub(crate) struct Lookup {
+    pub database_now: DateTime<Utc>,
+    /// The head read under its lock (`Lock::Head` only); `None` for an
+    /// unknown community.
+    pub head: Option<HeadState>,
+}
+
+/// Reads the clock (and, with `Lock::Head`, locks and reads the head), then
+/// the stream versions and idempotency keys of the batch that `known` lacks.
+pub(crate) async fn look_up<C: GenericClient>(
+    client: &C,
+    community_id: CommunityId,
+    batch: &[PendingAppend],
+    known: &mut Known,
+    lock: Lock,
+) -> Result<Lookup, StoreError> {
+    let community = community_id.as_uuid();
+    let requests = batch.iter().map(|p| &p.append.request);
+    let mut keys: Vec<&str> = requests
+        .clone()
+        .filter_map(|r| r.idempotency_key.as_ref().map(|k| k.as_str()))
+        .filter(|k| !known.keys.contains_key(*k))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut streams: Vec<&str> = requests
+        .flat_map(|r| r.streams.iter().map(|s| s.stream_id.as_str()))
+        .filter(|s| !known.versions.contains_key(*s))
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let first_sql = if lock == Lock::Head { LOCK_HEAD } else { CLOCK };
+    let (first, find_keys, find_versions) = futures::try_join!(
+        client.prepare_cached(first_sql),
+        client.prepare_cached(FIND_KEYS),
+        client.prepare_cached(FIND_VERSIONS),
+    )?;
+    let first_params: [&(dyn ToSql + Sync); 1] = [&community];
+    let key_params: [&(dyn ToSql + Sync); 2] = [&community, &keys];
+    let version_params: [&(dyn ToSql + Sync); 2] = [&community, &streams];
+    // Sent together (tokio-postgres pipelines them); under the lock, the
+    // lookups run after it is taken and so see every earlier commit.
+    let (first, key_rows, version_rows) = futures::try_join!(
+        client.query_opt(&first, &first_params),
+        client.query(&find_keys, &key_params),
+        client.query(&find_versions, &version_params),
+    )?;
+    for row in key_rows {
+        let outcome: Json<AppendOutcome> = row.get(2);
+        let hash = super::to_hash(row.get(1))?;
+        known.keys.insert(row.get(0), (hash, outcome.0));
+    }
+    for row in version_rows {
+        let version: Option<i64> = row.get(1);
+        known.versions.insert(row.get(0), version.unwrap_or(0));
+    }
+    let Some(first) = first else {
+        return Ok(Lookup {
+            database_now: Utc::now(),
+            head: None,
+        });
+    };
+    if lock == Lock::None {
+        return Ok(Lookup {
+            database_now: first.get(0),
+            head: None,
+        });
+    }
+    Ok(Lookup {
+        database_now: first.get(3),
+        head: Some(HeadState {
+            position: first.get(0),
+            hash: super::to_hash(first.get(1))?,
+            recorded_at: first.get(2),
+        }),
+    })
+}
+
+/// The columns of a planned batch's events, ready for one `unnest` insert.
+#[derive(Default)]
+struct EventRows<'a> {
+    positions: Vec<i64>,
+    stream_ids: Vec<&'a str>,
+    stream_types: Vec<&'a str>,
+    stream_versions: Vec<i64>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<&'a str>,
+    payloads: Vec<JsonbText<'a>>,
+    metadata: Vec<JsonbText<'a>>,
+    previous_hashes: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+}
+
+impl<'a> EventRows<'a> {
+    fn of(batch: &'a [PendingAppend], plan: &'a Plan) -> Self {
+        let mut rows = EventRows::default();
+        for planned in &plan.events {
+            let append = &batch[planned.append].append;
+            let stream = &append.request.streams[planned.stream];
+            let event = &stream.events[planned.event];
+            let flat_index: usize = append.request.streams[..planned.stream]
+                .iter()
+                .map(|s| s.events.len())
+                .sum::<usize>()
+                + planned.event;
+            let encoded = &append.encoded[flat_index];
+            rows.positions.push(planned.position);
+            rows.stream_ids.push(stream.stream_id.as_str());
+            rows.stream_types.push(stream.stream_type.as_str());
+            rows.stream_versions.push(planned.version);
+            rows.event_types.push(event.event_type.as_str());
+            rows.event_versions.push(&event.event_version);
+            rows.payloads.push(JsonbText(&encoded.payload));
+            rows.metadata.push(JsonbText(&encoded.metadata));
+            rows.previous_hashes.push(&planned.previous_hash);
+            rows.hashes.push(&planned.hash);
+        }
+        rows
+    }
+}
+
+/// How writing a planned batch ended.
+pub(crate) enum WriteEnd {
+    Committed,
+    /// The head was not where the batch was planned; nothing was written.
+    HeadMoved,
+    /// A statement failed, so the transaction rolled back: nothing was written.
+    NotCommitted(StoreError),
+    /// The COMMIT itself failed: whether the batch landed cannot be known.
+    Unknown(StoreError),
+}
+
+/// Writes a planned batch and commits it, as one pipeline: no round trip to
+/// this process happens while the head row is locked. With `begin`, the
+/// transaction starts in the same pipeline; without, the caller began it.
+pub(crate) async fn write_planned(
+    client: &deadpool_postgres::Object,
+    community_id: CommunityId,
+    batch: &[PendingAppend],
+    plan: &Plan,
+    begin: bool,
+) -> WriteEnd {
+    let community = community_id.as_uuid();
+    let rows = EventRows::of(batch, plan);
+    let key_names: Vec<&str> = plan
+        .new_keys
+        .iter()
+        .map(|(index, _, _)| {
+            let key = batch[*index].append.request.idempotency_key.as_ref();
+            key.expect("only idempotent appends record keys").as_str()
+        })
+        .collect();
+    let key_hashes: Vec<&[u8]> = plan.new_keys.iter().map(|k| &k.1[..]).collect();
+    let key_outcomes: Vec<Json<&AppendOutcome>> = plan.new_keys.iter().map(|k| Json(&k.2)).collect();
+    let notice = format!("{}:{}", community_id, plan.head.position);
+    let event_params: [&(dyn ToSql + Sync); 12] = [
+        &community,
+        &rows.positions,
+        &rows.stream_ids,
+        &rows.stream_types,
+        &rows.stream_versions,
+        &rows.event_types,
+        &rows.event_versions,
+        &rows.payloads,
+        &rows.metadata,
+        &plan.recorded_at,
+        &rows.previous_hashes,
+        &rows.hashes,
+    ];
+    let key_params: [&(dyn ToSql + Sync); 5] = [
+        &community,
+        &key_names,
+        &key_hashes,
+        &key_outcomes,
+        &plan.recorded_at,
+    ];
+    let head_params: [&(dyn ToSql + Sync); 6] = [
+        &community,
+        &plan.head.position,
+        &&plan.head.hash[..],
+        &plan.recorded_at,
+        &plan.base.position,
+        &&plan.base.hash[..],
+    ];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&APPENDED_CHANNEL, &notice];
+    let prepared = futures::try_join!(
+        client.prepare_cached(INSERT_EVENTS),
+        client.prepare_cached(INSERT_KEYS),
+        client.prepare_cached(MOVE_HEAD),
+        client.prepare_cached(NOTIFY),
+    );
+    let (insert_events, insert_keys, move_head, notify) = match prepared {
+        Ok(statements) => statements,
+        Err(error) => return WriteEnd::NotCommitted(error.into()),
+    };
+    let began = async {
+        if begin {
+            client.batch_execute("BEGIN").await
+        } else {
+            Ok(())
+        }
+    };
+    // Polled together, the requests leave in this order on one connection.
+    let (began, inserted, keys, moved, notified, committed) = futures::join!(
+        began,
+        client.execute(&insert_events, &event_params),
+        client.execute(&insert_keys, &key_params),
+        client.execute(&move_head, &head_params),
+        client.execute(&notify, &notify_params),
+        client.batch_execute("COMMIT"),
+    );
+    if let Err(error) = &moved {
+        if error.code().map(|c| c.code()) == Some(HEAD_MOVED) {
+            return WriteEnd::HeadMoved;
+        }
+    }
+    let inserted_count = inserted.as_ref().map_or(0, |n| *n as usize);
+    let statements = [began.map(|()| 0), inserted, keys, moved, notified];
+    let failed = statements.into_iter().find_map(Result::err);
+    match (failed, committed) {
+        // After a failed statement the transaction is aborted and the
+        // COMMIT rolls it back.
+        (Some(error), _) => WriteEnd::NotCommitted(error.into()),
+        (None, Err(error)) => WriteEnd::Unknown(error.into()),
+        (None, Ok(())) => {
+            assert_eq!(inserted_count, plan.events.len(), "every planned event is inserted");
+            WriteEnd::Committed
+        }
+    }
+}
