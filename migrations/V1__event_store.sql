@@ -36,8 +36,11 @@ BEGIN
 END;
 $$;
 
+-- No foreign key to communities: the writer appends only after it found the
+-- community's head row, and a per-row referential check cost a tenth of the
+-- insert (docs/adr/0002).
 CREATE TABLE events (
-    community_id uuid NOT NULL REFERENCES communities (community_id),
+    community_id uuid NOT NULL,
     position bigint NOT NULL CHECK (position >= 1),
     stream_id text NOT NULL,
     stream_type text NOT NULL,

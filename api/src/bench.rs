@@ -36,6 +36,9 @@ pub struct StoreBenchArgs {
     pub batch_events_per_append: usize,
     #[arg(long, default_value_t = 1_000_000)]
     pub read_events: i64,
+    /// Batches of one community the store keeps in flight.
+    #[arg(long, default_value_t = StoreConfig::default().pipeline_depth)]
+    pub pipeline_depth: usize,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,7 @@ struct StoreBenchReport {
     read_events: i64,
     single_events: usize,
     batch_events: usize,
+    pipeline_depth: usize,
     postgres_version: String,
 }
 
@@ -89,6 +93,7 @@ async fn run_store_bench(
     run_migrations(pg_config).await?;
     let config = StoreConfig {
         pool_size_max: 8,
+        pipeline_depth: args.pipeline_depth,
         ..StoreConfig::default()
     };
     let store = EventStore::connect(pg_config.clone(), config).await?;
@@ -134,6 +139,7 @@ async fn run_store_bench(
         read_events: args.read_events,
         single_events: single.events as usize,
         batch_events: batch.events as usize,
+        pipeline_depth: args.pipeline_depth,
         postgres_version,
     })
 }
