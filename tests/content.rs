@@ -81,7 +81,10 @@ async fn erased_content_leaves_a_tombstone_and_an_intact_chain() {
     assert!(raw_body.is_none(), "the bytes are gone from the table");
     assert_chain_intact(&store, community).await;
     let stored = read_all(&store, community).await;
-    assert_eq!(stored[0].payload_value().unwrap()["text_hash"], hash.to_hex());
+    assert_eq!(
+        stored[0].payload_value().unwrap()["text_hash"],
+        hash.to_hex()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

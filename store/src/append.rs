@@ -79,7 +79,10 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
             metadata: Vec::new(),
         })
         .collect();
-    if let Some(too_big) = encoded.iter().find(|e| e.payload.len() > limits::PAYLOAD_BYTES_MAX) {
+    if let Some(too_big) = encoded
+        .iter()
+        .find(|e| e.payload.len() > limits::PAYLOAD_BYTES_MAX)
+    {
         return Err(StoreError::invalid(
             "payload",
             format!(

@@ -80,7 +80,11 @@ pub fn compose_event(header: &EventHeader<'_>, payload: &[u8], metadata: &[u8]) 
     bytes.extend_from_slice(b",\"payload\":");
     bytes.extend_from_slice(payload);
     let mut out = String::with_capacity(160);
-    let _ = write!(out, ",\"position\":{},\"recorded_at\":\"{}\",\"stream_id\":", header.position, header.recorded_at);
+    let _ = write!(
+        out,
+        ",\"position\":{},\"recorded_at\":\"{}\",\"stream_id\":",
+        header.position, header.recorded_at
+    );
     write_string(header.stream_id, &mut out);
     out.push_str(",\"stream_type\":");
     write_string(header.stream_type, &mut out);
@@ -285,7 +289,9 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let at = DateTime::parse_from_rfc3339("2026-11-23T08:30:00.000042Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2026-11-23T08:30:00.000042Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let community = CommunityId::new(uuid::Uuid::nil());
         let composed = canonical_event_bytes(&HashedFields {
             community_id: community,
@@ -305,12 +311,76 @@ mod tests {
             "recorded_at": "2026-11-23T08:30:00.000042Z", "stream_id": "report-\"1",
             "stream_type": "Report", "stream_version": 3,
         });
-        assert_eq!(String::from_utf8(composed).unwrap(), String::from_utf8(canonical_json(&whole)).unwrap());
+        assert_eq!(
+            String::from_utf8(composed).unwrap(),
+            String::from_utf8(canonical_json(&whole)).unwrap()
+        );
     }
 
     #[test]
     fn chain_hash_prefixes_the_previous_hash() {
         let expected: [u8; 32] = Sha256::digest([&[0u8; 32][..], b"{}"].concat()).into();
         assert_eq!(chain_hash(&GENESIS_HASH, b"{}"), expected);
+    }
+}
+
+/// The worked example of docs/AUDIT.md: if this test fails, the document and
+/// every auditor's tool built from it are wrong, so change both together.
+#[cfg(test)]
+mod audit_example {
+    use super::*;
+    use serde_json::json;
+
+    pub(super) fn example() -> (Vec<u8>, [u8; 32], [u8; 32]) {
+        let payload = json!({
+            "category": "floating_garbage",
+            "site_code": "RB-0042",
+            "text_hash": "9f2c4b0e7c1a5d3e8f6b2a4c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c5d7e",
+            "points": "5.00"
+        });
+        let metadata: Metadata = [
+            ("actor_id", "7f1d2c3b-4a59-4e68-9d7c-0b1a2c3d4e5f"),
+            ("actor_role", "citizen"),
+            ("client", "qr-page"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let recorded_at = DateTime::parse_from_rfc3339("2026-11-23T08:30:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let community = CommunityId::new(
+            uuid::Uuid::parse_str("3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b").unwrap(),
+        );
+        let bytes = canonical_event_bytes(&HashedFields {
+            community_id: community,
+            position: 1,
+            stream_id: "report-8c5e1f20",
+            stream_type: "Report",
+            stream_version: 1,
+            event_type: "ReportSubmitted",
+            event_version: "1",
+            payload: &payload,
+            metadata: &metadata,
+            recorded_at,
+        });
+        let first = chain_hash(&GENESIS_HASH, &bytes);
+        let second = chain_hash(&first, &bytes);
+        (bytes, first, second)
+    }
+
+    #[test]
+    fn the_documented_example_holds() {
+        let (bytes, first, _) = example();
+        let text = String::from_utf8(bytes).unwrap();
+        println!("{text}\n{}", hex::encode(first));
+        assert_eq!(
+            text,
+            include_str!("../../docs/audit-example.json").trim_end()
+        );
+        assert_eq!(
+            hex::encode(first),
+            include_str!("../../docs/audit-example.sha256").trim_end()
+        );
     }
 }

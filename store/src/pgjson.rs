@@ -17,7 +17,11 @@ const JSONB_VERSION: u8 = 1;
 pub(crate) struct JsonbText<'a>(pub &'a [u8]);
 
 impl ToSql for JsonbText<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         if *ty == Type::JSONB {
             out.put_u8(JSONB_VERSION);
         }

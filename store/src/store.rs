@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::pgjson::JsonbValue;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::TryStreamExt;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use crate::pgjson::JsonbValue;
-use futures::TryStreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 

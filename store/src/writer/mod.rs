@@ -47,7 +47,10 @@ pub(crate) struct PendingAppend {
 
 pub(crate) type WriterQueue = mpsc::Sender<PendingAppend>;
 
-pub(crate) fn spawn_writer(inner: Arc<Inner>, community_id: CommunityId) -> (WriterQueue, JoinHandle<()>) {
+pub(crate) fn spawn_writer(
+    inner: Arc<Inner>,
+    community_id: CommunityId,
+) -> (WriterQueue, JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(limits::WRITER_QUEUE_CAPACITY);
     let pipeline_depth = inner.pipeline_depth;
     assert!(pipeline_depth >= 1, "at least one batch can be in flight");
@@ -159,7 +162,12 @@ impl Writer {
                 let generation = self.generation;
                 in_flight.push_back(tokio::spawn(async move {
                     let end = commit_pipelined(client, community_id, &batch, &plan).await;
-                    Ended { generation, batch, plan, end }
+                    Ended {
+                        generation,
+                        batch,
+                        plan,
+                        end,
+                    }
                 }));
             }
             Err(error) => {
@@ -178,14 +186,30 @@ impl Writer {
         let database_now = match self.clock_reading(batch) {
             Some(now) => now,
             None => {
-                let lookup = look_up(&client, self.community_id, batch, &mut self.known, Lock::None).await?;
+                let lookup = look_up(
+                    &client,
+                    self.community_id,
+                    batch,
+                    &mut self.known,
+                    Lock::None,
+                )
+                .await?;
                 self.clock = Some((lookup.database_now, Instant::now()));
                 lookup.database_now
             }
         };
-        let base = self.head.clone().expect("a pipelined batch has a head to build on");
+        let base = self
+            .head
+            .clone()
+            .expect("a pipelined batch has a head to build on");
         let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
-        let plan = plan_batch(self.community_id, &appends, base, database_now, &mut self.known);
+        let plan = plan_batch(
+            self.community_id,
+            &appends,
+            base,
+            database_now,
+            &mut self.known,
+        );
         self.head = Some(plan.head.clone());
         Ok((client, plan))
     }
@@ -215,8 +239,17 @@ impl Writer {
         all_known.then(|| read + elapsed)
     }
 
-    fn finish(&mut self, ended: Result<Ended, tokio::task::JoinError>, retry: &mut VecDeque<PendingAppend>) {
-        let Ended { generation, batch, plan, end } = match ended {
+    fn finish(
+        &mut self,
+        ended: Result<Ended, tokio::task::JoinError>,
+        retry: &mut VecDeque<PendingAppend>,
+    ) {
+        let Ended {
+            generation,
+            batch,
+            plan,
+            end,
+        } = match ended {
             Ok(ended) => ended,
             Err(panicked) => {
                 // The batch's replies are gone with its task; its appends
@@ -233,7 +266,8 @@ impl Writer {
             BatchEnd::Committed if stale => retry.extend(batch),
             BatchEnd::Committed => {
                 if plan.writes() {
-                    self.inner.announce_local(self.community_id, plan.head.position);
+                    self.inner
+                        .announce_local(self.community_id, plan.head.position);
                 }
                 reply_all(&self.inner.stats, batch, plan.results);
             }
@@ -277,7 +311,8 @@ impl Writer {
                 }
                 Ok(plan) => {
                     if plan.writes() {
-                        self.inner.announce_local(self.community_id, plan.head.position);
+                        self.inner
+                            .announce_local(self.community_id, plan.head.position);
                     }
                     return reply_all(&self.inner.stats, batch, plan.results);
                 }
@@ -288,7 +323,14 @@ impl Writer {
     async fn try_commit_locked(&mut self, batch: &[PendingAppend]) -> Result<Plan, StoreError> {
         let client = self.inner.pool.get().await?;
         client.batch_execute("BEGIN").await?;
-        let looked_up = look_up(&client, self.community_id, batch, &mut self.known, Lock::Head).await;
+        let looked_up = look_up(
+            &client,
+            self.community_id,
+            batch,
+            &mut self.known,
+            Lock::Head,
+        )
+        .await;
         let lookup = match looked_up {
             Ok(lookup) => lookup,
             Err(error) => {
@@ -303,7 +345,13 @@ impl Writer {
         };
         self.clock = Some((lookup.database_now, Instant::now()));
         let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
-        let plan = plan_batch(self.community_id, &appends, base, lookup.database_now, &mut self.known);
+        let plan = plan_batch(
+            self.community_id,
+            &appends,
+            base,
+            lookup.database_now,
+            &mut self.known,
+        );
         if !plan.writes() {
             roll_back(client).await;
             self.head = Some(plan.head.clone());
@@ -367,7 +415,10 @@ impl Plan {
 }
 
 /// Takes the first append and whatever else is waiting, within the batch limits.
-fn gather(first: PendingAppend, receiver: &mut mpsc::Receiver<PendingAppend>) -> Vec<PendingAppend> {
+fn gather(
+    first: PendingAppend,
+    receiver: &mut mpsc::Receiver<PendingAppend>,
+) -> Vec<PendingAppend> {
     let mut events = first.append.request.event_count();
     let mut batch = vec![first];
     while batch.len() < limits::BATCH_APPENDS_MAX && events < limits::BATCH_EVENTS_MAX {
@@ -387,7 +438,8 @@ fn take_batch(queue: &mut VecDeque<PendingAppend>) -> Vec<PendingAppend> {
     let mut batch = Vec::new();
     while let Some(next) = queue.front() {
         let more = next.append.request.event_count();
-        let full = batch.len() >= limits::BATCH_APPENDS_MAX || events + more > limits::BATCH_EVENTS_MAX;
+        let full =
+            batch.len() >= limits::BATCH_APPENDS_MAX || events + more > limits::BATCH_EVENTS_MAX;
         if full && !batch.is_empty() {
             break;
         }
@@ -412,7 +464,11 @@ fn is_transient(error: &StoreError) -> bool {
     )
 }
 
-fn reply_all(stats: &StoreStats, batch: Vec<PendingAppend>, results: Vec<Result<AppendOutcome, StoreError>>) {
+fn reply_all(
+    stats: &StoreStats,
+    batch: Vec<PendingAppend>,
+    results: Vec<Result<AppendOutcome, StoreError>>,
+) {
     assert_eq!(results.len(), batch.len(), "one result per append");
     for (pending, result) in batch.into_iter().zip(results) {
         match &result {

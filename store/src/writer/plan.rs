@@ -97,7 +97,12 @@ pub(crate) fn plan_batch(
     for (index, append) in appends.iter().enumerate() {
         let key = append.request.idempotency_key.as_ref().map(|k| k.as_str());
         if let Some((stored_hash, outcome)) = key.and_then(|k| known.keys.get(k)) {
-            results.push(replay(key.unwrap_or_default(), stored_hash, outcome, append));
+            results.push(replay(
+                key.unwrap_or_default(),
+                stored_hash,
+                outcome,
+                append,
+            ));
             continue;
         }
         if let Some(conflict) = find_conflict(append, &known.versions) {

@@ -197,7 +197,8 @@ pub(crate) async fn write_planned(
         })
         .collect();
     let key_hashes: Vec<&[u8]> = plan.new_keys.iter().map(|k| &k.1[..]).collect();
-    let key_outcomes: Vec<Json<&AppendOutcome>> = plan.new_keys.iter().map(|k| Json(&k.2)).collect();
+    let key_outcomes: Vec<Json<&AppendOutcome>> =
+        plan.new_keys.iter().map(|k| Json(&k.2)).collect();
     let notice = format!("{}:{}", community_id, plan.head.position);
     let event_params: [&(dyn ToSql + Sync); 12] = [
         &community,
@@ -269,7 +270,11 @@ pub(crate) async fn write_planned(
         (Some(error), _) => WriteEnd::NotCommitted(error.into()),
         (None, Err(error)) => WriteEnd::Unknown(error.into()),
         (None, Ok(())) => {
-            assert_eq!(inserted_count, plan.events.len(), "every planned event is inserted");
+            assert_eq!(
+                inserted_count,
+                plan.events.len(),
+                "every planned event is inserted"
+            );
             WriteEnd::Committed
         }
     }
