@@ -277,3 +277,46 @@ async fn two_processes_share_one_log_without_gaps() {
     assert_gap_free(&events);
     assert_chain_intact(&first, community).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_queued_appends_finish_and_refuses_new_ones() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let barrier = Arc::new(Barrier::new(101));
+    let appends: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let name = format!("report-{i}");
+                store
+                    .append(append_one(community, &name, ExpectedVersion::NoStream, i))
+                    .await
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    store.shutdown().await;
+    let mut landed = 0;
+    for append in appends {
+        match append.await.unwrap() {
+            Ok(outcome) => {
+                landed += 1;
+                assert!(outcome.last_position >= 1);
+            }
+            Err(error) => assert!(matches!(error, StoreError::ShuttingDown), "{error}"),
+        }
+    }
+    let after = store
+        .append(append_one(community, "late", ExpectedVersion::Any, 0))
+        .await;
+    assert!(matches!(after, Err(StoreError::ShuttingDown)));
+    // Every append that was answered Ok is stored, and nothing else is.
+    let reader = db.store().await;
+    let events = read_all(&reader, community).await;
+    assert_eq!(events.len(), landed);
+    assert_gap_free(&events);
+    assert_chain_intact(&reader, community).await;
+}
