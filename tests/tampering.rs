@@ -4,6 +4,14 @@ use store::{ExpectedVersion, MismatchKind};
 
 use crate::helpers::*;
 
+async fn first_mismatch(
+    store: &store::EventStore,
+    community: store::CommunityId,
+) -> store::Mismatch {
+    let verification = store.verify_chain(community, 1, i64::MAX).await.unwrap();
+    verification.first_mismatch.expect("the change is detected")
+}
+
 async fn ten_events(db: &TestDb) -> (store::EventStore, store::CommunityId) {
     let store = db.store().await;
     let community = community(&store).await;
@@ -67,12 +75,7 @@ async fn a_deleted_event_and_a_recomputed_hash_are_named() {
         )
         .await
         .unwrap();
-    let mismatch = store
-        .verify_chain(community, 1, i64::MAX)
-        .await
-        .unwrap()
-        .first_mismatch
-        .unwrap();
+    let mismatch = first_mismatch(&store, community).await;
     assert_eq!(
         (mismatch.position, mismatch.kind),
         (4, MismatchKind::MissingPosition)
@@ -97,12 +100,7 @@ async fn a_deleted_event_and_a_recomputed_hash_are_named() {
         )
         .await
         .unwrap();
-    let mismatch = store
-        .verify_chain(community, 1, i64::MAX)
-        .await
-        .unwrap()
-        .first_mismatch
-        .unwrap();
+    let mismatch = first_mismatch(&store, community).await;
     assert_eq!(
         (mismatch.position, mismatch.kind),
         (4, MismatchKind::BrokenLink)

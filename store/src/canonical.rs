@@ -15,43 +15,25 @@ use crate::types::{CommunityId, Metadata};
 /// The previous hash of a community's first event.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 
-/// The fields of a stored event that its hash covers.
-pub struct HashedFields<'a> {
-    pub community_id: CommunityId,
-    pub position: i64,
-    pub stream_id: &'a str,
-    pub stream_type: &'a str,
-    pub stream_version: i64,
-    pub event_type: &'a str,
-    pub event_version: &'a str,
-    pub payload: &'a Value,
-    pub metadata: &'a Metadata,
-    pub recorded_at: DateTime<Utc>,
-}
-
 /// `recorded_at` in the one textual form the hash uses: UTC, microseconds, `Z`.
 pub fn timestamp_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The canonical JSON object of an event (RFC 8785 for our integer-only JSON).
-pub fn canonical_event_bytes(fields: &HashedFields<'_>) -> Vec<u8> {
-    let payload = canonical_json(fields.payload);
-    let metadata = canonical_metadata(fields.metadata);
-    let header = EventHeader {
-        community_id: fields.community_id,
-        position: fields.position,
-        stream_id: fields.stream_id,
-        stream_type: fields.stream_type,
-        stream_version: fields.stream_version,
-        event_type: fields.event_type,
-        event_version: fields.event_version,
-        recorded_at: &timestamp_text(fields.recorded_at),
-    };
-    compose_event(&header, &payload, &metadata)
+pub fn canonical_event_bytes(
+    header: &EventHeader<'_>,
+    payload: &Value,
+    metadata: &Metadata,
+) -> Vec<u8> {
+    compose_event(
+        header,
+        &canonical_json(payload),
+        &canonical_metadata(metadata),
+    )
 }
 
-/// The fields of an event besides its payload and metadata.
+/// The fields of an event that its hash covers, besides its payload and metadata.
 pub struct EventHeader<'a> {
     pub community_id: CommunityId,
     pub position: i64,
@@ -293,7 +275,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let community = CommunityId::new(uuid::Uuid::nil());
-        let composed = canonical_event_bytes(&HashedFields {
+        let header = EventHeader {
             community_id: community,
             position: 7,
             stream_id: "report-\"1",
@@ -301,10 +283,9 @@ mod tests {
             stream_version: 3,
             event_type: "ReportSubmitted",
             event_version: "1",
-            payload: &payload,
-            metadata: &metadata,
-            recorded_at: at,
-        });
+            recorded_at: &timestamp_text(at),
+        };
+        let composed = canonical_event_bytes(&header, &payload, &metadata);
         let whole = json!({
             "community_id": community.to_string(), "event_type": "ReportSubmitted",
             "event_version": "1", "metadata": metadata, "payload": payload, "position": 7,
@@ -352,7 +333,7 @@ mod audit_example {
         let community = CommunityId::new(
             uuid::Uuid::parse_str("3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b").unwrap(),
         );
-        let bytes = canonical_event_bytes(&HashedFields {
+        let header = EventHeader {
             community_id: community,
             position: 1,
             stream_id: "report-8c5e1f20",
@@ -360,10 +341,9 @@ mod audit_example {
             stream_version: 1,
             event_type: "ReportSubmitted",
             event_version: "1",
-            payload: &payload,
-            metadata: &metadata,
-            recorded_at,
-        });
+            recorded_at: &timestamp_text(recorded_at),
+        };
+        let bytes = canonical_event_bytes(&header, &payload, &metadata);
         let first = chain_hash(&GENESIS_HASH, &bytes);
         let second = chain_hash(&first, &bytes);
         (bytes, first, second)

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{canonical_event_bytes, chain_hash, HashedFields, GENESIS_HASH};
+use crate::canonical::{
+    canonical_event_bytes, chain_hash, timestamp_text, EventHeader, GENESIS_HASH,
+};
 use crate::error::StoreError;
 use crate::store::EventStore;
 use crate::types::{CommunityId, RecordedEvent};
@@ -90,7 +92,7 @@ impl ChainChecker {
 /// The hash an event must have, recomputed from its stored fields.
 pub fn recompute_hash(event: &RecordedEvent) -> Result<[u8; 32], StoreError> {
     let payload = event.payload_value()?;
-    let canonical = canonical_event_bytes(&HashedFields {
+    let header = EventHeader {
         community_id: event.community_id,
         position: event.position,
         stream_id: &event.stream_id,
@@ -98,10 +100,9 @@ pub fn recompute_hash(event: &RecordedEvent) -> Result<[u8; 32], StoreError> {
         stream_version: event.stream_version,
         event_type: &event.event_type,
         event_version: &event.event_version,
-        payload: &payload,
-        metadata: &event.metadata,
-        recorded_at: event.recorded_at,
-    });
+        recorded_at: &timestamp_text(event.recorded_at),
+    };
+    let canonical = canonical_event_bytes(&header, &payload, &event.metadata);
     Ok(chain_hash(&event.previous_hash, &canonical))
 }
 
