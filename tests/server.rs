@@ -44,6 +44,12 @@ impl Server {
         Server { child, base_url }
     }
 
+    async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.base_url))
+            .await
+            .expect("the server answers")
+    }
+
     /// SIGTERM, then the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
@@ -81,38 +87,18 @@ async fn attach(data_dir: &Path) -> EventStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_provisions_postgres_stops_cleanly_and_keeps_its_events() {
     let (_guard, data_dir) = data_dir();
-    let http = reqwest::Client::new();
 
     let server = Server::start(&data_dir);
-    let ready = http
-        .get(format!("{}/readyz", server.base_url))
-        .send()
-        .await
-        .unwrap();
+    let ready = server.get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    let health = http
-        .get(format!("{}/healthz", server.base_url))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let metrics = http
-        .get(format!("{}/metrics", server.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("civic_ledger_append_latency_seconds_bucket"),
         "{metrics}"
     );
-    let missing = http
-        .get(format!("{}/nowhere", server.base_url))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get("/nowhere").await;
     assert_eq!(missing.status(), 404);
 
     let store = attach(&data_dir).await;
@@ -133,11 +119,7 @@ async fn serve_provisions_postgres_stops_cleanly_and_keeps_its_events() {
     assert!(!socket.exists(), "the private PostgreSQL was stopped");
 
     let server = Server::start(&data_dir);
-    let ready = http
-        .get(format!("{}/readyz", server.base_url))
-        .send()
-        .await
-        .unwrap();
+    let ready = server.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let store = attach(&data_dir).await;
     let events = read_all(&store, community).await;
