@@ -56,7 +56,9 @@ CREATE TABLE events (
 );
 
 CREATE UNIQUE INDEX events_by_stream ON events (community_id, stream_id, stream_version);
-CREATE INDEX events_by_recorded_at ON events (community_id, recorded_at);
+-- No index on recorded_at: it never decreases within a community (the
+-- store clamps it), so "the position at a time" is a binary search over the
+-- primary key, and every append saves an index insert.
 
 -- Stored events are never edited. This guard is defence in depth: the hash
 -- chain is what proves it, because a database owner can drop a trigger.

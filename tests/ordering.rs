@@ -320,3 +320,52 @@ async fn shutdown_lets_queued_appends_finish_and_refuses_new_ones() {
     assert_gap_free(&events);
     assert_chain_intact(&reader, community).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_position_at_a_time_cuts_the_log_where_it_was() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    assert_eq!(
+        store
+            .position_at(community, chrono::Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    for i in 0..9 {
+        let name = format!("patrol-{}", i % 2);
+        append(
+            &store,
+            append_one(community, &name, ExpectedVersion::Any, i),
+        )
+        .await;
+        if i % 3 == 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let events = read_all(&store, community).await;
+    let times: Vec<_> = events.iter().map(|e| e.recorded_at).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "recorded_at never decreases"
+    );
+    for event in &events {
+        // The last position recorded no later than this event's time.
+        let expected = events
+            .iter()
+            .filter(|e| e.recorded_at <= event.recorded_at)
+            .count() as i64;
+        let found = store
+            .position_at(community, event.recorded_at)
+            .await
+            .unwrap();
+        assert_eq!(found, expected, "at {}", event.recorded_at);
+    }
+    let before = times[0] - chrono::TimeDelta::microseconds(1);
+    assert_eq!(store.position_at(community, before).await.unwrap(), 0);
+    let after = times[8] + chrono::TimeDelta::days(1);
+    assert_eq!(store.position_at(community, after).await.unwrap(), 9);
+    let unknown = store.position_at(store::CommunityId::random(), after).await;
+    assert_eq!(unknown.unwrap_err().code(), "NOT_FOUND");
+}

@@ -266,20 +266,41 @@ impl EventStore {
     }
 
     /// The last position recorded at or before `at` (0 when none was).
+    /// `recorded_at` never decreases within a community, so this is a binary
+    /// search over positions: one primary-key lookup per halving.
     pub async fn position_at(
         &self,
         community_id: CommunityId,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
+        let head = self.head(community_id).await?;
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_one(
-                "SELECT coalesce(max(position), 0) FROM events \
-                 WHERE community_id = $1 AND recorded_at <= $2",
-                &[&community_id.as_uuid(), &at],
+        let statement = client
+            .prepare_cached(
+                "SELECT recorded_at FROM events WHERE community_id = $1 AND position = $2",
             )
             .await?;
-        Ok(row.get(0))
+        // Invariant: position `low` is recorded at or before `at` (0 stands
+        // for "before the first event"); every position above `high` is later.
+        let (mut low, mut high) = (0_i64, head.position);
+        while low < high {
+            let middle = low + (high - low + 1) / 2;
+            let row = client
+                .query_opt(&statement, &[&community_id.as_uuid(), &middle])
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "community {community_id} has no event at {middle}"
+                    ))
+                })?;
+            let recorded_at: DateTime<Utc> = row.get(0);
+            if recorded_at <= at {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(low)
     }
 
     pub(crate) fn head_watch(&self, community_id: CommunityId) -> watch::Receiver<i64> {

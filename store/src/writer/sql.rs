@@ -251,7 +251,15 @@ pub(crate) async fn write_planned(
     let (began, inserted, keys, moved, notified, committed) = futures::join!(
         began,
         client.execute(&insert_events, &event_params),
-        client.execute(&insert_keys, &key_params),
+        async {
+            // Most appends carry no key: skip the statement rather than send
+            // empty arrays.
+            if key_names.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&insert_keys, &key_params).await
+            }
+        },
         client.execute(&move_head, &head_params),
         client.execute(&notify, &notify_params),
         client.batch_execute("COMMIT"),
