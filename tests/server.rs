@@ -175,6 +175,38 @@ async fn migrate_alone_applies_then_finds_nothing_to_do() {
 }
 
 #[test]
+fn without_a_url_or_server_programs_the_error_says_what_to_install() {
+    let (_guard, data_dir) = data_dir();
+    let empty_bin = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_civic-ledger"))
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("DATABASE_URL")
+        .env("CIVIC_LEDGER_PG_BINDIR", empty_bin.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needed in [
+        "initdb",
+        "pg_ctl",
+        "apt-get install postgresql",
+        "DATABASE_URL=",
+    ] {
+        assert!(
+            stderr.contains(needed),
+            "the error names {needed}: {stderr}"
+        );
+    }
+    assert!(!data_dir.join("postgres").exists(), "nothing was created");
+}
+
+#[test]
 fn a_bad_database_url_is_a_clear_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_civic-ledger"))
         .args(["migrate"])

@@ -30,7 +30,7 @@ pub struct StoreBenchArgs {
     pub single_appends_per_writer: usize,
     #[arg(long, default_value_t = 4)]
     pub batch_writers: usize,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     pub batch_appends_per_writer: usize,
     #[arg(long, default_value_t = 100)]
     pub batch_events_per_append: usize,

@@ -209,8 +209,21 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// The directory holding `initdb` and `pg_ctl`, or an error that says what to install.
+/// The directory holding `initdb` and `pg_ctl`, or an error that says what
+/// to install. `CIVIC_LEDGER_PG_BINDIR`, when set, is the only place looked in
+/// (to choose among several installed versions).
 pub fn find_server_programs() -> Result<PathBuf, StoreError> {
+    if let Some(dir) = std::env::var_os("CIVIC_LEDGER_PG_BINDIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+            Ok(dir)
+        } else {
+            Err(missing_server_programs(&format!(
+                "CIVIC_LEDGER_PG_BINDIR={}",
+                dir.display()
+            )))
+        };
+    }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect())
         .unwrap_or_default();
@@ -244,16 +257,18 @@ pub fn find_server_programs() -> Result<PathBuf, StoreError> {
         .into_iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .ok_or_else(|| {
-            StoreError::Provision(
-                "DATABASE_URL is not set and the PostgreSQL server programs `initdb` and \
-                 `pg_ctl` were not found (looked in PATH, `pg_config --bindir` and \
-                 /usr/lib/postgresql/*/bin). Install the PostgreSQL server, version 13 or \
-                 newer (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install \
-                 postgresql-server`; macOS: `brew install postgresql@15`), or set \
-                 DATABASE_URL=postgres://USER@HOST/DATABASE to use a server you run."
-                    .to_string(),
-            )
+            missing_server_programs("PATH, `pg_config --bindir` and /usr/lib/postgresql/*/bin")
         })
+}
+
+fn missing_server_programs(looked_in: &str) -> StoreError {
+    StoreError::Provision(format!(
+        "DATABASE_URL is not set and the PostgreSQL server programs `initdb` and `pg_ctl` \
+         were not found (looked in {looked_in}). Install the PostgreSQL server, version 13 \
+         or newer (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install \
+         postgresql-server`; macOS: `brew install postgresql@15`), or set \
+         DATABASE_URL=postgres://USER@HOST/DATABASE to use a server you run."
+    ))
 }
 
 /// PostgreSQL will not run as root; then the server runs as the user named
