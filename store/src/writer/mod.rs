@@ -2,12 +2,13 @@
 //! it and writes them as one batch, in one transaction. Each append keeps its
 //! own concurrency check and outcome; one conflict does not fail the others.
 //!
-//! Batches are pipelined: while one batch commits, the next is planned on top
-//! of it and inserts its rows on another connection, then waits for the head
-//! row (see `sql::MOVE_HEAD`). So batches still commit strictly in position
-//! order, and readers never see a position before the ones below it. A batch
-//! whose base head turns out wrong (another process wrote, or the batch below
-//! failed) rolls back and is planned again under the head lock.
+//! Batches may be pipelined (`StoreConfig::pipeline_depth`): while one batch
+//! commits, the next is planned on top of it and sent on another connection,
+//! where it waits for the head row (see `sql::MOVE_HEAD`). So batches commit
+//! strictly in position order, and readers never see a position before the
+//! ones below it. A batch whose base head turns out wrong (another process
+//! wrote, or the batch below failed) rolls back and is planned again under
+//! the head lock.
 
 mod plan;
 mod sql;

@@ -29,8 +29,8 @@ const INSERT_EVENTS: &str = "INSERT INTO events (community_id, position, stream_
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (community_id, idempotency_key, \
     request_hash, outcome, recorded_at) \
     SELECT $1, u.k, u.h, u.o, $5 FROM unnest($2::text[], $3::bytea[], $4::jsonb[]) AS u(k, h, o)";
-/// Moves the head only from where the batch was planned. A batch in flight
-/// waits here for the row lock of the batch before it, so batches commit in
+/// Moves the head only from where the batch was planned, taking its row lock.
+/// A batch in flight waits here for the batch before it, so batches commit in
 /// position order; a head moved by anyone else raises `HEAD_MOVED`.
 const MOVE_HEAD: &str = "SELECT move_community_head($1, $2, $3, $4, $5, $6)";
 /// Raised by `move_community_head` (migrations/V1__event_store.sql).
@@ -176,8 +176,9 @@ pub(crate) enum WriteEnd {
     Unknown(StoreError),
 }
 
-/// Writes a planned batch and commits it, as one pipeline: no round trip to
-/// this process happens while the head row is locked. With `begin`, the
+/// Writes a planned batch and commits it, as one pipeline (BEGIN, head move,
+/// inserts, NOTIFY, COMMIT): no round trip to this process happens while
+/// the head row is locked. With `begin`, the
 /// transaction starts in the same pipeline; without, the caller began it.
 pub(crate) async fn write_planned(
     client: &deadpool_postgres::Object,
@@ -248,8 +249,12 @@ pub(crate) async fn write_planned(
         }
     };
     // Polled together, the requests leave in this order on one connection.
-    let (began, inserted, keys, moved, notified, committed) = futures::join!(
+    // The head moves first: that takes its row lock before any row is
+    // inserted, as the lock-first path does, so writers of several processes
+    // queue on the head row instead of deadlocking on each other's rows.
+    let (began, moved, inserted, keys, notified, committed) = futures::join!(
         began,
+        client.execute(&move_head, &head_params),
         client.execute(&insert_events, &event_params),
         async {
             // Most appends carry no key: skip the statement rather than send
@@ -260,7 +265,6 @@ pub(crate) async fn write_planned(
                 client.execute(&insert_keys, &key_params).await
             }
         },
-        client.execute(&move_head, &head_params),
         client.execute(&notify, &notify_params),
         client.batch_execute("COMMIT"),
     );
