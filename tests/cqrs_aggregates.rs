@@ -233,3 +233,87 @@ fn aggregate_ids_name_their_community() {
         assert!(store::parse_aggregate_id(bad).is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_runs_its_lifecycle_on_the_store() {
+    use domain::report::{Place, Report, ReportCommand, ReportState, Reporter, SubmitReport};
+    use domain::values::{
+        Actor, CategoryCode, ContentHash, GridId, PersonId, Photos, ReportId, Role, SiteCode,
+        SiteId, Timestamp,
+    };
+    use uuid::Uuid;
+
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let report = ReportId(Uuid::new_v4());
+    let id = aggregate_id(community, &stream(&format!("report-{report}")));
+    let cqrs = CqrsFramework::new(
+        PersistedEventStore::<_, Report>::new_event_store(CqrsRepository::new(store.clone())),
+        vec![],
+        (),
+    );
+    let now = Timestamp::from_micros(1_800_000_000_000_000);
+    let resident = Actor {
+        person: PersonId(Uuid::new_v4()),
+        role: Role::Citizen,
+    };
+    let admin = Actor {
+        person: PersonId(Uuid::new_v4()),
+        role: Role::Admin,
+    };
+    let grid = GridId(Uuid::new_v4());
+    let text = ContentHash::parse(&"ab".repeat(32)).unwrap();
+    let submit = SubmitReport {
+        report,
+        place: Place::Site {
+            site: SiteId(Uuid::new_v4()),
+            code: SiteCode::parse("RB-0042").unwrap(),
+        },
+        grid,
+        category: CategoryCode::parse("OUTFALL").unwrap(),
+        text,
+        photos: Photos::parse(&["https://img.example/outfall.jpg"]).unwrap(),
+        reporter: Reporter::Resident(resident.person),
+        first_response_due: now.plus_hours(4),
+        resolution_due: now.plus_hours(72),
+        department: None,
+        likely_duplicate_of: None,
+        at: now,
+    };
+    cqrs.execute(&id, ReportCommand::Submit(Box::new(submit)))
+        .await
+        .unwrap();
+    cqrs.execute(
+        &id,
+        ReportCommand::Accept {
+            by: admin,
+            at: now.plus_hours(1),
+        },
+    )
+    .await
+    .unwrap();
+    let refused = cqrs
+        .execute(
+            &id,
+            ReportCommand::Accept {
+                by: admin,
+                at: now.plus_hours(2),
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AggregateError::UserError(_))),
+        "{refused:?}"
+    );
+
+    let (state, version) = store
+        .aggregate_as_of::<Report>(community, &format!("report-{report}"), i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!((state.state, version), (ReportState::Accepted, 2));
+    let events = read_all(&store, community).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["ReportSubmitted", "ReportAccepted"]);
+    assert_chain_intact(&store, community).await;
+}

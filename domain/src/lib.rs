@@ -1,6 +1,10 @@
 //! The civic-ledger domain: aggregates, commands, events and value types
-//! (DESIGN §5). Pure: no IO, no SQL, no HTTP, no clock reads.
-//!
-//! The aggregates (community, report, suggestion, patrol, wallet, gift,
-//! redemption) arrive with the reports and points issues; the event store
-//! already runs any cqrs-es aggregate (see `tests/cqrs_aggregates.rs`).
+//! (DESIGN §5). Pure: no IO, no SQL, no HTTP, no clock reads; what a command
+//! needs from outside (the time, a category's deadlines, a site's grid) comes
+//! in the command.
+
+pub mod error;
+pub mod report;
+pub mod values;
+
+pub use error::DomainError;
