@@ -3,6 +3,7 @@
 //! needs from outside (the time, a category's deadlines, a site's grid) comes
 //! in the command.
 
+pub mod community;
 pub mod error;
 pub mod report;
 pub mod values;

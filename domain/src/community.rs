@@ -1,0 +1,622 @@
+//! A community's set-up: its grids, the sites with QR codes, the categories
+//! of problems with their deadlines and points, departments, and staff.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::values::{
+    Actor, CategoryCode, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode, SiteId,
+    Timestamp,
+};
+
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+const NAME_CHARS_MAX: usize = 100;
+/// A year: no deadline is longer.
+const DEADLINE_HOURS_MAX: u32 = 24 * 366;
+const DUPLICATE_WINDOW_HOURS_MAX: u32 = 24 * 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    RiverBank,
+    Outfall,
+    MicroSpace,
+    ParkGate,
+    StreetCorner,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    pub name: String,
+    /// Level 2 grids lie inside a level 1 grid.
+    pub parent: Option<GridId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub name: String,
+    pub kind: SiteKind,
+    pub code: SiteCode,
+    pub grid: GridId,
+    pub point: Option<GeoPoint>,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    pub name: String,
+    pub first_response_hours: u32,
+    pub resolution_hours: u32,
+    pub department: Option<DepartmentId>,
+    /// Points a resident earns for an accepted report of this category.
+    pub accepted_report_points: Decimal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StaffMember {
+    pub role: Role,
+    /// The grids a grid worker works in.
+    pub grids: BTreeSet<GridId>,
+    /// The department a department's staff member works for.
+    pub department: Option<DepartmentId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommunityCommand {
+    Register {
+        by: Actor,
+        name: String,
+        time_zone: Option<String>,
+        at: Timestamp,
+    },
+    AddGrid {
+        by: Actor,
+        grid: GridId,
+        name: String,
+        parent: Option<GridId>,
+        at: Timestamp,
+    },
+    AddSite {
+        by: Actor,
+        site: SiteId,
+        details: Site,
+        at: Timestamp,
+    },
+    RetireSite {
+        by: Actor,
+        site: SiteId,
+        at: Timestamp,
+    },
+    AddDepartment {
+        by: Actor,
+        department: DepartmentId,
+        name: String,
+        at: Timestamp,
+    },
+    DefineCategory {
+        by: Actor,
+        code: CategoryCode,
+        category: Category,
+        at: Timestamp,
+    },
+    AssignStaff {
+        by: Actor,
+        person: PersonId,
+        member: StaffMember,
+        at: Timestamp,
+    },
+    RemoveStaff {
+        by: Actor,
+        person: PersonId,
+        at: Timestamp,
+    },
+    /// A fixed day of the month for patrols (1 to 28), or none.
+    SetPatrolDay {
+        by: Actor,
+        day: Option<u8>,
+        at: Timestamp,
+    },
+    SetDuplicateWindow {
+        by: Actor,
+        hours: u32,
+        at: Timestamp,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommunityEvent {
+    CommunityRegistered {
+        by: Actor,
+        name: String,
+        time_zone: String,
+        at: Timestamp,
+    },
+    GridAdded {
+        by: Actor,
+        grid: GridId,
+        name: String,
+        parent: Option<GridId>,
+        at: Timestamp,
+    },
+    SiteAdded {
+        by: Actor,
+        site: SiteId,
+        details: Site,
+        at: Timestamp,
+    },
+    SiteRetired {
+        by: Actor,
+        site: SiteId,
+        at: Timestamp,
+    },
+    DepartmentAdded {
+        by: Actor,
+        department: DepartmentId,
+        name: String,
+        at: Timestamp,
+    },
+    CategoryDefined {
+        by: Actor,
+        code: CategoryCode,
+        category: Category,
+        at: Timestamp,
+    },
+    StaffAssigned {
+        by: Actor,
+        person: PersonId,
+        member: StaffMember,
+        at: Timestamp,
+    },
+    StaffRemoved {
+        by: Actor,
+        person: PersonId,
+        at: Timestamp,
+    },
+    PatrolDaySet {
+        by: Actor,
+        day: Option<u8>,
+        at: Timestamp,
+    },
+    DuplicateWindowSet {
+        by: Actor,
+        hours: u32,
+        at: Timestamp,
+    },
+}
+
+impl DomainEvent for CommunityEvent {
+    fn event_type(&self) -> String {
+        let name = match self {
+            CommunityEvent::CommunityRegistered { .. } => "CommunityRegistered",
+            CommunityEvent::GridAdded { .. } => "GridAdded",
+            CommunityEvent::SiteAdded { .. } => "SiteAdded",
+            CommunityEvent::SiteRetired { .. } => "SiteRetired",
+            CommunityEvent::DepartmentAdded { .. } => "DepartmentAdded",
+            CommunityEvent::CategoryDefined { .. } => "CategoryDefined",
+            CommunityEvent::StaffAssigned { .. } => "StaffAssigned",
+            CommunityEvent::StaffRemoved { .. } => "StaffRemoved",
+            CommunityEvent::PatrolDaySet { .. } => "PatrolDaySet",
+            CommunityEvent::DuplicateWindowSet { .. } => "DuplicateWindowSet",
+        };
+        name.to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Community {
+    pub registered: bool,
+    pub name: String,
+    pub time_zone: String,
+    pub grids: BTreeMap<GridId, Grid>,
+    pub sites: BTreeMap<SiteId, Site>,
+    pub departments: BTreeMap<DepartmentId, String>,
+    pub categories: BTreeMap<CategoryCode, Category>,
+    pub staff: BTreeMap<PersonId, StaffMember>,
+    pub patrol_day: Option<u8>,
+    pub duplicate_window_hours: u32,
+}
+
+impl Aggregate for Community {
+    const TYPE: &'static str = "Community";
+    type Command = CommunityCommand;
+    type Event = CommunityEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: CommunityCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: CommunityEvent) {
+        use CommunityEvent::*;
+        match event {
+            CommunityRegistered {
+                name, time_zone, ..
+            } => {
+                self.registered = true;
+                self.name = name;
+                self.time_zone = time_zone;
+                self.duplicate_window_hours = 24;
+            }
+            GridAdded {
+                grid, name, parent, ..
+            } => {
+                self.grids.insert(grid, Grid { name, parent });
+            }
+            SiteAdded { site, details, .. } => {
+                self.sites.insert(site, details);
+            }
+            SiteRetired { site, .. } => {
+                if let Some(site) = self.sites.get_mut(&site) {
+                    site.active = false;
+                }
+            }
+            DepartmentAdded {
+                department, name, ..
+            } => {
+                self.departments.insert(department, name);
+            }
+            CategoryDefined { code, category, .. } => {
+                self.categories.insert(code, category);
+            }
+            StaffAssigned { person, member, .. } => {
+                self.staff.insert(person, member);
+            }
+            StaffRemoved { person, .. } => {
+                self.staff.remove(&person);
+            }
+            PatrolDaySet { day, .. } => self.patrol_day = day,
+            DuplicateWindowSet { hours, .. } => self.duplicate_window_hours = hours,
+        }
+    }
+}
+
+impl Community {
+    /// The active site a QR code names.
+    pub fn site_by_code(&self, code: &SiteCode) -> Option<(SiteId, &Site)> {
+        self.sites
+            .iter()
+            .find(|(_, site)| site.active && site.code == *code)
+            .map(|(id, site)| (*id, site))
+    }
+
+    /// The grids a grid worker may act in: theirs and, for a level 1 grid,
+    /// the level 2 grids inside it.
+    pub fn worker_grids(&self, person: PersonId) -> Vec<GridId> {
+        let Some(member) = self
+            .staff
+            .get(&person)
+            .filter(|m| m.role == Role::GridWorker)
+        else {
+            return Vec::new();
+        };
+        let mut grids: BTreeSet<GridId> = member.grids.clone();
+        for (id, grid) in &self.grids {
+            if grid
+                .parent
+                .is_some_and(|parent| member.grids.contains(&parent))
+            {
+                grids.insert(*id);
+            }
+        }
+        grids.into_iter().collect()
+    }
+
+    fn decide(&self, command: CommunityCommand) -> Result<CommunityEvent, DomainError> {
+        use CommunityCommand::*;
+        if let Register {
+            by,
+            name,
+            time_zone,
+            at,
+        } = command
+        {
+            return self.register(by, name, time_zone, at);
+        }
+        if !self.registered {
+            return Err(DomainError::NotFound("community".into()));
+        }
+        let by = match &command {
+            Register { by, .. }
+            | AddGrid { by, .. }
+            | AddSite { by, .. }
+            | RetireSite { by, .. }
+            | AddDepartment { by, .. }
+            | DefineCategory { by, .. }
+            | AssignStaff { by, .. }
+            | RemoveStaff { by, .. }
+            | SetPatrolDay { by, .. }
+            | SetDuplicateWindow { by, .. } => *by,
+        };
+        if by.role != Role::Admin {
+            return Err(DomainError::Forbidden(
+                "only the community's admin sets it up".into(),
+            ));
+        }
+        match command {
+            Register { .. } => unreachable!("handled above"),
+            AddGrid {
+                by,
+                grid,
+                name,
+                parent,
+                at,
+            } => self.add_grid(by, grid, name, parent, at),
+            AddSite {
+                by,
+                site,
+                details,
+                at,
+            } => self.add_site(by, site, details, at),
+            RetireSite { by, site, at } => match self.sites.get(&site) {
+                Some(existing) if existing.active => {
+                    Ok(CommunityEvent::SiteRetired { by, site, at })
+                }
+                Some(_) => Err(DomainError::validation("site", "is retired already")),
+                None => Err(DomainError::NotFound(format!("site {site}"))),
+            },
+            AddDepartment {
+                by,
+                department,
+                name,
+                at,
+            } => {
+                if self.departments.contains_key(&department) {
+                    return Err(DomainError::AlreadyExists(format!(
+                        "department {department}"
+                    )));
+                }
+                let name = parse_name("name", &name)?;
+                Ok(CommunityEvent::DepartmentAdded {
+                    by,
+                    department,
+                    name,
+                    at,
+                })
+            }
+            DefineCategory {
+                by,
+                code,
+                category,
+                at,
+            } => self.define_category(by, code, category, at),
+            AssignStaff {
+                by,
+                person,
+                member,
+                at,
+            } => self.assign_staff(by, person, member, at),
+            RemoveStaff { by, person, at } => {
+                if !self.staff.contains_key(&person) {
+                    return Err(DomainError::NotFound(format!("staff member {person}")));
+                }
+                Ok(CommunityEvent::StaffRemoved { by, person, at })
+            }
+            SetPatrolDay { by, day, at } => {
+                if day.is_some_and(|d| !(1..=28).contains(&d)) {
+                    return Err(DomainError::validation(
+                        "day",
+                        "1 to 28, so every month has it",
+                    ));
+                }
+                Ok(CommunityEvent::PatrolDaySet { by, day, at })
+            }
+            SetDuplicateWindow { by, hours, at } => {
+                if !(1..=DUPLICATE_WINDOW_HOURS_MAX).contains(&hours) {
+                    return Err(DomainError::validation(
+                        "hours",
+                        format!("1 to {DUPLICATE_WINDOW_HOURS_MAX}"),
+                    ));
+                }
+                Ok(CommunityEvent::DuplicateWindowSet { by, hours, at })
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        by: Actor,
+        name: String,
+        time_zone: Option<String>,
+        at: Timestamp,
+    ) -> Result<CommunityEvent, DomainError> {
+        if self.registered {
+            return Err(DomainError::AlreadyExists("community".into()));
+        }
+        if by.role != Role::Admin {
+            return Err(DomainError::Forbidden(
+                "only an admin registers a community".into(),
+            ));
+        }
+        let name = parse_name("name", &name)?;
+        let time_zone = time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
+        let (area, city) = time_zone.split_once('/').unwrap_or_default();
+        let plausible = |part: &str| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-+/".contains(&b))
+        };
+        if !plausible(area) || !plausible(city) || time_zone.len() > 64 {
+            return Err(DomainError::validation(
+                "time_zone",
+                "an IANA name such as Asia/Shanghai",
+            ));
+        }
+        Ok(CommunityEvent::CommunityRegistered {
+            by,
+            name,
+            time_zone,
+            at,
+        })
+    }
+
+    fn add_grid(
+        &self,
+        by: Actor,
+        grid: GridId,
+        name: String,
+        parent: Option<GridId>,
+        at: Timestamp,
+    ) -> Result<CommunityEvent, DomainError> {
+        if self.grids.contains_key(&grid) {
+            return Err(DomainError::AlreadyExists(format!("grid {grid}")));
+        }
+        if let Some(parent) = parent {
+            match self.grids.get(&parent) {
+                None => return Err(DomainError::NotFound(format!("grid {parent}"))),
+                Some(p) if p.parent.is_some() => {
+                    return Err(DomainError::validation(
+                        "parent",
+                        "a level 2 grid lies inside a level 1 grid",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let name = parse_name("name", &name)?;
+        Ok(CommunityEvent::GridAdded {
+            by,
+            grid,
+            name,
+            parent,
+            at,
+        })
+    }
+
+    fn add_site(
+        &self,
+        by: Actor,
+        site: SiteId,
+        mut details: Site,
+        at: Timestamp,
+    ) -> Result<CommunityEvent, DomainError> {
+        if self.sites.contains_key(&site) {
+            return Err(DomainError::AlreadyExists(format!("site {site}")));
+        }
+        if self.sites.values().any(|s| s.code == details.code) {
+            return Err(DomainError::AlreadyExists(format!(
+                "site code {}",
+                details.code
+            )));
+        }
+        if !self.grids.contains_key(&details.grid) {
+            return Err(DomainError::NotFound(format!("grid {}", details.grid)));
+        }
+        details.name = parse_name("name", &details.name)?;
+        details.active = true;
+        Ok(CommunityEvent::SiteAdded {
+            by,
+            site,
+            details,
+            at,
+        })
+    }
+
+    fn define_category(
+        &self,
+        by: Actor,
+        code: CategoryCode,
+        mut category: Category,
+        at: Timestamp,
+    ) -> Result<CommunityEvent, DomainError> {
+        category.name = parse_name("name", &category.name)?;
+        let hours_ok = category.first_response_hours >= 1
+            && category.resolution_hours >= category.first_response_hours
+            && category.resolution_hours <= DEADLINE_HOURS_MAX;
+        if !hours_ok {
+            return Err(DomainError::validation(
+                "deadlines",
+                "1 hour ≤ first response ≤ resolution ≤ a year",
+            ));
+        }
+        if let Some(department) = category.department {
+            if !self.departments.contains_key(&department) {
+                return Err(DomainError::NotFound(format!("department {department}")));
+            }
+        }
+        let points = category.accepted_report_points;
+        if points.is_sign_negative() || points.scale() > 2 {
+            return Err(DomainError::validation(
+                "points",
+                "not negative, at most two decimals",
+            ));
+        }
+        Ok(CommunityEvent::CategoryDefined {
+            by,
+            code,
+            category,
+            at,
+        })
+    }
+
+    fn assign_staff(
+        &self,
+        by: Actor,
+        person: PersonId,
+        member: StaffMember,
+        at: Timestamp,
+    ) -> Result<CommunityEvent, DomainError> {
+        if !member.role.is_staff() && member.role != Role::Auditor {
+            return Err(DomainError::validation("role", "residents are not staff"));
+        }
+        if member.role == Role::GridWorker && member.grids.is_empty() {
+            return Err(DomainError::validation(
+                "grids",
+                "a grid worker works in at least one grid",
+            ));
+        }
+        if let Some(grid) = member.grids.iter().find(|g| !self.grids.contains_key(g)) {
+            return Err(DomainError::NotFound(format!("grid {grid}")));
+        }
+        match (member.role, member.department) {
+            (Role::Department, None) => {
+                return Err(DomainError::validation(
+                    "department",
+                    "department staff belong to one",
+                ))
+            }
+            (_, Some(department)) if !self.departments.contains_key(&department) => {
+                return Err(DomainError::NotFound(format!("department {department}")))
+            }
+            _ => {}
+        }
+        Ok(CommunityEvent::StaffAssigned {
+            by,
+            person,
+            member,
+            at,
+        })
+    }
+}
+
+fn parse_name(field: &str, name: &str) -> Result<String, DomainError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > NAME_CHARS_MAX || name.chars().any(char::is_control) {
+        return Err(DomainError::validation(
+            field,
+            format!("1 to {NAME_CHARS_MAX} printable characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests;
