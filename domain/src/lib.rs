@@ -5,7 +5,9 @@
 
 pub mod community;
 pub mod error;
+pub mod patrol;
 pub mod report;
+pub mod suggestion;
 pub mod values;
 
 pub use error::DomainError;

@@ -52,6 +52,8 @@ id_type!(GridId);
 id_type!(SiteId);
 id_type!(DepartmentId);
 id_type!(ReportId);
+id_type!(SuggestionId);
+id_type!(PatrolId);
 
 /// Parses a short code: `min..=max` characters of `A-Z`, `0-9` and `-`.
 fn parse_code(field: &str, text: &str, min: usize, max: usize) -> Result<String, DomainError> {
