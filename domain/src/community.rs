@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -225,25 +224,11 @@ pub struct Community {
     pub duplicate_window_hours: u32,
 }
 
-impl Aggregate for Community {
-    const TYPE: &'static str = "Community";
-    type Command = CommunityCommand;
-    type Event = CommunityEvent;
-    type Error = DomainError;
-    type Services = ();
+aggregate!(Community, "Community", CommunityCommand, CommunityEvent);
 
-    async fn handle(
-        &mut self,
-        command: CommunityCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), DomainError> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: CommunityEvent) {
+impl Community {
+    /// Applies an event; business rules live in `decide`.
+    fn fold(&mut self, event: CommunityEvent) {
         use CommunityEvent::*;
         match event {
             CommunityRegistered {
@@ -285,9 +270,7 @@ impl Aggregate for Community {
             DuplicateWindowSet { hours, .. } => self.duplicate_window_hours = hours,
         }
     }
-}
 
-impl Community {
     /// The active site a QR code names.
     pub fn site_by_code(&self, code: &SiteCode) -> Option<(SiteId, &Site)> {
         self.sites

@@ -3,6 +3,37 @@
 //! needs from outside (the time, a category's deadlines, a site's grid) comes
 //! in the command.
 
+/// Implements cqrs-es's `Aggregate` for a type whose business rules are one
+/// `decide(&self, command) -> Result<event, DomainError>` (each command leads
+/// to exactly one event or a refusal) and whose `fold(&mut self, event)` only
+/// applies events.
+macro_rules! aggregate {
+    ($aggregate:ty, $name:literal, $command:ty, $event:ty) => {
+        impl cqrs_es::Aggregate for $aggregate {
+            const TYPE: &'static str = $name;
+            type Command = $command;
+            type Event = $event;
+            type Error = $crate::error::DomainError;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: $command,
+                _: &(),
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), $crate::error::DomainError> {
+                let event = self.decide(command)?;
+                sink.write(event, self).await;
+                Ok(())
+            }
+
+            fn apply(&mut self, event: $event) {
+                self.fold(event)
+            }
+        }
+    };
+}
+
 pub mod community;
 pub mod error;
 pub mod patrol;

@@ -1,8 +1,7 @@
 //! A grid worker's round: started, check-ins at sites (by scanning their QR
 //! codes), findings (which may open a report in one step), ended.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
@@ -93,25 +92,11 @@ pub struct Patrol {
     pub last_at: Option<Timestamp>,
 }
 
-impl Aggregate for Patrol {
-    const TYPE: &'static str = "Patrol";
-    type Command = PatrolCommand;
-    type Event = PatrolEvent;
-    type Error = DomainError;
-    type Services = ();
+aggregate!(Patrol, "Patrol", PatrolCommand, PatrolEvent);
 
-    async fn handle(
-        &mut self,
-        command: PatrolCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), DomainError> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: PatrolEvent) {
+impl Patrol {
+    /// Applies an event; business rules live in `decide`.
+    fn fold(&mut self, event: PatrolEvent) {
         match event {
             PatrolEvent::PatrolStarted {
                 worker, grids, at, ..
@@ -134,9 +119,7 @@ impl Aggregate for Patrol {
             }
         }
     }
-}
 
-impl Patrol {
     fn decide(&self, command: PatrolCommand) -> Result<PatrolEvent, DomainError> {
         match command {
             PatrolCommand::Start {

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
@@ -42,10 +41,7 @@ impl ReportState {
     }
 
     fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+        crate::values::serialized_name(&self)
     }
 }
 
@@ -362,25 +358,11 @@ pub struct Report {
     pub escalation: EscalationLevel,
 }
 
-impl Aggregate for Report {
-    const TYPE: &'static str = "Report";
-    type Command = ReportCommand;
-    type Event = ReportEvent;
-    type Error = DomainError;
-    type Services = ();
+aggregate!(Report, "Report", ReportCommand, ReportEvent);
 
-    async fn handle(
-        &mut self,
-        command: ReportCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), DomainError> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: ReportEvent) {
+impl Report {
+    /// Applies an event; business rules live in `decide`.
+    fn fold(&mut self, event: ReportEvent) {
         use ReportEvent::*;
         match event {
             ReportSubmitted(submission) => {
@@ -428,9 +410,7 @@ impl Aggregate for Report {
             }
         }
     }
-}
 
-impl Report {
     /// All business rules: the one event a command leads to, or why not.
     fn decide(&self, command: ReportCommand) -> Result<ReportEvent, DomainError> {
         use ReportCommand::*;

@@ -1,8 +1,7 @@
 //! An idea dropped in a suggestion box (a micro-space site), reviewed and
 //! always answered in public: adopted, partly adopted or declined.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::community::SiteKind;
@@ -93,25 +92,11 @@ pub struct Suggestion {
     pub outcome: Option<Outcome>,
 }
 
-impl Aggregate for Suggestion {
-    const TYPE: &'static str = "Suggestion";
-    type Command = SuggestionCommand;
-    type Event = SuggestionEvent;
-    type Error = DomainError;
-    type Services = ();
+aggregate!(Suggestion, "Suggestion", SuggestionCommand, SuggestionEvent);
 
-    async fn handle(
-        &mut self,
-        command: SuggestionCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), DomainError> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: SuggestionEvent) {
+impl Suggestion {
+    /// Applies an event; business rules live in `decide`.
+    fn fold(&mut self, event: SuggestionEvent) {
         match event {
             SuggestionEvent::SuggestionSubmitted { .. } => self.state = SuggestionState::Submitted,
             SuggestionEvent::SuggestionReviewStarted { .. } => {
@@ -123,9 +108,7 @@ impl Aggregate for Suggestion {
             }
         }
     }
-}
 
-impl Suggestion {
     fn decide(&self, command: SuggestionCommand) -> Result<SuggestionEvent, DomainError> {
         use SuggestionState::*;
         match command {
@@ -183,10 +166,7 @@ impl Suggestion {
         if states.contains(&self.state) {
             return Ok(());
         }
-        let state = serde_json::to_value(self.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let state = crate::values::serialized_name(&self.state);
         Err(DomainError::IllegalTransition {
             action: action.to_string(),
             state,

@@ -8,6 +8,14 @@ use uuid::Uuid;
 
 use crate::error::DomainError;
 
+/// The name a value serializes to, e.g. `in_progress` for a state.
+pub(crate) fn serialized_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
 /// A moment, in microseconds since 1970-01-01 UTC. An integer, so that it
 /// travels exactly in event payloads; time always comes in with a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

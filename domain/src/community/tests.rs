@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::*;

@@ -1,6 +1,7 @@
 //! Every command, its success and each of its rejections.
 
 use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::*;
