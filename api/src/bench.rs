@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
-use store::migrate::{ensure_database, run_migrations};
+use store::baseline;
+use store::migrate::run_migrations;
 use store::{
     AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion, NewEvent, StoreConfig,
     StreamId, StreamType,
 };
-use tokio_postgres::types::{FromSql, Json, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use crate::database::Database;
 
@@ -62,19 +60,11 @@ struct StoreBenchReport {
 }
 
 pub async fn store(database: &Database, args: StoreBenchArgs) -> anyhow::Result<()> {
-    let scratch_name = format!("civic_ledger_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = database.pg_config.clone();
-    let pg_config = admin.clone().dbname(&scratch_name).to_owned();
-    ensure_database(&admin, &scratch_name).await?;
+    let admin = &database.pg_config;
+    let (scratch_name, pg_config) = baseline::create_scratch_database(admin).await?;
     let result = run_store_bench(&pg_config, &args).await;
     // Drop the scratch database whatever happened.
-    admin.dbname(database.pg_config.get_dbname().unwrap_or("postgres"));
-    let (client, connection) = admin.connect(NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {scratch_name} WITH (FORCE)"
-        ))
+    baseline::drop_database(admin, &scratch_name)
         .await
         .context("could not drop the scratch database")?;
     let report = result?;
@@ -97,13 +87,7 @@ async fn run_store_bench(
         ..StoreConfig::default()
     };
     let store = EventStore::connect(pg_config.clone(), config).await?;
-    let raw = connect(pg_config).await?;
-    raw.batch_execute(
-        "CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
-         INCLUDING INDEXES)",
-    )
-    .await?;
-    let postgres_version: String = raw.query_one("SHOW server_version", &[]).await?.get(0);
+    let postgres_version = baseline::create_raw_table(pg_config).await?;
 
     eprintln!("bench: single appends ({} writers)", args.single_writers);
     let single = single_appends(&store, args).await?;
@@ -113,7 +97,7 @@ async fn run_store_bench(
     let raw_batch = raw_batch_inserts(pg_config, args).await?;
     eprintln!("bench: filling {} events to read", args.read_events);
     let read_community = fill(&store, args.read_events).await?;
-    let raw_read = raw_read(&raw, read_community).await?;
+    let raw_read = raw_read(pg_config, read_community).await?;
     let read = store_read(&store, read_community).await?;
     anyhow::ensure!(
         read.events == args.read_events && raw_read.events == args.read_events,
@@ -234,46 +218,6 @@ async fn collect(
     })
 }
 
-const RAW_INSERT: &str = "INSERT INTO raw_events (community_id, position, stream_id, \
-    stream_type, stream_version, event_type, event_version, payload, metadata, recorded_at, \
-    previous_hash, hash) \
-    SELECT $1, u.p, u.si, 'Bench', u.sv, 'BenchEventRecorded', '1', u.pl, u.md, now(), u.h, u.h \
-    FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[], $7::bytea[]) \
-    AS u(p, si, sv, pl, md, h)";
-
-/// Inserts `rows` rows of one stream into `raw_events` in one statement.
-async fn raw_insert(
-    client: &tokio_postgres::Client,
-    community: uuid::Uuid,
-    stream: &str,
-    positions: &AtomicI64,
-    first_version: i64,
-    rows: i64,
-) -> anyhow::Result<()> {
-    let first = positions.fetch_add(rows, Ordering::Relaxed) + 1;
-    let position: Vec<i64> = (first..first + rows).collect();
-    let stream_ids = vec![stream; rows as usize];
-    let versions: Vec<i64> = (first_version..first_version + rows).collect();
-    let payloads: Vec<Json<serde_json::Value>> =
-        versions.iter().map(|v| Json(payload(*v))).collect();
-    let metadata = vec![Json(json!({"actor_role": "bench"})); rows as usize];
-    let hashes: Vec<Vec<u8>> = position
-        .iter()
-        .map(|p| store::canonical::sha256(&p.to_be_bytes()).to_vec())
-        .collect();
-    let params: [&(dyn ToSql + Sync); 7] = [
-        &community,
-        &position,
-        &stream_ids,
-        &versions,
-        &payloads,
-        &metadata,
-        &hashes,
-    ];
-    client.execute(RAW_INSERT, &params).await?;
-    Ok(())
-}
-
 /// One row per transaction from as many connections as the store had writers.
 async fn raw_single_inserts(
     pg_config: &tokio_postgres::Config,
@@ -311,7 +255,7 @@ async fn raw_inserts(
     let positions = Arc::new(AtomicI64::new(0));
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        clients.push(connect(pg_config).await?);
+        clients.push(baseline::RawWriter::connect(pg_config).await?);
     }
     let started = Instant::now();
     let tasks: Vec<_> = clients
@@ -323,16 +267,16 @@ async fn raw_inserts(
                 let stream = format!("raw-{rows_per_statement}-{writer}");
                 let mut latencies = Vec::with_capacity(statements_per_connection);
                 for i in 0..statements_per_connection as i64 {
+                    let first_version = i * rows_per_statement + 1;
+                    let payloads = (first_version..first_version + rows_per_statement)
+                        .map(payload)
+                        .collect();
+                    let first_position =
+                        positions.fetch_add(rows_per_statement, Ordering::Relaxed) + 1;
                     let at = Instant::now();
-                    raw_insert(
-                        &client,
-                        community,
-                        &stream,
-                        &positions,
-                        i * rows_per_statement + 1,
-                        rows_per_statement,
-                    )
-                    .await?;
+                    client
+                        .insert(community, &stream, first_position, first_version, payloads)
+                        .await?;
                     latencies.push(at.elapsed());
                 }
                 anyhow::Ok(latencies)
@@ -430,50 +374,18 @@ async fn store_read(store: &EventStore, community: CommunityId) -> anyhow::Resul
     })
 }
 
-/// The column as the bytes PostgreSQL sent, undecoded.
-struct RawBytes;
-
-impl<'a> FromSql<'a> for RawBytes {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        std::hint::black_box(raw);
-        Ok(RawBytes)
-    }
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 /// The same rows by one plain `SELECT … ORDER BY position`, streamed.
-async fn raw_read(client: &tokio_postgres::Client, community: CommunityId) -> anyhow::Result<Run> {
+async fn raw_read(
+    pg_config: &tokio_postgres::Config,
+    community: CommunityId,
+) -> anyhow::Result<Run> {
     let started = Instant::now();
-    let rows = client
-        .query_raw(
-            "SELECT community_id, position, stream_id, stream_type, stream_version, event_type, \
-             event_version, payload, metadata, recorded_at, previous_hash, hash FROM events \
-             WHERE community_id = $1 ORDER BY position",
-            &[&community.as_uuid()],
-        )
-        .await?;
-    let mut rows = std::pin::pin!(rows);
-    let mut events = 0;
-    while let Some(row) = rows.next().await.transpose()? {
-        for column in 0..row.len() {
-            let _: RawBytes = row.try_get(column)?;
-        }
-        events += 1;
-    }
-    let _ = rows.try_next().await;
+    let events = baseline::read_all(pg_config, community).await?;
     Ok(Run {
         events,
         elapsed: started.elapsed(),
         latencies: Vec::new(),
     })
-}
-
-async fn connect(pg_config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = pg_config.connect(NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 fn print_table(report: &StoreBenchReport) {

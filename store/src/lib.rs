@@ -5,6 +5,7 @@
 //! Only this crate and `projections` know SQL.
 
 mod append;
+pub mod baseline;
 pub mod canonical;
 pub mod content;
 pub mod cqrs;
