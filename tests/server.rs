@@ -17,18 +17,25 @@ struct Server {
     base_url: String,
 }
 
+/// `civic-ledger serve` on a free port, with no DATABASE_URL.
+fn serve_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_civic-ledger"));
+    command
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("DATABASE_URL");
+    command
+}
+
 impl Server {
     /// Starts `civic-ledger serve` without DATABASE_URL and waits until it listens.
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_civic-ledger"))
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env_remove("DATABASE_URL")
+        let mut child = serve_command(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -178,15 +185,7 @@ async fn migrate_alone_applies_then_finds_nothing_to_do() {
 fn without_a_url_or_server_programs_the_error_says_what_to_install() {
     let (_guard, data_dir) = data_dir();
     let empty_bin = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_civic-ledger"))
-        .args([
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("DATABASE_URL")
+    let output = serve_command(&data_dir)
         .env("CIVIC_LEDGER_PG_BINDIR", empty_bin.path())
         .output()
         .unwrap();

@@ -127,29 +127,28 @@ impl CqrsRepository {
             .store
             .load_snapshot(community_id, stream_id.as_str())
             .await?;
-        let (mut aggregate, mut folded) = match previous {
+        let (start, from_version) = match previous {
             Some(s) if s.stream_version <= version => match serde_json::from_value::<A>(s.state) {
                 Ok(state) => (state, s.stream_version),
                 Err(_) => (A::default(), 0),
             },
             _ => (A::default(), 0),
         };
-        while folded < version {
-            let limit = (version - folded).min(limits::READ_BATCH_MAX);
-            let batch = self
-                .store
-                .read_stream(community_id, stream_id.as_str(), folded + 1, limit)
-                .await?;
-            if batch.is_empty() {
-                return Err(StoreError::Corrupt(format!(
-                    "stream `{stream_id}` ends at version {folded}, before {version}"
-                )));
-            }
-            for event in batch {
-                let domain_event: A::Event = event.decode()?;
-                aggregate.apply(domain_event);
-                folded = event.stream_version;
-            }
+        let (aggregate, folded) = self
+            .store
+            .fold_stream(
+                community_id,
+                stream_id.as_str(),
+                start,
+                from_version,
+                version,
+                i64::MAX,
+            )
+            .await?;
+        if folded != version {
+            return Err(StoreError::Corrupt(format!(
+                "stream `{stream_id}` ends at version {folded}, before {version}"
+            )));
         }
         let state = serde_json::to_value(&aggregate)
             .map_err(|e| StoreError::Corrupt(format!("snapshot of `{stream_id}`: {e}")))?;

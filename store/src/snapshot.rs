@@ -86,29 +86,41 @@ impl EventStore {
         stream_id: &str,
         position: i64,
     ) -> Result<(A, i64), StoreError> {
-        let mut aggregate = A::default();
-        let mut version = 0;
+        self.fold_stream(community_id, stream_id, A::default(), 0, i64::MAX, position)
+            .await
+    }
+
+    /// Applies to `aggregate` (which holds the stream up to `from_version`)
+    /// the stream's events above it, up to `max_version` and recorded at or
+    /// before `max_position`; returns it with the last version folded.
+    pub(crate) async fn fold_stream<A: Aggregate>(
+        &self,
+        community_id: CommunityId,
+        stream_id: &str,
+        mut aggregate: A,
+        from_version: i64,
+        max_version: i64,
+        max_position: i64,
+    ) -> Result<(A, i64), StoreError> {
+        let mut version = from_version;
         let client = self.inner.pool.get().await?;
         let statement = client
             .prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
-                 AND stream_version > $3 AND stream_version <= $3 + $5 AND position <= $4 \
-                 ORDER BY stream_version"
+                 AND stream_version > $3 AND stream_version <= LEAST($3 + $5, $6) \
+                 AND position <= $4 ORDER BY stream_version"
             ))
             .await?;
         loop {
-            let rows = client
-                .query(
-                    &statement,
-                    &[
-                        &community_id.as_uuid(),
-                        &stream_id,
-                        &version,
-                        &position,
-                        &limits::READ_BATCH_MAX,
-                    ],
-                )
-                .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &community_id.as_uuid(),
+                &stream_id,
+                &version,
+                &max_position,
+                &limits::READ_BATCH_MAX,
+                &max_version,
+            ];
+            let rows = client.query(&statement, &params).await?;
             if rows.is_empty() {
                 return Ok((aggregate, version));
             }

@@ -420,32 +420,23 @@ fn gather(
     first: PendingAppend,
     receiver: &mut mpsc::Receiver<PendingAppend>,
 ) -> Vec<PendingAppend> {
-    let mut events = first.append.request.event_count();
-    let mut batch = vec![first];
-    while batch.len() < limits::BATCH_APPENDS_MAX && events < limits::BATCH_EVENTS_MAX {
-        match receiver.try_recv() {
-            Ok(next) => {
-                events += next.append.request.event_count();
-                batch.push(next);
-            }
-            Err(_) => break,
-        }
-    }
-    batch
+    let mut first = Some(first);
+    fill_batch(|| first.take().or_else(|| receiver.try_recv().ok()))
 }
 
 fn take_batch(queue: &mut VecDeque<PendingAppend>) -> Vec<PendingAppend> {
+    fill_batch(|| queue.pop_front())
+}
+
+/// Takes appends from `next` while the batch has room: fewer than
+/// `BATCH_APPENDS_MAX` appends and `BATCH_EVENTS_MAX` events so far.
+fn fill_batch(mut next: impl FnMut() -> Option<PendingAppend>) -> Vec<PendingAppend> {
     let mut events = 0;
     let mut batch = Vec::new();
-    while let Some(next) = queue.front() {
-        let more = next.append.request.event_count();
-        let full =
-            batch.len() >= limits::BATCH_APPENDS_MAX || events + more > limits::BATCH_EVENTS_MAX;
-        if full && !batch.is_empty() {
-            break;
-        }
-        events += more;
-        batch.extend(queue.pop_front());
+    while batch.len() < limits::BATCH_APPENDS_MAX && events < limits::BATCH_EVENTS_MAX {
+        let Some(append) = next() else { break };
+        events += append.append.request.event_count();
+        batch.push(append);
     }
     batch
 }
