@@ -238,8 +238,8 @@ fn aggregate_ids_name_their_community() {
 async fn a_report_runs_its_lifecycle_on_the_store() {
     use domain::report::{Place, Report, ReportCommand, ReportState, Reporter, SubmitReport};
     use domain::values::{
-        Actor, CategoryCode, ContentHash, GridId, PersonId, Photos, ReportId, Role, SiteCode,
-        SiteId, Timestamp,
+        Actor, AttachedPhotos, CategoryCode, ContentHash, GridId, PersonId, Photos, ReportId, Role,
+        SiteCode, SiteId, Timestamp,
     };
     use uuid::Uuid;
 
@@ -272,8 +272,11 @@ async fn a_report_runs_its_lifecycle_on_the_store() {
         },
         grid,
         category: CategoryCode::parse("OUTFALL").unwrap(),
-        text,
-        photos: Photos::parse(&["https://img.example/outfall.jpg"]).unwrap(),
+        text: text.clone(),
+        photos: Some(AttachedPhotos::new(
+            text.clone(),
+            &Photos::parse(&["https://img.example/outfall.jpg"]).unwrap(),
+        )),
         reporter: Reporter::Resident(resident.person),
         first_response_due: now.plus_hours(4),
         resolution_due: now.plus_hours(72),

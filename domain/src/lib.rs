@@ -31,6 +31,13 @@ macro_rules! aggregate {
                 self.fold(event)
             }
         }
+
+        impl $crate::Decide for $aggregate {
+            fn decide(&self, command: $command) -> Result<$event, $crate::error::DomainError> {
+                // The inherent `decide`, where the rules are.
+                <$aggregate>::decide(self, command)
+            }
+        }
     };
 }
 
@@ -42,3 +49,10 @@ pub mod suggestion;
 pub mod values;
 
 pub use error::DomainError;
+
+/// An aggregate's rules without cqrs-es's event sink: one command leads to
+/// one event or a refusal. The API decides through this so that it can
+/// append with its own metadata and learn the positions it wrote.
+pub trait Decide: cqrs_es::Aggregate {
+    fn decide(&self, command: Self::Command) -> Result<Self::Event, DomainError>;
+}

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 use crate::values::{
-    Actor, CategoryCode, ContentHash, DepartmentId, GeoPoint, GridId, PersonId, Photos, ReportId,
-    Role, SiteCode, SiteId, Timestamp,
+    Actor, AttachedPhotos, CategoryCode, ContentHash, DepartmentId, GeoPoint, GridId, PersonId,
+    ReportId, Role, SiteCode, SiteId, Timestamp,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +110,7 @@ pub struct SubmitReport {
     pub grid: GridId,
     pub category: CategoryCode,
     pub text: ContentHash,
-    pub photos: Photos,
+    pub photos: Option<AttachedPhotos>,
     pub reporter: Reporter,
     pub first_response_due: Timestamp,
     pub resolution_due: Timestamp,
@@ -150,7 +150,7 @@ pub enum ReportCommand {
     Resolve {
         by: Actor,
         notes: ContentHash,
-        photos: Photos,
+        photos: Option<AttachedPhotos>,
         at: Timestamp,
     },
     Confirm {
@@ -243,7 +243,7 @@ pub enum ReportEvent {
     ReportResolved {
         by: Actor,
         notes: ContentHash,
-        photos: Photos,
+        photos: Option<AttachedPhotos>,
         at: Timestamp,
     },
     ReportConfirmed {
@@ -295,6 +295,8 @@ pub enum ReportEvent {
     },
     ReportPhotosRedacted {
         by: Actor,
+        /// The redacted photo lists: the submission's and the resolution's.
+        photos: Vec<ContentHash>,
         at: Timestamp,
     },
     ReporterNameHidden {
@@ -354,6 +356,9 @@ pub struct Report {
     pub reporter_name_hidden: bool,
     pub text_redacted: bool,
     pub photos_redacted: bool,
+    /// Every photo list attached when resolving (a reopened report may be
+    /// resolved again), so a redaction reaches them all.
+    pub resolution_photos: Vec<ContentHash>,
     pub missed_deadlines: BTreeSet<DeadlineKind>,
     pub escalation: EscalationLevel,
 }
@@ -380,7 +385,11 @@ impl Report {
                 self.escalated_to = Some(department);
             }
             ReportWorkStarted { .. } => self.state = ReportState::InProgress,
-            ReportResolved { .. } => self.state = ReportState::Resolved,
+            ReportResolved { photos, .. } => {
+                self.state = ReportState::Resolved;
+                self.resolution_photos
+                    .extend(photos.map(|p| p.content().clone()));
+            }
             ReportConfirmed { .. } => self.state = ReportState::Confirmed,
             ReportReopened { reopen_count, .. } => {
                 self.state = ReportState::InProgress;
@@ -540,7 +549,14 @@ impl Report {
             RedactPhotos { by, at } => {
                 self.expect_submitted("redact")?;
                 self.require_staff(by, &[Role::Admin])?;
-                Ok(ReportEvent::ReportPhotosRedacted { by, at })
+                let photos = self
+                    .submission()
+                    .photos
+                    .iter()
+                    .map(|p| p.content().clone())
+                    .chain(self.resolution_photos.iter().cloned())
+                    .collect();
+                Ok(ReportEvent::ReportPhotosRedacted { by, photos, at })
             }
             HideReporterName { by, at } => {
                 self.expect_submitted("hide the reporter's name of")?;

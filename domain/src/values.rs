@@ -266,6 +266,49 @@ impl<'de> Deserialize<'de> for Photos {
     }
 }
 
+/// The photo links of a report or a resolution, kept beside the log like
+/// its text (a redaction must really remove them): the event carries the
+/// hash of the stored list and how many links it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttachedPhotos {
+    content: ContentHash,
+    count: u8,
+}
+
+impl AttachedPhotos {
+    pub fn new(content: ContentHash, photos: &Photos) -> Self {
+        AttachedPhotos {
+            content,
+            // At most nine, as `Photos` guarantees.
+            count: photos.urls().len() as u8,
+        }
+    }
+    pub fn content(&self) -> &ContentHash {
+        &self.content
+    }
+    pub fn count(&self) -> u8 {
+        self.count
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachedPhotos {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            content: ContentHash,
+            count: u8,
+        }
+        let raw = Raw::deserialize(d)?;
+        if usize::from(raw.count) > Photos::COUNT_MAX {
+            return Err(serde::de::Error::custom("too many photos"));
+        }
+        Ok(AttachedPhotos {
+            content: raw.content,
+            count: raw.count,
+        })
+    }
+}
+
 /// A point on the map, in millionths of a degree (integers travel exactly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GeoPoint {

@@ -1,3 +1,64 @@
-//! Read models folded from the event log (DESIGN §6): the projection runner,
-//! ledgers, statements, leaderboards and the audit trail. They arrive with the
-//! reports issue, on `store::Subscription` and `EventStore::read_log`.
+//! The read side (DESIGN §6): the projection runner and every read model.
+//!
+//! A projection folds one community's events, in position order, into its
+//! own tables; its checkpoint is written in the same transaction as the
+//! change, so a crash never applies an event twice or skips one. Each
+//! projection lives in one PostgreSQL schema per generation: a rebuild fills
+//! a new generation while the live one keeps serving, then takes its place.
+//!
+//! Only this crate and `store` know SQL.
+
+mod community_info;
+pub mod error;
+pub mod generation;
+pub mod patrols;
+pub mod progress;
+pub mod reports;
+pub mod runner;
+mod sql;
+pub mod suggestions;
+
+use std::sync::Arc;
+
+pub use error::ProjectionError;
+pub use progress::Progress;
+pub use runner::{Change, ProjectionRunner, RunnerConfig};
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use store::RecordedEvent;
+
+/// A read model: its tables, and how one event changes them.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// A short lowercase name, used in schema names, metrics and the CLI.
+    fn name(&self) -> &'static str;
+
+    /// Creates the projection's tables in the schema named `{schema}`.
+    fn tables_sql(&self) -> String;
+
+    /// Folds one event into the tables in `schema`, inside the transaction
+    /// that also moves the checkpoint. Report-level changes worth telling
+    /// live subscribers about go into `changes`.
+    async fn apply(
+        &self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        event: &RecordedEvent,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection of this build.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(reports::ReportsProjection),
+        Arc::new(suggestions::SuggestionsProjection),
+        Arc::new(patrols::PatrolsProjection),
+    ]
+}
+
+/// The projection with this name.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

@@ -36,6 +36,21 @@ pub enum StoreError {
     Migration(String),
     #[error("{0}")]
     Provision(String),
+    #[error("{0}")]
+    SignupRefused(SignupRefusal),
+}
+
+/// Why a sign-up code was not issued or not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignupRefusal {
+    #[error("this phone was sent too many codes in the last hour")]
+    TooManyCodes,
+    #[error("no live code for this phone: request a new one")]
+    NoLiveCode,
+    #[error("the code is wrong")]
+    WrongCode,
+    #[error("too many wrong attempts: request a new code")]
+    TooManyAttempts,
 }
 
 impl StoreError {
@@ -53,6 +68,10 @@ impl StoreError {
             StoreError::CommunityExists(_) => "CONFLICT",
             StoreError::UnknownCommunity(_) | StoreError::ContentNotFound(_) => "NOT_FOUND",
             StoreError::Invalid { .. } => "VALIDATION",
+            StoreError::SignupRefused(SignupRefusal::NoLiveCode | SignupRefusal::WrongCode) => {
+                "VALIDATION"
+            }
+            StoreError::SignupRefused(_) => "RATE_LIMITED",
             StoreError::ShuttingDown => "UNAVAILABLE",
             StoreError::Corrupt(_) => "CORRUPT",
             StoreError::Database(_)

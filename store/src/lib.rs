@@ -14,6 +14,7 @@ pub mod limits;
 mod listener;
 pub mod migrate;
 mod pgjson;
+pub mod profiles;
 pub mod provision;
 pub mod snapshot;
 pub mod stats;
@@ -25,7 +26,7 @@ mod writer;
 
 pub use content::{Content, ContentHash, Tombstone};
 pub use cqrs::{aggregate_id, parse_aggregate_id, CqrsRepository};
-pub use error::StoreError;
+pub use error::{SignupRefusal, StoreError};
 pub use provision::PrivatePostgres;
 pub use snapshot::Snapshot;
 pub use store::{EventStore, StoreConfig};

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     /// The highest position known to be committed, per community, for
     /// subscribers; fed by local commits and by NOTIFY from other processes.
     heads: Mutex<HashMap<CommunityId, watch::Sender<i64>>>,
+    /// Bumped whenever any community's log may have grown, for readers that
+    /// follow every community (the projection runner).
+    log_grew: watch::Sender<u64>,
     shutting_down: AtomicBool,
     listener_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -105,6 +108,7 @@ impl EventStore {
             writers: Mutex::new(HashMap::new()),
             writer_tasks: Mutex::new(Vec::new()),
             heads: Mutex::new(HashMap::new()),
+            log_grew: watch::channel(0).0,
             shutting_down: AtomicBool::new(false),
             listener_task: Mutex::new(None),
         });
@@ -303,7 +307,30 @@ impl EventStore {
         Ok(low)
     }
 
-    pub(crate) fn head_watch(&self, community_id: CommunityId) -> watch::Receiver<i64> {
+    /// Every community, in the order they were created.
+    pub async fn communities(&self) -> Result<Vec<CommunityId>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT community_id FROM communities ORDER BY created_at, community_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| CommunityId::new(row.get(0)))
+            .collect())
+    }
+
+    /// Changes whenever any community's log may have grown (commits of this
+    /// process and, through NOTIFY, of others).
+    pub fn watch_log(&self) -> watch::Receiver<u64> {
+        self.inner.log_grew.subscribe()
+    }
+
+    /// The highest position known to be committed in a community, changing
+    /// as commits are announced.
+    pub fn head_watch(&self, community_id: CommunityId) -> watch::Receiver<i64> {
         let mut heads = lock(&self.inner.heads);
         heads
             .entry(community_id)
@@ -315,6 +342,8 @@ impl EventStore {
 impl Inner {
     /// Tells this process's subscribers that `position` is committed.
     pub(crate) fn announce_local(&self, community_id: CommunityId, position: i64) {
+        self.log_grew
+            .send_modify(|count| *count = count.wrapping_add(1));
         let heads = lock(&self.heads);
         if let Some(sender) = heads.get(&community_id) {
             sender.send_if_modified(|head| {
@@ -328,6 +357,8 @@ impl Inner {
     /// Wakes every subscriber, e.g. after the listener reconnected and may
     /// have missed notifications.
     pub(crate) fn wake_all(&self) {
+        self.log_grew
+            .send_modify(|count| *count = count.wrapping_add(1));
         for sender in lock(&self.heads).values() {
             sender.send_modify(|_| {});
         }

@@ -5,6 +5,7 @@ use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::*;
+use crate::values::Photos;
 
 type Given = TestFramework<Report>;
 
@@ -47,6 +48,10 @@ fn department_staff() -> Actor {
     actor(400, Role::Department)
 }
 
+fn photos(content: u8, urls: &[&str]) -> AttachedPhotos {
+    AttachedPhotos::new(hash(content), &Photos::parse(urls).unwrap())
+}
+
 fn submission(reporter: Reporter) -> Box<SubmitReport> {
     Box::new(SubmitReport {
         report: ReportId(id(REPORT)),
@@ -57,7 +62,7 @@ fn submission(reporter: Reporter) -> Box<SubmitReport> {
         grid: GridId(id(GRID)),
         category: CategoryCode::parse("FLOATING-GARBAGE").unwrap(),
         text: hash(1),
-        photos: Photos::parse(&["https://img.example/1.jpg"]).unwrap(),
+        photos: Some(photos(7, &["https://img.example/1.jpg"])),
         reporter,
         first_response_due: at(4),
         resolution_due: at(48),
@@ -102,7 +107,7 @@ fn resolved() -> Vec<ReportEvent> {
     events.push(ReportEvent::ReportResolved {
         by: worker(),
         notes: hash(2),
-        photos: Photos::default(),
+        photos: Some(photos(8, &["https://img.example/after.jpg"])),
         at: at(5),
     });
     events
@@ -393,7 +398,7 @@ fn start_work_and_resolve() {
             at: at(3),
         })
         .then_expect_error(illegal("start work on", "accepted"));
-    let photos = Photos::parse(&["https://img.example/after.jpg"]).unwrap();
+    let photos = Some(photos(8, &["https://img.example/after.jpg"]));
     Given::with(())
         .given(in_progress())
         .when(ReportCommand::Resolve {
@@ -488,7 +493,7 @@ fn confirm_reopen_and_close() {
     reopened_once.push(ReportEvent::ReportResolved {
         by: worker(),
         notes: hash(4),
-        photos: Photos::default(),
+        photos: None,
         at: at(7),
     });
     Given::with(())
@@ -762,7 +767,19 @@ fn moderation() {
         })
         .then_expect_events(vec![ReportEvent::ReportPhotosRedacted {
             by: admin(),
+            photos: vec![hash(7)],
             at: at(1),
+        }]);
+    Given::with(())
+        .given(resolved())
+        .when(ReportCommand::RedactPhotos {
+            by: admin(),
+            at: at(6),
+        })
+        .then_expect_events(vec![ReportEvent::ReportPhotosRedacted {
+            by: admin(),
+            photos: vec![hash(7), hash(8)],
+            at: at(6),
         }]);
     Given::with(())
         .given(submitted())

@@ -1,0 +1,48 @@
+use std::sync::Arc;
+
+use store::StoreError;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(Arc<tokio_postgres::Error>),
+    #[error("database pool error: {0}")]
+    Pool(String),
+    #[error("unknown projection `{0}`")]
+    UnknownProjection(String),
+    #[error("event at position {position} cannot be read: {reason}")]
+    Undecodable { position: i64, reason: String },
+    /// Test hook: the runner was told to fail here, mid-batch.
+    #[error("stopped on purpose at position {0}")]
+    Interrupted(i64),
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl ProjectionError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProjectionError::Store(error) => error.code(),
+            ProjectionError::UnknownProjection(_) => "NOT_FOUND",
+            ProjectionError::Invalid { .. } => "VALIDATION",
+            _ => "INTERNAL",
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ProjectionError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        ProjectionError::Database(Arc::new(error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ProjectionError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(db) => ProjectionError::from(db),
+            other => ProjectionError::Pool(other.to_string()),
+        }
+    }
+}

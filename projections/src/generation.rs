@@ -1,0 +1,180 @@
+//! Generations of a projection: each lives in its own schema
+//! (`rm_<projection>_<generation>`). One generation is live and serves
+//! queries; a rebuild fills a `building` one from position zero, then
+//! promotes it. The retired generation's schema stays until the next
+//! rebuild, so queries already reading it finish undisturbed.
+
+use deadpool_postgres::{GenericClient, Pool};
+
+use crate::error::ProjectionError;
+use crate::Projection;
+
+/// Serialises generation changes of all projections, across processes.
+const GENERATION_LOCK_KEY: i64 = 0x6369_7669_635f_7067;
+
+pub fn schema_name(projection: &str, generation: i32) -> String {
+    format!("rm_{projection}_{generation}")
+}
+
+/// The live generation, created (with its tables) on first use.
+pub async fn ensure_live(pool: &Pool, projection: &dyn Projection) -> Result<i32, ProjectionError> {
+    if let Some(generation) = live(pool, projection.name()).await? {
+        return Ok(generation);
+    }
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+        .await?;
+    if let Some(generation) = live_in(&transaction, projection.name()).await? {
+        return Ok(generation);
+    }
+    let generation = next_generation(&transaction, projection.name()).await?;
+    create(&transaction, projection, generation, "live").await?;
+    transaction.commit().await?;
+    Ok(generation)
+}
+
+/// The live generation, if there is one.
+pub async fn live(pool: &Pool, projection: &str) -> Result<Option<i32>, ProjectionError> {
+    let client = pool.get().await?;
+    live_in(&client, projection).await
+}
+
+async fn live_in(
+    client: &impl GenericClient,
+    projection: &str,
+) -> Result<Option<i32>, ProjectionError> {
+    let row = client
+        .query_opt(
+            "SELECT generation FROM projection_generations \
+             WHERE projection = $1 AND state = 'live'",
+            &[&projection],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+async fn next_generation(
+    client: &impl GenericClient,
+    projection: &str,
+) -> Result<i32, ProjectionError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(generation), 0) + 1 FROM projection_generations \
+             WHERE projection = $1",
+            &[&projection],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn create(
+    client: &impl GenericClient,
+    projection: &dyn Projection,
+    generation: i32,
+    state: &str,
+) -> Result<(), ProjectionError> {
+    let schema = schema_name(projection.name(), generation);
+    client
+        .execute(
+            "INSERT INTO projection_generations (projection, generation, state) \
+             VALUES ($1, $2, $3)",
+            &[&projection.name(), &generation, &state],
+        )
+        .await?;
+    let ddl = format!(
+        "CREATE SCHEMA {schema}; {}",
+        projection.tables_sql().replace("{schema}", &schema)
+    );
+    client.batch_execute(&ddl).await?;
+    Ok(())
+}
+
+/// Starts a new generation to be filled from position zero.
+pub async fn start_building(
+    pool: &Pool,
+    projection: &dyn Projection,
+) -> Result<i32, ProjectionError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+        .await?;
+    let generation = next_generation(&transaction, projection.name()).await?;
+    create(&transaction, projection, generation, "building").await?;
+    transaction.commit().await?;
+    Ok(generation)
+}
+
+/// Makes a built generation the live one. The one it replaces is retired
+/// (its schema kept for queries in flight); older retired ones are dropped.
+pub async fn promote(
+    pool: &Pool,
+    projection: &str,
+    generation: i32,
+) -> Result<(), ProjectionError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+        .await?;
+    let retired = transaction
+        .query(
+            "SELECT generation FROM projection_generations \
+             WHERE projection = $1 AND state = 'retired'",
+            &[&projection],
+        )
+        .await?;
+    for row in retired {
+        let old: i32 = row.get(0);
+        transaction
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                schema_name(projection, old)
+            ))
+            .await?;
+        transaction
+            .execute(
+                "DELETE FROM projection_generations WHERE projection = $1 AND generation = $2",
+                &[&projection, &old],
+            )
+            .await?;
+    }
+    transaction
+        .execute(
+            "UPDATE projection_generations SET state = 'retired' \
+             WHERE projection = $1 AND state = 'live'",
+            &[&projection],
+        )
+        .await?;
+    let promoted = transaction
+        .execute(
+            "UPDATE projection_generations SET state = 'live' \
+             WHERE projection = $1 AND generation = $2 AND state = 'building'",
+            &[&projection, &generation],
+        )
+        .await?;
+    if promoted != 1 {
+        return Err(ProjectionError::Invalid {
+            field: "generation",
+            reason: format!("{projection} generation {generation} is not being built"),
+        });
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// The schema a query reads: the live generation's (created when missing,
+/// so a query before the first runner pass finds empty tables, not an error).
+pub async fn live_schema(pool: &Pool, projection: &str) -> Result<String, ProjectionError> {
+    let generation = match live(pool, projection).await? {
+        Some(generation) => generation,
+        None => {
+            let projection = crate::by_name(projection)
+                .ok_or_else(|| ProjectionError::UnknownProjection(projection.to_string()))?;
+            ensure_live(pool, &*projection).await?
+        }
+    };
+    Ok(schema_name(projection, generation))
+}

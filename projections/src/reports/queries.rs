@@ -1,0 +1,430 @@
+//! Reads of the reports read model.
+
+use deadpool_postgres::Pool;
+use domain::report::DeadlineKind;
+use store::CommunityId;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::NAME;
+use crate::error::ProjectionError;
+use crate::generation::live_schema;
+use crate::sql::query;
+
+/// States in which a report is no longer worked on.
+const FINISHED_STATES: &str = "('rejected', 'closed', 'merged')";
+
+/// SQL: the report `r` is overdue at the time in parameter `$n`.
+fn overdue_sql(n: usize) -> String {
+    format!(
+        "((r.state = 'submitted' AND r.first_response_due <= ${n}) OR \
+          (r.state NOT IN ('resolved', 'confirmed', 'rejected', 'closed', 'merged') \
+           AND r.resolution_due <= ${n}))"
+    )
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    pub community_id: Uuid,
+    pub report_id: Uuid,
+    pub grid_id: Uuid,
+    pub level1_grid_id: Uuid,
+    pub site_id: Option<Uuid>,
+    pub site_code: Option<String>,
+    pub latitude_e6: Option<i32>,
+    pub longitude_e6: Option<i32>,
+    pub category: String,
+    pub state: String,
+    pub reporter_id: Option<Uuid>,
+    pub anonymous: bool,
+    pub reporter_name_hidden: bool,
+    pub text_hash: String,
+    pub photos_hash: Option<String>,
+    pub photo_count: i32,
+    pub hidden: bool,
+    pub text_redacted: bool,
+    pub photos_redacted: bool,
+    pub assignee_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub category_department_id: Option<Uuid>,
+    pub escalation: String,
+    pub supporters: i32,
+    pub reporters: i32,
+    pub reopen_count: i32,
+    pub comments: i32,
+    pub likely_duplicate_of: Option<Uuid>,
+    pub merged_into: Option<Uuid>,
+    pub submitted_at: i64,
+    pub first_response_due: i64,
+    pub resolution_due: i64,
+    pub first_response_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub first_response_missed: bool,
+    pub resolution_missed: bool,
+    pub updated_at: i64,
+    pub last_position: i64,
+}
+
+const REPORT_COLUMNS: &str = "r.community_id, r.report_id, r.grid_id, r.level1_grid_id, \
+    r.site_id, r.site_code, r.latitude_e6, r.longitude_e6, r.category, r.state, r.reporter_id, \
+    r.anonymous, r.reporter_name_hidden, r.text_hash, r.photos_hash, r.photo_count, r.hidden, \
+    r.text_redacted, r.photos_redacted, r.assignee_id, r.department_id, \
+    r.category_department_id, r.escalation, r.supporters, r.reporters, r.reopen_count, \
+    r.comments, r.likely_duplicate_of, r.merged_into, r.submitted_at, r.first_response_due, \
+    r.resolution_due, r.first_response_at, r.resolved_at, r.closed_at, \
+    r.first_response_missed, r.resolution_missed, r.updated_at, r.last_position";
+
+impl ReportRow {
+    fn from_row(row: &Row) -> Self {
+        ReportRow {
+            community_id: row.get(0),
+            report_id: row.get(1),
+            grid_id: row.get(2),
+            level1_grid_id: row.get(3),
+            site_id: row.get(4),
+            site_code: row.get(5),
+            latitude_e6: row.get(6),
+            longitude_e6: row.get(7),
+            category: row.get(8),
+            state: row.get(9),
+            reporter_id: row.get(10),
+            anonymous: row.get(11),
+            reporter_name_hidden: row.get(12),
+            text_hash: row.get(13),
+            photos_hash: row.get(14),
+            photo_count: row.get(15),
+            hidden: row.get(16),
+            text_redacted: row.get(17),
+            photos_redacted: row.get(18),
+            assignee_id: row.get(19),
+            department_id: row.get(20),
+            category_department_id: row.get(21),
+            escalation: row.get(22),
+            supporters: row.get(23),
+            reporters: row.get(24),
+            reopen_count: row.get(25),
+            comments: row.get(26),
+            likely_duplicate_of: row.get(27),
+            merged_into: row.get(28),
+            submitted_at: row.get(29),
+            first_response_due: row.get(30),
+            resolution_due: row.get(31),
+            first_response_at: row.get(32),
+            resolved_at: row.get(33),
+            closed_at: row.get(34),
+            first_response_missed: row.get(35),
+            resolution_missed: row.get(36),
+            updated_at: row.get(37),
+            last_position: row.get(38),
+        }
+    }
+
+    /// Still worked on: not rejected, closed or merged.
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state.as_str(), "rejected" | "closed" | "merged")
+    }
+}
+
+/// Which reports a list shows. `None` means "any".
+#[derive(Clone, Debug, Default)]
+pub struct ReportFilter {
+    pub community: Option<CommunityId>,
+    /// A grid: reports in it or, for a level 1 grid, in the grids inside it.
+    pub grid: Option<Uuid>,
+    pub site: Option<Uuid>,
+    pub category: Option<String>,
+    pub states: Option<Vec<String>>,
+    pub reporter: Option<Uuid>,
+    pub assignee: Option<Uuid>,
+    pub department: Option<Uuid>,
+    /// Submitted at or after, in microseconds.
+    pub submitted_from: Option<i64>,
+    /// Submitted before, in microseconds.
+    pub submitted_before: Option<i64>,
+    /// Only reports overdue at this time.
+    pub overdue_at: Option<i64>,
+    /// Hidden reports are shown only when this is true, or to their reporter.
+    pub include_hidden: bool,
+    pub hidden_visible_to: Option<Uuid>,
+}
+
+/// Where a page of the newest-first list starts (after this report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportCursor {
+    pub submitted_at: i64,
+    pub report_id: Uuid,
+}
+
+/// A page of reports, newest first, after `after`.
+pub async fn list_reports(
+    pool: &Pool,
+    filter: &ReportFilter,
+    after: Option<ReportCursor>,
+    limit: i64,
+) -> Result<Vec<ReportRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let community = filter.community.map(|c| c.as_uuid());
+    let sql = format!(
+        "SELECT {REPORT_COLUMNS} FROM {schema}.reports r WHERE \
+         ($1::uuid IS NULL OR r.community_id = $1) \
+         AND ($2::uuid IS NULL OR r.grid_id = $2 OR r.level1_grid_id = $2) \
+         AND ($3::uuid IS NULL OR r.site_id = $3) \
+         AND ($4::text IS NULL OR r.category = $4) \
+         AND ($5::text[] IS NULL OR r.state = ANY($5)) \
+         AND ($6::uuid IS NULL OR r.reporter_id = $6) \
+         AND ($7::bigint IS NULL OR r.submitted_at >= $7) \
+         AND ($8::bigint IS NULL OR r.submitted_at < $8) \
+         AND ($9::bigint IS NULL OR {overdue}) \
+         AND (NOT r.hidden OR $10 OR r.reporter_id = $11) \
+         AND ($12::bigint IS NULL OR (r.submitted_at, r.report_id) < ($12, $13::uuid)) \
+         AND ($14::uuid IS NULL OR r.assignee_id = $14) \
+         AND ($15::uuid IS NULL OR r.department_id = $15) \
+         ORDER BY r.submitted_at DESC, r.report_id DESC LIMIT $16",
+        overdue = overdue_sql(9),
+    );
+    let client = pool.get().await?;
+    let rows = query(
+        &client,
+        &sql,
+        &[
+            &community,
+            &filter.grid,
+            &filter.site,
+            &filter.category,
+            &filter.states,
+            &filter.reporter,
+            &filter.submitted_from,
+            &filter.submitted_before,
+            &filter.overdue_at,
+            &filter.include_hidden,
+            &filter.hidden_visible_to,
+            &after.map(|a| a.submitted_at),
+            &after.map(|a| a.report_id),
+            &filter.assignee,
+            &filter.department,
+            &limit,
+        ],
+    )
+    .await?;
+    Ok(rows.iter().map(ReportRow::from_row).collect())
+}
+
+pub async fn report(
+    pool: &Pool,
+    community: CommunityId,
+    report: Uuid,
+) -> Result<Option<ReportRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT {REPORT_COLUMNS} FROM {schema}.reports r \
+         WHERE r.community_id = $1 AND r.report_id = $2"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &report]).await?;
+    Ok(rows.first().map(ReportRow::from_row))
+}
+
+/// One step in a report's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEntry {
+    pub position: i64,
+    pub event_type: String,
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub at: i64,
+    /// The event's fields as stored (content appears as hashes).
+    pub detail: serde_json::Value,
+}
+
+pub async fn timeline(
+    pool: &Pool,
+    community: CommunityId,
+    report: Uuid,
+) -> Result<Vec<TimelineEntry>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT position, event_type, actor_id, actor_role, at, detail \
+         FROM {schema}.report_timeline WHERE community_id = $1 AND report_id = $2 \
+         ORDER BY position LIMIT 10000"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &report]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| TimelineEntry {
+            position: row.get(0),
+            event_type: row.get(1),
+            actor_id: row.get(2),
+            actor_role: row.get(3),
+            at: row.get(4),
+            detail: row.get(5),
+        })
+        .collect())
+}
+
+/// A grid's problem ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridLedger {
+    pub grid_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    pub open: i64,
+    pub overdue: i64,
+    pub resolved_this_month: i64,
+    /// Median time from submission to first response, in microseconds.
+    pub median_first_response_us: Option<i64>,
+    pub median_resolution_us: Option<i64>,
+}
+
+/// The ledgers of a community's grids (or one grid) as of `now`; a level 1
+/// grid counts the reports of the grids inside it too.
+pub async fn grid_ledgers(
+    pool: &Pool,
+    community: CommunityId,
+    grid: Option<Uuid>,
+    now: i64,
+) -> Result<Vec<GridLedger>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "WITH month_start AS (SELECT (extract(epoch FROM date_trunc('month', \
+             to_timestamp($3::bigint / 1000000.0) AT TIME ZONE c.time_zone) \
+             AT TIME ZONE c.time_zone) * 1000000)::bigint AS at \
+             FROM {schema}.communities c WHERE c.community_id = $1) \
+         SELECT g.grid_id, g.parent_id, g.name, \
+             count(r.report_id) FILTER (WHERE r.state NOT IN {FINISHED_STATES}), \
+             count(r.report_id) FILTER (WHERE {overdue}), \
+             count(r.report_id) FILTER (WHERE r.resolved_at >= (SELECT at FROM month_start)), \
+             (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.first_response_at - r.submitted_at))::bigint, \
+             (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.resolved_at - r.submitted_at))::bigint \
+         FROM {schema}.grids g \
+         LEFT JOIN {schema}.reports r ON r.community_id = g.community_id \
+             AND (r.grid_id = g.grid_id OR r.level1_grid_id = g.grid_id) \
+         WHERE g.community_id = $1 AND ($2::uuid IS NULL OR g.grid_id = $2) \
+         GROUP BY g.grid_id, g.parent_id, g.name ORDER BY g.name, g.grid_id",
+        overdue = overdue_sql(3),
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &grid, &now]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| GridLedger {
+            grid_id: row.get(0),
+            parent_id: row.get(1),
+            name: row.get(2),
+            open: row.get(3),
+            overdue: row.get(4),
+            resolved_this_month: row.get(5),
+            median_first_response_us: row.get(6),
+            median_resolution_us: row.get(7),
+        })
+        .collect())
+}
+
+/// Counts of one category in one month of the community's calendar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryMonth {
+    pub month: String,
+    pub category: String,
+    pub received: i32,
+    pub accepted: i32,
+    pub resolved: i32,
+    pub escalated: i32,
+    pub reopened: i32,
+}
+
+/// Statistics per category and month, months `from..=to` (`YYYY-MM`).
+pub async fn statistics(
+    pool: &Pool,
+    community: CommunityId,
+    from_month: Option<&str>,
+    to_month: Option<&str>,
+) -> Result<Vec<CategoryMonth>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT month, category, received, accepted, resolved, escalated, reopened \
+         FROM {schema}.report_statistics WHERE community_id = $1 \
+         AND ($2::text IS NULL OR month >= $2) AND ($3::text IS NULL OR month <= $3) \
+         ORDER BY month, category LIMIT 10000"
+    );
+    let client = pool.get().await?;
+    let rows = query(
+        &client,
+        &sql,
+        &[&community.as_uuid(), &from_month, &to_month],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| CategoryMonth {
+            month: row.get(0),
+            category: row.get(1),
+            received: row.get(2),
+            accepted: row.get(3),
+            resolved: row.get(4),
+            escalated: row.get(5),
+            reopened: row.get(6),
+        })
+        .collect())
+}
+
+/// Open reports whose deadline has passed at `now` and is not yet recorded
+/// as missed, oldest deadline first.
+pub async fn missed_deadlines(
+    pool: &Pool,
+    community: CommunityId,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, DeadlineKind)>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT report_id, 'first_response' AS kind, first_response_due AS due \
+             FROM {schema}.reports WHERE community_id = $1 AND state = 'submitted' \
+             AND first_response_due <= $2 AND NOT first_response_missed \
+         UNION ALL \
+         SELECT report_id, 'resolution', resolution_due FROM {schema}.reports \
+             WHERE community_id = $1 \
+             AND state NOT IN ('resolved', 'confirmed', 'rejected', 'closed', 'merged') \
+             AND resolution_due <= $2 AND NOT resolution_missed \
+         ORDER BY due LIMIT $3"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &now, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let kind: &str = row.get(1);
+            let kind = if kind == "first_response" {
+                DeadlineKind::FirstResponse
+            } else {
+                DeadlineKind::Resolution
+            };
+            (row.get(0), kind)
+        })
+        .collect())
+}
+
+/// The newest open report at the same site and category submitted at or
+/// after `since`: a new report there is likely its duplicate.
+pub async fn open_report_at(
+    pool: &Pool,
+    community: CommunityId,
+    site: Uuid,
+    category: &str,
+    since: i64,
+) -> Result<Option<Uuid>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT report_id FROM {schema}.reports WHERE community_id = $1 AND site_id = $2 \
+         AND category = $3 AND submitted_at >= $4 AND state NOT IN {FINISHED_STATES} \
+         ORDER BY submitted_at DESC LIMIT 1"
+    );
+    let client = pool.get().await?;
+    let rows = query(
+        &client,
+        &sql,
+        &[&community.as_uuid(), &site, &category, &since],
+    )
+    .await?;
+    Ok(rows.first().map(|row| row.get(0)))
+}

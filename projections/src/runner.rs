@@ -1,0 +1,315 @@
+//! Runs projections: catches each community up from its checkpoint, then
+//! follows the log live. One task per projection; every batch of one
+//! community is one transaction that also moves the checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use store::{CommunityId, EventStore, RecordedEvent};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+use crate::generation::{self, schema_name};
+use crate::progress::Progress;
+use crate::Projection;
+
+/// A report changed: told to live subscribers after the change committed,
+/// so a query made on hearing it sees the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub community: CommunityId,
+    pub report: Uuid,
+    pub grid: Uuid,
+    /// The level 1 grid the report's grid lies in (itself for a level 1 grid).
+    pub level1_grid: Uuid,
+    pub position: i64,
+    pub event_type: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Events folded per transaction.
+    pub batch_size: i64,
+    /// A safety net: look at the log this often even without a wake-up.
+    pub idle_recheck: Duration,
+    /// How long to wait after a failure before trying again.
+    pub retry_delay: Duration,
+    /// Test hook: fail, mid-batch, on reaching this position (the batch's
+    /// earlier events already applied inside the transaction).
+    pub interrupt_at_position: Option<i64>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            batch_size: 500,
+            idle_recheck: Duration::from_secs(10),
+            retry_delay: Duration::from_secs(1),
+            interrupt_at_position: None,
+        }
+    }
+}
+
+/// Capacity of the live change channel; a subscriber further behind misses
+/// changes (and is told so) rather than holding memory.
+const CHANGES_CAPACITY: usize = 4_096;
+
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    store: EventStore,
+    config: RunnerConfig,
+    progress: Progress,
+    changes: broadcast::Sender<Change>,
+}
+
+impl ProjectionRunner {
+    pub fn new(store: EventStore, config: RunnerConfig) -> Self {
+        ProjectionRunner {
+            store,
+            config,
+            progress: Progress::default(),
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
+        }
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn pool(&self) -> &Pool {
+        self.store.pool()
+    }
+
+    /// Follows the log with every projection until `shutdown` turns true.
+    pub fn spawn(
+        &self,
+        projections: Vec<Arc<dyn Projection>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        projections
+            .into_iter()
+            .map(|projection| {
+                let runner = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { runner.follow(projection, shutdown).await })
+            })
+            .collect()
+    }
+
+    async fn follow(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
+        let mut followed: Option<Generation> = None;
+        while !*shutdown.borrow() {
+            let mut log = self.store.watch_log();
+            log.borrow_and_update();
+            let progressed = match self.follow_once(&*projection, &mut followed).await {
+                Ok(progressed) => progressed,
+                Err(error) => {
+                    tracing::error!(projection = projection.name(), %error, "projection failed; retrying");
+                    followed = None;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.retry_delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if !progressed {
+                tokio::select! {
+                    _ = log.changed() => {}
+                    _ = tokio::time::sleep(self.config.idle_recheck) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// One pass over every community of the live generation (switching when
+    /// a rebuild promoted another). True when any event was folded.
+    async fn follow_once(
+        &self,
+        projection: &dyn Projection,
+        followed: &mut Option<Generation>,
+    ) -> Result<bool, ProjectionError> {
+        let live = generation::ensure_live(self.pool(), projection).await?;
+        if followed.as_ref().map(|g| g.number) != Some(live) {
+            *followed = Some(Generation::new(live));
+        }
+        let generation = followed.as_mut().expect("set above");
+        self.pass(projection, generation, true).await
+    }
+
+    /// Folds every community of a generation up to the heads seen now.
+    /// Returns the number of events folded.
+    pub async fn catch_up(
+        &self,
+        projection: &dyn Projection,
+        generation: i32,
+    ) -> Result<u64, ProjectionError> {
+        let mut state = Generation::new(generation);
+        while self.pass(projection, &mut state, false).await? {}
+        Ok(state.folded)
+    }
+
+    /// Rebuilds a projection from position zero into a new generation while
+    /// the live one keeps serving, then promotes it. Returns the generation.
+    pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
+        let generation = generation::start_building(self.pool(), projection).await?;
+        self.catch_up(projection, generation).await?;
+        generation::promote(self.pool(), projection.name(), generation).await?;
+        tracing::info!(
+            projection = projection.name(),
+            generation,
+            "projection rebuilt"
+        );
+        Ok(generation)
+    }
+
+    async fn pass(
+        &self,
+        projection: &dyn Projection,
+        generation: &mut Generation,
+        live: bool,
+    ) -> Result<bool, ProjectionError> {
+        let mut progressed = false;
+        for community in self.store.communities().await? {
+            progressed |= self.step(projection, generation, community, live).await?;
+        }
+        Ok(progressed)
+    }
+
+    /// Folds the next batch of one community. True when it folded any.
+    async fn step(
+        &self,
+        projection: &dyn Projection,
+        generation: &mut Generation,
+        community: CommunityId,
+        live: bool,
+    ) -> Result<bool, ProjectionError> {
+        let checkpoint = match generation.checkpoints.get(&community) {
+            Some(position) => *position,
+            None => {
+                self.load_checkpoint(projection, generation.number, community)
+                    .await?
+            }
+        };
+        let events = self
+            .store
+            .read_log(community, checkpoint + 1, self.config.batch_size)
+            .await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            generation.checkpoints.insert(community, checkpoint);
+            return Ok(false);
+        };
+        let schema = schema_name(projection.name(), generation.number);
+        let mut client = self.pool().get().await?;
+        let transaction = client.transaction().await?;
+        let stored: i64 = transaction
+            .query_one(
+                "SELECT position FROM projection_checkpoints WHERE projection = $1 \
+                 AND generation = $2 AND community_id = $3 FOR UPDATE",
+                &[&projection.name(), &generation.number, &community.as_uuid()],
+            )
+            .await?
+            .get(0);
+        if stored != checkpoint {
+            // Another runner (another process) moved it first: start over
+            // from where it is.
+            generation.checkpoints.insert(community, stored);
+            return Ok(true);
+        }
+        let mut changes = Vec::new();
+        for event in &events {
+            if self.config.interrupt_at_position == Some(event.position) {
+                return Err(ProjectionError::Interrupted(event.position));
+            }
+            projection
+                .apply(&transaction, &schema, event, &mut changes)
+                .await?;
+        }
+        transaction
+            .execute(
+                "UPDATE projection_checkpoints SET position = $4 WHERE projection = $1 \
+                 AND generation = $2 AND community_id = $3",
+                &[
+                    &projection.name(),
+                    &generation.number,
+                    &community.as_uuid(),
+                    &last,
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        generation.checkpoints.insert(community, last);
+        generation.folded += events.len() as u64;
+        if live {
+            self.progress.publish(projection.name(), community, last);
+            for change in changes {
+                // No receiver is fine: nobody is subscribed.
+                let _ = self.changes.send(change);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn load_checkpoint(
+        &self,
+        projection: &dyn Projection,
+        generation: i32,
+        community: CommunityId,
+    ) -> Result<i64, ProjectionError> {
+        let client = self.pool().get().await?;
+        client
+            .execute(
+                "INSERT INTO projection_checkpoints (projection, generation, community_id, position) \
+                 VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                &[&projection.name(), &generation, &community.as_uuid()],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT position FROM projection_checkpoints WHERE projection = $1 \
+                 AND generation = $2 AND community_id = $3",
+                &[&projection.name(), &generation, &community.as_uuid()],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
+/// What a runner knows of the generation it folds into.
+struct Generation {
+    number: i32,
+    checkpoints: HashMap<CommunityId, i64>,
+    folded: u64,
+}
+
+impl Generation {
+    fn new(number: i32) -> Self {
+        Generation {
+            number,
+            checkpoints: HashMap::new(),
+            folded: 0,
+        }
+    }
+}
+
+/// Decodes an event's payload as `T`, naming the position when it cannot.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    event: &RecordedEvent,
+) -> Result<T, ProjectionError> {
+    event
+        .decode()
+        .map_err(|error| ProjectionError::Undecodable {
+            position: event.position,
+            reason: error.to_string(),
+        })
+}
