@@ -1,16 +1,19 @@
-//! The command line: `serve`, `migrate`, `bench store`.
+//! The command line: `serve`, `migrate`, `schema`, `token issue`,
+//! `project run|rebuild|status`, `bench store`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use projections::{ProjectionRunner, RunnerConfig};
 use store::migrate::run_migrations;
 use store::{EventStore, StoreConfig};
 
+use crate::app::{Application, Settings};
+use crate::auth::{TokenRequest, Tokens};
 use crate::database::Database;
-use crate::server::{self, AppState};
+use crate::secrets::Secrets;
 use crate::telemetry;
 
 #[derive(Parser, Debug)]
@@ -45,14 +48,67 @@ pub enum Command {
         /// Connections the event store may hold open.
         #[arg(long, default_value_t = 16)]
         pool_size_max: usize,
+        /// Seed a demo community (once) and print tokens to try it with.
+        #[arg(long)]
+        demo: bool,
+        /// Leave the projections to a separate `civic-ledger project run`.
+        #[arg(long)]
+        no_projections: bool,
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print the GraphQL schema (the contract in `schema.graphql`).
+    Schema,
+    /// Bearer tokens for operators.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Run or rebuild the read models.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
     /// Measure the system against raw PostgreSQL on the same server.
     Bench {
         #[command(subcommand)]
         target: BenchTarget,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Sign a token with the server's key (from CIVIC_LEDGER_TOKEN_SECRET or
+    /// the data directory).
+    Issue {
+        /// citizen, grid_worker, department, clerk, admin, auditor or inspector.
+        #[arg(long)]
+        role: String,
+        /// The bearer's pseudonymous id.
+        #[arg(long)]
+        subject: uuid::Uuid,
+        #[arg(long)]
+        community: uuid::Uuid,
+        /// Narrow a grid worker to these grids (repeatable).
+        #[arg(long = "scope-grid")]
+        grids: Vec<uuid::Uuid>,
+        /// A clerk's centre.
+        #[arg(long = "scope-centre")]
+        centre: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    /// Follow the log with every projection until stopped (SIGINT/SIGTERM).
+    Run,
+    /// Rebuild one projection from position zero into a new generation
+    /// while the live one keeps serving, then switch to it.
+    Rebuild { name: String },
+    /// Each projection's live generation and lag.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,21 +130,106 @@ pub async fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that need no database come first.
+    match &cli.command {
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            return Ok(());
+        }
+        Command::Token { command } => return issue_token(&cli.data_dir, command),
+        _ => {}
+    }
     let database = Database::open(cli.database_url.as_deref(), &cli.data_dir).await?;
     let result = match cli.command {
         Command::Serve {
             listen,
             pool_size_max,
-        } => serve(&database, &listen, pool_size_max).await,
+            demo,
+            no_projections,
+        } => {
+            let mut settings = Settings::new(&listen, Secrets::load(&cli.data_dir)?);
+            settings.pool_size_max = pool_size_max;
+            settings.run_projections = !no_projections;
+            serve(&database, settings, demo).await
+        }
         Command::Migrate => migrate(&database).await,
+        Command::Project { command } => project(&database, command).await,
         Command::Bench {
             target: BenchTarget::Store(args),
         } => crate::bench::store(&database, args).await,
+        Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.
     let closed = database.close().await;
     result?;
     closed
+}
+
+fn issue_token(data_dir: &std::path::Path, command: &TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Issue {
+        role,
+        subject,
+        community,
+        grids,
+        centre,
+        ttl_hours,
+    } = command;
+    let role: domain::values::Role =
+        serde_json::from_value(serde_json::Value::String(role.clone()))
+            .map_err(|_| anyhow::anyhow!("unknown role `{role}`"))?;
+    let tokens = Tokens::new(&Secrets::load(data_dir)?.token_key);
+    let token = tokens
+        .issue(TokenRequest {
+            subject: *subject,
+            role,
+            community: *community,
+            grids: grids.clone(),
+            centre: *centre,
+            lifetime: std::time::Duration::from_secs(ttl_hours * 3600),
+        })
+        .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn project(database: &Database, command: ProjectCommand) -> anyhow::Result<()> {
+    run_migrations(&database.pg_config)
+        .await
+        .context("migrations failed")?;
+    let store = EventStore::connect(database.pg_config.clone(), StoreConfig::default())
+        .await
+        .context("could not connect to PostgreSQL")?;
+    let runner = ProjectionRunner::new(store.clone(), RunnerConfig::default());
+    let result = match command {
+        ProjectCommand::Run => {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let tasks = runner.spawn(projections::all(), stopped);
+            tokio::signal::ctrl_c().await?;
+            let _ = stop.send(true);
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        }
+        ProjectCommand::Rebuild { name } => {
+            let projection = projections::by_name(&name).with_context(|| {
+                let names: Vec<_> = projections::all().iter().map(|p| p.name()).collect();
+                format!("no projection `{name}`; there are: {}", names.join(", "))
+            })?;
+            let generation = runner.rebuild(&*projection).await?;
+            println!("{name}: generation {generation} is live");
+            Ok(())
+        }
+        ProjectCommand::Status => {
+            for (name, lag) in projections::progress::lag_by_projection(store.pool()).await? {
+                let generation = projections::generation::live(store.pool(), &name).await?;
+                println!("{name}: generation {generation:?}, lag {lag} events");
+            }
+            Ok(())
+        }
+    };
+    store.shutdown().await;
+    result
 }
 
 async fn migrate(database: &Database) -> anyhow::Result<()> {
@@ -104,31 +245,60 @@ async fn migrate(database: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(database: &Database, listen: &str, pool_size_max: usize) -> anyhow::Result<()> {
-    run_migrations(&database.pg_config)
-        .await
-        .context("migrations failed")?;
-    let config = StoreConfig {
-        pool_size_max,
-        ..StoreConfig::default()
-    };
-    let store = EventStore::connect(database.pg_config.clone(), config)
-        .await
-        .context("could not connect to PostgreSQL")?;
-    let listener =
-        TcpListener::bind(listen).with_context(|| format!("could not listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    let server = server::build(
-        listener,
-        AppState {
-            store: store.clone(),
-        },
-    )?;
+async fn serve(database: &Database, settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let application = Application::build(&database.pg_config, settings).await?;
+    let address = application.address;
+    if demo {
+        let seeded = crate::demo::seed(&application.app.commands).await?;
+        print_demo(&application, seeded)?;
+    }
     tracing::info!(%address, "civic-ledger listening");
     println!("civic-ledger listening on http://{address}");
-    server.await.context("the HTTP server failed")?;
-    tracing::info!("stopped accepting requests; finishing queued appends");
-    store.shutdown().await;
+    application.run_until_stopped().await?;
     tracing::info!("civic-ledger stopped");
+    Ok(())
+}
+
+fn print_demo(application: &Application, seeded: bool) -> anyhow::Result<()> {
+    use crate::demo;
+    use domain::values::Role;
+    let token = |subject, role| {
+        application
+            .app
+            .tokens
+            .issue(TokenRequest {
+                subject,
+                role,
+                community: demo::COMMUNITY,
+                grids: Vec::new(),
+                centre: None,
+                lifetime: std::time::Duration::from_secs(12 * 3600),
+            })
+            .map_err(|error| anyhow::anyhow!("{}", error.message))
+    };
+    println!(
+        "demo community {} ({}):",
+        demo::COMMUNITY,
+        if seeded {
+            "seeded now"
+        } else {
+            "already there"
+        }
+    );
+    println!("  admin token:       {}", token(demo::ADMIN, Role::Admin)?);
+    println!(
+        "  grid worker token: {} (worker {}, grid 1)",
+        token(demo::worker(1).0, Role::GridWorker)?,
+        demo::worker(1)
+    );
+    println!(
+        "  resident token:    {}",
+        token(demo::RESIDENT, Role::Citizen)?
+    );
+    println!(
+        "  site codes: {} … {}",
+        demo::site_code(1),
+        demo::site_code(20)
+    );
     Ok(())
 }

@@ -87,3 +87,18 @@ fn histogram(
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
 }
+
+/// Appends each live projection's lag (head position minus checkpoint, the
+/// largest over communities).
+pub fn render_lag(out: &mut String, lags: &[(String, i64)]) {
+    out.push_str(
+        "# HELP civic_ledger_projection_lag_events Events a projection is behind the log.\n",
+    );
+    out.push_str("# TYPE civic_ledger_projection_lag_events gauge\n");
+    for (projection, lag) in lags {
+        let _ = writeln!(
+            out,
+            "civic_ledger_projection_lag_events{{projection=\"{projection}\"}} {lag}"
+        );
+    }
+}

@@ -1,12 +1,21 @@
-//! The HTTP server: health, readiness and metrics for now.
+//! The HTTP server: GraphQL (queries and mutations over POST, GraphiQL on
+//! GET, subscriptions over WebSocket), health, readiness and metrics.
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use std::sync::Arc;
+
+use actix_web::{guard, web, App as ActixApp, HttpRequest, HttpResponse, HttpServer};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_actix_web::GraphQLSubscription;
 use serde_json::json;
 use store::migrate::{applied_migration_version, latest_migration_version};
 use store::EventStore;
+
+use crate::auth::Viewer;
+use crate::commands::RequestMeta;
+use crate::graphql::{with_error_codes, ApiSchema, App};
 
 /// How long in-flight requests may run after a stop signal.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
@@ -16,6 +25,8 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
+    pub schema: ApiSchema,
+    pub app: Arc<App>,
 }
 
 /// Binds the routes to `listener`. actix-web stops gracefully on SIGINT and
@@ -23,10 +34,20 @@ pub struct AppState {
 pub fn build(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new()
+        ActixApp::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(REQUEST_BODY_BYTES_MAX))
             .wrap(tracing_actix::RequestSpan)
+            .service(
+                web::resource("/graphql")
+                    .route(web::post().to(graphql))
+                    .route(
+                        web::get()
+                            .guard(guard::Header("upgrade", "websocket"))
+                            .to(graphql_ws),
+                    )
+                    .route(web::get().to(graphiql)),
+            )
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
@@ -63,9 +84,106 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut body = crate::metrics::render(state.store.stats());
+    match projections::progress::lag_by_projection(state.store.pool()).await {
+        Ok(lags) => crate::metrics::render_lag(&mut body, &lags),
+        Err(error) => tracing::warn!(%error, "projection lag unavailable"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(state.store.stats()))
+        .body(body)
+}
+
+/// Who sent the request, where from, and with which retry key.
+fn request_meta(request: &HttpRequest) -> RequestMeta {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+    };
+    RequestMeta {
+        request_id: header("x-request-id")
+            .filter(|id| id.len() <= 100)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        // The peer, not X-Forwarded-For: a client must not choose the key
+        // its rate limit is counted under.
+        client: request.peer_addr().map(|address| address.ip().to_string()),
+        idempotency_key: header("idempotency-key"),
+        actor: None,
+    }
+}
+
+fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .map(|value| value.to_str().unwrap_or("?"));
+    Viewer::from_authorization(&state.app.tokens, authorization)
+}
+
+/// `POST /graphql`: one GraphQL request as JSON.
+async fn graphql(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let parsed: Result<async_graphql::Request, _> = serde_json::from_slice(&body);
+    let graphql_request = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            return HttpResponse::BadRequest().json(json!({"errors": [{
+                "message": format!("the body is not a GraphQL request: {error}"),
+                "extensions": {"code": "BAD_REQUEST"}
+            }]}))
+        }
+    };
+    let graphql_request = graphql_request
+        .data(viewer(&state, &request))
+        .data(request_meta(&request));
+    let response = with_error_codes(state.schema.execute(graphql_request).await);
+    HttpResponse::Ok().json(response)
+}
+
+/// `GET /graphql` with a WebSocket upgrade: subscriptions over
+/// graphql-transport-ws. The token comes in the `connection_init` payload
+/// (`{"Authorization": "Bearer …"}`) or the upgrade request's header.
+async fn graphql_ws(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let tokens = state.app.tokens.clone();
+    let from_header = viewer(&state, &request);
+    let meta = request_meta(&request);
+    GraphQLSubscription::new(state.schema.clone())
+        .on_connection_init(move |value| async move {
+            let authorization = ["Authorization", "authorization"]
+                .iter()
+                .find_map(|key| value.get(key).and_then(|v| v.as_str()).map(str::to_string));
+            let viewer = match authorization {
+                Some(header) => Viewer::from_authorization(&tokens, Some(&header)),
+                None => from_header,
+            };
+            let mut data = async_graphql::Data::default();
+            data.insert(viewer);
+            data.insert(meta);
+            Ok(data)
+        })
+        .start(&request, payload)
+}
+
+/// `GET /graphql`: GraphiQL, to explore the schema by hand.
+async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish(),
+        )
 }
 
 mod tracing_actix {

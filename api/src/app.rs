@@ -1,0 +1,154 @@
+//! Wires a running system: migrations, the event store, the projection
+//! runner, the deadline watcher and the HTTP server. `serve` and the tests
+//! build it the same way.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use anyhow::Context;
+use projections::{ProjectionRunner, RunnerConfig};
+use store::migrate::run_migrations;
+use store::{EventStore, StoreConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::Tokens;
+use crate::clock::{Clock, SystemClock};
+use crate::commands::Commands;
+use crate::deadlines::DeadlineWatcher;
+use crate::directory::Directory;
+use crate::graphql::{build_schema, App};
+use crate::ratelimit::RateLimiter;
+use crate::secrets::Secrets;
+use crate::server::{self, AppState};
+use crate::signup::{CodeSender, LogCodeSender, Signup};
+
+pub struct Settings {
+    pub listen: String,
+    pub pool_size_max: usize,
+    pub secrets: Secrets,
+    pub clock: Arc<dyn Clock>,
+    pub code_sender: Arc<dyn CodeSender>,
+    /// How often the deadline watcher looks; `None` runs none (tests tick it).
+    pub deadline_interval: Option<Duration>,
+    pub runner: RunnerConfig,
+    /// Whether this process runs the projections (another may).
+    pub run_projections: bool,
+    pub freshness_timeout: Duration,
+    /// Anonymous submissions per client: a burst, then per minute.
+    pub anonymous_burst: u32,
+    pub anonymous_per_minute: u32,
+}
+
+impl Settings {
+    pub fn new(listen: &str, secrets: Secrets) -> Self {
+        Settings {
+            listen: listen.to_string(),
+            pool_size_max: 16,
+            secrets,
+            clock: Arc::new(SystemClock),
+            code_sender: Arc::new(LogCodeSender),
+            deadline_interval: Some(Duration::from_secs(60)),
+            runner: RunnerConfig::default(),
+            run_projections: true,
+            freshness_timeout: Duration::from_secs(5),
+            anonymous_burst: 10,
+            anonymous_per_minute: 6,
+        }
+    }
+}
+
+pub struct Application {
+    pub address: SocketAddr,
+    pub app: Arc<App>,
+    pub store: EventStore,
+    server: actix_web::dev::Server,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(
+        pg_config: &tokio_postgres::Config,
+        settings: Settings,
+    ) -> anyhow::Result<Application> {
+        run_migrations(pg_config)
+            .await
+            .context("migrations failed")?;
+        let config = StoreConfig {
+            pool_size_max: settings.pool_size_max,
+            ..StoreConfig::default()
+        };
+        let store = EventStore::connect(pg_config.clone(), config)
+            .await
+            .context("could not connect to PostgreSQL")?;
+        let commands = Commands::new(store.clone(), settings.clock.clone());
+        let runner = ProjectionRunner::new(store.clone(), settings.runner.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if settings.run_projections {
+            tasks.extend(runner.spawn(projections::all(), shutdown_rx.clone()));
+        }
+        if let Some(interval) = settings.deadline_interval {
+            let watcher = DeadlineWatcher::new(commands.clone());
+            tasks.push(watcher.spawn(interval, shutdown_rx));
+        }
+        let app = Arc::new(App {
+            signup: Signup::new(
+                store.clone(),
+                settings.secrets.phone_key.clone(),
+                settings.code_sender.clone(),
+            ),
+            tokens: Tokens::new(&settings.secrets.token_key),
+            commands,
+            directory: Directory::default(),
+            runner,
+            anonymous_limiter: RateLimiter::new(
+                "anonymous submissions",
+                settings.anonymous_burst,
+                settings.anonymous_per_minute,
+            ),
+            signup_limiter: RateLimiter::new("sign-up attempts", 10, 10),
+            freshness_timeout: settings.freshness_timeout,
+            retry_key: settings.secrets.token_key.clone(),
+        });
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let server = server::build(
+            listener,
+            AppState {
+                store: store.clone(),
+                schema: build_schema(app.clone()),
+                app: app.clone(),
+            },
+        )?;
+        Ok(Application {
+            address,
+            app,
+            store,
+            server,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (a signal, or the handle), then stops the
+    /// background tasks and lets queued appends commit.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("the HTTP server failed")?;
+        tracing::info!("stopped accepting requests; finishing queued appends");
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! Runs commands: loads an aggregate from its stream, lets the caller check
+//! who may do what against its state, decides, and appends the event with
+//! the request's metadata, expecting the version it loaded. A concurrent
+//! change is retried from the fresh state a bounded number of times.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cqrs_es::{Aggregate, DomainEvent};
+use domain::Decide;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use store::{
+    AppendOutcome, AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion,
+    IdempotencyKey, NewEvent, StoreError, StreamId, StreamType,
+};
+
+use crate::clock::Clock;
+use crate::content::{store_all, Prepared};
+use crate::error::{ApiError, ApiResult};
+
+/// Attempts of one command when other writers keep changing its stream.
+const CONFLICT_ATTEMPTS_MAX: usize = 5;
+/// Events read per round trip when loading a stream.
+const LOAD_BATCH_SIZE: i64 = 1_000;
+/// No stream the API loads is longer; a longer one is a bug or an attack.
+const STREAM_EVENTS_MAX: i64 = 100_000;
+
+/// Where a request comes from, recorded with every event it causes.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub client: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub actor: Option<domain::values::Actor>,
+}
+
+impl RequestMeta {
+    fn metadata(&self) -> BTreeMap<String, String> {
+        let mut metadata = BTreeMap::new();
+        metadata.insert("request_id".to_string(), self.request_id.clone());
+        if let Some(client) = &self.client {
+            metadata.insert("client".to_string(), client.clone());
+        }
+        if let Some(key) = &self.idempotency_key {
+            metadata.insert("idempotency_key".to_string(), key.clone());
+        }
+        if let Some(actor) = &self.actor {
+            metadata.insert("actor_id".to_string(), actor.person.to_string());
+            metadata.insert("actor_role".to_string(), crate::auth::role_name(actor.role));
+        }
+        metadata
+    }
+}
+
+/// An aggregate loaded from its stream, at a version.
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: i64,
+}
+
+/// One stream's part of an append: the event an aggregate decided.
+pub struct Decided {
+    pub stream_id: StreamId,
+    pub stream_type: &'static str,
+    pub expected_version: i64,
+    pub event: NewEvent,
+}
+
+#[derive(Clone)]
+pub struct Commands {
+    store: EventStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl Commands {
+    pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+        Commands { store, clock }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Folds a stream into its aggregate, reading from `from` (a loaded
+    /// state's version + 1) on.
+    pub async fn load_from<A>(
+        &self,
+        community: CommunityId,
+        stream_id: &str,
+        mut loaded: Loaded<A>,
+    ) -> ApiResult<Loaded<A>>
+    where
+        A: Aggregate,
+        A::Event: DeserializeOwned,
+    {
+        loop {
+            let events = self
+                .store
+                .read_stream(community, stream_id, loaded.version + 1, LOAD_BATCH_SIZE)
+                .await?;
+            let done = (events.len() as i64) < LOAD_BATCH_SIZE;
+            for event in events {
+                assert_eq!(
+                    event.stream_version,
+                    loaded.version + 1,
+                    "stream versions are gap-free"
+                );
+                loaded.state.apply(event.decode::<A::Event>()?);
+                loaded.version = event.stream_version;
+            }
+            if loaded.version > STREAM_EVENTS_MAX {
+                return Err(ApiError::internal(format!(
+                    "stream {stream_id} is too long"
+                )));
+            }
+            if done {
+                return Ok(loaded);
+            }
+        }
+    }
+
+    pub async fn load<A>(&self, community: CommunityId, stream_id: &str) -> ApiResult<Loaded<A>>
+    where
+        A: Aggregate + Default,
+        A::Event: DeserializeOwned,
+    {
+        let empty = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        self.load_from(community, stream_id, empty).await
+    }
+
+    /// Runs one command on one aggregate. `command` sees the loaded state
+    /// (to check the caller's scope against it) and builds the command, or
+    /// refuses. `contents` (what the command's hashes name) are stored once
+    /// the command is decided, before its event is appended, so a refused
+    /// command stores nothing.
+    pub async fn execute<A>(
+        &self,
+        community: CommunityId,
+        stream_id: &str,
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        command: impl Fn(&A) -> ApiResult<A::Command>,
+    ) -> ApiResult<(AppendOutcome, A)>
+    where
+        A: Aggregate + Decide + Default + Clone,
+        A::Event: DeserializeOwned + Serialize,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut loaded = self.load::<A>(community, stream_id).await?;
+            let event = loaded.state.decide(command(&loaded.state)?)?;
+            let decided = decided::<A>(stream_id, loaded.version, &event)?;
+            if attempt == 1 {
+                store_all(&self.store, community, contents).await?;
+            }
+            match self.append(community, meta, vec![decided]).await {
+                Err(ApiError {
+                    code: "CONFLICT", ..
+                }) if attempt < CONFLICT_ATTEMPTS_MAX => continue,
+                Err(error) => return Err(error),
+                Ok(outcome) => {
+                    loaded.state.apply(event);
+                    return Ok((outcome, loaded.state));
+                }
+            }
+        }
+    }
+
+    /// Appends what aggregates decided, atomically. A conflict surfaces as
+    /// `CONFLICT`; callers that can re-decide do so.
+    pub async fn append(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        decided: Vec<Decided>,
+    ) -> ApiResult<AppendOutcome> {
+        let mut request = AppendRequest::new(community);
+        for part in decided {
+            let expected = match part.expected_version {
+                0 => ExpectedVersion::NoStream,
+                version => ExpectedVersion::Exact(version),
+            };
+            let mut event = part.event;
+            event.metadata = meta.metadata();
+            request = request.stream(
+                part.stream_id,
+                StreamType::parse(part.stream_type)?,
+                expected,
+                vec![event],
+            );
+        }
+        if let Some(key) = &meta.idempotency_key {
+            request = request.idempotent(IdempotencyKey::parse(key.clone())?);
+        }
+        self.store
+            .append(request)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict { .. } => ApiError::new(
+                    "CONFLICT",
+                    "someone changed this at the same moment; try again",
+                ),
+                other => other.into(),
+            })
+    }
+}
+
+/// The event an aggregate decided, ready to append to its stream.
+pub fn decided<A>(stream_id: &str, version: i64, event: &A::Event) -> ApiResult<Decided>
+where
+    A: Aggregate,
+    A::Event: Serialize,
+{
+    let payload = serde_json::to_value(event).map_err(ApiError::internal)?;
+    Ok(Decided {
+        stream_id: StreamId::parse(stream_id)?,
+        stream_type: A::TYPE,
+        expected_version: version,
+        event: NewEvent {
+            event_version: event.event_version(),
+            ..NewEvent::new(EventType::parse(event.event_type())?, payload)
+        },
+    })
+}
+
+pub fn report_stream(report: uuid::Uuid) -> String {
+    format!("report-{report}")
+}
+pub fn suggestion_stream(suggestion: uuid::Uuid) -> String {
+    format!("suggestion-{suggestion}")
+}
+pub fn patrol_stream(patrol: uuid::Uuid) -> String {
+    format!("patrol-{patrol}")
+}
+/// Each community has one stream for its set-up.
+pub const COMMUNITY_STREAM: &str = "community";

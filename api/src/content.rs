@@ -1,0 +1,142 @@
+//! What residents type or attach, kept beside the log (DESIGN §5). Each
+//! piece is stored with a random salt, so its hash in the log cannot be
+//! matched against guessed texts, and two residents writing the same words
+//! get separate pieces (erasing one leaves the other).
+
+use domain::values::{AttachedPhotos, ContentHash, Photos, Text};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use store::{CommunityId, Content, EventStore};
+
+use crate::error::{ApiError, ApiResult};
+
+const MEDIA_TYPE: &str = "application/json";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    salt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    photos: Vec<String>,
+}
+
+/// Random, or from `seed` when a retried request must store the same bytes.
+fn salt(seed: Option<[u8; 32]>) -> String {
+    let mut salt = [0_u8; 16];
+    match seed {
+        Some(seed) => salt.copy_from_slice(&seed[..16]),
+        None => rand::thread_rng().fill_bytes(&mut salt),
+    }
+    hex::encode(salt)
+}
+
+/// A piece of content ready to store: validated, its hash known, so a
+/// command can be decided before anything is stored.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub hash: ContentHash,
+    body: Vec<u8>,
+}
+
+fn prepare(stored: &Stored) -> ApiResult<Prepared> {
+    let body = serde_json::to_vec(stored).map_err(ApiError::internal)?;
+    let hash = ContentHash::parse(&store::ContentHash::of(&body).to_hex())?;
+    Ok(Prepared { hash, body })
+}
+
+/// Validates a text and prepares it for storing.
+pub fn prepare_text(text: &str, seed: Option<[u8; 32]>) -> ApiResult<Prepared> {
+    let text = Text::parse(text)?;
+    prepare(&Stored {
+        salt: salt(seed),
+        text: Some(text.as_str().to_string()),
+        photos: Vec::new(),
+    })
+}
+
+/// Validates photo links and prepares them; no links is no content.
+pub fn prepare_photos(
+    urls: &[String],
+    seed: Option<[u8; 32]>,
+) -> ApiResult<Option<(Prepared, AttachedPhotos)>> {
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let photos = Photos::parse(&refs)?;
+    if photos.urls().is_empty() {
+        return Ok(None);
+    }
+    let prepared = prepare(&Stored {
+        salt: salt(seed),
+        text: None,
+        photos: photos
+            .urls()
+            .iter()
+            .map(|u| u.as_str().to_string())
+            .collect(),
+    })?;
+    let attached = AttachedPhotos::new(prepared.hash.clone(), &photos);
+    Ok(Some((prepared, attached)))
+}
+
+/// Stores prepared pieces (storing one twice is harmless).
+pub async fn store_all(
+    store: &EventStore,
+    community: CommunityId,
+    pieces: &[Prepared],
+) -> ApiResult<()> {
+    for piece in pieces {
+        let hash = store
+            .put_content(community, MEDIA_TYPE, &piece.body)
+            .await?;
+        debug_assert_eq!(hash.to_hex(), piece.hash.as_str());
+    }
+    Ok(())
+}
+
+async fn get(store: &EventStore, community: CommunityId, hash: &str) -> ApiResult<Option<Stored>> {
+    let hash = store::ContentHash::parse(hash)?;
+    match store.get_content(community, hash).await {
+        Ok(Content::Present { body, .. }) => Ok(Some(
+            serde_json::from_slice(&body).map_err(ApiError::internal)?,
+        )),
+        Ok(Content::Erased(_)) => Ok(None),
+        Err(store::StoreError::ContentNotFound(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A stored text; `None` once erased.
+pub async fn text_of(
+    store: &EventStore,
+    community: CommunityId,
+    hash: &str,
+) -> ApiResult<Option<String>> {
+    Ok(get(store, community, hash).await?.and_then(|s| s.text))
+}
+
+/// Stored photo links; empty once erased.
+pub async fn photos_of(
+    store: &EventStore,
+    community: CommunityId,
+    hash: &str,
+) -> ApiResult<Vec<String>> {
+    Ok(get(store, community, hash)
+        .await?
+        .map(|s| s.photos)
+        .unwrap_or_default())
+}
+
+/// Removes a piece for good (a redaction or an erasure).
+pub async fn erase(
+    store: &EventStore,
+    community: CommunityId,
+    hash: &ContentHash,
+    by: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    let hash = store::ContentHash::parse(hash.as_str())?;
+    match store.erase_content(community, hash, by, reason).await {
+        Ok(_) | Err(store::StoreError::ContentNotFound(_)) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}

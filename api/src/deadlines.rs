@@ -1,0 +1,89 @@
+//! The deadline watcher: a process that reads the clock (the domain never
+//! does). Each missed deadline is recorded once (the report refuses a
+//! second record of the same kind), escalating the report one level.
+
+use std::time::Duration;
+
+use domain::report::{Report, ReportCommand};
+use store::CommunityId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::commands::{report_stream, Commands, RequestMeta};
+use crate::error::ApiResult;
+
+/// Missed deadlines handled per community per tick; the rest wait a tick.
+const PER_TICK_MAX: i64 = 500;
+
+#[derive(Clone)]
+pub struct DeadlineWatcher {
+    commands: Commands,
+}
+
+impl DeadlineWatcher {
+    pub fn new(commands: Commands) -> Self {
+        DeadlineWatcher { commands }
+    }
+
+    /// Records every deadline missed by now; returns how many it recorded.
+    pub async fn tick(&self) -> ApiResult<usize> {
+        let now = self.commands.clock().now();
+        let store = self.commands.store();
+        let meta = RequestMeta {
+            request_id: format!("deadline-watcher-{}", now.micros()),
+            client: Some("deadline-watcher".to_string()),
+            ..RequestMeta::default()
+        };
+        let mut recorded = 0;
+        for community in store.communities().await? {
+            let due = projections::reports::missed_deadlines(
+                store.pool(),
+                community,
+                now.micros(),
+                PER_TICK_MAX,
+            )
+            .await?;
+            for (report, kind) in due {
+                recorded += usize::from(self.record(community, report, kind, &meta).await?);
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn record(
+        &self,
+        community: CommunityId,
+        report: uuid::Uuid,
+        kind: domain::report::DeadlineKind,
+        meta: &RequestMeta,
+    ) -> ApiResult<bool> {
+        let at = self.commands.clock().now();
+        let result = self
+            .commands
+            .execute::<Report>(community, &report_stream(report), meta, &[], |_| {
+                Ok(ReportCommand::RecordMissedDeadline { kind, at })
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Already recorded, or the report moved on since the read model
+            // was folded: nothing to record.
+            Err(error) if matches!(error.code, "CONFLICT" | "VALIDATION") => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn spawn(self, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                if let Err(error) = self.tick().await {
+                    tracing::error!(code = error.code, error = %error.message, "the deadline watcher failed; retrying next tick");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,106 @@
+//! Each community's set-up (grids, sites, categories, staff) as its
+//! aggregate's state, cached and brought up to date with one short read
+//! per use, since commands and scope checks need it on every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use domain::community::Community;
+use domain::values::{DepartmentId, GridId, PersonId, Role};
+use store::CommunityId;
+
+use crate::auth::Claims;
+use crate::commands::{Commands, Loaded, COMMUNITY_STREAM};
+use crate::error::{ApiError, ApiResult};
+
+/// Communities kept in memory at most; beyond it the cache starts over.
+const CACHED_COMMUNITIES_MAX: usize = 10_000;
+
+#[derive(Clone, Default)]
+pub struct Directory {
+    cached: Arc<Mutex<HashMap<CommunityId, (i64, Arc<Community>)>>>,
+}
+
+impl Directory {
+    /// The community's current set-up; `NOT_FOUND` when it is not registered.
+    pub async fn community(
+        &self,
+        commands: &Commands,
+        community: CommunityId,
+    ) -> ApiResult<Arc<Community>> {
+        let cached = self.lock().get(&community).cloned();
+        let loaded = match cached {
+            Some((version, state)) => {
+                let newer = commands
+                    .store()
+                    .read_stream(community, COMMUNITY_STREAM, version + 1, 1)
+                    .await?;
+                if newer.is_empty() {
+                    return Ok(state);
+                }
+                Loaded {
+                    state: (*state).clone(),
+                    version,
+                }
+            }
+            None => Loaded {
+                state: Community::default(),
+                version: 0,
+            },
+        };
+        let loaded = commands
+            .load_from(community, COMMUNITY_STREAM, loaded)
+            .await?;
+        if !loaded.state.registered {
+            return Err(ApiError::not_found("community"));
+        }
+        let state = Arc::new(loaded.state);
+        let mut cache = self.lock();
+        if cache.len() >= CACHED_COMMUNITIES_MAX && !cache.contains_key(&community) {
+            cache.clear();
+        }
+        cache.insert(community, (loaded.version, state.clone()));
+        Ok(state)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CommunityId, (i64, Arc<Community>)>> {
+        self.cached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a signed-in member of staff may act on, from their staff record
+/// (narrowed by their token).
+pub struct Scope {
+    pub grids: Vec<GridId>,
+    pub department: Option<DepartmentId>,
+}
+
+/// The staff record must still say what the token says: a removed worker's
+/// token stops working at once. Admins and auditors are trusted as issued
+/// by the operator for their community.
+pub fn staff_scope(community: &Community, claims: &Claims) -> ApiResult<Scope> {
+    match claims.role {
+        Role::Admin | Role::Auditor | Role::Citizen => Ok(Scope {
+            grids: Vec::new(),
+            department: None,
+        }),
+        role => {
+            let person = PersonId(claims.sub);
+            let member = community
+                .staff
+                .get(&person)
+                .filter(|member| member.role == role)
+                .ok_or_else(|| ApiError::forbidden("not on this community's staff in this role"))?;
+            let mut grids = community.worker_grids(person);
+            if !claims.grids.is_empty() {
+                grids.retain(|grid| claims.grids.contains(&grid.0));
+            }
+            Ok(Scope {
+                grids,
+                department: member.department,
+            })
+        }
+    }
+}

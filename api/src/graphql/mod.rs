@@ -1,0 +1,193 @@
+//! The GraphQL API (DESIGN §7): queries, mutations and subscriptions over
+//! the read models and the commands, with role checks on every field.
+
+mod patrols;
+mod query;
+mod reports;
+mod setup;
+mod signup;
+mod submit;
+mod subscription;
+mod suggestions;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, MergedObject, Schema};
+use projections::ProjectionRunner;
+use store::CommunityId;
+use uuid::Uuid;
+
+use crate::auth::{Tokens, Viewer};
+use crate::commands::{Commands, RequestMeta};
+use crate::directory::Directory;
+use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::RateLimiter;
+use crate::signup::Signup;
+
+/// A query may nest this deep (the deepest useful one is about 8).
+pub const DEPTH_MAX: usize = 15;
+/// Each field costs 1, list fields by their page size.
+pub const COMPLEXITY_MAX: usize = 2_000;
+/// Items per page of any list.
+pub const PAGE_SIZE_MAX: i32 = 100;
+pub const PAGE_SIZE_DEFAULT: i32 = 20;
+
+/// Everything the resolvers share.
+pub struct App {
+    pub commands: Commands,
+    pub directory: Directory,
+    pub runner: ProjectionRunner,
+    pub signup: Signup,
+    pub tokens: Tokens,
+    /// Anonymous submissions per client.
+    pub anonymous_limiter: RateLimiter,
+    /// Sign-up code requests and attempts per client.
+    pub signup_limiter: RateLimiter,
+    /// How long a query waits for the read models to reach `atLeast`.
+    pub freshness_timeout: Duration,
+    /// Keys idempotent retries' derived values (report ids, salts).
+    pub retry_key: Vec<u8>,
+}
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    setup::SetupMutation,
+    signup::SignupMutation,
+    submit::SubmitMutation,
+    reports::ReportMutation,
+    suggestions::SuggestionMutation,
+    patrols::PatrolMutation,
+);
+
+pub type ApiSchema = Schema<query::Query, Mutation, subscription::Subscription>;
+
+pub fn build_schema(app: Arc<App>) -> ApiSchema {
+    Schema::build(
+        query::Query,
+        Mutation::default(),
+        subscription::Subscription,
+    )
+    .data(app)
+    .limit_depth(DEPTH_MAX)
+    .limit_complexity(COMPLEXITY_MAX)
+    .finish()
+}
+
+/// The schema's SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(
+        query::Query,
+        Mutation::default(),
+        subscription::Subscription,
+    )
+    .finish()
+    .sdl()
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a Arc<App> {
+    ctx.data_unchecked::<Arc<App>>()
+}
+
+pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
+    ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
+}
+
+pub(crate) fn meta(ctx: &Context<'_>) -> RequestMeta {
+    ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default()
+}
+
+/// A value derived from the request's idempotency key, so that a retried
+/// request decides exactly as the first did (same ids, same salts) and the
+/// store can answer it with the first outcome. `None` without a key.
+pub(crate) fn retry_seed(ctx: &Context<'_>, purpose: &str) -> Option<[u8; 32]> {
+    use hmac::{Hmac, Mac};
+    let key = meta(ctx).idempotency_key?;
+    let mut mac =
+        <Hmac<sha2::Sha256>>::new_from_slice(&app(ctx).retry_key).expect("any key length");
+    mac.update(key.as_bytes());
+    mac.update(b"\0");
+    mac.update(purpose.as_bytes());
+    Some(mac.finalize().into_bytes().into())
+}
+
+/// A new id: random, or derived from the idempotency key on a retry.
+pub(crate) fn new_id(ctx: &Context<'_>, purpose: &str) -> Uuid {
+    match retry_seed(ctx, purpose) {
+        Some(seed) => {
+            let mut bytes = [0_u8; 16];
+            bytes.copy_from_slice(&seed[..16]);
+            uuid::Builder::from_random_bytes(bytes).into_uuid()
+        }
+        None => Uuid::new_v4(),
+    }
+}
+
+/// Waits until `projection` has folded `community` up to `at_least`.
+pub(crate) async fn fresh(
+    ctx: &Context<'_>,
+    projection: &'static str,
+    community: Uuid,
+    at_least: Option<i64>,
+) -> ApiResult<()> {
+    let Some(position) = at_least else {
+        return Ok(());
+    };
+    let app = app(ctx);
+    let reached = app
+        .runner
+        .progress()
+        .wait_for(
+            app.commands.store().pool(),
+            projection,
+            CommunityId::new(community),
+            position,
+            app.freshness_timeout,
+        )
+        .await?;
+    if reached {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "STALE",
+            format!("the {projection} read model has not reached position {position} yet; retry"),
+        ))
+    }
+}
+
+/// A page size from `first`: 1 to 100, 20 when not given.
+pub(crate) fn page_size(first: Option<i32>) -> ApiResult<i64> {
+    match first {
+        None => Ok(i64::from(PAGE_SIZE_DEFAULT)),
+        Some(n) if (1..=PAGE_SIZE_MAX).contains(&n) => Ok(i64::from(n)),
+        Some(_) => Err(ApiError::validation(format!("first: 1 to {PAGE_SIZE_MAX}"))),
+    }
+}
+
+/// Gives every error a stable `extensions.code`: resolvers set theirs;
+/// errors from parsing and validating the query get one here.
+pub fn with_error_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|extensions| extensions.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let code =
+            if error.message.contains("nested too deep") || error.message.contains("recursion") {
+                "QUERY_TOO_DEEP"
+            } else if error.message.contains("too complex") {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                "BAD_QUERY"
+            };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    response
+}

@@ -1,0 +1,314 @@
+//! Setting a community up: an admin of the community registers it, adds
+//! grids, sites, departments, categories and staff.
+
+use std::collections::BTreeSet;
+
+use async_graphql::{Context, InputObject, Object, ID};
+use domain::community::{Category, CommunityCommand, Site, StaffMember};
+use domain::values::{
+    Actor, CategoryCode, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode, SiteId,
+    Timestamp,
+};
+use rust_decimal::Decimal;
+use store::{CommunityId, StoreError};
+use uuid::Uuid;
+
+use super::types::{RoleName, SiteKindName, Written};
+use super::{app, meta, new_id, viewer};
+use crate::commands::COMMUNITY_STREAM;
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Default)]
+pub struct SetupMutation;
+
+#[derive(InputObject)]
+pub struct SiteInput {
+    pub name: String,
+    pub kind: SiteKindName,
+    /// The short code for the QR code, e.g. `RB-0042`.
+    pub code: String,
+    pub grid_id: Uuid,
+    pub latitude_e6: Option<i64>,
+    pub longitude_e6: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct CategoryInput {
+    pub code: String,
+    pub name: String,
+    pub first_response_hours: u32,
+    pub resolution_hours: u32,
+    /// Where reports of this category are escalated.
+    pub department_id: Option<Uuid>,
+    /// Points for an accepted report: a decimal string, at most 2 decimals.
+    pub accepted_report_points: String,
+}
+
+#[derive(InputObject)]
+pub struct StaffInput {
+    pub person_id: Uuid,
+    pub role: RoleName,
+    /// A grid worker's grids.
+    #[graphql(default)]
+    pub grid_ids: Vec<Uuid>,
+    /// A department member's department.
+    pub department_id: Option<Uuid>,
+}
+
+/// Runs a set-up command as the community's admin; returns the position.
+async fn run(
+    ctx: &Context<'_>,
+    community_id: Uuid,
+    command: impl Fn(Actor, Timestamp) -> CommunityCommand,
+) -> ApiResult<i64> {
+    let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
+    let app = app(ctx);
+    let mut meta = meta(ctx);
+    meta.actor = Some(claims.actor());
+    let at = app.commands.clock().now();
+    let (outcome, _) = app
+        .commands
+        .execute::<domain::community::Community>(
+            CommunityId::new(community_id),
+            COMMUNITY_STREAM,
+            &meta,
+            &[],
+            |_| Ok(command(claims.actor(), at)),
+        )
+        .await?;
+    Ok(outcome.last_position)
+}
+
+fn written(id: Uuid, position: i64) -> Written {
+    Written {
+        id: ID(id.to_string()),
+        position,
+    }
+}
+
+#[Object]
+impl SetupMutation {
+    /// Registers the community the admin's token is for.
+    async fn register_community(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        name: String,
+        time_zone: Option<String>,
+    ) -> ApiResult<Written> {
+        viewer(ctx).with_role(community_id, &[Role::Admin])?;
+        let store = app(ctx).commands.store();
+        let trimmed = name.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 100 {
+            return Err(ApiError::validation("name: 1 to 100 characters"));
+        }
+        match store
+            .create_community(CommunityId::new(community_id), trimmed)
+            .await
+        {
+            Ok(()) | Err(StoreError::CommunityExists(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let position = run(ctx, community_id, |by, at| CommunityCommand::Register {
+            by,
+            name: name.clone(),
+            time_zone: time_zone.clone(),
+            at,
+        })
+        .await?;
+        Ok(written(community_id, position))
+    }
+
+    async fn add_grid(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        name: String,
+        parent_id: Option<Uuid>,
+    ) -> ApiResult<Written> {
+        let grid = new_id(ctx, "grid");
+        let position = run(ctx, community_id, |by, at| CommunityCommand::AddGrid {
+            by,
+            grid: GridId(grid),
+            name: name.clone(),
+            parent: parent_id.map(GridId),
+            at,
+        })
+        .await?;
+        Ok(written(grid, position))
+    }
+
+    async fn add_site(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        site: SiteInput,
+    ) -> ApiResult<Written> {
+        let point = match (site.latitude_e6, site.longitude_e6) {
+            (Some(latitude), Some(longitude)) => Some(GeoPoint::parse(latitude, longitude)?),
+            (None, None) => None,
+            _ => {
+                return Err(ApiError::validation(
+                    "give both latitude and longitude, or neither",
+                ))
+            }
+        };
+        let details = Site {
+            name: site.name,
+            kind: site.kind.into(),
+            code: SiteCode::parse(&site.code)?,
+            grid: GridId(site.grid_id),
+            point,
+            active: true,
+        };
+        let id = new_id(ctx, "site");
+        let position = run(ctx, community_id, |by, at| CommunityCommand::AddSite {
+            by,
+            site: SiteId(id),
+            details: details.clone(),
+            at,
+        })
+        .await?;
+        Ok(written(id, position))
+    }
+
+    async fn retire_site(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        site_id: Uuid,
+    ) -> ApiResult<Written> {
+        let position = run(ctx, community_id, |by, at| CommunityCommand::RetireSite {
+            by,
+            site: SiteId(site_id),
+            at,
+        })
+        .await?;
+        Ok(written(site_id, position))
+    }
+
+    async fn add_department(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        name: String,
+    ) -> ApiResult<Written> {
+        let id = new_id(ctx, "department");
+        let position = run(ctx, community_id, |by, at| {
+            CommunityCommand::AddDepartment {
+                by,
+                department: DepartmentId(id),
+                name: name.clone(),
+                at,
+            }
+        })
+        .await?;
+        Ok(written(id, position))
+    }
+
+    async fn define_category(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        category: CategoryInput,
+    ) -> ApiResult<Written> {
+        let code = CategoryCode::parse(&category.code)?;
+        let points: Decimal = category
+            .accepted_report_points
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::validation("accepted_report_points: a decimal number"))?;
+        let details = Category {
+            name: category.name,
+            first_response_hours: category.first_response_hours,
+            resolution_hours: category.resolution_hours,
+            department: category.department_id.map(DepartmentId),
+            accepted_report_points: points,
+        };
+        let position = run(ctx, community_id, |by, at| {
+            CommunityCommand::DefineCategory {
+                by,
+                code: code.clone(),
+                category: details.clone(),
+                at,
+            }
+        })
+        .await?;
+        Ok(Written {
+            id: ID(code.to_string()),
+            position,
+        })
+    }
+
+    async fn assign_staff(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        staff: StaffInput,
+    ) -> ApiResult<Written> {
+        let member = StaffMember {
+            role: staff.role.into(),
+            grids: staff
+                .grid_ids
+                .iter()
+                .copied()
+                .map(GridId)
+                .collect::<BTreeSet<_>>(),
+            department: staff.department_id.map(DepartmentId),
+        };
+        let position = run(ctx, community_id, |by, at| CommunityCommand::AssignStaff {
+            by,
+            person: PersonId(staff.person_id),
+            member: member.clone(),
+            at,
+        })
+        .await?;
+        Ok(written(staff.person_id, position))
+    }
+
+    async fn remove_staff(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        person_id: Uuid,
+    ) -> ApiResult<Written> {
+        let position = run(ctx, community_id, |by, at| CommunityCommand::RemoveStaff {
+            by,
+            person: PersonId(person_id),
+            at,
+        })
+        .await?;
+        Ok(written(person_id, position))
+    }
+
+    /// A fixed day of the month (1 to 28) for patrols, or null for none.
+    async fn set_patrol_day(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        day: Option<u8>,
+    ) -> ApiResult<Written> {
+        let position = run(ctx, community_id, |by, at| CommunityCommand::SetPatrolDay {
+            by,
+            day,
+            at,
+        })
+        .await?;
+        Ok(written(community_id, position))
+    }
+
+    /// How long a new report at the same site and category as an open one
+    /// is flagged as its likely duplicate.
+    async fn set_duplicate_window(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        hours: u32,
+    ) -> ApiResult<Written> {
+        let position = run(ctx, community_id, |by, at| {
+            CommunityCommand::SetDuplicateWindow { by, hours, at }
+        })
+        .await?;
+        Ok(written(community_id, position))
+    }
+}

@@ -1,0 +1,93 @@
+//! Sign-up from the QR page: a phone number and a display name, a one-time
+//! code, then a resident's token.
+
+use std::time::Duration;
+
+use async_graphql::{Context, Object, SimpleObject};
+use domain::values::Role;
+use store::CommunityId;
+use uuid::Uuid;
+
+use super::{app, meta};
+use crate::auth::TokenRequest;
+use crate::error::ApiResult;
+use crate::signup::CODE_LIFETIME;
+
+/// How long a resident's token lives.
+const RESIDENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Default)]
+pub struct SignupMutation;
+
+#[derive(SimpleObject)]
+pub struct CodeSent {
+    pub expires_in_seconds: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct SignedIn {
+    /// A bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    pub person_id: Uuid,
+    pub display_name: String,
+    /// False when the phone had signed up before.
+    pub new_resident: bool,
+}
+
+fn client(ctx: &Context<'_>) -> String {
+    meta(ctx).client.unwrap_or_else(|| "-".to_string())
+}
+
+#[Object]
+impl SignupMutation {
+    /// Sends a one-time code to the phone. Rate-limited per client and per
+    /// phone.
+    async fn request_signup_code(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        phone: String,
+        display_name: String,
+    ) -> ApiResult<CodeSent> {
+        let app = app(ctx);
+        app.signup_limiter.check(&client(ctx))?;
+        let community = CommunityId::new(community_id);
+        app.directory.community(&app.commands, community).await?;
+        app.signup
+            .request_code(community, &phone, &display_name)
+            .await?;
+        Ok(CodeSent {
+            expires_in_seconds: CODE_LIFETIME.as_secs(),
+        })
+    }
+
+    /// Checks the code; the right one signs the resident in.
+    async fn verify_signup_code(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        phone: String,
+        code: String,
+    ) -> ApiResult<SignedIn> {
+        let app = app(ctx);
+        app.signup_limiter.check(&client(ctx))?;
+        let resident = app
+            .signup
+            .verify_code(CommunityId::new(community_id), &phone, &code)
+            .await?;
+        let token = app.tokens.issue(TokenRequest {
+            subject: resident.person_id,
+            role: Role::Citizen,
+            community: community_id,
+            grids: Vec::new(),
+            centre: None,
+            lifetime: RESIDENT_TOKEN_LIFETIME,
+        })?;
+        Ok(SignedIn {
+            token,
+            person_id: resident.person_id,
+            display_name: resident.display_name,
+            new_resident: resident.new,
+        })
+    }
+}

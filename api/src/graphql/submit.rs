@@ -1,0 +1,341 @@
+//! What residents send from a QR page: reports (also opened by patrol
+//! findings) and suggestions. Validates everything before storing
+//! anything, so a refused submission leaves nothing behind.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use domain::community::Community;
+use domain::report::{Place, ReportCommand, Reporter, SubmitReport};
+use domain::suggestion::{Suggestion, SuggestionCommand};
+use domain::values::{
+    CategoryCode, ContentHash, GeoPoint, GridId, ReportId, Role, SiteCode, SiteId, SuggestionId,
+    Timestamp,
+};
+use sha2::{Digest, Sha256};
+use store::CommunityId;
+use uuid::Uuid;
+
+use super::{app, meta, new_id, retry_seed, viewer};
+use crate::auth::Viewer;
+use crate::commands::{report_stream, suggestion_stream, RequestMeta};
+use crate::content::{self, Prepared};
+use crate::error::{ApiError, ApiResult};
+
+/// A point is inside the community when a site of it lies this close: the
+/// community is where its sites are.
+const NEAR_SITE_METRES_MAX: f64 = 2_000.0;
+
+#[derive(InputObject, Clone)]
+pub struct ReportInput {
+    /// The code of the site's QR code; or give coordinates instead.
+    pub site_code: Option<String>,
+    pub latitude_e6: Option<i64>,
+    pub longitude_e6: Option<i64>,
+    pub category: String,
+    pub text: String,
+    /// Up to 9 https links to photos.
+    #[graphql(default)]
+    pub photos: Vec<String>,
+    /// Identifies the reporting device of an anonymous report (for rate
+    /// limits); stored only as a hash.
+    pub client_fingerprint: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct SubmitReportPayload {
+    pub report_id: Uuid,
+    pub position: i64,
+    /// For an anonymous report only, shown once: claim the report with it
+    /// after signing up.
+    pub claim_secret: Option<String>,
+    /// An open report at the same site and category, likely the same problem.
+    pub likely_duplicate_of: Option<Uuid>,
+}
+
+#[derive(SimpleObject)]
+pub struct SubmitSuggestionPayload {
+    pub suggestion_id: Uuid,
+    pub position: i64,
+    pub claim_secret: Option<String>,
+}
+
+/// Where a report is: the site (and its grid) or the nearest site's grid.
+pub struct Located {
+    pub place: Place,
+    pub grid: GridId,
+    pub site: Option<SiteId>,
+}
+
+pub fn locate(
+    community: &Community,
+    site_code: Option<&str>,
+    latitude_e6: Option<i64>,
+    longitude_e6: Option<i64>,
+) -> ApiResult<Located> {
+    match (site_code, latitude_e6, longitude_e6) {
+        (Some(code), None, None) => {
+            let code = SiteCode::parse(code)?;
+            let (id, site) = community
+                .site_by_code(&code)
+                .ok_or_else(|| ApiError::not_found(format!("no active site with code {code}")))?;
+            Ok(Located {
+                place: Place::Site { site: id, code },
+                grid: site.grid,
+                site: Some(id),
+            })
+        }
+        (None, Some(latitude), Some(longitude)) => {
+            let point = GeoPoint::parse(latitude, longitude)?;
+            let nearest = community
+                .sites
+                .values()
+                .filter(|site| site.active)
+                .filter_map(|site| Some((distance_metres(point, site.point?), site.grid)))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            match nearest {
+                Some((metres, grid)) if metres <= NEAR_SITE_METRES_MAX => Ok(Located {
+                    place: Place::Point(point),
+                    grid,
+                    site: None,
+                }),
+                _ => Err(ApiError::validation(
+                    "the coordinates are outside the community",
+                )),
+            }
+        }
+        _ => Err(ApiError::validation(
+            "give a site code, or both coordinates, not both",
+        )),
+    }
+}
+
+/// Equirectangular distance: exact enough within a few kilometres.
+fn distance_metres(a: GeoPoint, b: GeoPoint) -> f64 {
+    const EARTH_RADIUS_METRES: f64 = 6_371_000.0;
+    let to_radians = |e6: i32| f64::from(e6) / 1e6 * std::f64::consts::PI / 180.0;
+    let (lat_a, lat_b) = (to_radians(a.latitude_e6()), to_radians(b.latitude_e6()));
+    let x = (to_radians(b.longitude_e6()) - to_radians(a.longitude_e6()))
+        * ((lat_a + lat_b) / 2.0).cos();
+    let y = lat_b - lat_a;
+    (x * x + y * y).sqrt() * EARTH_RADIUS_METRES
+}
+
+fn hash_of(text: &str) -> ApiResult<ContentHash> {
+    Ok(ContentHash::parse(&hex::encode(Sha256::digest(
+        text.as_bytes(),
+    )))?)
+}
+
+/// A report's submission, all facts looked up, with its text and photos
+/// prepared for storing.
+pub async fn submission(
+    ctx: &Context<'_>,
+    community_id: CommunityId,
+    community: &Community,
+    input: &ReportInput,
+    reporter: Reporter,
+    report: ReportId,
+    at: Timestamp,
+) -> ApiResult<(SubmitReport, Vec<Prepared>)> {
+    let text = content::prepare_text(&input.text, retry_seed(ctx, "text"))?;
+    let photos = content::prepare_photos(&input.photos, retry_seed(ctx, "photos"))?;
+    let code = CategoryCode::parse(&input.category)?;
+    let category = community
+        .categories
+        .get(&code)
+        .ok_or_else(|| ApiError::validation(format!("unknown category {code}")))?;
+    let located = locate(
+        community,
+        input.site_code.as_deref(),
+        input.latitude_e6,
+        input.longitude_e6,
+    )?;
+    let likely_duplicate_of = match located.site {
+        Some(site) => {
+            let window = i64::from(community.duplicate_window_hours) * Timestamp::MICROS_PER_HOUR;
+            projections::reports::open_report_at(
+                app(ctx).commands.store().pool(),
+                community_id,
+                site.0,
+                code.as_str(),
+                at.micros() - window,
+            )
+            .await?
+            .map(ReportId)
+        }
+        None => None,
+    };
+    let mut pieces = vec![text.clone()];
+    let attached = photos.map(|(prepared, attached)| {
+        pieces.push(prepared);
+        attached
+    });
+    let submit = SubmitReport {
+        report,
+        place: located.place,
+        grid: located.grid,
+        category: code,
+        text: text.hash,
+        photos: attached,
+        reporter,
+        first_response_due: at.plus_hours(category.first_response_hours),
+        resolution_due: at.plus_hours(category.resolution_hours),
+        department: category.department,
+        likely_duplicate_of,
+        at,
+    };
+    Ok((submit, pieces))
+}
+
+/// The reporter behind a QR-page request: a signed-in resident (or staff
+/// member), or an anonymous client (rate-limited) with a claim secret.
+fn reporter(
+    ctx: &Context<'_>,
+    community_id: Uuid,
+    fingerprint: Option<&str>,
+) -> ApiResult<(Reporter, Option<String>, RequestMeta)> {
+    let mut meta = meta(ctx);
+    match viewer(ctx) {
+        Viewer::Member(_) => {
+            let claims = viewer(ctx).member_of(community_id)?;
+            if claims.role == Role::Auditor {
+                return Err(ApiError::forbidden("auditors change nothing"));
+            }
+            meta.actor = Some(claims.actor());
+            Ok((Reporter::Resident(claims.actor().person), None, meta))
+        }
+        Viewer::Refused(error) => Err(error.clone()),
+        Viewer::Anonymous => {
+            let fingerprint = fingerprint.unwrap_or_default();
+            if fingerprint.len() > 200 {
+                return Err(ApiError::validation(
+                    "client_fingerprint: at most 200 bytes",
+                ));
+            }
+            let client = format!("{}|{fingerprint}", meta.client.as_deref().unwrap_or("-"));
+            app(ctx).anonymous_limiter.check(&client)?;
+            let secret = match retry_seed(ctx, "claim") {
+                Some(seed) => hex::encode(&seed[..16]),
+                None => Uuid::new_v4().simple().to_string(),
+            };
+            let reporter = Reporter::Anonymous {
+                client: hash_of(&client)?,
+                claim_secret_hash: hash_of(&secret)?,
+            };
+            Ok((reporter, Some(secret), meta))
+        }
+    }
+}
+
+/// The hash a claim secret is checked by.
+pub fn claim_secret_hash(secret: &str) -> ApiResult<ContentHash> {
+    hash_of(secret.trim())
+}
+
+#[derive(Default)]
+pub struct SubmitMutation;
+
+#[Object]
+impl SubmitMutation {
+    /// Reports a problem from a site's QR code (or at coordinates). Open to
+    /// anonymous callers, who receive a claim secret.
+    async fn submit_report(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        report: ReportInput,
+    ) -> ApiResult<SubmitReportPayload> {
+        let (reporter, claim_secret, meta) =
+            reporter(ctx, community_id, report.client_fingerprint.as_deref())?;
+        let app = app(ctx);
+        let community_key = CommunityId::new(community_id);
+        let community = app
+            .directory
+            .community(&app.commands, community_key)
+            .await?;
+        let report_id = ReportId(new_id(ctx, "report"));
+        let at = app.commands.clock().now();
+        let (submit, pieces) = submission(
+            ctx,
+            community_key,
+            &community,
+            &report,
+            reporter,
+            report_id,
+            at,
+        )
+        .await?;
+        let likely_duplicate_of = submit.likely_duplicate_of.map(|r| r.0);
+        let (outcome, _) = app
+            .commands
+            .execute::<domain::report::Report>(
+                community_key,
+                &report_stream(report_id.0),
+                &meta,
+                &pieces,
+                |_| Ok(ReportCommand::Submit(Box::new(submit.clone()))),
+            )
+            .await?;
+        Ok(SubmitReportPayload {
+            report_id: report_id.0,
+            position: outcome.last_position,
+            claim_secret,
+            likely_duplicate_of,
+        })
+    }
+
+    /// Drops a suggestion into the box at a micro-space site.
+    async fn submit_suggestion(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        site_code: String,
+        text: String,
+        client_fingerprint: Option<String>,
+    ) -> ApiResult<SubmitSuggestionPayload> {
+        let (submitter, claim_secret, meta) =
+            reporter(ctx, community_id, client_fingerprint.as_deref())?;
+        let app = app(ctx);
+        let community_key = CommunityId::new(community_id);
+        let community = app
+            .directory
+            .community(&app.commands, community_key)
+            .await?;
+        let text = content::prepare_text(&text, retry_seed(ctx, "text"))?;
+        let code = SiteCode::parse(&site_code)?;
+        let (site, details) = community
+            .site_by_code(&code)
+            .ok_or_else(|| ApiError::not_found(format!("no active site with code {code}")))?;
+        let site_kind = details.kind;
+        if site_kind != domain::community::SiteKind::MicroSpace {
+            return Err(ApiError::validation(
+                "suggestion boxes stand at micro-spaces",
+            ));
+        }
+        let suggestion = SuggestionId(new_id(ctx, "suggestion"));
+        let at = app.commands.clock().now();
+        let (outcome, _) = app
+            .commands
+            .execute::<Suggestion>(
+                community_key,
+                &suggestion_stream(suggestion.0),
+                &meta,
+                std::slice::from_ref(&text),
+                |_| {
+                    Ok(SuggestionCommand::Submit {
+                        suggestion,
+                        site,
+                        site_kind,
+                        text: text.hash.clone(),
+                        submitter: submitter.clone(),
+                        at,
+                    })
+                },
+            )
+            .await?;
+        Ok(SubmitSuggestionPayload {
+            suggestion_id: suggestion.0,
+            position: outcome.last_position,
+            claim_secret,
+        })
+    }
+}
