@@ -1,6 +1,7 @@
 //! The one end-to-end test binary: real PostgreSQL, real concurrency, the
 //! real `civic-ledger` binary. Every test gets a database of its own.
 
+mod app;
 mod helpers;
 
 mod bad_input;
@@ -8,6 +9,7 @@ mod content;
 mod cqrs_aggregates;
 mod idempotency;
 mod ordering;
+mod report_flows;
 mod server;
 mod subscriptions;
 mod tampering;
