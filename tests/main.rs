@@ -6,6 +6,7 @@ mod authorization;
 mod helpers;
 
 mod bad_input;
+mod graphql_bad_input;
 mod content;
 mod cqrs_aggregates;
 mod idempotency;
