@@ -84,6 +84,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
+        // Server logs show with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,civic_ledger=info")
+            .with_test_writer()
+            .try_init();
         let db = TestDb::new().await;
         let secrets = Secrets::random();
         let clock = Arc::new(ManualClock::new(Timestamp::from_micros(START_MICROS)));

@@ -12,6 +12,7 @@ mod cqrs_aggregates;
 mod idempotency;
 mod ordering;
 mod report_flows;
+mod residents;
 mod server;
 mod subscriptions;
 mod tampering;

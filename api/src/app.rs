@@ -110,7 +110,7 @@ impl Application {
                 settings.anonymous_burst,
                 settings.anonymous_per_minute,
             ),
-            signup_limiter: RateLimiter::new("sign-up attempts", 10, 10),
+            signup_limiter: RateLimiter::new("sign-up attempts", 20, 10),
             freshness_timeout: settings.freshness_timeout,
             retry_key: settings.secrets.token_key.clone(),
         });

@@ -28,7 +28,7 @@ pub enum StoreError {
     ShuttingDown,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Database(Arc<tokio_postgres::Error>),
     #[error("database pool error: {0}")]
     Pool(String),
@@ -79,6 +79,14 @@ impl StoreError {
             | StoreError::Migration(_)
             | StoreError::Provision(_) => "INTERNAL",
         }
+    }
+}
+
+/// What PostgreSQL said, not only "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 

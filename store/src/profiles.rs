@@ -65,7 +65,7 @@ impl EventStore {
         let recent: i64 = transaction
             .query_one(
                 "SELECT count(*) FROM signup_codes WHERE community_id = $1 AND phone_hash = $2 \
-                 AND issued_at > $3 - interval '1 hour'",
+                 AND issued_at > $3::timestamptz - interval '1 hour'",
                 &[
                     &request.community_id.as_uuid(),
                     &&request.phone_hash[..],
