@@ -11,6 +11,7 @@ mod content;
 mod cqrs_aggregates;
 mod idempotency;
 mod ordering;
+mod projection_runner;
 mod report_flows;
 mod residents;
 mod server;

@@ -1,0 +1,185 @@
+//! The projection runner: a projection stopped mid-batch and restarted ends
+//! with exactly the read model of one that never stopped, and a rebuild
+//! from zero gives the same again, while the live one keeps serving.
+
+use std::collections::BTreeMap;
+
+use projections::generation::{live, schema_name, start_building};
+use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
+use serde_json::json;
+
+use crate::app::{act, submit, Fixture, TestApp};
+
+/// Every table of a schema, as JSON text of its rows in a stable order.
+async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
+    let client = app.db.client().await;
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    assert!(!tables.is_empty(), "schema {schema} has tables");
+    let mut dumped = BTreeMap::new();
+    for table in tables {
+        let name: String = table.get(0);
+        let rows: Option<String> = client
+            .query_one(
+                &format!("SELECT json_agg(t ORDER BY t::text)::text FROM {schema}.{name} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        dumped.insert(name, rows.unwrap_or_default());
+    }
+    dumped
+}
+
+/// Some history touching every read model.
+async fn history(app: &TestApp) -> (i64, Fixture) {
+    let f = app.fixture().await;
+    let assign = format!("assignReport(workerId: \"{}\")", f.worker_id);
+    for round in 0..4 {
+        let (report, _) = submit(app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+        act(app, &f, &f.admin, "acceptReport", report).await;
+        if round % 2 == 0 {
+            act(app, &f, &f.admin, &assign, report).await;
+            act(app, &f, &f.worker, "startWork", report).await;
+            act(app, &f, &f.worker, "resolveReport(notes: \"清理\")", report).await;
+        }
+        app.clock.advance_hours(7);
+    }
+    let (sewage, _) = submit(app, &f, &f.resident, "RB-02", "SEWAGE-OUTFALL").await;
+    act(app, &f, &f.worker, "acceptReport", sewage).await;
+    app.ok(
+        Some(&f.resident),
+        "mutation($c: UUID!) { submitSuggestion(communityId: $c, siteCode: \"MS-01\", text: \"建议\") { position } }",
+        json!({"c": f.community}),
+    )
+    .await;
+    let patrol = app
+        .ok(Some(&f.worker), "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }", json!({"c": f.community}))
+        .await["startPatrol"]["id"]
+        .clone();
+    app.ok(
+        Some(&f.worker),
+        "mutation($c: UUID!, $p: UUID!) { checkInPatrol(communityId: $c, patrolId: $p, siteCode: \"RB-01\") { position } }",
+        json!({"c": f.community, "p": patrol}),
+    )
+    .await;
+    app.watcher.tick().await.unwrap();
+    let head = app.store.head(store::CommunityId::new(f.community)).await.unwrap().position;
+    // Let the live projections reach the head.
+    for projection in projections::all() {
+        assert!(projections::Progress::default()
+            .wait_for(
+                app.store.pool(),
+                projection.name(),
+                store::CommunityId::new(f.community),
+                head,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap());
+    }
+    (head, f)
+}
+
+#[tokio::test]
+async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebuilds_the_same() {
+    let app = TestApp::spawn().await;
+    let (head, f) = history(&app).await;
+    assert!(head > 30, "enough history to stop in the middle: {head}");
+    let pool = app.store.pool().clone();
+    for projection in projections::all() {
+        let name = projection.name();
+        let live_generation = live(&pool, name).await.unwrap().unwrap();
+        let never_stopped = dump(&app, &schema_name(name, live_generation)).await;
+
+        // A second generation, folded in batches of 7 and stopped in the
+        // middle of a batch.
+        let generation = start_building(&pool, &*projection).await.unwrap();
+        let interrupted = ProjectionRunner::new(
+            app.store.clone(),
+            RunnerConfig {
+                batch_size: 7,
+                interrupt_at_position: Some(head / 2 + 3),
+                ..RunnerConfig::default()
+            },
+        );
+        let stopped = interrupted.catch_up(&*projection, generation).await;
+        assert!(
+            matches!(stopped, Err(ProjectionError::Interrupted(_))),
+            "{name}: {:?}",
+            stopped.map(|_| ())
+        );
+        let checkpoint: i64 = app
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT max(position) FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+                &[&name, &generation],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(checkpoint < head / 2 + 3, "{name}: the interrupted batch left no trace");
+        assert_eq!(checkpoint % 7, 0, "{name}: checkpoints move by whole batches");
+
+        let resumed = ProjectionRunner::new(
+            app.store.clone(),
+            RunnerConfig {
+                batch_size: 7,
+                ..RunnerConfig::default()
+            },
+        );
+        resumed.catch_up(&*projection, generation).await.unwrap();
+        assert_eq!(
+            dump(&app, &schema_name(name, generation)).await,
+            never_stopped,
+            "{name}: resumed equals never stopped"
+        );
+
+        // A rebuild from zero becomes the live generation, with the same rows.
+        let rebuilt = resumed.rebuild(&*projection).await.unwrap();
+        assert_eq!(live(&pool, name).await.unwrap(), Some(rebuilt));
+        assert_eq!(
+            dump(&app, &schema_name(name, rebuilt)).await,
+            never_stopped,
+            "{name}: rebuilt equals never stopped"
+        );
+    }
+
+    // The API reads the rebuilt generation, and the server's runner follows
+    // it: a new write shows up.
+    let (report, position) = submit(&app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    let data = app
+        .ok(
+            Some(&f.admin),
+            "query($c: UUID!, $r: UUID!, $p: Int) { report(communityId: $c, reportId: $r, atLeast: $p) { id }
+                reports(communityId: $c, first: 100, atLeast: $p) { edges { node { id } } } }",
+            json!({"c": f.community, "r": report, "p": position}),
+        )
+        .await;
+    assert_eq!(data["report"]["id"], report.to_string());
+    assert_eq!(data["reports"]["edges"].as_array().unwrap().len(), 6);
+    let metrics = app
+        .http
+        .get(app.url.replace("/graphql", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for projection in ["reports", "suggestions", "patrols"] {
+        assert!(
+            metrics.contains(&format!("civic_ledger_projection_lag_events{{projection=\"{projection}\"}} 0")),
+            "{metrics}"
+        );
+    }
+    app.stop().await;
+}
