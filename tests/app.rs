@@ -229,15 +229,22 @@ impl TestApp {
             json!({"c": community}),
         )
         .await;
-        let grid = |name: &str, parent: Option<Uuid>| {
-            json!({"c": community, "name": name, "parent": parent})
-        };
+        let grid = |name: &str, parent: Option<Uuid>| json!({"c": community, "name": name, "parent": parent});
         let id = |data: &Value, field: &str| -> Uuid {
             data[field]["id"].as_str().unwrap().parse().unwrap()
         };
-        let grid1 = id(&self.ok(a, SETUP_GRID, grid("Grid 1", None)).await, "addGrid");
-        let grid1a = id(&self.ok(a, SETUP_GRID, grid("Grid 1a", Some(grid1))).await, "addGrid");
-        let grid2 = id(&self.ok(a, SETUP_GRID, grid("Grid 2", None)).await, "addGrid");
+        let grid1 = id(
+            &self.ok(a, SETUP_GRID, grid("Grid 1", None)).await,
+            "addGrid",
+        );
+        let grid1a = id(
+            &self.ok(a, SETUP_GRID, grid("Grid 1a", Some(grid1))).await,
+            "addGrid",
+        );
+        let grid2 = id(
+            &self.ok(a, SETUP_GRID, grid("Grid 2", None)).await,
+            "addGrid",
+        );
         let sites = [
             ("RB-01", "RIVER_BANK", grid1a, 30_878_000, 104_250_000),
             ("MS-01", "MICRO_SPACE", grid1, 30_879_000, 104_251_000),
@@ -246,12 +253,19 @@ impl TestApp {
         for (code, kind, grid, latitude, longitude) in sites {
             let site = json!({"name": format!("Site {code}"), "kind": kind, "code": code,
                 "gridId": grid, "latitudeE6": latitude, "longitudeE6": longitude});
-            self.ok(a, SETUP_SITE, json!({"c": community, "site": site})).await;
+            self.ok(a, SETUP_SITE, json!({"c": community, "site": site}))
+                .await;
         }
         let department = |name: &str| json!({"c": community, "name": name});
         let add_department = "mutation($c: UUID!, $name: String!) { addDepartment(communityId: $c, name: $name) { id } }";
-        let water = id(&self.ok(a, add_department, department("Water")).await, "addDepartment");
-        let city = id(&self.ok(a, add_department, department("City")).await, "addDepartment");
+        let water = id(
+            &self.ok(a, add_department, department("Water")).await,
+            "addDepartment",
+        );
+        let city = id(
+            &self.ok(a, add_department, department("City")).await,
+            "addDepartment",
+        );
         let category = "mutation($c: UUID!, $k: CategoryInput!) { defineCategory(communityId: $c, category: $k) { id } }";
         for (code, first, resolution, dept) in [
             ("FLOATING-GARBAGE", 4, 48, None),
@@ -312,7 +326,11 @@ pub async fn submit(
     let report = json!({"siteCode": site, "category": category, "text": "河面漂浮垃圾很多",
         "photos": ["https://img.example/1.jpg"]});
     let data = app
-        .ok(Some(token), SUBMIT, json!({"c": fixture.community, "r": report}))
+        .ok(
+            Some(token),
+            SUBMIT,
+            json!({"c": fixture.community, "r": report}),
+        )
         .await;
     let payload = &data["submitReport"];
     (

@@ -40,7 +40,11 @@ async fn report_in(app: &TestApp, f: &Fixture, state: &str) -> Uuid {
         "accepted" => &[("admin", "acceptReport")],
         "escalated" => &[("admin", "acceptReport"), ("admin", "escalateReport")],
         "assigned" => &[("admin", "acceptReport"), ("admin", &assign)],
-        "in_progress" => &[("admin", "acceptReport"), ("admin", &assign), ("worker", "startWork")],
+        "in_progress" => &[
+            ("admin", "acceptReport"),
+            ("admin", &assign),
+            ("worker", "startWork"),
+        ],
         "resolved" => &[
             ("admin", "acceptReport"),
             ("admin", &assign),
@@ -146,7 +150,9 @@ async fn every_role_against_every_report_mutation() {
         };
         let code = code_of(&response);
         if code != *expected {
-            failures.push(format!("{who} {mutation} on a {state} report: {code}, expected {expected}: {response}"));
+            failures.push(format!(
+                "{who} {mutation} on a {state} report: {code}, expected {expected}: {response}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -160,7 +166,8 @@ async fn anonymous_act(app: &TestApp, f: &Fixture, mutation: &str, report: Uuid)
     let query = format!(
         "mutation($c: UUID!, $r: UUID!) {{ {name}(communityId: $c, reportId: $r{separator}{arguments}) {{ position }} }}"
     );
-    app.gql(None, &query, json!({"c": f.community, "r": report})).await
+    app.gql(None, &query, json!({"c": f.community, "r": report}))
+        .await
 }
 
 #[tokio::test]
@@ -215,16 +222,25 @@ async fn every_role_against_set_up_patrols_suggestions_and_sensitive_reads() {
         let response = app.gql(token(&f, who), query, c.clone()).await;
         let code = code_of(&response);
         if code != *expected {
-            failures.push(format!("{who} {query}: {code}, expected {expected}: {response}"));
+            failures.push(format!(
+                "{who} {query}: {code}, expected {expected}: {response}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Answering suggestions is the admins' part.
-    let suggestion = app.ok(Some(&f.resident), suggest, c.clone()).await["submitSuggestion"]["suggestionId"].clone();
+    let suggestion = app.ok(Some(&f.resident), suggest, c.clone()).await["submitSuggestion"]
+        ["suggestionId"]
+        .clone();
     let answer = "mutation($c: UUID!, $s: UUID!) { answerSuggestion(communityId: $c, suggestionId: $s, outcome: ADOPTED, answer: \"采纳\") { position } }";
     let vars = json!({"c": f.community, "s": suggestion});
-    for (who, expected) in [("worker", "FORBIDDEN"), ("reporter", "FORBIDDEN"), ("auditor", "FORBIDDEN"), ("admin", "OK")] {
+    for (who, expected) in [
+        ("worker", "FORBIDDEN"),
+        ("reporter", "FORBIDDEN"),
+        ("auditor", "FORBIDDEN"),
+        ("admin", "OK"),
+    ] {
         let response = app.gql(token(&f, who), answer, vars.clone()).await;
         assert_eq!(code_of(&response), expected, "{who}: {response}");
     }
@@ -236,7 +252,14 @@ async fn who_sees_the_reporter_and_hidden_reports() {
     let app = TestApp::spawn().await;
     let f = app.fixture().await;
     let report = report_in(&app, &f, "submitted").await;
-    let hidden = act(&app, &f, &f.admin, "hideReport(reason: \"private address\")", report).await;
+    let hidden = act(
+        &app,
+        &f,
+        &f.admin,
+        "hideReport(reason: \"private address\")",
+        report,
+    )
+    .await;
     let position = hidden["data"]["hideReport"]["position"].as_i64().unwrap();
     let query = "query($c: UUID!, $r: UUID!, $p: Int) { report(communityId: $c, reportId: $r, atLeast: $p) { reporterId hidden } }";
     let vars = json!({"c": f.community, "r": report, "p": position});
@@ -250,16 +273,34 @@ async fn who_sees_the_reporter_and_hidden_reports() {
         assert_eq!(data["report"], expected, "{who}");
     }
     let response = app.gql(Some(&f.other_resident), query, vars.clone()).await;
-    assert_eq!(code_of(&response), "NOT_FOUND", "a hidden report is not public: {response}");
+    assert_eq!(
+        code_of(&response),
+        "NOT_FOUND",
+        "a hidden report is not public: {response}"
+    );
     let unhidden = act(&app, &f, &f.admin, "unhideReport", report).await;
-    let position = unhidden["data"]["unhideReport"]["position"].as_i64().unwrap();
+    let position = unhidden["data"]["unhideReport"]["position"]
+        .as_i64()
+        .unwrap();
     let vars = json!({"c": f.community, "r": report, "p": position});
     let data = app.ok(Some(&f.other_resident), query, vars).await;
-    assert_eq!(data["report"], json!({"reporterId": null, "hidden": false}), "never the reporter's identity");
+    assert_eq!(
+        data["report"],
+        json!({"reporterId": null, "hidden": false}),
+        "never the reporter's identity"
+    );
     let community = app
-        .ok(Some(&f.other_resident), "query($c: UUID!) { community(communityId: $c) { staff { personId } sites { code } } }", json!({"c": f.community}))
+        .ok(
+            Some(&f.other_resident),
+            "query($c: UUID!) { community(communityId: $c) { staff { personId } sites { code } } }",
+            json!({"c": f.community}),
+        )
         .await;
-    assert_eq!(community["community"]["staff"], json!([]), "residents do not see the staff list");
+    assert_eq!(
+        community["community"]["staff"],
+        json!([]),
+        "residents do not see the staff list"
+    );
     assert_eq!(community["community"]["sites"].as_array().unwrap().len(), 3);
     app.stop().await;
 }

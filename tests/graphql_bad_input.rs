@@ -44,17 +44,25 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
     let before = stored_counts(&app).await;
 
     let report_input = |fields: Value| {
-        let mut input = json!({"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "垃圾"});
+        let mut input =
+            json!({"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "垃圾"});
         for (key, value) in fields.as_object().unwrap() {
             input[key] = value.clone();
         }
         json!({"c": f.community, "r": input})
     };
     let huge_text = "河".repeat(100 * 1024 / 3);
-    let ten_photos: Vec<String> = (0..10).map(|i| format!("https://img.example/{i}.jpg")).collect();
+    let ten_photos: Vec<String> = (0..10)
+        .map(|i| format!("https://img.example/{i}.jpg"))
+        .collect();
     let expired = expired_token(&app, f.community, &app.token_key);
-    let foreign_key = expired_token(&app, f.community, b"another key, not the server's one at all");
-    let mut deep = String::from("query($c: UUID!, $r: UUID!) { report(communityId: $c, reportId: $r) { ");
+    let foreign_key = expired_token(
+        &app,
+        f.community,
+        b"another key, not the server's one at all",
+    );
+    let mut deep =
+        String::from("query($c: UUID!, $r: UUID!) { report(communityId: $c, reportId: $r) { ");
     deep.push_str(&"likelyDuplicateOf { ".repeat(50));
     deep.push_str("id");
     deep.push_str(&" }".repeat(52));
@@ -98,7 +106,9 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
         if code != expected {
             failures.push(format!("{what}: {code}, expected {expected}: {response}"));
         }
-        let message = response["errors"][0]["message"].as_str().unwrap_or_default();
+        let message = response["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
         if expected != "OK" && message.len() < 5 {
             failures.push(format!("{what}: the message says too little: {response}"));
         }
@@ -106,9 +116,16 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
     // Wrong state transitions, with the state they came from.
     for (mutation, expected) in [
         ("confirmReport", "cannot confirm a report that is submitted"),
-        ("startWork", "cannot start work on a report that is submitted"),
+        (
+            "startWork",
+            "cannot start work on a report that is submitted",
+        ),
     ] {
-        let token = if mutation == "confirmReport" { &f.resident } else { &f.admin };
+        let token = if mutation == "confirmReport" {
+            &f.resident
+        } else {
+            &f.admin
+        };
         let response = act(&app, &f, token, mutation, report).await;
         assert_eq!(code_of(&response), "CONFLICT", "{response}");
         assert_eq!(response["errors"][0]["message"], expected);
@@ -116,12 +133,26 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Bodies that are not GraphQL requests, and bodies too large to read.
-    let not_json = app.http.post(&app.url).body("{nope").header("content-type", "application/json").send().await.unwrap();
+    let not_json = app
+        .http
+        .post(&app.url)
+        .body("{nope")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 400);
     let body: Value = not_json.json().await.unwrap();
     assert_eq!(code_of(&body), "BAD_REQUEST");
     let huge = "x".repeat(300 * 1024);
-    let too_large = app.http.post(&app.url).body(huge).header("content-type", "application/json").send().await.unwrap();
+    let too_large = app
+        .http
+        .post(&app.url)
+        .body(huge)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(too_large.status(), 413);
 
     assert_eq!(stored_counts(&app).await, before, "nothing was stored");

@@ -59,6 +59,17 @@ impl TestDb {
         TestDb { name, config }
     }
 
+    /// The database as a `DATABASE_URL`, for running the binary on it.
+    pub fn url(&self) -> String {
+        let host = match &self.config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(host) => host.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.to_str().unwrap().replace('/', "%2F"),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or("postgres");
+        format!("postgresql://{user}@{host}:{port}/{}", self.name)
+    }
+
     pub async fn store(&self) -> EventStore {
         EventStore::connect(self.config.clone(), StoreConfig::default())
             .await

@@ -6,9 +6,10 @@ mod authorization;
 mod helpers;
 
 mod bad_input;
-mod graphql_bad_input;
+mod cli;
 mod content;
 mod cqrs_aggregates;
+mod graphql_bad_input;
 mod idempotency;
 mod ordering;
 mod projection_runner;

@@ -60,7 +60,11 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
     )
     .await;
     let patrol = app
-        .ok(Some(&f.worker), "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }", json!({"c": f.community}))
+        .ok(
+            Some(&f.worker),
+            "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }",
+            json!({"c": f.community}),
+        )
         .await["startPatrol"]["id"]
         .clone();
     app.ok(
@@ -70,7 +74,12 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
     )
     .await;
     app.watcher.tick().await.unwrap();
-    let head = app.store.head(store::CommunityId::new(f.community)).await.unwrap().position;
+    let head = app
+        .store
+        .head(store::CommunityId::new(f.community))
+        .await
+        .unwrap()
+        .position;
     // Let the live projections reach the head.
     for projection in projections::all() {
         assert!(projections::Progress::default()
@@ -126,8 +135,15 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
             .await
             .unwrap()
             .get(0);
-        assert!(checkpoint < head / 2 + 3, "{name}: the interrupted batch left no trace");
-        assert_eq!(checkpoint % 7, 0, "{name}: checkpoints move by whole batches");
+        assert!(
+            checkpoint < head / 2 + 3,
+            "{name}: the interrupted batch left no trace"
+        );
+        assert_eq!(
+            checkpoint % 7,
+            0,
+            "{name}: checkpoints move by whole batches"
+        );
 
         let resumed = ProjectionRunner::new(
             app.store.clone(),
@@ -177,7 +193,9 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
         .unwrap();
     for projection in ["reports", "suggestions", "patrols"] {
         assert!(
-            metrics.contains(&format!("civic_ledger_projection_lag_events{{projection=\"{projection}\"}} 0")),
+            metrics.contains(&format!(
+                "civic_ledger_projection_lag_events{{projection=\"{projection}\"}} 0"
+            )),
             "{metrics}"
         );
     }

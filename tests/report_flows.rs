@@ -28,41 +28,80 @@ async fn a_report_from_a_site_code_is_worked_and_confirmed() {
     assert_eq!(change["reportChanged"]["state"], "SUBMITTED");
 
     app.clock.advance_hours(1);
-    assert_eq!(code_of(&act(&app, &f, &f.admin, "acceptReport", report).await), "OK");
+    assert_eq!(
+        code_of(&act(&app, &f, &f.admin, "acceptReport", report).await),
+        "OK"
+    );
     let assign = format!("assignReport(workerId: \"{}\")", f.worker_id);
-    assert_eq!(code_of(&act(&app, &f, &f.admin, &assign, report).await), "OK");
-    assert_eq!(code_of(&act(&app, &f, &f.worker, "startWork", report).await), "OK");
+    assert_eq!(
+        code_of(&act(&app, &f, &f.admin, &assign, report).await),
+        "OK"
+    );
+    assert_eq!(
+        code_of(&act(&app, &f, &f.worker, "startWork", report).await),
+        "OK"
+    );
     app.clock.advance_hours(5);
     let resolve = "resolveReport(notes: \"清理完毕\", photos: [\"https://img.example/after.jpg\"])";
-    assert_eq!(code_of(&act(&app, &f, &f.worker, resolve, report).await), "OK");
+    assert_eq!(
+        code_of(&act(&app, &f, &f.worker, resolve, report).await),
+        "OK"
+    );
     let confirmed = act(&app, &f, &f.resident, "confirmReport", report).await;
-    assert_eq!(confirmed["data"]["confirmReport"]["state"], "CONFIRMED", "{confirmed}");
-    let position = confirmed["data"]["confirmReport"]["position"].as_i64().unwrap();
+    assert_eq!(
+        confirmed["data"]["confirmReport"]["state"], "CONFIRMED",
+        "{confirmed}"
+    );
+    let position = confirmed["data"]["confirmReport"]["position"]
+        .as_i64()
+        .unwrap();
 
     let mut states = Vec::new();
     while states.last().map(String::as_str) != Some("CONFIRMED") {
         let change = live.next().await;
-        states.push(change["reportChanged"]["state"].as_str().unwrap().to_string());
+        states.push(
+            change["reportChanged"]["state"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(
         states,
-        ["ACCEPTED", "ASSIGNED", "IN_PROGRESS", "RESOLVED", "CONFIRMED"],
+        [
+            "ACCEPTED",
+            "ASSIGNED",
+            "IN_PROGRESS",
+            "RESOLVED",
+            "CONFIRMED"
+        ],
         "the subscription tells every step, in order"
     );
 
     // The level 2 grid's ledger and its level 1 grid's both count it.
     for grid in [f.grid1a, f.grid1] {
         let data = app
-            .ok(Some(&f.resident), LEDGER, json!({"c": f.community, "g": grid, "p": position}))
+            .ok(
+                Some(&f.resident),
+                LEDGER,
+                json!({"c": f.community, "g": grid, "p": position}),
+            )
             .await;
         let ledger = &data["gridLedgers"][0];
-        assert_eq!(ledger["open"], 1, "confirmed but not closed is still open: {ledger}");
+        assert_eq!(
+            ledger["open"], 1,
+            "confirmed but not closed is still open: {ledger}"
+        );
         assert_eq!(ledger["resolvedThisMonth"], 1, "{ledger}");
         assert_eq!(ledger["medianFirstResponseSeconds"], 3600, "{ledger}");
         assert_eq!(ledger["medianResolutionSeconds"], 6 * 3600, "{ledger}");
     }
     let other = app
-        .ok(Some(&f.resident), LEDGER, json!({"c": f.community, "g": f.grid2, "p": position}))
+        .ok(
+            Some(&f.resident),
+            LEDGER,
+            json!({"c": f.community, "g": f.grid2, "p": position}),
+        )
         .await;
     assert_eq!(other["gridLedgers"][0]["open"], 0);
 
@@ -78,7 +117,11 @@ async fn a_report_from_a_site_code_is_worked_and_confirmed() {
     assert_eq!(node["id"], report.to_string());
     assert_eq!(node["text"], "河面漂浮垃圾很多");
     assert_eq!(node["photos"], json!(["https://img.example/1.jpg"]));
-    assert_eq!(node["reporterId"], f.resident_id.to_string(), "staff see the reporter");
+    assert_eq!(
+        node["reporterId"],
+        f.resident_id.to_string(),
+        "staff see the reporter"
+    );
     let steps: Vec<&str> = node["timeline"]
         .as_array()
         .unwrap()
@@ -87,7 +130,14 @@ async fn a_report_from_a_site_code_is_worked_and_confirmed() {
         .collect();
     assert_eq!(
         steps,
-        ["ReportSubmitted", "ReportAccepted", "ReportAssigned", "ReportWorkStarted", "ReportResolved", "ReportConfirmed"]
+        [
+            "ReportSubmitted",
+            "ReportAccepted",
+            "ReportAssigned",
+            "ReportWorkStarted",
+            "ReportResolved",
+            "ReportConfirmed"
+        ]
     );
     assert_eq!(node["timeline"][4]["note"], "清理完毕");
 
@@ -123,18 +173,47 @@ async fn a_report_escalated_to_a_department_is_resolved_there() {
     let app = TestApp::spawn().await;
     let f = app.fixture().await;
     let (report, _) = submit(&app, &f, &f.resident, "RB-01", "SEWAGE-OUTFALL").await;
-    assert_eq!(code_of(&act(&app, &f, &f.worker, "acceptReport", report).await), "OK");
+    assert_eq!(
+        code_of(&act(&app, &f, &f.worker, "acceptReport", report).await),
+        "OK"
+    );
     let refused = act(&app, &f, &f.department, "startWork", report).await;
-    assert_eq!(code_of(&refused), "FORBIDDEN", "not escalated yet: {refused}");
+    assert_eq!(
+        code_of(&refused),
+        "FORBIDDEN",
+        "not escalated yet: {refused}"
+    );
     let escalated = act(&app, &f, &f.worker, "escalateReport", report).await;
-    assert_eq!(escalated["data"]["escalateReport"]["state"], "ESCALATED", "{escalated}");
+    assert_eq!(
+        escalated["data"]["escalateReport"]["state"], "ESCALATED",
+        "{escalated}"
+    );
     let elsewhere = act(&app, &f, &f.other_department, "startWork", report).await;
-    assert_eq!(code_of(&elsewhere), "FORBIDDEN", "another department: {elsewhere}");
-    assert_eq!(code_of(&act(&app, &f, &f.department, "startWork", report).await), "OK");
-    let resolved = act(&app, &f, &f.department, "resolveReport(notes: \"已截污\")", report).await;
-    assert_eq!(resolved["data"]["resolveReport"]["state"], "RESOLVED", "{resolved}");
+    assert_eq!(
+        code_of(&elsewhere),
+        "FORBIDDEN",
+        "another department: {elsewhere}"
+    );
+    assert_eq!(
+        code_of(&act(&app, &f, &f.department, "startWork", report).await),
+        "OK"
+    );
+    let resolved = act(
+        &app,
+        &f,
+        &f.department,
+        "resolveReport(notes: \"已截污\")",
+        report,
+    )
+    .await;
+    assert_eq!(
+        resolved["data"]["resolveReport"]["state"], "RESOLVED",
+        "{resolved}"
+    );
     let confirmed = act(&app, &f, &f.inspector, "confirmReport", report).await;
-    let position = confirmed["data"]["confirmReport"]["position"].as_i64().unwrap();
+    let position = confirmed["data"]["confirmReport"]["position"]
+        .as_i64()
+        .unwrap();
 
     let data = app
         .ok(
@@ -163,7 +242,11 @@ async fn a_missed_deadline_escalates_exactly_once() {
     let query = "query($c: UUID!, $r: UUID!, $p: Int) { report(communityId: $c, reportId: $r, atLeast: $p) {
         overdue firstResponseMissed resolutionMissed escalation position timeline { eventType } } }";
     let read = |position: i64| {
-        app.ok(Some(&f.admin), query, json!({"c": f.community, "r": report, "p": position}))
+        app.ok(
+            Some(&f.admin),
+            query,
+            json!({"c": f.community, "r": report, "p": position}),
+        )
     };
     read(position).await;
     assert_eq!(app.watcher.tick().await.unwrap(), 0, "nothing is due yet");
@@ -171,7 +254,12 @@ async fn a_missed_deadline_escalates_exactly_once() {
     // The first response was due after 4 hours.
     app.clock.advance_hours(5);
     assert_eq!(app.watcher.tick().await.unwrap(), 1);
-    let head = app.store.head(store::CommunityId::new(f.community)).await.unwrap().position;
+    let head = app
+        .store
+        .head(store::CommunityId::new(f.community))
+        .await
+        .unwrap()
+        .position;
     let data = read(head).await;
     assert_eq!(data["report"]["firstResponseMissed"], true);
     assert_eq!(data["report"]["overdue"], true);
@@ -184,11 +272,23 @@ async fn a_missed_deadline_escalates_exactly_once() {
     assert_eq!(a.unwrap() + b.unwrap(), 0);
 
     // Accepted late; the resolution deadline (48 h) passes too.
-    assert_eq!(code_of(&act(&app, &f, &f.admin, "acceptReport", report).await), "OK");
+    assert_eq!(
+        code_of(&act(&app, &f, &f.admin, "acceptReport", report).await),
+        "OK"
+    );
     app.clock.advance_hours(48);
     let (a, b) = tokio::join!(app.watcher.tick(), app.watcher.tick());
-    assert_eq!(a.unwrap() + b.unwrap(), 1, "two watchers at once record it once");
-    let head = app.store.head(store::CommunityId::new(f.community)).await.unwrap().position;
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        1,
+        "two watchers at once record it once"
+    );
+    let head = app
+        .store
+        .head(store::CommunityId::new(f.community))
+        .await
+        .unwrap()
+        .position;
     let data = read(head).await;
     assert_eq!(data["report"]["resolutionMissed"], true);
     assert_eq!(data["report"]["escalation"], "COMMUNITY_ADMIN");
@@ -229,8 +329,15 @@ async fn duplicates_are_flagged_supported_and_merged() {
             json!({"c": f.community, "r": {"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "同一处垃圾"}}),
         )
         .await;
-    assert_eq!(second["submitReport"]["likelyDuplicateOf"], original.to_string());
-    let duplicate: uuid::Uuid = second["submitReport"]["reportId"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        second["submitReport"]["likelyDuplicateOf"],
+        original.to_string()
+    );
+    let duplicate: uuid::Uuid = second["submitReport"]["reportId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // A different category at the same site is no duplicate.
     let third = app
         .ok(

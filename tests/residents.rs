@@ -17,32 +17,56 @@ async fn a_resident_signs_up_with_a_one_time_code() {
     let f = app.fixture().await;
     let phone = "+86 138-0013-8000";
     let sent = app
-        .ok(None, REQUEST_CODE, json!({"c": f.community, "p": phone, "n": "李阿姨"}))
+        .ok(
+            None,
+            REQUEST_CODE,
+            json!({"c": f.community, "p": phone, "n": "李阿姨"}),
+        )
         .await;
     assert_eq!(sent["requestSignupCode"]["expiresInSeconds"], 600);
     let code = app.codes.last_for("+8613800138000");
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let refused = app
-        .gql(None, VERIFY_CODE, json!({"c": f.community, "p": phone, "k": wrong}))
+        .gql(
+            None,
+            VERIFY_CODE,
+            json!({"c": f.community, "p": phone, "k": wrong}),
+        )
         .await;
     assert_eq!(code_of(&refused), "VALIDATION", "{refused}");
     let signed_in = app
-        .ok(None, VERIFY_CODE, json!({"c": f.community, "p": phone, "k": code}))
+        .ok(
+            None,
+            VERIFY_CODE,
+            json!({"c": f.community, "p": phone, "k": code}),
+        )
         .await;
     let resident = &signed_in["verifySignupCode"];
     assert_eq!(resident["displayName"], "李阿姨");
     assert_eq!(resident["newResident"], true);
     let token = resident["token"].as_str().unwrap().to_string();
     let viewer = app
-        .ok(Some(&token), "{ viewer { signedIn role personId } }", json!({}))
+        .ok(
+            Some(&token),
+            "{ viewer { signedIn role personId } }",
+            json!({}),
+        )
         .await;
     assert_eq!(viewer["viewer"]["role"], "CITIZEN");
     assert_eq!(viewer["viewer"]["personId"], resident["personId"]);
 
     let reused = app
-        .gql(None, VERIFY_CODE, json!({"c": f.community, "p": phone, "k": code}))
+        .gql(
+            None,
+            VERIFY_CODE,
+            json!({"c": f.community, "p": phone, "k": code}),
+        )
         .await;
-    assert_eq!(code_of(&reused), "VALIDATION", "a code is used once: {reused}");
+    assert_eq!(
+        code_of(&reused),
+        "VALIDATION",
+        "a code is used once: {reused}"
+    );
 
     // The phone number lives only in the profile, found by a keyed hash:
     // never in the log.
@@ -59,8 +83,12 @@ async fn a_resident_signs_up_with_a_one_time_code() {
     assert_eq!(in_log, 0);
 
     // Signing up again logs in as the same resident.
-    app.ok(None, REQUEST_CODE, json!({"c": f.community, "p": phone, "n": "李阿姨"}))
-        .await;
+    app.ok(
+        None,
+        REQUEST_CODE,
+        json!({"c": f.community, "p": phone, "n": "李阿姨"}),
+    )
+    .await;
     let again = app
         .ok(
             None,
@@ -72,10 +100,17 @@ async fn a_resident_signs_up_with_a_one_time_code() {
     assert_eq!(again["verifySignupCode"]["newResident"], false);
 
     // An expired code is refused (its expiry moved into the past).
-    app.ok(None, REQUEST_CODE, json!({"c": f.community, "p": phone, "n": "李阿姨"}))
-        .await;
+    app.ok(
+        None,
+        REQUEST_CODE,
+        json!({"c": f.community, "p": phone, "n": "李阿姨"}),
+    )
+    .await;
     client
-        .execute("UPDATE signup_codes SET expires_at = now() - interval '1 second'", &[])
+        .execute(
+            "UPDATE signup_codes SET expires_at = now() - interval '1 second'",
+            &[],
+        )
         .await
         .unwrap();
     let expired = app
@@ -95,23 +130,39 @@ async fn codes_and_attempts_are_rate_limited() {
     let f = app.fixture().await;
     let phone = "13900139000";
     for _ in 0..5 {
-        app.ok(None, REQUEST_CODE, json!({"c": f.community, "p": phone, "n": "王"}))
-            .await;
+        app.ok(
+            None,
+            REQUEST_CODE,
+            json!({"c": f.community, "p": phone, "n": "王"}),
+        )
+        .await;
     }
     let sixth = app
-        .gql(None, REQUEST_CODE, json!({"c": f.community, "p": phone, "n": "王"}))
+        .gql(
+            None,
+            REQUEST_CODE,
+            json!({"c": f.community, "p": phone, "n": "王"}),
+        )
         .await;
     assert_eq!(code_of(&sixth), "RATE_LIMITED", "{sixth}");
     let code = app.codes.last_for(phone);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
         let response = app
-            .gql(None, VERIFY_CODE, json!({"c": f.community, "p": phone, "k": wrong}))
+            .gql(
+                None,
+                VERIFY_CODE,
+                json!({"c": f.community, "p": phone, "k": wrong}),
+            )
             .await;
         assert_eq!(code_of(&response), "VALIDATION");
     }
     let right_too_late = app
-        .gql(None, VERIFY_CODE, json!({"c": f.community, "p": phone, "k": code}))
+        .gql(
+            None,
+            VERIFY_CODE,
+            json!({"c": f.community, "p": phone, "k": code}),
+        )
         .await;
     assert_eq!(
         code_of(&right_too_late),
@@ -119,7 +170,11 @@ async fn codes_and_attempts_are_rate_limited() {
         "after five wrong attempts even the right code is refused: {right_too_late}"
     );
     let bad_phone = app
-        .gql(None, REQUEST_CODE, json!({"c": f.community, "p": "call me", "n": "王"}))
+        .gql(
+            None,
+            REQUEST_CODE,
+            json!({"c": f.community, "p": "call me", "n": "王"}),
+        )
         .await;
     assert_eq!(code_of(&bad_phone), "VALIDATION");
     app.stop().await;
@@ -136,23 +191,41 @@ async fn an_anonymous_report_is_claimed_later_and_anonymous_clients_are_limited(
     let input = json!({"c": f.community, "r": {"siteCode": "RB-02", "category": "FLOATING-GARBAGE",
         "text": "有人往河里倒垃圾", "clientFingerprint": "phone-a"}});
     let first = app.ok(None, SUBMIT, input.clone()).await;
-    let secret = first["submitReport"]["claimSecret"].as_str().unwrap().to_string();
-    let report = first["submitReport"]["reportId"].as_str().unwrap().to_string();
+    let secret = first["submitReport"]["claimSecret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = first["submitReport"]["reportId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for _ in 0..2 {
         app.ok(None, SUBMIT, input.clone()).await;
     }
     let fourth = app.gql(None, SUBMIT, input.clone()).await;
     assert_eq!(code_of(&fourth), "RATE_LIMITED", "{fourth}");
     let signed_in = app.ok(Some(&f.resident), SUBMIT, input).await;
-    assert_eq!(signed_in["submitReport"]["claimSecret"], json!(null), "residents are not limited as anonymous");
+    assert_eq!(
+        signed_in["submitReport"]["claimSecret"],
+        json!(null),
+        "residents are not limited as anonymous"
+    );
 
     let claim = "mutation($c: UUID!, $r: UUID!, $s: String!) { claimReport(communityId: $c, reportId: $r, claimSecret: $s) { position } }";
     let wrong = app
-        .gql(Some(&f.resident), claim, json!({"c": f.community, "r": report, "s": "wrong"}))
+        .gql(
+            Some(&f.resident),
+            claim,
+            json!({"c": f.community, "r": report, "s": "wrong"}),
+        )
         .await;
     assert_eq!(code_of(&wrong), "FORBIDDEN", "{wrong}");
     let claimed = app
-        .ok(Some(&f.resident), claim, json!({"c": f.community, "r": report, "s": secret}))
+        .ok(
+            Some(&f.resident),
+            claim,
+            json!({"c": f.community, "r": report, "s": secret}),
+        )
         .await;
     let position = claimed["claimReport"]["position"].as_i64().unwrap();
     let mine = app
@@ -168,7 +241,10 @@ async fn an_anonymous_report_is_claimed_later_and_anonymous_clients_are_limited(
         .iter()
         .map(|edge| edge["node"]["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&report.as_str()), "the claimed report is the resident's: {mine}");
+    assert!(
+        ids.contains(&report.as_str()),
+        "the claimed report is the resident's: {mine}"
+    );
     app.stop().await;
 }
 
@@ -178,15 +254,22 @@ async fn a_retried_submission_is_stored_once() {
     let f = app.fixture().await;
     let input = json!({"c": f.community, "r": {"siteCode": "RB-01", "category": "FLOATING-GARBAGE",
         "text": "信号不好，重试", "photos": ["https://img.example/x.jpg"]}});
-    let tries = (0..10).map(|_| app.gql_with(None, SUBMIT, input.clone(), Some("qr-page-7f3a-0001")));
+    let tries =
+        (0..10).map(|_| app.gql_with(None, SUBMIT, input.clone(), Some("qr-page-7f3a-0001")));
     let answers = futures::future::join_all(tries).await;
     let first = &answers[0]["data"]["submitReport"];
     for answer in &answers {
-        assert_eq!(&answer["data"]["submitReport"], first, "every retry gets the first outcome: {answer}");
+        assert_eq!(
+            &answer["data"]["submitReport"], first,
+            "every retry gets the first outcome: {answer}"
+        );
     }
     let client = app.db.client().await;
     let submitted: i64 = client
-        .query_one("SELECT count(*) FROM events WHERE event_type = 'ReportSubmitted'", &[])
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'ReportSubmitted'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -200,18 +283,47 @@ async fn suggestions_are_answered_in_public() {
     let f = app.fixture().await;
     let suggest = "mutation($c: UUID!, $s: String!, $t: String!) { submitSuggestion(communityId: $c, siteCode: $s, text: $t) { suggestionId position } }";
     let not_a_box = app
-        .gql(Some(&f.resident), suggest, json!({"c": f.community, "s": "RB-01", "t": "建议"}))
+        .gql(
+            Some(&f.resident),
+            suggest,
+            json!({"c": f.community, "s": "RB-01", "t": "建议"}),
+        )
         .await;
-    assert_eq!(code_of(&not_a_box), "VALIDATION", "boxes stand at micro-spaces: {not_a_box}");
+    assert_eq!(
+        code_of(&not_a_box),
+        "VALIDATION",
+        "boxes stand at micro-spaces: {not_a_box}"
+    );
     let dropped = app
-        .ok(Some(&f.resident), suggest, json!({"c": f.community, "s": "MS-01", "t": "河边多放几个垃圾桶"}))
+        .ok(
+            Some(&f.resident),
+            suggest,
+            json!({"c": f.community, "s": "MS-01", "t": "河边多放几个垃圾桶"}),
+        )
         .await;
     let suggestion = dropped["submitSuggestion"]["suggestionId"].clone();
     let review = "mutation($c: UUID!, $s: UUID!) { startSuggestionReview(communityId: $c, suggestionId: $s) { position } }";
-    app.ok(Some(&f.admin), review, json!({"c": f.community, "s": suggestion})).await;
+    app.ok(
+        Some(&f.admin),
+        review,
+        json!({"c": f.community, "s": suggestion}),
+    )
+    .await;
     let answer = "mutation($c: UUID!, $s: UUID!) { answerSuggestion(communityId: $c, suggestionId: $s, outcome: PARTLY_ADOPTED, answer: \"先在微空间加两个\") { position } }";
-    let answered = app.ok(Some(&f.admin), answer, json!({"c": f.community, "s": suggestion})).await;
-    let twice = app.gql(Some(&f.admin), answer, json!({"c": f.community, "s": suggestion})).await;
+    let answered = app
+        .ok(
+            Some(&f.admin),
+            answer,
+            json!({"c": f.community, "s": suggestion}),
+        )
+        .await;
+    let twice = app
+        .gql(
+            Some(&f.admin),
+            answer,
+            json!({"c": f.community, "s": suggestion}),
+        )
+        .await;
     assert_eq!(code_of(&twice), "CONFLICT", "answered once: {twice}");
     let position = answered["answerSuggestion"]["position"].as_i64().unwrap();
     let list = app
@@ -233,10 +345,18 @@ async fn suggestions_are_answered_in_public() {
 async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_duty() {
     let app = TestApp::spawn().await;
     let f = app.fixture().await;
-    app.ok(Some(&f.admin), "mutation($c: UUID!) { setPatrolDay(communityId: $c, day: 2) { position } }", json!({"c": f.community}))
-        .await;
+    app.ok(
+        Some(&f.admin),
+        "mutation($c: UUID!) { setPatrolDay(communityId: $c, day: 2) { position } }",
+        json!({"c": f.community}),
+    )
+    .await;
     let started = app
-        .ok(Some(&f.worker), "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }", json!({"c": f.community}))
+        .ok(
+            Some(&f.worker),
+            "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }",
+            json!({"c": f.community}),
+        )
         .await;
     let patrol = started["startPatrol"]["id"].clone();
     let vars = |site: &str| json!({"c": f.community, "p": patrol, "s": site});
@@ -244,8 +364,14 @@ async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_
     app.ok(Some(&f.worker), check_in, vars("RB-01")).await;
     app.ok(Some(&f.worker), check_in, vars("MS-01")).await;
     let outside = app.gql(Some(&f.worker), check_in, vars("RB-02")).await;
-    assert_eq!(code_of(&outside), "FORBIDDEN", "RB-02 lies in grid 2: {outside}");
-    let someone_else = app.gql(Some(&f.other_worker), check_in, vars("RB-01")).await;
+    assert_eq!(
+        code_of(&outside),
+        "FORBIDDEN",
+        "RB-02 lies in grid 2: {outside}"
+    );
+    let someone_else = app
+        .gql(Some(&f.other_worker), check_in, vars("RB-01"))
+        .await;
     assert_eq!(code_of(&someone_else), "FORBIDDEN", "{someone_else}");
     let finding = app
         .ok(
@@ -255,7 +381,10 @@ async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_
             json!({"c": f.community, "p": patrol}),
         )
         .await;
-    let report = finding["recordPatrolFinding"]["reportId"].as_str().unwrap().to_string();
+    let report = finding["recordPatrolFinding"]["reportId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let client = app.db.client().await;
     let row = client
         .query_one(
@@ -274,7 +403,10 @@ async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_
         .await
         .unwrap()
         .get(0);
-    assert_eq!(same_append, 2, "the finding and its report went in one append");
+    assert_eq!(
+        same_append, 2,
+        "the finding and its report went in one append"
+    );
     let ended = app
         .ok(Some(&f.worker), "mutation($c: UUID!, $p: UUID!) { endPatrol(communityId: $c, patrolId: $p) { position } }", json!({"c": f.community, "p": patrol}))
         .await;
@@ -297,8 +429,10 @@ async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_
         .collect();
     assert_eq!(
         duty,
-        vec![json!({"workerId": f.worker_id.to_string(), "patrols": 1, "endedPatrols": 1, "checkIns": 2,
-            "findings": 1, "patrolDay": 2, "fixedDayKept": true})],
+        vec![
+            json!({"workerId": f.worker_id.to_string(), "patrols": 1, "endedPatrols": 1, "checkIns": 2,
+            "findings": 1, "patrolDay": 2, "fixedDayKept": true})
+        ],
         "the test clock is 2 November (the patrol day) in Asia/Shanghai"
     );
     let other: Vec<_> = data["patrolDuty"]
@@ -308,7 +442,10 @@ async fn a_patrol_checks_in_records_a_finding_that_opens_a_report_and_counts_as_
         .filter(|d| d["workerId"] == f.other_worker_id.to_string())
         .cloned()
         .collect();
-    assert_eq!(other[0]["fixedDayKept"], false, "a worker who did not patrol missed the day");
+    assert_eq!(
+        other[0]["fixedDayKept"], false,
+        "a worker who did not patrol missed the day"
+    );
     assert_eq!(
         data["report"],
         json!({"category": "SEWAGE-OUTFALL", "state": "SUBMITTED", "text": "排口有黑水"})
@@ -335,8 +472,16 @@ async fn a_redaction_really_removes_the_text_and_photos() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(bodies, 0, "the text and photo links are gone from the database");
-    let head = app.store.head(store::CommunityId::new(f.community)).await.unwrap().position;
+    assert_eq!(
+        bodies, 0,
+        "the text and photo links are gone from the database"
+    );
+    let head = app
+        .store
+        .head(store::CommunityId::new(f.community))
+        .await
+        .unwrap()
+        .position;
     let data = app
         .ok(
             Some(&f.admin),
@@ -353,6 +498,9 @@ async fn a_redaction_really_removes_the_text_and_photos() {
         .verify_chain(store::CommunityId::new(f.community), 1, i64::MAX)
         .await
         .unwrap();
-    assert!(verification.is_intact(), "the chain still verifies: {verification:?}");
+    assert!(
+        verification.is_intact(),
+        "the chain still verifies: {verification:?}"
+    );
     app.stop().await;
 }
