@@ -51,7 +51,9 @@ const DEPARTMENTS: [(u128, &str); 3] = [
 ];
 
 /// code, name, first-response hours, resolution hours, department, points.
-const CATEGORIES: [(&str, &str, u32, u32, Option<u128>, i64); 7] = [
+type CategoryRow = (&'static str, &'static str, u32, u32, Option<u128>, i64);
+
+const CATEGORIES: [CategoryRow; 7] = [
     (
         "FLOATING-GARBAGE",
         "河面漂浮物 floating garbage",

@@ -16,9 +16,12 @@ use crate::error::{ApiError, ApiResult};
 /// Communities kept in memory at most; beyond it the cache starts over.
 const CACHED_COMMUNITIES_MAX: usize = 10_000;
 
+/// Each community's set-up with the stream version it was read at.
+type Cache = HashMap<CommunityId, (i64, Arc<Community>)>;
+
 #[derive(Clone, Default)]
 pub struct Directory {
-    cached: Arc<Mutex<HashMap<CommunityId, (i64, Arc<Community>)>>>,
+    cached: Arc<Mutex<Cache>>,
 }
 
 impl Directory {
@@ -63,7 +66,7 @@ impl Directory {
         Ok(state)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CommunityId, (i64, Arc<Community>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cached
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -15,10 +15,13 @@ use crate::error::ProjectionError;
 /// other processes whose progress this process does not hear about.
 const RECHECK_MS: u64 = 50;
 
+/// The latest checkpoint per projection and community.
+type Checkpoints = HashMap<(&'static str, CommunityId), watch::Sender<i64>>;
+
 /// Checkpoints published by this process's runner, shared with the API.
 #[derive(Clone, Default)]
 pub struct Progress {
-    checkpoints: Arc<Mutex<HashMap<(&'static str, CommunityId), watch::Sender<i64>>>>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
 }
 
 impl Progress {
