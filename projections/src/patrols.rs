@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::community_info::{self, month_sql};
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
-use crate::runner::{decode, Change};
+use crate::runner::{decode, entity_id, Change};
 use crate::sql::{execute, query};
 use crate::Projection;
 
@@ -130,14 +130,7 @@ async fn workers(
 }
 
 fn patrol_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
-    event
-        .stream_id
-        .strip_prefix("patrol-")
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| ProjectionError::Undecodable {
-            position: event.position,
-            reason: format!("`{}` is not a patrol stream", event.stream_id),
-        })
+    entity_id(event, "patrol")
 }
 
 /// One worker's patrol duty in one month.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::community_info::{self, month_sql};
 use crate::error::ProjectionError;
-use crate::runner::{decode, Change};
+use crate::runner::{decode, entity_id, Change};
 use crate::sql::{execute, query};
 use crate::Projection;
 
@@ -156,10 +156,7 @@ struct Fold<'a> {
 
 impl Fold<'_> {
     fn report(&self) -> Result<Uuid, ProjectionError> {
-        report_id_of(&self.event.stream_id).ok_or_else(|| ProjectionError::Undecodable {
-            position: self.event.position,
-            reason: format!("`{}` is not a report stream", self.event.stream_id),
-        })
+        entity_id(self.event, "report")
     }
 
     /// Sets columns of the report's row: `assignments` is SQL such as
@@ -468,11 +465,6 @@ impl Fold<'_> {
             state: row.get(2),
         }))
     }
-}
-
-/// The report id in a stream id `report-<uuid>`.
-pub fn report_id_of(stream_id: &str) -> Option<Uuid> {
-    Uuid::parse_str(stream_id.strip_prefix("report-")?).ok()
 }
 
 fn domain_name<T: serde::Serialize>(value: &T) -> String {

@@ -313,3 +313,17 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
             reason: error.to_string(),
         })
 }
+
+/// The id in a stream id `<prefix>-<uuid>` (e.g. `report-…`), naming the
+/// position when the stream is not one of that kind.
+pub(crate) fn entity_id(event: &RecordedEvent, prefix: &str) -> Result<Uuid, ProjectionError> {
+    event
+        .stream_id
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| ProjectionError::Undecodable {
+            position: event.position,
+            reason: format!("`{}` is not a {prefix} stream", event.stream_id),
+        })
+}

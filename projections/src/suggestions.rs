@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
-use crate::runner::{decode, Change};
+use crate::runner::{decode, entity_id, Change};
 use crate::sql::{execute, query};
 use crate::Projection;
 
@@ -139,14 +139,7 @@ impl Projection for SuggestionsProjection {
 }
 
 fn suggestion_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
-    event
-        .stream_id
-        .strip_prefix("suggestion-")
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| ProjectionError::Undecodable {
-            position: event.position,
-            reason: format!("`{}` is not a suggestion stream", event.stream_id),
-        })
+    entity_id(event, "suggestion")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
