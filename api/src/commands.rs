@@ -153,11 +153,27 @@ impl Commands {
         A: Aggregate + Decide + Default + Clone,
         A::Event: DeserializeOwned + Serialize,
     {
+        if let Some(outcome) = self.first_outcome(community, meta).await? {
+            let loaded = self.load::<A>(community, stream_id).await?;
+            return Ok((outcome, loaded.state));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut loaded = self.load::<A>(community, stream_id).await?;
-            let event = loaded.state.decide(command(&loaded.state)?)?;
+            let decision = command(&loaded.state).and_then(|c| Ok(loaded.state.decide(c)?));
+            let event = match decision {
+                Ok(event) => event,
+                // A retry that raced its first attempt: the first one
+                // committed after this one loaded, so answer with it.
+                Err(error) => match self.first_outcome(community, meta).await? {
+                    Some(outcome) => {
+                        let loaded = self.load::<A>(community, stream_id).await?;
+                        return Ok((outcome, loaded.state));
+                    }
+                    None => return Err(error),
+                },
+            };
             let decided = decided::<A>(stream_id, loaded.version, &event)?;
             if attempt == 1 {
                 store_all(&self.store, community, contents).await?;
@@ -172,6 +188,23 @@ impl Commands {
                     return Ok((outcome, loaded.state));
                 }
             }
+        }
+    }
+
+    /// The first outcome of the request's idempotency key, if it has one and
+    /// the key was used: a retry is answered with it, not decided again
+    /// (against state the first attempt already changed).
+    pub async fn first_outcome(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+    ) -> ApiResult<Option<AppendOutcome>> {
+        match &meta.idempotency_key {
+            Some(key) => {
+                let key = IdempotencyKey::parse(key.clone())?;
+                Ok(self.store.idempotent_outcome(community, &key).await?)
+            }
+            None => Ok(None),
         }
     }
 

@@ -307,6 +307,31 @@ impl EventStore {
         Ok(low)
     }
 
+    /// The first outcome stored for an idempotency key, marked as replayed;
+    /// `None` when the key was not used. Lets a caller answer a retry before
+    /// deciding again against state the first attempt already changed.
+    pub async fn idempotent_outcome(
+        &self,
+        community_id: CommunityId,
+        key: &crate::types::IdempotencyKey,
+    ) -> Result<Option<crate::types::AppendOutcome>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT outcome FROM idempotency_keys WHERE community_id = $1 \
+                 AND idempotency_key = $2",
+                &[&community_id.as_uuid(), &key.as_str()],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let outcome: tokio_postgres::types::Json<crate::types::AppendOutcome> = row.get(0);
+            crate::types::AppendOutcome {
+                replayed: true,
+                ..outcome.0
+            }
+        }))
+    }
+
     /// Every community, in the order they were created.
     pub async fn communities(&self) -> Result<Vec<CommunityId>, StoreError> {
         let client = self.inner.pool.get().await?;

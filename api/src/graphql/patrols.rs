@@ -188,6 +188,9 @@ impl PatrolMutation {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
+            if let Some(first) = app.commands.first_outcome(community_key, &meta).await? {
+                break first;
+            }
             let patrol = app
                 .commands
                 .load::<Patrol>(community_key, &patrol_stream(patrol_id))

@@ -161,6 +161,8 @@ pub async fn submission(
             )
             .await?
             .map(ReportId)
+            // A retry must not find its own first attempt.
+            .filter(|found| *found != report)
         }
         None => None,
     };
@@ -264,8 +266,7 @@ impl SubmitMutation {
             at,
         )
         .await?;
-        let likely_duplicate_of = submit.likely_duplicate_of.map(|r| r.0);
-        let (outcome, _) = app
+        let (outcome, stored) = app
             .commands
             .execute::<domain::report::Report>(
                 community_key,
@@ -275,6 +276,12 @@ impl SubmitMutation {
                 |_| Ok(ReportCommand::Submit(Box::new(submit.clone()))),
             )
             .await?;
+        // From the stored report: a retry answers what the first attempt did.
+        let likely_duplicate_of = stored
+            .submission
+            .as_ref()
+            .and_then(|s| s.likely_duplicate_of)
+            .map(|r| r.0);
         Ok(SubmitReportPayload {
             report_id: report_id.0,
             position: outcome.last_position,
