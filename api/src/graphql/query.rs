@@ -67,11 +67,8 @@ fn decode_cursor(cursor: &str) -> ApiResult<(i64, Uuid)> {
 }
 
 /// Staff roles that see every report, hidden ones included.
-fn sees_hidden(role: Role) -> bool {
-    matches!(
-        role,
-        Role::Admin | Role::GridWorker | Role::Department | Role::Inspector | Role::Auditor
-    )
+fn sees_hidden(claims: &crate::auth::Claims) -> bool {
+    is_report_staff(Some(claims))
 }
 
 #[Object]
@@ -148,7 +145,7 @@ impl Query {
             Some(true) => Some(claims.sub),
             _ => filter.reporter_id,
         };
-        if reporter.is_some_and(|r| r != claims.sub) && !sees_hidden(claims.role) {
+        if reporter.is_some_and(|r| r != claims.sub) && !sees_hidden(claims) {
             return Err(ApiError::forbidden("only staff list reports by reporter"));
         }
         let query = ReportFilter {
@@ -165,7 +162,7 @@ impl Query {
             submitted_from: filter.submitted_from.map(|t| t.timestamp_micros()),
             submitted_before: filter.submitted_before.map(|t| t.timestamp_micros()),
             overdue_at: filter.overdue.filter(|o| *o).map(|_| now),
-            include_hidden: sees_hidden(claims.role),
+            include_hidden: sees_hidden(claims),
             hidden_visible_to: Some(claims.sub),
         };
         let cursor = after.map(|(submitted_at, report_id)| ReportCursor {
@@ -198,9 +195,7 @@ impl Query {
         let pool = app(ctx).commands.store().pool();
         let row = projections::reports::report(pool, CommunityId::new(community_id), report_id)
             .await?
-            .filter(|row| {
-                !row.hidden || sees_hidden(claims.role) || row.reporter_id == Some(claims.sub)
-            })
+            .filter(|row| !row.hidden || sees_hidden(claims) || row.reporter_id == Some(claims.sub))
             .ok_or_else(|| ApiError::not_found(format!("report {report_id}")))?;
         Ok(ReportNode::new(row, viewer))
     }
@@ -282,7 +277,7 @@ impl Query {
         rows.truncate(limit as usize);
         let mut connection = Connection::new(after.is_some(), has_next);
         connection.edges.extend(rows.into_iter().map(|row| {
-            let privileged = sees_hidden(claims.role) || row.submitter_id == Some(claims.sub);
+            let privileged = sees_hidden(claims) || row.submitter_id == Some(claims.sub);
             Edge::new(
                 encode_cursor(row.submitted_at, row.suggestion_id),
                 SuggestionNode {

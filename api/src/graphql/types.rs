@@ -67,18 +67,22 @@ pub enum SiteKindName {
     StreetCorner,
 }
 
-/// Who sees a report's reporter: staff who work reports, auditors, and the
-/// reporter. Never the public.
+/// Staff who work reports, and auditors: they see hidden reports, who
+/// reported what, and each step's stored fields.
+pub fn is_report_staff(claims: Option<&Claims>) -> bool {
+    claims.is_some_and(|claims| {
+        matches!(
+            claims.role,
+            Role::Admin | Role::GridWorker | Role::Department | Role::Inspector | Role::Auditor
+        )
+    })
+}
+
+/// Who sees a report's reporter: report staff and the reporter. Never the
+/// public.
 pub fn sees_reporter(claims: Option<&Claims>, reporter: Option<Uuid>) -> bool {
-    match claims {
-        Some(claims) => {
-            matches!(
-                claims.role,
-                Role::Admin | Role::GridWorker | Role::Department | Role::Inspector | Role::Auditor
-            ) || (reporter.is_some() && reporter == Some(claims.sub))
-        }
-        None => false,
-    }
+    is_report_staff(claims)
+        || claims.is_some_and(|claims| reporter.is_some() && reporter == Some(claims.sub))
 }
 
 pub fn claims_of(viewer: &Viewer) -> Option<&Claims> {
@@ -287,7 +291,9 @@ impl ReportNode {
                 TimelineEntryNode {
                     community: self.community(),
                     shows_actor,
-                    shows_detail: self.privileged,
+                    // Details name other residents (supporters, claimants):
+                    // staff only, not even the reporter.
+                    shows_detail: is_report_staff(claims),
                     entry,
                 }
             })
@@ -307,8 +313,11 @@ impl ReportNode {
         let pool = app(ctx).commands.store().pool();
         let row = projections::reports::report(pool, self.community(), report).await?;
         let viewer = super::viewer(ctx);
+        let claims = claims_of(viewer);
         Ok(row
-            .filter(|row| !row.hidden || self.privileged)
+            .filter(|row| {
+                !row.hidden || is_report_staff(claims) || sees_reporter(claims, row.reporter_id)
+            })
             .map(|row| ReportNode::new(row, viewer)))
     }
 }
