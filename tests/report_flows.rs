@@ -220,7 +220,7 @@ async fn a_report_escalated_to_a_department_is_resolved_there() {
             Some(&f.admin),
             "query($c: UUID!, $d: UUID!, $p: Int) {
                 reports(communityId: $c, filter: {departmentId: $d}, atLeast: $p) { edges { node { id state departmentId } } }
-                statistics(communityId: $c) { category escalated resolved } }",
+                statistics(communityId: $c, atLeast: $p) { category escalated resolved } }",
             json!({"c": f.community, "d": f.department_id, "p": position}),
         )
         .await;
