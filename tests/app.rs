@@ -394,7 +394,7 @@ impl Subscription {
             .unwrap();
         // graphql-transport-ws does not acknowledge a subscribe; give the
         // server a moment to register it before the test writes.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
         subscription
     }
 
