@@ -63,27 +63,23 @@ pub struct Mutation(
 
 pub type ApiSchema = Schema<query::Query, Mutation, subscription::Subscription>;
 
-pub fn build_schema(app: Arc<App>) -> ApiSchema {
+fn builder() -> async_graphql::SchemaBuilder<query::Query, Mutation, subscription::Subscription> {
     Schema::build(
         query::Query,
         Mutation::default(),
         subscription::Subscription,
     )
-    .data(app)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
-    .finish()
+}
+
+pub fn build_schema(app: Arc<App>) -> ApiSchema {
+    builder().data(app).finish()
 }
 
 /// The schema's SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(
-        query::Query,
-        Mutation::default(),
-        subscription::Subscription,
-    )
-    .finish()
-    .sdl()
+    builder().finish().sdl()
 }
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a Arc<App> {

@@ -43,18 +43,6 @@ pub struct SuggestionFilterInput {
     pub mine: Option<bool>,
 }
 
-fn state_name(state: ReportState) -> String {
-    let name = format!("{state:?}");
-    let mut snake = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            snake.push('_');
-        }
-        snake.push(c.to_ascii_lowercase());
-    }
-    snake
-}
-
 fn encode_cursor(at: i64, id: Uuid) -> String {
     format!("{at}:{id}")
 }
@@ -155,7 +143,7 @@ impl Query {
             category: filter.category,
             states: filter
                 .states
-                .map(|states| states.into_iter().map(state_name).collect()),
+                .map(|states| states.into_iter().map(name_of).collect()),
             reporter,
             assignee: filter.assignee_id,
             department: filter.department_id,

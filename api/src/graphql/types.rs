@@ -7,7 +7,7 @@ use domain::values::Role;
 use projections::patrols::PatrolDuty;
 use projections::reports::{CategoryMonth, GridLedger, ReportRow, TimelineEntry};
 use projections::suggestions::SuggestionRow;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use store::CommunityId;
 use uuid::Uuid;
 
@@ -17,12 +17,20 @@ use crate::clock::to_datetime;
 use crate::content;
 use crate::error::ApiResult;
 
+/// The read model's name of a schema enum value, e.g. `in_progress`.
+pub fn name_of<T: Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
 /// Parses a read model's state name into a schema enum.
 fn from_name<T: for<'de> Deserialize<'de>>(name: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Deserialize)]
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportState {
     Submitted,
@@ -260,13 +268,8 @@ impl ReportNode {
     }
     /// Past a deadline it is still waiting for, by the server's clock.
     async fn overdue(&self, ctx: &Context<'_>) -> bool {
-        let now = app(ctx).commands.clock().now().micros();
-        let row = &self.row;
-        (row.state == "submitted" && row.first_response_due <= now)
-            || (!matches!(
-                row.state.as_str(),
-                "resolved" | "confirmed" | "rejected" | "closed" | "merged"
-            ) && row.resolution_due <= now)
+        self.row
+            .is_overdue(app(ctx).commands.clock().now().micros())
     }
     /// The position of the last event folded into this view.
     async fn position(&self) -> i64 {

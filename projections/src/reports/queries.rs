@@ -14,7 +14,8 @@ use crate::sql::query;
 /// States in which a report is no longer worked on.
 const FINISHED_STATES: &str = "('rejected', 'closed', 'merged')";
 
-/// SQL: the report `r` is overdue at the time in parameter `$n`.
+/// SQL: the report `r` is overdue at the time in parameter `$n`; the same
+/// rule as [`ReportRow::is_overdue`].
 fn overdue_sql(n: usize) -> String {
     format!(
         "((r.state = 'submitted' AND r.first_response_due <= ${n}) OR \
@@ -123,6 +124,15 @@ impl ReportRow {
     /// Still worked on: not rejected, closed or merged.
     pub fn is_open(&self) -> bool {
         !matches!(self.state.as_str(), "rejected" | "closed" | "merged")
+    }
+
+    /// Past a deadline it still waits for at `now`; the same rule as
+    /// `overdue_sql`.
+    pub fn is_overdue(&self, now: i64) -> bool {
+        let waits_for_resolution =
+            self.is_open() && !matches!(self.state.as_str(), "resolved" | "confirmed");
+        (self.state == "submitted" && self.first_response_due <= now)
+            || (waits_for_resolution && self.resolution_due <= now)
     }
 }
 
