@@ -214,6 +214,7 @@ fn staff(by: Actor, at: Timestamp) -> Vec<CommunityCommand> {
                     role: Role::GridWorker,
                     grids: BTreeSet::from([grid]),
                     department: None,
+                    centre: None,
                 },
                 at,
             }
@@ -227,6 +228,7 @@ fn staff(by: Actor, at: Timestamp) -> Vec<CommunityCommand> {
                 role: Role::Department,
                 grids: BTreeSet::new(),
                 department: Some(DepartmentId(id(0xde, n))),
+                centre: None,
             },
             at,
         });
@@ -238,6 +240,7 @@ fn staff(by: Actor, at: Timestamp) -> Vec<CommunityCommand> {
             role: Role::Inspector,
             grids: BTreeSet::new(),
             department: None,
+            centre: None,
         },
         at,
     });

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 use crate::values::{
-    Actor, CategoryCode, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode, SiteId,
-    Timestamp,
+    Actor, CategoryCode, CentreId, DepartmentId, GeoPoint, GridId, PersonId, Points, Role,
+    SiteCode, SiteId, Timestamp,
 };
 
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
@@ -63,6 +63,92 @@ pub struct StaffMember {
     pub grids: BTreeSet<GridId>,
     /// The department a department's staff member works for.
     pub department: Option<DepartmentId>,
+    /// The centre whose counter a clerk serves.
+    #[serde(default)]
+    pub centre: Option<CentreId>,
+}
+
+/// What residents earn, besides a category's points for an accepted report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointsRules {
+    /// To the reporter when their report is confirmed resolved.
+    pub resolved_report_bonus: Decimal,
+    pub suggestion_adopted: Decimal,
+    pub suggestion_partly_adopted: Decimal,
+    /// Per hour of volunteer service recorded by staff.
+    pub volunteer_hour: Decimal,
+    /// The most automatic points one resident earns in one day of the
+    /// community's calendar (anti-farming); none: no limit.
+    pub daily_limit: Option<Decimal>,
+    /// Points expire this many days after they were granted; none: never.
+    pub expiry_days: Option<u32>,
+    /// A redemption not completed within this many minutes is released.
+    pub hold_minutes: u32,
+}
+
+impl Default for PointsRules {
+    fn default() -> Self {
+        PointsRules {
+            resolved_report_bonus: Decimal::ZERO,
+            suggestion_adopted: Decimal::ZERO,
+            suggestion_partly_adopted: Decimal::ZERO,
+            volunteer_hour: Decimal::ZERO,
+            daily_limit: None,
+            expiry_days: None,
+            hold_minutes: PointsRules::HOLD_MINUTES_DEFAULT,
+        }
+    }
+}
+
+impl PointsRules {
+    pub const HOLD_MINUTES_DEFAULT: u32 = 15;
+    const HOLD_MINUTES_MAX: u32 = 24 * 60;
+    const EXPIRY_DAYS_MAX: u32 = 3_650;
+
+    fn check(&self) -> Result<(), DomainError> {
+        let amounts = [
+            self.resolved_report_bonus,
+            self.suggestion_adopted,
+            self.suggestion_partly_adopted,
+            self.volunteer_hour,
+        ];
+        if amounts.iter().any(|amount| !rule_amount_ok(*amount)) {
+            return Err(DomainError::validation(
+                "points",
+                "0 to a billion, at most two decimals",
+            ));
+        }
+        if self
+            .daily_limit
+            .is_some_and(|limit| limit.is_zero() || !rule_amount_ok(limit))
+        {
+            return Err(DomainError::validation(
+                "daily_limit",
+                "more than 0, at most two decimals",
+            ));
+        }
+        if self
+            .expiry_days
+            .is_some_and(|days| !(1..=Self::EXPIRY_DAYS_MAX).contains(&days))
+        {
+            return Err(DomainError::validation(
+                "expiry_days",
+                format!("1 to {}", Self::EXPIRY_DAYS_MAX),
+            ));
+        }
+        if !(1..=Self::HOLD_MINUTES_MAX).contains(&self.hold_minutes) {
+            return Err(DomainError::validation(
+                "hold_minutes",
+                format!("1 to {}", Self::HOLD_MINUTES_MAX),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A rule's amount: zero (earns nothing) or a valid amount of points.
+fn rule_amount_ok(amount: Decimal) -> bool {
+    amount.is_zero() || Points::parse(amount).is_ok()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +209,17 @@ pub enum CommunityCommand {
     SetDuplicateWindow {
         by: Actor,
         hours: u32,
+        at: Timestamp,
+    },
+    AddCentre {
+        by: Actor,
+        centre: CentreId,
+        name: String,
+        at: Timestamp,
+    },
+    SetPointsRules {
+        by: Actor,
+        rules: PointsRules,
         at: Timestamp,
     },
 }
@@ -186,6 +283,17 @@ pub enum CommunityEvent {
         hours: u32,
         at: Timestamp,
     },
+    CentreAdded {
+        by: Actor,
+        centre: CentreId,
+        name: String,
+        at: Timestamp,
+    },
+    PointsRulesSet {
+        by: Actor,
+        rules: PointsRules,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent for CommunityEvent {
@@ -201,6 +309,8 @@ impl DomainEvent for CommunityEvent {
             CommunityEvent::StaffRemoved { .. } => "StaffRemoved",
             CommunityEvent::PatrolDaySet { .. } => "PatrolDaySet",
             CommunityEvent::DuplicateWindowSet { .. } => "DuplicateWindowSet",
+            CommunityEvent::CentreAdded { .. } => "CentreAdded",
+            CommunityEvent::PointsRulesSet { .. } => "PointsRulesSet",
         };
         name.to_string()
     }
@@ -222,6 +332,10 @@ pub struct Community {
     pub staff: BTreeMap<PersonId, StaffMember>,
     pub patrol_day: Option<u8>,
     pub duplicate_window_hours: u32,
+    #[serde(default)]
+    pub centres: BTreeMap<CentreId, String>,
+    #[serde(default)]
+    pub points_rules: PointsRules,
 }
 
 aggregate!(Community, "Community", CommunityCommand, CommunityEvent);
@@ -268,6 +382,10 @@ impl Community {
             }
             PatrolDaySet { day, .. } => self.patrol_day = day,
             DuplicateWindowSet { hours, .. } => self.duplicate_window_hours = hours,
+            CentreAdded { centre, name, .. } => {
+                self.centres.insert(centre, name);
+            }
+            PointsRulesSet { rules, .. } => self.points_rules = rules,
         }
     }
 
@@ -325,7 +443,9 @@ impl Community {
             | AssignStaff { by, .. }
             | RemoveStaff { by, .. }
             | SetPatrolDay { by, .. }
-            | SetDuplicateWindow { by, .. } => *by,
+            | SetDuplicateWindow { by, .. }
+            | AddCentre { by, .. }
+            | SetPointsRules { by, .. } => *by,
         };
         if by.role != Role::Admin {
             return Err(DomainError::Forbidden(
@@ -408,6 +528,27 @@ impl Community {
                     ));
                 }
                 Ok(CommunityEvent::DuplicateWindowSet { by, hours, at })
+            }
+            AddCentre {
+                by,
+                centre,
+                name,
+                at,
+            } => {
+                if self.centres.contains_key(&centre) {
+                    return Err(DomainError::AlreadyExists(format!("centre {centre}")));
+                }
+                let name = parse_name("name", &name)?;
+                Ok(CommunityEvent::CentreAdded {
+                    by,
+                    centre,
+                    name,
+                    at,
+                })
+            }
+            SetPointsRules { by, rules, at } => {
+                rules.check()?;
+                Ok(CommunityEvent::PointsRulesSet { by, rules, at })
             }
         }
     }
@@ -567,6 +708,24 @@ impl Community {
         }
         if let Some(grid) = member.grids.iter().find(|g| !self.grids.contains_key(g)) {
             return Err(DomainError::NotFound(format!("grid {grid}")));
+        }
+        match (member.role, member.centre) {
+            (Role::Clerk, None) => {
+                return Err(DomainError::validation(
+                    "centre",
+                    "a clerk serves the counter of one centre",
+                ))
+            }
+            (Role::Clerk, Some(centre)) if !self.centres.contains_key(&centre) => {
+                return Err(DomainError::NotFound(format!("centre {centre}")))
+            }
+            (_, Some(_)) if member.role != Role::Clerk => {
+                return Err(DomainError::validation(
+                    "centre",
+                    "only clerks serve a centre",
+                ))
+            }
+            _ => {}
         }
         match (member.role, member.department) {
             (Role::Department, None) => {

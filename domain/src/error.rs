@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub enum DomainError {
     #[error("invalid {field}: {reason}")]
     Validation { field: String, reason: String },
-    #[error("cannot {action} a report that is {state}")]
+    #[error("cannot {action} while it is {state}")]
     IllegalTransition { action: String, state: String },
     #[error("{0}")]
     Forbidden(String),
@@ -14,6 +14,12 @@ pub enum DomainError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    #[error("not enough points: {0}")]
+    InsufficientPoints(String),
+    #[error("out of stock: {0}")]
+    OutOfStock(String),
+    #[error("the community's points budget is too small: {0}")]
+    InsufficientBudget(String),
 }
 
 impl DomainError {
@@ -30,6 +36,9 @@ impl DomainError {
             DomainError::IllegalTransition { .. } | DomainError::AlreadyExists(_) => "CONFLICT",
             DomainError::Forbidden(_) => "FORBIDDEN",
             DomainError::NotFound(_) => "NOT_FOUND",
+            DomainError::InsufficientPoints(_) => "INSUFFICIENT_POINTS",
+            DomainError::OutOfStock(_) => "OUT_OF_STOCK",
+            DomainError::InsufficientBudget(_) => "INSUFFICIENT_BUDGET",
         }
     }
 }

@@ -44,6 +44,7 @@ macro_rules! aggregate {
 pub mod community;
 pub mod error;
 pub mod patrol;
+pub mod points;
 pub mod report;
 pub mod suggestion;
 pub mod values;

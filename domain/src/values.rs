@@ -62,6 +62,62 @@ id_type!(DepartmentId);
 id_type!(ReportId);
 id_type!(SuggestionId);
 id_type!(PatrolId);
+id_type!(
+    /// A community centre with a gift counter.
+    CentreId
+);
+id_type!(GiftId);
+id_type!(RedemptionId);
+id_type!(
+    /// A manual grant or a record of volunteer service.
+    GrantId
+);
+
+/// An amount of points that moves: positive, at most two decimals, at most
+/// `Points::MAX`. Balances are plain `Decimal`s (they may be zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "rust_decimal::Decimal", into = "rust_decimal::Decimal")]
+pub struct Points(rust_decimal::Decimal);
+
+impl Points {
+    /// A billion points: far beyond any community's yearly budget, far
+    /// below where sums of them could overflow.
+    pub const MAX: rust_decimal::Decimal =
+        rust_decimal::Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+    pub fn parse(amount: rust_decimal::Decimal) -> Result<Self, DomainError> {
+        if amount <= rust_decimal::Decimal::ZERO || amount.scale() > 2 || amount > Self::MAX {
+            return Err(DomainError::validation(
+                "points",
+                "more than 0, at most two decimals, at most a billion",
+            ));
+        }
+        Ok(Points(amount.normalize()))
+    }
+
+    pub fn amount(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<rust_decimal::Decimal> for Points {
+    type Error = DomainError;
+    fn try_from(amount: rust_decimal::Decimal) -> Result<Self, DomainError> {
+        Points::parse(amount)
+    }
+}
+
+impl From<Points> for rust_decimal::Decimal {
+    fn from(points: Points) -> Self {
+        points.0
+    }
+}
+
+impl fmt::Display for Points {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Parses a short code: `min..=max` characters of `A-Z`, `0-9` and `-`.
 fn parse_code(field: &str, text: &str, min: usize, max: usize) -> Result<String, DomainError> {

@@ -152,6 +152,16 @@ pub(crate) async fn fresh(
     }
 }
 
+/// A decimal amount from a string such as "12.50" (amounts travel as
+/// strings so that no client rounds them through a float).
+pub(crate) fn decimal(field: &str, text: &str) -> ApiResult<rust_decimal::Decimal> {
+    let text = text.trim();
+    let parsed = (text.len() <= 32)
+        .then(|| text.parse::<rust_decimal::Decimal>().ok())
+        .flatten();
+    parsed.ok_or_else(|| ApiError::validation(format!("{field}: a decimal number such as 12.50")))
+}
+
 /// A page size from `first`: 1 to 100, 20 when not given.
 pub(crate) fn page_size(first: Option<i32>) -> ApiResult<i64> {
     match first {

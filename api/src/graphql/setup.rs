@@ -4,17 +4,16 @@
 use std::collections::BTreeSet;
 
 use async_graphql::{Context, InputObject, Object, ID};
-use domain::community::{Category, CommunityCommand, Site, StaffMember};
+use domain::community::{Category, CommunityCommand, PointsRules, Site, StaffMember};
 use domain::values::{
-    Actor, CategoryCode, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode, SiteId,
-    Timestamp,
+    Actor, CategoryCode, CentreId, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode,
+    SiteId, Timestamp,
 };
-use rust_decimal::Decimal;
 use store::{CommunityId, StoreError};
 use uuid::Uuid;
 
 use super::types::{RoleName, SiteKindName, Written};
-use super::{app, meta, new_id, viewer};
+use super::{app, decimal, meta, new_id, viewer};
 use crate::commands::COMMUNITY_STREAM;
 use crate::error::{ApiError, ApiResult};
 
@@ -53,6 +52,25 @@ pub struct StaffInput {
     pub grid_ids: Vec<Uuid>,
     /// A department member's department.
     pub department_id: Option<Uuid>,
+    /// A clerk's centre.
+    pub centre_id: Option<Uuid>,
+}
+
+/// What residents earn besides a category's points for an accepted report.
+/// Amounts are decimal strings with at most 2 decimals; "0" earns nothing.
+#[derive(InputObject)]
+pub struct PointsRulesInput {
+    pub resolved_report_bonus: String,
+    pub suggestion_adopted: String,
+    pub suggestion_partly_adopted: String,
+    pub volunteer_hour: String,
+    /// The most automatic points a resident earns per day; none: no limit.
+    pub daily_limit: Option<String>,
+    /// Points expire this many days after they were granted; none: never.
+    pub expiry_days: Option<u32>,
+    /// Minutes a redemption holds points and stock before it is released.
+    #[graphql(default = 15)]
+    pub hold_minutes: u32,
 }
 
 /// Runs a set-up command as the community's admin; returns the position.
@@ -206,6 +224,57 @@ impl SetupMutation {
         Ok(written(id, position))
     }
 
+    /// Adds a community centre with a gift counter.
+    async fn add_centre(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        name: String,
+    ) -> ApiResult<Written> {
+        let id = new_id(ctx, "centre");
+        let position = run(ctx, community_id, |by, at| CommunityCommand::AddCentre {
+            by,
+            centre: CentreId(id),
+            name: name.clone(),
+            at,
+        })
+        .await?;
+        Ok(written(id, position))
+    }
+
+    async fn set_points_rules(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        rules: PointsRulesInput,
+    ) -> ApiResult<Written> {
+        let rules = PointsRules {
+            resolved_report_bonus: decimal("resolvedReportBonus", &rules.resolved_report_bonus)?,
+            suggestion_adopted: decimal("suggestionAdopted", &rules.suggestion_adopted)?,
+            suggestion_partly_adopted: decimal(
+                "suggestionPartlyAdopted",
+                &rules.suggestion_partly_adopted,
+            )?,
+            volunteer_hour: decimal("volunteerHour", &rules.volunteer_hour)?,
+            daily_limit: rules
+                .daily_limit
+                .as_deref()
+                .map(|limit| decimal("dailyLimit", limit))
+                .transpose()?,
+            expiry_days: rules.expiry_days,
+            hold_minutes: rules.hold_minutes,
+        };
+        let position = run(ctx, community_id, |by, at| {
+            CommunityCommand::SetPointsRules {
+                by,
+                rules: rules.clone(),
+                at,
+            }
+        })
+        .await?;
+        Ok(written(community_id, position))
+    }
+
     async fn define_category(
         &self,
         ctx: &Context<'_>,
@@ -213,11 +282,7 @@ impl SetupMutation {
         category: CategoryInput,
     ) -> ApiResult<Written> {
         let code = CategoryCode::parse(&category.code)?;
-        let points: Decimal = category
-            .accepted_report_points
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::validation("accepted_report_points: a decimal number"))?;
+        let points = decimal("acceptedReportPoints", &category.accepted_report_points)?;
         let details = Category {
             name: category.name,
             first_response_hours: category.first_response_hours,
@@ -255,6 +320,7 @@ impl SetupMutation {
                 .map(GridId)
                 .collect::<BTreeSet<_>>(),
             department: staff.department_id.map(DepartmentId),
+            centre: staff.centre_id.map(CentreId),
         };
         let position = run(ctx, community_id, |by, at| CommunityCommand::AssignStaff {
             by,

@@ -344,6 +344,7 @@ fn departments_and_staff() {
         role,
         grids: grids.iter().map(|g| GridId(id(*g))).collect(),
         department: department.map(|d| DepartmentId(id(d))),
+        centre: None,
     };
     let assign = |m: StaffMember| CommunityCommand::AssignStaff {
         by: admin(),
@@ -462,6 +463,7 @@ fn lookups_the_api_makes_before_report_commands() {
             role: Role::GridWorker,
             grids: [GridId(id(LEVEL1))].into(),
             department: None,
+            centre: None,
         },
         at: at(),
     });
@@ -488,4 +490,152 @@ fn lookups_the_api_makes_before_report_commands() {
         community.site_by_code(&code).is_none(),
         "a retired site takes no reports"
     );
+}
+
+#[test]
+fn centres_clerks_and_points_rules() {
+    let centre = CentreId(id(40));
+    let centre_added = CommunityEvent::CentreAdded {
+        by: admin(),
+        centre,
+        name: "Riverside centre".into(),
+        at: at(),
+    };
+    Given::with(())
+        .given(registered())
+        .when(CommunityCommand::AddCentre {
+            by: admin(),
+            centre,
+            name: " Riverside centre ".into(),
+            at: at(),
+        })
+        .then_expect_events(vec![centre_added.clone()]);
+    let mut events = registered();
+    events.push(centre_added.clone());
+    Given::with(())
+        .given(events.clone())
+        .when(CommunityCommand::AddCentre {
+            by: admin(),
+            centre,
+            name: "Again".into(),
+            at: at(),
+        })
+        .then_expect_error(DomainError::AlreadyExists(format!("centre {centre}")));
+    let clerk = |centre: Option<CentreId>, role: Role| CommunityCommand::AssignStaff {
+        by: admin(),
+        person: PersonId(id(3)),
+        member: StaffMember {
+            role,
+            grids: Default::default(),
+            department: None,
+            centre,
+        },
+        at: at(),
+    };
+    Given::with(())
+        .given(events.clone())
+        .when(clerk(Some(centre), Role::Clerk))
+        .then_expect_events(vec![CommunityEvent::StaffAssigned {
+            by: admin(),
+            person: PersonId(id(3)),
+            member: StaffMember {
+                role: Role::Clerk,
+                grids: Default::default(),
+                department: None,
+                centre: Some(centre),
+            },
+            at: at(),
+        }]);
+    for (command, code) in [
+        (clerk(None, Role::Clerk), "VALIDATION"),
+        (clerk(Some(CentreId(id(41))), Role::Clerk), "NOT_FOUND"),
+        (clerk(Some(centre), Role::Admin), "VALIDATION"),
+    ] {
+        let mut community = Community::default();
+        for event in events.clone() {
+            community.apply(event);
+        }
+        assert_eq!(community.decide(command).unwrap_err().code(), code);
+    }
+    let rules = PointsRules {
+        resolved_report_bonus: Decimal::from_str("5").unwrap(),
+        daily_limit: Some(Decimal::from_str("50").unwrap()),
+        expiry_days: Some(365),
+        ..PointsRules::default()
+    };
+    Given::with(())
+        .given(events.clone())
+        .when(CommunityCommand::SetPointsRules {
+            by: admin(),
+            rules: rules.clone(),
+            at: at(),
+        })
+        .then_expect_events(vec![CommunityEvent::PointsRulesSet {
+            by: admin(),
+            rules: rules.clone(),
+            at: at(),
+        }]);
+    let bad_rules = [
+        PointsRules {
+            suggestion_adopted: Decimal::from_str("-1").unwrap(),
+            ..rules.clone()
+        },
+        PointsRules {
+            volunteer_hour: Decimal::from_str("0.001").unwrap(),
+            ..rules.clone()
+        },
+        PointsRules {
+            daily_limit: Some(Decimal::ZERO),
+            ..rules.clone()
+        },
+        PointsRules {
+            expiry_days: Some(0),
+            ..rules.clone()
+        },
+        PointsRules {
+            hold_minutes: 0,
+            ..rules.clone()
+        },
+    ];
+    let mut community = Community::default();
+    for event in events.clone() {
+        community.apply(event);
+    }
+    for rules in bad_rules {
+        let field = bad_field(&rules);
+        let error = community
+            .decide(CommunityCommand::SetPointsRules {
+                by: admin(),
+                rules,
+                at: at(),
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&error, DomainError::Validation { field: f, .. } if f == field),
+            "{error}"
+        );
+    }
+    Given::with(())
+        .given(events)
+        .when(CommunityCommand::SetPointsRules {
+            by: worker(),
+            rules,
+            at: at(),
+        })
+        .then_expect_error(DomainError::Forbidden(
+            "only the community's admin sets it up".into(),
+        ));
+}
+
+/// The field a rule check names first for these bad rules.
+fn bad_field(rules: &PointsRules) -> &'static str {
+    if rules.daily_limit == Some(Decimal::ZERO) {
+        "daily_limit"
+    } else if rules.expiry_days == Some(0) {
+        "expiry_days"
+    } else if rules.hold_minutes == 0 {
+        "hold_minutes"
+    } else {
+        "points"
+    }
 }
