@@ -176,7 +176,7 @@ async fn every_role_against_set_up_patrols_suggestions_and_sensitive_reads() {
     let f = app.fixture().await;
     let c = json!({"c": f.community});
     let add_grid = "mutation($c: UUID!) { addGrid(communityId: $c, name: \"Grid 9\") { id } }";
-    let staff = format!("mutation($c: UUID!) {{ assignStaff(communityId: $c, staff: {{personId: \"{}\", role: CLERK}}) {{ position }} }}", Uuid::new_v4());
+    let staff = format!("mutation($c: UUID!) {{ assignStaff(communityId: $c, staff: {{personId: \"{}\", role: INSPECTOR}}) {{ position }} }}", Uuid::new_v4());
     let patrol = "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }";
     let submit = "mutation($c: UUID!) { submitReport(communityId: $c, report: {siteCode: \"RB-02\", category: \"FLOATING-GARBAGE\", text: \"垃圾\"}) { reportId } }";
     let suggest = "mutation($c: UUID!) { submitSuggestion(communityId: $c, siteCode: \"MS-01\", text: \"多放垃圾桶\") { suggestionId } }";

@@ -116,7 +116,7 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
     // Wrong state transitions, with the state they came from.
     for (mutation, expected) in [
         ("confirmReport", "cannot confirm while it is submitted"),
-        ("startWork", "cannot start work while it is submitted"),
+        ("startWork", "cannot start work on while it is submitted"),
     ] {
         let token = if mutation == "confirmReport" {
             &f.resident

@@ -20,6 +20,9 @@ use crate::commands::Commands;
 use crate::deadlines::DeadlineWatcher;
 use crate::directory::Directory;
 use crate::graphql::{build_schema, App};
+use crate::points::earning::EarningProcess;
+use crate::points::sweeper::PointsSweeper;
+use crate::points::PointsDesk;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::Secrets;
 use crate::server::{self, AppState};
@@ -33,6 +36,9 @@ pub struct Settings {
     pub code_sender: Arc<dyn CodeSender>,
     /// How often the deadline watcher looks; `None` runs none (tests tick it).
     pub deadline_interval: Option<Duration>,
+    /// How often held redemptions and due points are swept; `None` runs
+    /// none (tests tick it).
+    pub points_sweep_interval: Option<Duration>,
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (another may).
     pub run_projections: bool,
@@ -51,6 +57,7 @@ impl Settings {
             clock: Arc::new(SystemClock),
             code_sender: Arc::new(LogCodeSender),
             deadline_interval: Some(Duration::from_secs(60)),
+            points_sweep_interval: Some(Duration::from_secs(20)),
             runner: RunnerConfig::default(),
             run_projections: true,
             freshness_timeout: Duration::from_secs(5),
@@ -58,6 +65,14 @@ impl Settings {
             anonymous_per_minute: 6,
         }
     }
+}
+
+/// Everything that follows the log: the read models and the earning
+/// process.
+pub fn followers(points: &PointsDesk) -> Vec<Arc<dyn projections::Projection>> {
+    let mut followers = projections::all();
+    followers.push(Arc::new(EarningProcess::new(points.clone())));
+    followers
 }
 
 pub struct Application {
@@ -86,14 +101,20 @@ impl Application {
             .context("could not connect to PostgreSQL")?;
         let commands = Commands::new(store.clone(), settings.clock.clone());
         let runner = ProjectionRunner::new(store.clone(), settings.runner.clone());
+        let directory = Directory::default();
+        let points = PointsDesk::new(commands.clone(), directory.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if settings.run_projections {
-            tasks.extend(runner.spawn(projections::all(), shutdown_rx.clone()));
+            tasks.extend(runner.spawn(followers(&points), shutdown_rx.clone()));
         }
         if let Some(interval) = settings.deadline_interval {
             let watcher = DeadlineWatcher::new(commands.clone());
-            tasks.push(watcher.spawn(interval, shutdown_rx));
+            tasks.push(watcher.spawn(interval, shutdown_rx.clone()));
+        }
+        if let Some(interval) = settings.points_sweep_interval {
+            let sweeper = PointsSweeper::new(points.clone());
+            tasks.push(sweeper.spawn(interval, shutdown_rx));
         }
         let app = Arc::new(App {
             signup: Signup::new(
@@ -103,7 +124,8 @@ impl Application {
             ),
             tokens: Tokens::new(&settings.secrets.token_key),
             commands,
-            directory: Directory::default(),
+            directory,
+            points,
             runner,
             anonymous_limiter: RateLimiter::new(
                 "anonymous submissions",

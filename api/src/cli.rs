@@ -203,7 +203,13 @@ async fn project(database: &Database, command: ProjectCommand) -> anyhow::Result
     let result = match command {
         ProjectCommand::Run => {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let tasks = runner.spawn(projections::all(), stopped);
+            let commands = crate::commands::Commands::new(
+                store.clone(),
+                std::sync::Arc::new(crate::clock::SystemClock),
+            );
+            let points =
+                crate::points::PointsDesk::new(commands, crate::directory::Directory::default());
+            let tasks = runner.spawn(crate::app::followers(&points), stopped);
             tokio::signal::ctrl_c().await?;
             let _ = stop.send(true);
             for task in tasks {

@@ -15,6 +15,7 @@ pub mod directory;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
+pub mod points;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

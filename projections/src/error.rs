@@ -19,6 +19,14 @@ pub enum ProjectionError {
     Interrupted(i64),
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A process that follows the log (rather than folding it into tables)
+    /// could not carry out its command; the batch is retried.
+    #[error("{process} failed at position {position}: {reason}")]
+    Process {
+        process: &'static str,
+        position: i64,
+        reason: String,
+    },
 }
 
 impl ProjectionError {

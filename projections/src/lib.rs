@@ -11,7 +11,9 @@
 mod community_info;
 pub mod error;
 pub mod generation;
+pub mod leaderboards;
 pub mod patrols;
+pub mod points;
 pub mod progress;
 pub mod reports;
 pub mod runner;
@@ -55,10 +57,20 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(reports::ReportsProjection),
         Arc::new(suggestions::SuggestionsProjection),
         Arc::new(patrols::PatrolsProjection),
+        Arc::new(points::PointsProjection),
+        Arc::new(leaderboards::LeaderboardsProjection),
     ]
 }
 
 /// The projection with this name.
 pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
+}
+
+/// The name a unit enum value serializes to, e.g. `issuing`.
+pub(crate) fn snake_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
 }

@@ -303,9 +303,7 @@ impl Generation {
 }
 
 /// Decodes an event's payload as `T`, naming the position when it cannot.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    event: &RecordedEvent,
-) -> Result<T, ProjectionError> {
+pub fn decode<T: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<T, ProjectionError> {
     event
         .decode()
         .map_err(|error| ProjectionError::Undecodable {
@@ -316,7 +314,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 
 /// The id in a stream id `<prefix>-<uuid>` (e.g. `report-…`), naming the
 /// position when the stream is not one of that kind.
-pub(crate) fn entity_id(event: &RecordedEvent, prefix: &str) -> Result<Uuid, ProjectionError> {
+pub fn entity_id(event: &RecordedEvent, prefix: &str) -> Result<Uuid, ProjectionError> {
     event
         .stream_id
         .strip_prefix(prefix)

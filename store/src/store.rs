@@ -332,6 +332,21 @@ impl EventStore {
         }))
     }
 
+    /// The day (days since 1970-01-01) a moment falls on in a time zone's
+    /// calendar; PostgreSQL knows the zones.
+    pub async fn local_day(&self, time_zone: &str, at_micros: i64) -> Result<i32, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT ((to_timestamp($1::bigint / 1000000.0) AT TIME ZONE $2)::date                  - DATE '1970-01-01')::integer",
+            )
+            .await?;
+        let row = client
+            .query_one(&statement, &[&at_micros, &time_zone])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Every community, in the order they were created.
     pub async fn communities(&self) -> Result<Vec<CommunityId>, StoreError> {
         let client = self.inner.pool.get().await?;

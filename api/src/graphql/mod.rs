@@ -38,6 +38,7 @@ pub const PAGE_SIZE_DEFAULT: i32 = 20;
 pub struct App {
     pub commands: Commands,
     pub directory: Directory,
+    pub points: crate::points::PointsDesk,
     pub runner: ProjectionRunner,
     pub signup: Signup,
     pub tokens: Tokens,

@@ -2,6 +2,11 @@
 //! who may do what against its state, decides, and appends the event with
 //! the request's metadata, expecting the version it loaded. A concurrent
 //! change is retried from the fresh state a bounded number of times.
+//!
+//! In one process, commands on the same stream take turns (see `streams`),
+//! so they conflict only with other processes' writers.
+
+mod streams;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,12 +20,13 @@ use store::{
     IdempotencyKey, NewEvent, StoreError, StreamId, StreamType,
 };
 
+use self::streams::{StateCache, StreamLocks};
 use crate::clock::Clock;
 use crate::content::{store_all, Prepared};
 use crate::error::{ApiError, ApiResult};
 
 /// Attempts of one command when other writers keep changing its stream.
-const CONFLICT_ATTEMPTS_MAX: usize = 5;
+const CONFLICT_ATTEMPTS_MAX: usize = 10;
 /// Events read per round trip when loading a stream.
 const LOAD_BATCH_SIZE: i64 = 1_000;
 /// No stream the API loads is longer; a longer one is a bug or an attack.
@@ -67,15 +73,36 @@ pub struct Decided {
     pub event: NewEvent,
 }
 
+/// What a command on several streams decided: one event per stream.
+pub struct Decision<T> {
+    pub decided: Vec<Decided>,
+    /// What the caller wants back once it is appended.
+    pub value: T,
+}
+
+/// How a command on several streams ended.
+pub enum Ran<T> {
+    Appended(AppendOutcome, T),
+    /// A retry of a request that was already carried out: its outcome.
+    Repeated(AppendOutcome),
+}
+
 #[derive(Clone)]
 pub struct Commands {
     store: EventStore,
     clock: Arc<dyn Clock>,
+    locks: StreamLocks,
+    cache: StateCache,
 }
 
 impl Commands {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
-        Commands { store, clock }
+        Commands {
+            store,
+            clock,
+            locks: StreamLocks::default(),
+            cache: StateCache::default(),
+        }
     }
 
     pub fn store(&self) -> &EventStore {
@@ -124,16 +151,75 @@ impl Commands {
         }
     }
 
+    /// The aggregate as of now: from the cache, brought up to date.
     pub async fn load<A>(&self, community: CommunityId, stream_id: &str) -> ApiResult<Loaded<A>>
     where
-        A: Aggregate + Default,
+        A: Aggregate + Default + Clone + 'static,
         A::Event: DeserializeOwned,
     {
-        let empty = Loaded {
-            state: A::default(),
-            version: 0,
+        let start = match self.cache.get::<A>(community.as_uuid(), stream_id) {
+            Some((version, state)) => Loaded { state, version },
+            None => Loaded {
+                state: A::default(),
+                version: 0,
+            },
         };
-        self.load_from(community, stream_id, empty).await
+        let loaded = self.load_from(community, stream_id, start).await?;
+        self.remember(community, stream_id, &loaded);
+        Ok(loaded)
+    }
+
+    /// Keeps a state the caller knows to be at `loaded.version`.
+    pub fn remember<A>(&self, community: CommunityId, stream_id: &str, loaded: &Loaded<A>)
+    where
+        A: Aggregate + Clone + 'static,
+    {
+        self.cache.put(
+            community.as_uuid(),
+            stream_id,
+            loaded.version,
+            &loaded.state,
+        );
+    }
+
+    /// Runs a command that changes several streams of one community at
+    /// once. With the streams locked, `decide` loads what it needs and
+    /// decides one event per stream; they are appended together, each at
+    /// the version it was decided on. A conflict with another process
+    /// decides again; a retried request is answered with its first outcome.
+    pub async fn execute_all<T, F, Fut>(
+        &self,
+        community: CommunityId,
+        streams: &[String],
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        decide: F,
+    ) -> ApiResult<Ran<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Decision<T>>>,
+    {
+        let _turn = self.locks.lock(community.as_uuid(), streams).await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Some(outcome) = self.first_outcome(community, meta).await? {
+                return Ok(Ran::Repeated(outcome));
+            }
+            let decision = decide().await?;
+            if attempt == 1 {
+                store_all(&self.store, community, contents).await?;
+            }
+            match self.append(community, meta, decision.decided).await {
+                Err(ApiError {
+                    code: "CONFLICT", ..
+                }) if attempt < CONFLICT_ATTEMPTS_MAX => {
+                    tokio::time::sleep(conflict_pause(attempt)).await;
+                }
+                Err(error) => return Err(error),
+                Ok(outcome) => return Ok(Ran::Appended(outcome, decision.value)),
+            }
+        }
     }
 
     /// Runs one command on one aggregate. `command` sees the loaded state
@@ -150,9 +236,13 @@ impl Commands {
         command: impl Fn(&A) -> ApiResult<A::Command>,
     ) -> ApiResult<(AppendOutcome, A)>
     where
-        A: Aggregate + Decide + Default + Clone,
+        A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
     {
+        let _turn = self
+            .locks
+            .lock(community.as_uuid(), &[stream_id.to_string()])
+            .await;
         if let Some(outcome) = self.first_outcome(community, meta).await? {
             let loaded = self.load::<A>(community, stream_id).await?;
             return Ok((outcome, loaded.state));
@@ -181,10 +271,14 @@ impl Commands {
             match self.append(community, meta, vec![decided]).await {
                 Err(ApiError {
                     code: "CONFLICT", ..
-                }) if attempt < CONFLICT_ATTEMPTS_MAX => continue,
+                }) if attempt < CONFLICT_ATTEMPTS_MAX => {
+                    tokio::time::sleep(conflict_pause(attempt)).await;
+                }
                 Err(error) => return Err(error),
                 Ok(outcome) => {
                     loaded.state.apply(event);
+                    loaded.version += 1;
+                    self.remember(community, stream_id, &loaded);
                     return Ok((outcome, loaded.state));
                 }
             }
@@ -245,6 +339,14 @@ impl Commands {
                 other => other.into(),
             })
     }
+}
+
+/// A short, growing, jittered pause before deciding again after a conflict
+/// with another process, so that two retrying writers drift apart.
+fn conflict_pause(attempt: usize) -> std::time::Duration {
+    use rand::Rng;
+    let ceiling_ms = 2_u64 << attempt.min(6);
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(1..=ceiling_ms))
 }
 
 /// The event an aggregate decided, ready to append to its stream.

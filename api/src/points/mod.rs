@@ -1,0 +1,412 @@
+//! The points economy's commands (DESIGN §5). Each one changes several
+//! streams of a community in one append: a grant the resident's wallet and
+//! the budget; a redemption its own stream, the wallet and the gift. The
+//! streams' expected versions make that safe under any concurrency: a
+//! wallet never goes below zero, nor a gift's stock, nor the budget.
+
+pub mod earning;
+pub mod sweeper;
+
+use domain::community::Community;
+use domain::points::redemption::Placement;
+use domain::points::wallet::{ReleaseReason, ReversalReason};
+use domain::points::{
+    Budget, BudgetCommand, Gift, GiftCommand, Grant, GrantSource, Redemption, RedemptionCommand,
+    RedemptionStatus, Wallet, WalletCommand, WalletEvent,
+};
+use domain::values::{
+    Actor, CentreId, GiftId, GridId, PersonId, Points, RedemptionId, ReportId, Timestamp,
+};
+use domain::Decide;
+use rust_decimal::Decimal;
+use store::{AppendOutcome, CommunityId};
+use uuid::Uuid;
+
+use crate::commands::{decided, Commands, Decision, Ran, RequestMeta};
+use crate::content::Prepared;
+use crate::directory::Directory;
+use crate::error::{ApiError, ApiResult};
+
+/// Each community has one issuing account.
+pub const BUDGET_STREAM: &str = "budget";
+
+pub fn wallet_stream(resident: Uuid) -> String {
+    format!("wallet-{resident}")
+}
+pub fn gift_stream(gift: Uuid) -> String {
+    format!("gift-{gift}")
+}
+pub fn redemption_stream(redemption: Uuid) -> String {
+    format!("redemption-{redemption}")
+}
+
+const MICROS_PER_MINUTE: i64 = 60_000_000;
+
+/// A grant as asked for: the rest (budget, limits, expiry) is looked up.
+pub struct GrantRequest {
+    pub resident: PersonId,
+    pub source: GrantSource,
+    pub amount: Points,
+    pub by: Option<Actor>,
+    pub grid: Option<GridId>,
+    pub at: Timestamp,
+}
+
+pub struct PlaceRequest {
+    pub redemption: RedemptionId,
+    pub resident: PersonId,
+    pub gift: GiftId,
+    pub quantity: u32,
+    pub by: Actor,
+    /// The clerk's centre; none for an admin, who may serve any counter.
+    pub centre: Option<CentreId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Complete(Actor),
+    Cancel(Actor),
+    /// The hold ran out (the sweeper).
+    Release,
+}
+
+#[derive(Clone)]
+pub struct PointsDesk {
+    commands: Commands,
+    directory: Directory,
+}
+
+impl PointsDesk {
+    pub fn new(commands: Commands, directory: Directory) -> Self {
+        PointsDesk {
+            commands,
+            directory,
+        }
+    }
+
+    pub fn commands(&self) -> &Commands {
+        &self.commands
+    }
+
+    pub async fn community(&self, community: CommunityId) -> ApiResult<std::sync::Arc<Community>> {
+        self.directory.community(&self.commands, community).await
+    }
+
+    pub async fn fund(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        by: Actor,
+        amount: Points,
+        note: Prepared,
+    ) -> ApiResult<AppendOutcome> {
+        self.community(community).await?;
+        let at = self.commands.clock().now();
+        let hash = note.hash.clone();
+        let (outcome, _) = self
+            .commands
+            .execute::<Budget>(community, BUDGET_STREAM, meta, &[note], |_| {
+                Ok(BudgetCommand::Fund {
+                    by,
+                    amount,
+                    note: hash.clone(),
+                    at,
+                })
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Grants points to a wallet from the budget, once per source. An
+    /// automatic grant that cannot be made is recorded as withheld.
+    pub async fn grant(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        request: GrantRequest,
+        contents: &[Prepared],
+    ) -> ApiResult<Ran<WalletEvent>> {
+        let setup = self.community(community).await?;
+        let rules = &setup.points_rules;
+        let day = self
+            .commands
+            .store()
+            .local_day(&setup.time_zone, request.at.micros())
+            .await?;
+        let expires_at = rules
+            .expiry_days
+            .map(|days| request.at.plus_hours(days * 24));
+        let wallet_id = wallet_stream(request.resident.0);
+        let streams = [BUDGET_STREAM.to_string(), wallet_id.clone()];
+        let commands = &self.commands;
+        self.commands
+            .execute_all(community, &streams, meta, contents, || async {
+                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                let budget = commands.load::<Budget>(community, BUDGET_STREAM).await?;
+                let grant = Grant {
+                    source: request.source.clone(),
+                    amount: request.amount,
+                    by: request.by,
+                    grid: request.grid,
+                    budget_available: budget.state.balance,
+                    daily_limit: rules.daily_limit,
+                    day,
+                    expires_at,
+                    at: request.at,
+                };
+                let event = wallet.state.decide(WalletCommand::Grant(Box::new(grant)))?;
+                let mut parts = vec![decided::<Wallet>(&wallet_id, wallet.version, &event)?];
+                if let WalletEvent::PointsGranted { amount, .. } = &event {
+                    let issued = budget.state.decide(BudgetCommand::Issue {
+                        resident: request.resident,
+                        source: request.source.clone(),
+                        amount: *amount,
+                        at: request.at,
+                    })?;
+                    parts.push(decided::<Budget>(BUDGET_STREAM, budget.version, &issued)?);
+                }
+                Ok(Decision {
+                    decided: parts,
+                    value: event,
+                })
+            })
+            .await
+    }
+
+    /// One command on a wallet alone (expiry, reversal).
+    pub async fn on_wallet(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        resident: PersonId,
+        contents: &[Prepared],
+        command: impl Fn(&Wallet) -> ApiResult<WalletCommand>,
+    ) -> ApiResult<Ran<WalletEvent>> {
+        let wallet_id = wallet_stream(resident.0);
+        let commands = &self.commands;
+        let command = &command;
+        self.commands
+            .execute_all(
+                community,
+                std::slice::from_ref(&wallet_id),
+                meta,
+                contents,
+                || async {
+                    let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                    let event = wallet.state.decide(command(&wallet.state)?)?;
+                    Ok(Decision {
+                        decided: vec![decided::<Wallet>(&wallet_id, wallet.version, &event)?],
+                        value: event,
+                    })
+                },
+            )
+            .await
+    }
+
+    pub async fn reverse(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        resident: PersonId,
+        report: ReportId,
+        by: Option<Actor>,
+        reason: ReversalReason,
+        contents: &[Prepared],
+    ) -> ApiResult<Ran<WalletEvent>> {
+        let at = self.commands.clock().now();
+        self.on_wallet(community, meta, resident, contents, |_| {
+            Ok(WalletCommand::Reverse {
+                report,
+                by,
+                reason: reason.clone(),
+                at,
+            })
+        })
+        .await
+    }
+
+    /// Places a redemption: holds the resident's points and the gift's
+    /// stock, both or neither.
+    pub async fn place(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        request: PlaceRequest,
+    ) -> ApiResult<Ran<Placement>> {
+        let setup = self.community(community).await?;
+        let at = self.commands.clock().now();
+        let expires_at = Timestamp::from_micros(
+            at.micros() + i64::from(setup.points_rules.hold_minutes) * MICROS_PER_MINUTE,
+        );
+        let redemption_id = redemption_stream(request.redemption.0);
+        let wallet_id = wallet_stream(request.resident.0);
+        let gift_id = gift_stream(request.gift.0);
+        let streams = [redemption_id.clone(), wallet_id.clone(), gift_id.clone()];
+        let commands = &self.commands;
+        let request = &request;
+        self.commands
+            .execute_all(community, &streams, meta, &[], || async {
+                let gift = commands.load::<Gift>(community, &gift_id).await?;
+                let centre = offered_at(&gift.state, request.centre)?;
+                let points = Points::parse(gift.state.price * Decimal::from(request.quantity))?;
+                let placement = Placement {
+                    redemption: request.redemption,
+                    resident: request.resident,
+                    gift: request.gift,
+                    centre,
+                    quantity: request.quantity,
+                    points: points.amount(),
+                    by: request.by,
+                    expires_at,
+                    at,
+                };
+                let redemption = commands
+                    .load::<Redemption>(community, &redemption_id)
+                    .await?;
+                let placed = redemption
+                    .state
+                    .decide(RedemptionCommand::Place(Box::new(placement.clone())))?;
+                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                let held = wallet.state.decide(WalletCommand::Hold {
+                    redemption: request.redemption,
+                    amount: points,
+                    at,
+                })?;
+                let stock = gift.state.decide(GiftCommand::HoldStock {
+                    redemption: request.redemption,
+                    quantity: request.quantity,
+                    at,
+                })?;
+                Ok(Decision {
+                    decided: vec![
+                        decided::<Redemption>(&redemption_id, redemption.version, &placed)?,
+                        decided::<Wallet>(&wallet_id, wallet.version, &held)?,
+                        decided::<Gift>(&gift_id, gift.version, &stock)?,
+                    ],
+                    value: placement,
+                })
+            })
+            .await
+    }
+
+    /// A redemption as stored, with its status.
+    pub async fn redemption(
+        &self,
+        community: CommunityId,
+        redemption: RedemptionId,
+    ) -> ApiResult<(RedemptionStatus, Placement)> {
+        let loaded = self
+            .commands
+            .load::<Redemption>(community, &redemption_stream(redemption.0))
+            .await?;
+        match loaded.state.placement {
+            Some(placement) => Ok((loaded.state.status, placement)),
+            None => Err(ApiError::not_found(format!("redemption {redemption}"))),
+        }
+    }
+
+    /// Completes, cancels or releases a placed redemption: the wallet's
+    /// points are redeemed or released with the gift's stock.
+    pub async fn finish(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        redemption: RedemptionId,
+        finish: Finish,
+        centre: Option<CentreId>,
+    ) -> ApiResult<Ran<RedemptionStatus>> {
+        let (_, placement) = self.redemption(community, redemption).await?;
+        if centre.is_some_and(|centre| centre != placement.centre) {
+            return Err(ApiError::forbidden(
+                "the redemption was placed at another centre",
+            ));
+        }
+        let at = self.commands.clock().now();
+        let redemption_id = redemption_stream(redemption.0);
+        let wallet_id = wallet_stream(placement.resident.0);
+        let gift_id = gift_stream(placement.gift.0);
+        let streams = [redemption_id.clone(), wallet_id.clone(), gift_id.clone()];
+        let commands = &self.commands;
+        let (redemption_command, wallet_command, gift_command) = match finish {
+            Finish::Complete(by) => (
+                RedemptionCommand::Complete { by, at },
+                WalletCommand::Redeem { redemption, at },
+                GiftCommand::HandOver { redemption, at },
+            ),
+            Finish::Cancel(by) => (
+                RedemptionCommand::Cancel { by, at },
+                release(redemption, ReleaseReason::Cancelled, at),
+                GiftCommand::ReleaseStock { redemption, at },
+            ),
+            Finish::Release => (
+                RedemptionCommand::Release { at },
+                release(redemption, ReleaseReason::Expired, at),
+                GiftCommand::ReleaseStock { redemption, at },
+            ),
+        };
+        let commands_of = (&redemption_command, &wallet_command, &gift_command);
+        self.commands
+            .execute_all(community, &streams, meta, &[], || async {
+                let (redemption_command, wallet_command, gift_command) = commands_of;
+                let loaded = commands
+                    .load::<Redemption>(community, &redemption_id)
+                    .await?;
+                let finished = loaded.state.decide(redemption_command.clone())?;
+                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                let wallet_event = wallet.state.decide(wallet_command.clone())?;
+                let gift = commands.load::<Gift>(community, &gift_id).await?;
+                let gift_event = gift.state.decide(gift_command.clone())?;
+                let mut after = loaded.state.clone();
+                cqrs_es::Aggregate::apply(&mut after, finished.clone());
+                Ok(Decision {
+                    decided: vec![
+                        decided::<Redemption>(&redemption_id, loaded.version, &finished)?,
+                        decided::<Wallet>(&wallet_id, wallet.version, &wallet_event)?,
+                        decided::<Gift>(&gift_id, gift.version, &gift_event)?,
+                    ],
+                    value: after.status,
+                })
+            })
+            .await
+    }
+
+    /// A command on a gift, by an admin or a clerk of its centre.
+    pub async fn on_gift(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        gift: GiftId,
+        centre: Option<CentreId>,
+        contents: &[Prepared],
+        command: impl Fn(&Gift) -> ApiResult<GiftCommand>,
+    ) -> ApiResult<(AppendOutcome, Gift)> {
+        self.community(community).await?;
+        self.commands
+            .execute::<Gift>(community, &gift_stream(gift.0), meta, contents, |state| {
+                if !matches!(command(state), Ok(GiftCommand::Offer { .. })) {
+                    offered_at(state, centre)?;
+                }
+                command(state)
+            })
+            .await
+    }
+}
+
+fn release(redemption: RedemptionId, reason: ReleaseReason, at: Timestamp) -> WalletCommand {
+    WalletCommand::ReleaseHold {
+        redemption,
+        reason,
+        at,
+    }
+}
+
+/// The centre a gift is offered at, which must be the clerk's own.
+fn offered_at(gift: &Gift, clerk_centre: Option<CentreId>) -> ApiResult<CentreId> {
+    let Some(centre) = gift.centre.filter(|_| gift.offered) else {
+        return Err(ApiError::not_found("gift"));
+    };
+    if clerk_centre.is_some_and(|clerk| clerk != centre) {
+        return Err(ApiError::forbidden("the gift is offered at another centre"));
+    }
+    Ok(centre)
+}

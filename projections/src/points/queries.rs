@@ -1,0 +1,362 @@
+//! Reads of the points ledger.
+
+use deadpool_postgres::Pool;
+use rust_decimal::Decimal;
+use store::CommunityId;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::NAME;
+use crate::error::ProjectionError;
+use crate::generation::live_schema;
+use crate::sql::query;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalletRow {
+    pub resident_id: Uuid,
+    pub balance: Decimal,
+    pub held: Decimal,
+    /// Granted, less what was reversed.
+    pub earned: Decimal,
+    pub redeemed: Decimal,
+    pub next_expiry: Option<i64>,
+    pub last_position: i64,
+}
+
+pub async fn wallet(
+    pool: &Pool,
+    community: CommunityId,
+    resident: Uuid,
+) -> Result<Option<WalletRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT resident_id, balance, held, earned, redeemed, next_expiry, last_position \
+         FROM {schema}.wallets WHERE community_id = $1 AND resident_id = $2"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &resident]).await?;
+    Ok(rows.first().map(|row| WalletRow {
+        resident_id: row.get(0),
+        balance: row.get(1),
+        held: row.get(2),
+        earned: row.get(3),
+        redeemed: row.get(4),
+        next_expiry: row.get(5),
+        last_position: row.get(6),
+    }))
+}
+
+/// One line of a wallet's statement: an event of the wallet with the
+/// balance and held points after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatementLine {
+    pub position: i64,
+    /// granted, withheld, held, released, redeemed, expired, reversed
+    pub kind: String,
+    pub amount: Decimal,
+    pub balance: Decimal,
+    pub held: Decimal,
+    /// The event itself: its source, redemption or reason.
+    pub detail: serde_json::Value,
+    pub at: i64,
+}
+
+/// A page of a wallet's statement, newest first, before `before` (a position).
+pub async fn statement(
+    pool: &Pool,
+    community: CommunityId,
+    resident: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StatementLine>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT position, kind, amount, balance, held, detail, at FROM {schema}.wallet_lines \
+         WHERE community_id = $1 AND resident_id = $2 AND ($3::bigint IS NULL OR position < $3) \
+         ORDER BY position DESC LIMIT $4"
+    );
+    let client = pool.get().await?;
+    let rows = query(
+        &client,
+        &sql,
+        &[&community.as_uuid(), &resident, &before, &limit],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let detail: Json<serde_json::Value> = row.get(5);
+            StatementLine {
+                position: row.get(0),
+                kind: row.get(1),
+                amount: row.get(2),
+                balance: row.get(3),
+                held: row.get(4),
+                detail: detail.0,
+                at: row.get(6),
+            }
+        })
+        .collect())
+}
+
+/// Every account of a community with its balance; wallets as one line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialBalance {
+    /// The system accounts: minted, issuing, redeemed, expired, reversed.
+    pub accounts: Vec<(String, Decimal)>,
+    pub wallets_total: Decimal,
+    pub wallet_count: i64,
+    /// Zero when the books balance.
+    pub total: Decimal,
+    /// The position the read model had folded to.
+    pub position: i64,
+}
+
+pub async fn trial_balance(
+    pool: &Pool,
+    community: CommunityId,
+) -> Result<TrialBalance, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let mut client = pool.get().await?;
+    let accounts_sql = format!(
+        "SELECT account, balance FROM {schema}.accounts WHERE community_id = $1 ORDER BY account"
+    );
+    let wallets_sql = format!(
+        "SELECT coalesce(sum(balance), 0), count(*) FROM {schema}.wallets WHERE community_id = $1"
+    );
+    let position_sql = "SELECT c.position FROM projection_checkpoints c \
+         JOIN projection_generations g USING (projection, generation) \
+         WHERE c.projection = $2 AND g.state = 'live' AND c.community_id = $1";
+    // One snapshot for all three reads, so that they agree.
+    let transaction = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let accounts = query(&transaction, &accounts_sql, &[&community.as_uuid()]).await?;
+    let wallets = query(&transaction, &wallets_sql, &[&community.as_uuid()]).await?;
+    let position = query(&transaction, position_sql, &[&community.as_uuid(), &NAME]).await?;
+    transaction.commit().await?;
+    let accounts: Vec<(String, Decimal)> = accounts
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let wallets_total: Decimal = wallets[0].get(0);
+    let total = accounts
+        .iter()
+        .map(|(_, balance)| *balance)
+        .sum::<Decimal>()
+        + wallets_total;
+    Ok(TrialBalance {
+        accounts,
+        wallets_total,
+        wallet_count: wallets[0].get(1),
+        total,
+        position: position.first().map_or(0, |row| row.get(0)),
+    })
+}
+
+/// Points that moved in one month of the community's calendar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MonthFlows {
+    pub month: String,
+    pub minted: Decimal,
+    pub granted: Decimal,
+    pub redeemed: Decimal,
+    pub expired: Decimal,
+    pub reversed: Decimal,
+}
+
+/// The latest `limit` months with any movement, newest first.
+pub async fn flows(
+    pool: &Pool,
+    community: CommunityId,
+    limit: i64,
+) -> Result<Vec<MonthFlows>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT month, \
+             coalesce(sum(amount) FILTER (WHERE kind = 'minted'), 0), \
+             coalesce(sum(amount) FILTER (WHERE kind = 'granted'), 0), \
+             coalesce(sum(amount) FILTER (WHERE kind = 'redeemed'), 0), \
+             coalesce(sum(amount) FILTER (WHERE kind = 'expired'), 0), \
+             coalesce(sum(amount) FILTER (WHERE kind = 'reversed'), 0) \
+         FROM {schema}.flows WHERE community_id = $1 GROUP BY month ORDER BY month DESC LIMIT $2"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| MonthFlows {
+            month: row.get(0),
+            minted: row.get(1),
+            granted: row.get(2),
+            redeemed: row.get(3),
+            expired: row.get(4),
+            reversed: row.get(5),
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GiftRow {
+    pub gift_id: Uuid,
+    pub centre_id: Uuid,
+    pub name: String,
+    pub price: Decimal,
+    pub stock: i32,
+    pub held: i32,
+    pub handed_over: i32,
+    pub last_position: i64,
+}
+
+/// A community's gifts, at one centre or all, by name.
+pub async fn gifts(
+    pool: &Pool,
+    community: CommunityId,
+    centre: Option<Uuid>,
+) -> Result<Vec<GiftRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT gift_id, centre_id, name, price, stock, held, handed_over, last_position \
+         FROM {schema}.gifts WHERE community_id = $1 AND ($2::uuid IS NULL OR centre_id = $2) \
+         ORDER BY name, gift_id LIMIT 1000"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &centre]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| GiftRow {
+            gift_id: row.get(0),
+            centre_id: row.get(1),
+            name: row.get(2),
+            price: row.get(3),
+            stock: row.get(4),
+            held: row.get(5),
+            handed_over: row.get(6),
+            last_position: row.get(7),
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedemptionRow {
+    pub redemption_id: Uuid,
+    pub centre_id: Uuid,
+    pub gift_id: Uuid,
+    pub resident_id: Uuid,
+    pub placed_by: Uuid,
+    pub quantity: i32,
+    pub points: Decimal,
+    pub status: String,
+    pub placed_at: i64,
+    pub expires_at: i64,
+    pub finished_at: Option<i64>,
+    pub finished_by: Option<Uuid>,
+}
+
+impl RedemptionRow {
+    fn from_row(row: &Row) -> Self {
+        RedemptionRow {
+            redemption_id: row.get(0),
+            centre_id: row.get(1),
+            gift_id: row.get(2),
+            resident_id: row.get(3),
+            placed_by: row.get(4),
+            quantity: row.get(5),
+            points: row.get(6),
+            status: row.get(7),
+            placed_at: row.get(8),
+            expires_at: row.get(9),
+            finished_at: row.get(10),
+            finished_by: row.get(11),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RedemptionFilter {
+    pub centre: Option<Uuid>,
+    pub placed_by: Option<Uuid>,
+    pub resident: Option<Uuid>,
+    /// A day of the community's calendar, `YYYY-MM-DD`.
+    pub day: Option<String>,
+}
+
+/// Redemptions, newest first, before `(placed_at, id)`.
+pub async fn redemptions(
+    pool: &Pool,
+    community: CommunityId,
+    filter: &RedemptionFilter,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<RedemptionRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let day_start = format!(
+        "(extract(epoch FROM ($5::date::timestamp AT TIME ZONE coalesce((SELECT time_zone \
+         FROM {schema}.communities WHERE community_id = $1), 'Asia/Shanghai'))) * 1000000)::bigint"
+    );
+    let sql = format!(
+        "SELECT redemption_id, centre_id, gift_id, resident_id, placed_by, quantity, points, \
+         status, placed_at, expires_at, finished_at, finished_by FROM {schema}.redemptions \
+         WHERE community_id = $1 AND ($2::uuid IS NULL OR centre_id = $2) \
+         AND ($3::uuid IS NULL OR placed_by = $3) AND ($4::uuid IS NULL OR resident_id = $4) \
+         AND ($5::text IS NULL OR (placed_at >= {day_start} \
+             AND placed_at < {day_start} + 86400000000)) \
+         AND ($6::bigint IS NULL OR (placed_at, redemption_id) < ($6, $7::uuid)) \
+         ORDER BY placed_at DESC, redemption_id DESC LIMIT $8"
+    );
+    let client = pool.get().await?;
+    let rows = query(
+        &client,
+        &sql,
+        &[
+            &community.as_uuid(),
+            &filter.centre,
+            &filter.placed_by,
+            &filter.resident,
+            &filter.day,
+            &after.map(|a| a.0),
+            &after.map(|a| a.1),
+            &limit,
+        ],
+    )
+    .await?;
+    Ok(rows.iter().map(RedemptionRow::from_row).collect())
+}
+
+/// Placed redemptions whose hold ran out by `now`.
+pub async fn holds_due(
+    pool: &Pool,
+    community: CommunityId,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT redemption_id FROM {schema}.redemptions WHERE community_id = $1 \
+         AND status = 'placed' AND expires_at < $2 ORDER BY expires_at LIMIT $3"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &now, &limit]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Wallets with points due to expire by `now`.
+pub async fn expiries_due(
+    pool: &Pool,
+    community: CommunityId,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT resident_id FROM {schema}.wallets WHERE community_id = $1 \
+         AND next_expiry <= $2 AND balance > held ORDER BY next_expiry LIMIT $3"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &now, &limit]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
