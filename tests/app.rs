@@ -10,6 +10,8 @@ use civic_ledger::app::{Application, Settings};
 use civic_ledger::auth::{TokenRequest, Tokens};
 use civic_ledger::clock::ManualClock;
 use civic_ledger::deadlines::DeadlineWatcher;
+use civic_ledger::points::sweeper::PointsSweeper;
+use civic_ledger::points::PointsDesk;
 use civic_ledger::secrets::Secrets;
 use civic_ledger::signup::CodeSender;
 use domain::values::{Role, Timestamp};
@@ -61,12 +63,16 @@ pub struct TestApp {
     pub token_key: Vec<u8>,
     pub store: EventStore,
     pub watcher: DeadlineWatcher,
+    pub points: PointsDesk,
+    pub sweeper: PointsSweeper,
     handle: actix_web::dev::ServerHandle,
 }
 
 pub struct Options {
     pub anonymous_burst: u32,
     pub runner: projections::RunnerConfig,
+    /// Whether the server follows the log (read models, earning process).
+    pub run_projections: bool,
 }
 
 impl Default for Options {
@@ -74,6 +80,7 @@ impl Default for Options {
         Options {
             anonymous_burst: 100,
             runner: projections::RunnerConfig::default(),
+            run_projections: true,
         }
     }
 }
@@ -97,6 +104,8 @@ impl TestApp {
         settings.clock = clock.clone();
         settings.code_sender = codes.clone();
         settings.deadline_interval = None;
+        settings.points_sweep_interval = None;
+        settings.run_projections = options.run_projections;
         settings.runner = options.runner;
         settings.anonymous_burst = options.anonymous_burst;
         settings.pool_size_max = 8;
@@ -107,6 +116,8 @@ impl TestApp {
         let handle = application.handle();
         let store = application.store.clone();
         let watcher = DeadlineWatcher::new(application.app.commands.clone());
+        let points = application.app.points.clone();
+        let sweeper = PointsSweeper::new(points.clone());
         tokio::spawn(application.run_until_stopped());
         TestApp {
             db,
@@ -119,6 +130,8 @@ impl TestApp {
             token_key: secrets.token_key.clone(),
             store,
             watcher,
+            points,
+            sweeper,
             handle,
         }
     }

@@ -12,6 +12,7 @@ mod cqrs_aggregates;
 mod graphql_bad_input;
 mod idempotency;
 mod ordering;
+mod points;
 mod projection_runner;
 mod report_flows;
 mod residents;

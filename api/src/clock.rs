@@ -28,6 +28,10 @@ impl ManualClock {
         self.0
             .fetch_add(hours * Timestamp::MICROS_PER_HOUR, Ordering::SeqCst);
     }
+    pub fn advance_minutes(&self, minutes: i64) {
+        self.0
+            .fetch_add(minutes * Timestamp::MICROS_PER_HOUR / 60, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

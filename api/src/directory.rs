@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use domain::community::Community;
-use domain::values::{DepartmentId, GridId, PersonId, Role};
+use domain::values::{CentreId, DepartmentId, GridId, PersonId, Role};
 use store::CommunityId;
 
 use crate::auth::Claims;
@@ -105,5 +105,33 @@ pub fn staff_scope(community: &Community, claims: &Claims) -> ApiResult<Scope> {
                 department: member.department,
             })
         }
+    }
+}
+
+/// The centre whose counter the caller serves: a clerk's own (their staff
+/// record and token must agree); `None` for an admin, who serves any.
+pub fn counter_centre(community: &Community, claims: &Claims) -> ApiResult<Option<CentreId>> {
+    match claims.role {
+        Role::Admin => Ok(None),
+        Role::Clerk => {
+            let centre = community
+                .staff
+                .get(&PersonId(claims.sub))
+                .filter(|member| member.role == Role::Clerk)
+                .and_then(|member| member.centre)
+                .ok_or_else(|| ApiError::forbidden("not a clerk of this community's centres"))?;
+            if claims
+                .centre
+                .is_some_and(|token_centre| token_centre != centre.0)
+            {
+                return Err(ApiError::forbidden(
+                    "the token is for another centre than the clerk's",
+                ));
+            }
+            Ok(Some(centre))
+        }
+        _ => Err(ApiError::forbidden(
+            "only clerks and admins work the counter",
+        )),
     }
 }

@@ -2,6 +2,8 @@
 //! the read models and the commands, with role checks on every field.
 
 mod patrols;
+mod points;
+mod points_query;
 mod query;
 mod reports;
 mod setup;
@@ -60,13 +62,17 @@ pub struct Mutation(
     reports::ReportMutation,
     suggestions::SuggestionMutation,
     patrols::PatrolMutation,
+    points::PointsMutation,
 );
 
-pub type ApiSchema = Schema<query::Query, Mutation, subscription::Subscription>;
+#[derive(MergedObject, Default)]
+pub struct Query(query::CoreQuery, points_query::PointsQuery);
 
-fn builder() -> async_graphql::SchemaBuilder<query::Query, Mutation, subscription::Subscription> {
+pub type ApiSchema = Schema<Query, Mutation, subscription::Subscription>;
+
+fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, subscription::Subscription> {
     Schema::build(
-        query::Query,
+        Query::default(),
         Mutation::default(),
         subscription::Subscription,
     )
@@ -99,24 +105,35 @@ pub(crate) fn meta(ctx: &Context<'_>) -> RequestMeta {
 /// request decides exactly as the first did (same ids, same salts) and the
 /// store can answer it with the first outcome. `None` without a key.
 pub(crate) fn retry_seed(ctx: &Context<'_>, purpose: &str) -> Option<[u8; 32]> {
-    use hmac::{Hmac, Mac};
     let key = meta(ctx).idempotency_key?;
+    Some(seed_of(ctx, &key, purpose))
+}
+
+fn seed_of(ctx: &Context<'_>, key: &str, purpose: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
     let mut mac =
         <Hmac<sha2::Sha256>>::new_from_slice(&app(ctx).retry_key).expect("any key length");
     mac.update(key.as_bytes());
     mac.update(b"\0");
     mac.update(purpose.as_bytes());
-    Some(mac.finalize().into_bytes().into())
+    mac.finalize().into_bytes().into()
+}
+
+/// An id derived from an idempotency key: the same on every retry.
+pub(crate) fn derived_id(ctx: &Context<'_>, key: &str, purpose: &str) -> Uuid {
+    id_from_seed(seed_of(ctx, key, purpose))
+}
+
+fn id_from_seed(seed: [u8; 32]) -> Uuid {
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&seed[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// A new id: random, or derived from the idempotency key on a retry.
 pub(crate) fn new_id(ctx: &Context<'_>, purpose: &str) -> Uuid {
     match retry_seed(ctx, purpose) {
-        Some(seed) => {
-            let mut bytes = [0_u8; 16];
-            bytes.copy_from_slice(&seed[..16]);
-            uuid::Builder::from_random_bytes(bytes).into_uuid()
-        }
+        Some(seed) => id_from_seed(seed),
         None => Uuid::new_v4(),
     }
 }

@@ -15,7 +15,8 @@ use super::{app, fresh, page_size, viewer};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult};
 
-pub struct Query;
+#[derive(Default)]
+pub struct CoreQuery;
 
 /// Which reports to list; every field narrows the list.
 #[derive(InputObject, Default)]
@@ -60,7 +61,7 @@ fn sees_hidden(claims: &crate::auth::Claims) -> bool {
 }
 
 #[Object]
-impl Query {
+impl CoreQuery {
     /// Who the caller is.
     async fn viewer(&self, ctx: &Context<'_>) -> ApiResult<ViewerNode> {
         match viewer(ctx) {

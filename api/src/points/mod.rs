@@ -383,10 +383,11 @@ impl PointsDesk {
         self.community(community).await?;
         self.commands
             .execute::<Gift>(community, &gift_stream(gift.0), meta, contents, |state| {
-                if !matches!(command(state), Ok(GiftCommand::Offer { .. })) {
+                let command = command(state)?;
+                if !matches!(command, GiftCommand::Offer { .. }) {
                     offered_at(state, centre)?;
                 }
-                command(state)
+                Ok(command)
             })
             .await
     }

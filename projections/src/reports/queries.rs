@@ -438,3 +438,69 @@ pub async fn open_report_at(
     .await?;
     Ok(rows.first().map(|row| row.get(0)))
 }
+
+/// A grid on the "cleanest street" board for a stretch of time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridStanding {
+    pub grid_id: Uuid,
+    pub name: String,
+    /// Reports received in the period that were accepted (not rejected or
+    /// merged into another).
+    pub received: i64,
+    pub resolved: i64,
+    /// Resolved over received, 0 to 1; none without reports.
+    pub resolution_rate: Option<f64>,
+    pub median_resolution_us: Option<i64>,
+    /// 1 + grids ranked above: by rate, then by median time.
+    pub rank: i64,
+}
+
+/// Grids ranked by how much of what they received in the period they
+/// resolved, then by how fast (the median), for `period` = `all`, `month`
+/// or `week` holding the moment `at`, in the community's time zone.
+pub async fn grid_standings(
+    pool: &Pool,
+    community: CommunityId,
+    period: &str,
+    at: i64,
+) -> Result<Vec<GridStanding>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let local = "to_timestamp({t}::bigint / 1000000.0) AT TIME ZONE coalesce((SELECT time_zone \
+                 FROM {schema}.communities WHERE community_id = $1), 'Asia/Shanghai')";
+    let local = |t: &str| local.replace("{t}", t).replace("{schema}", &schema);
+    let in_period = format!(
+        "($2 = 'all' OR date_trunc(CASE $2 WHEN 'month' THEN 'month' ELSE 'week' END, {}) \
+         = date_trunc(CASE $2 WHEN 'month' THEN 'month' ELSE 'week' END, {}))",
+        local("r.submitted_at"),
+        local("$3")
+    );
+    let sql = format!(
+        "WITH standing AS (SELECT g.grid_id, g.name, count(r.report_id) AS received, \
+             count(r.resolved_at) AS resolved, \
+             (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.resolved_at - r.submitted_at))::bigint \
+                 AS median \
+         FROM {schema}.grids g LEFT JOIN {schema}.reports r ON r.community_id = g.community_id \
+             AND (r.grid_id = g.grid_id OR r.level1_grid_id = g.grid_id) \
+             AND r.state NOT IN ('submitted', 'rejected', 'merged') AND {in_period} \
+         WHERE g.community_id = $1 GROUP BY g.grid_id, g.name) \
+         SELECT grid_id, name, received, resolved, \
+             CASE WHEN received > 0 THEN resolved::float8 / received END AS rate, median, \
+             rank() OVER (ORDER BY CASE WHEN received > 0 THEN resolved::float8 / received END \
+                 DESC NULLS LAST, median ASC NULLS LAST) \
+         FROM standing ORDER BY 7, name, grid_id"
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &period, &at]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| GridStanding {
+            grid_id: row.get(0),
+            name: row.get(1),
+            received: row.get(2),
+            resolved: row.get(3),
+            resolution_rate: row.get(4),
+            median_resolution_us: row.get(5),
+            rank: row.get(6),
+        })
+        .collect())
+}

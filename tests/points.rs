@@ -1,0 +1,600 @@
+//! The points economy over HTTP: earning, the counter's two phases, the
+//! ledger's balance under concurrency, expiry, reversal and the boards.
+
+use std::time::Duration;
+
+use domain::values::Role;
+use futures::future::join_all;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::app::{act, code_of, submit, Fixture, TestApp};
+
+/// A community with a centre, its clerk, another centre's clerk, a funded
+/// budget and points rules.
+pub struct Counter {
+    pub f: Fixture,
+    pub centre: Uuid,
+    pub clerk: String,
+    pub clerk_id: Uuid,
+    pub other_clerk: String,
+}
+
+pub const PLACE: &str = "mutation($c: UUID!, $i: PlaceRedemptionInput!) {
+    placeRedemption(communityId: $c, input: $i) {
+        redemptionId position status points quantity expiresAt replayed } }";
+const COMPLETE: &str = "mutation($c: UUID!, $r: UUID!) {
+    completeRedemption(communityId: $c, redemptionId: $r) { redemptionId status position } }";
+const CANCEL: &str = "mutation($c: UUID!, $r: UUID!) {
+    cancelRedemption(communityId: $c, redemptionId: $r) { redemptionId status position } }";
+const GRANT: &str = "mutation($c: UUID!, $p: UUID!, $a: String!) {
+    grantPoints(communityId: $c, residentId: $p, amount: $a, reason: \"河道清洁志愿活动\") {
+        grantId position amount balance withheld } }";
+const WALLET: &str = "query($c: UUID!, $p: UUID, $at: Int) {
+    wallet(communityId: $c, residentId: $p, atLeast: $at) {
+        balance held available earned redeemed expiring { at amount }
+        statement(first: 50) { edges { node {
+            position kind amount balance held available reason reportId redemptionId
+            shortfall withheldReason } } } } }";
+const TRIAL: &str = "query($c: UUID!, $at: Int) {
+    trialBalance(communityId: $c, atLeast: $at) {
+        accounts { account balance } wallets walletCount total position } }";
+
+impl TestApp {
+    pub fn clerk_token(&self, community: Uuid, clerk: Uuid, centre: Uuid) -> String {
+        self.tokens
+            .issue(civic_ledger::auth::TokenRequest {
+                subject: clerk,
+                role: Role::Clerk,
+                community,
+                grids: Vec::new(),
+                centre: Some(centre),
+                lifetime: Duration::from_secs(3600),
+            })
+            .expect("a token")
+    }
+
+    pub async fn counter(&self) -> Counter {
+        let f = self.fixture().await;
+        let a = Some(f.admin.as_str());
+        let add_centre =
+            "mutation($c: UUID!, $n: String!) { addCentre(communityId: $c, name: $n) { id } }";
+        let mut centres = Vec::new();
+        for name in ["化工路党群服务中心", "河畔兑换点"] {
+            let data = self
+                .ok(a, add_centre, json!({"c": f.community, "n": name}))
+                .await;
+            centres.push(
+                data["addCentre"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<Uuid>()
+                    .unwrap(),
+            );
+        }
+        let staff = "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
+        let (clerk_id, other_clerk_id) = (Uuid::new_v4(), Uuid::new_v4());
+        for (person, centre) in [(clerk_id, centres[0]), (other_clerk_id, centres[1])] {
+            let s = json!({"personId": person, "role": "CLERK", "centreId": centre});
+            self.ok(a, staff, json!({"c": f.community, "s": s})).await;
+        }
+        let rules = json!({"resolvedReportBonus": "3", "suggestionAdopted": "8",
+            "suggestionPartlyAdopted": "4", "volunteerHour": "2.5"});
+        self.ok(
+            a,
+            "mutation($c: UUID!, $r: PointsRulesInput!) { setPointsRules(communityId: $c, rules: $r) { position } }",
+            json!({"c": f.community, "r": rules}),
+        )
+        .await;
+        self.fund(&f, "100000").await;
+        Counter {
+            clerk: self.clerk_token(f.community, clerk_id, centres[0]),
+            other_clerk: self.clerk_token(f.community, other_clerk_id, centres[1]),
+            centre: centres[0],
+            clerk_id,
+            f,
+        }
+    }
+
+    pub async fn fund(&self, f: &Fixture, amount: &str) -> i64 {
+        let data = self
+            .ok(
+                Some(&f.admin),
+                "mutation($c: UUID!, $a: String!) { fundBudget(communityId: $c, amount: $a, note: \"2026 年度护水币预算\") { position } }",
+                json!({"c": f.community, "a": amount}),
+            )
+            .await;
+        data["fundBudget"]["position"].as_i64().unwrap()
+    }
+
+    /// Offers a gift at the counter's centre; returns its id.
+    pub async fn gift(&self, counter: &Counter, price: &str, stock: u32) -> Uuid {
+        let data = self
+            .ok(
+                Some(&counter.f.admin),
+                "mutation($c: UUID!, $k: UUID!, $p: String!, $s: Int!) {
+                    offerGift(communityId: $c, centreId: $k, name: \"环保购物袋\", price: $p, stock: $s) { id } }",
+                json!({"c": counter.f.community, "k": counter.centre, "p": price, "s": stock}),
+            )
+            .await;
+        data["offerGift"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn grant(&self, f: &Fixture, resident: Uuid, amount: &str) -> i64 {
+        let data = self
+            .ok(
+                Some(&f.admin),
+                GRANT,
+                json!({"c": f.community, "p": resident, "a": amount}),
+            )
+            .await;
+        data["grantPoints"]["position"].as_i64().unwrap()
+    }
+
+    pub async fn place(
+        &self,
+        clerk: &str,
+        community: Uuid,
+        resident: Uuid,
+        gift: Uuid,
+        key: &str,
+    ) -> Value {
+        let input =
+            json!({"residentId": resident, "giftId": gift, "quantity": 1, "idempotencyKey": key});
+        self.gql(Some(clerk), PLACE, json!({"c": community, "i": input}))
+            .await
+    }
+
+    pub async fn wallet(&self, token: &str, community: Uuid, resident: Uuid, at: i64) -> Value {
+        let data = self
+            .ok(
+                Some(token),
+                WALLET,
+                json!({"c": community, "p": resident, "at": at}),
+            )
+            .await;
+        data["wallet"].clone()
+    }
+
+    pub async fn trial_balance(&self, f: &Fixture, at: i64) -> Value {
+        self.ok(Some(&f.auditor), TRIAL, json!({"c": f.community, "at": at}))
+            .await["trialBalance"]
+            .clone()
+    }
+
+    pub async fn head(&self, community: Uuid) -> i64 {
+        self.store
+            .head(store::CommunityId::new(community))
+            .await
+            .unwrap()
+            .position
+    }
+}
+
+fn statement_kinds(wallet: &Value) -> Vec<String> {
+    wallet["statement"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resident_earns_by_reporting_and_redeems_at_a_counter() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "4", 10).await;
+
+    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    let accepted = act(&app, f, &f.worker, "acceptReport", report).await;
+    let position = accepted["data"]["acceptReport"]["position"]
+        .as_i64()
+        .unwrap();
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, position)
+        .await;
+    assert_eq!(
+        wallet["balance"], "5",
+        "the category's points on acceptance: {wallet}"
+    );
+    assert_eq!(wallet["earned"], "5");
+
+    let placed = app
+        .place(
+            &counter.clerk,
+            f.community,
+            f.resident_id,
+            gift,
+            "device-7:0001",
+        )
+        .await;
+    let redemption = &placed["data"]["placeRedemption"];
+    assert_eq!(redemption["status"], "PLACED", "{placed}");
+    assert_eq!(redemption["points"], "4");
+    let position = redemption["position"].as_i64().unwrap();
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, position)
+        .await;
+    assert_eq!(
+        (
+            wallet["balance"].as_str(),
+            wallet["held"].as_str(),
+            wallet["available"].as_str()
+        ),
+        (Some("5"), Some("4"), Some("1"))
+    );
+    let completed = app
+        .gql(
+            Some(&counter.clerk),
+            COMPLETE,
+            json!({"c": f.community, "r": redemption["redemptionId"]}),
+        )
+        .await;
+    assert_eq!(
+        completed["data"]["completeRedemption"]["status"], "COMPLETED",
+        "{completed}"
+    );
+    let position = completed["data"]["completeRedemption"]["position"]
+        .as_i64()
+        .unwrap();
+
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, position)
+        .await;
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["held"].as_str()),
+        (Some("1"), Some("0"))
+    );
+    assert_eq!(wallet["redeemed"], "4");
+    assert_eq!(statement_kinds(&wallet), ["redeemed", "held", "granted"]);
+    let lines = wallet["statement"]["edges"].as_array().unwrap();
+    assert_eq!(lines[2]["node"]["reason"], "report_accepted");
+    assert_eq!(lines[2]["node"]["reportId"], report.to_string());
+    assert_eq!(lines[0]["node"]["reason"], "redemption");
+    let running: Vec<&str> = lines
+        .iter()
+        .map(|l| l["node"]["balance"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        running,
+        ["1", "5", "5"],
+        "the running balance, newest first"
+    );
+
+    let board = app
+        .ok(
+            None,
+            "query($c: UUID!, $at: Int) { leaderboard(communityId: $c, by: POINTS_EARNED, period: MONTH, atLeast: $at) {
+                entries { rank name score residentId isYou } } }",
+            json!({"c": f.community, "at": position}),
+        )
+        .await;
+    let entries = board["leaderboard"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{board}");
+    assert_eq!(
+        (entries[0]["rank"].as_i64(), entries[0]["score"].as_str()),
+        (Some(1), Some("5"))
+    );
+    assert!(entries[0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("resident-"));
+    assert_eq!(
+        entries[0]["residentId"],
+        json!(null),
+        "the public sees no ids"
+    );
+
+    let trial = app.trial_balance(f, position).await;
+    assert_eq!(trial["total"], "0", "{trial}");
+    let balance = |account: &str| {
+        trial["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["account"] == account)
+            .map(|a| a["balance"].as_str().unwrap().to_string())
+    };
+    assert_eq!(balance("minted").as_deref(), Some("-100000"));
+    assert_eq!(balance("issuing").as_deref(), Some("99995"));
+    assert_eq!(balance("redeemed").as_deref(), Some("4"));
+    assert_eq!(trial["wallets"], "1");
+
+    let day = app
+        .ok(
+            Some(&counter.clerk),
+            "query($c: UUID!, $at: Int) { counterDay(communityId: $c, atLeast: $at) { placed completed pointsRedeemed giftsHandedOver } }",
+            json!({"c": f.community, "at": position}),
+        )
+        .await;
+    assert_eq!(
+        day["counterDay"],
+        json!({"placed": 1, "completed": 1, "pointsRedeemed": "4", "giftsHandedOver": 1})
+    );
+    let gifts = app
+        .ok(
+            Some(&f.resident),
+            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held handedOver } }",
+            json!({"c": f.community, "at": position}),
+        )
+        .await;
+    assert_eq!(
+        gifts["gifts"][0],
+        json!({"stock": 9, "held": 0, "handedOver": 1})
+    );
+}
+
+#[tokio::test]
+async fn fifty_counters_racing_for_a_wallet_that_affords_seven_redeem_exactly_seven() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "10", 100).await;
+    app.grant(f, f.resident_id, "70").await;
+
+    let attempts = (0..50).map(|n| {
+        let key = format!("race-{n}");
+        let app = &app;
+        let counter = &counter;
+        async move {
+            app.place(
+                &counter.clerk,
+                counter.f.community,
+                counter.f.resident_id,
+                gift,
+                &key,
+            )
+            .await
+        }
+    });
+    let responses = join_all(attempts).await;
+    let codes: Vec<String> = responses.iter().map(code_of).collect();
+    let placed: Vec<&Value> = responses
+        .iter()
+        .filter(|r| code_of(r) == "OK")
+        .map(|r| &r["data"]["placeRedemption"])
+        .collect();
+    assert_eq!(placed.len(), 7, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "INSUFFICIENT_POINTS").count(),
+        43,
+        "every other one is refused for points: {codes:?}"
+    );
+    let completions = placed.iter().map(|p| {
+        app.gql(
+            Some(&counter.clerk),
+            COMPLETE,
+            json!({"c": f.community, "r": p["redemptionId"]}),
+        )
+    });
+    for completed in join_all(completions).await {
+        assert_eq!(code_of(&completed), "OK", "{completed}");
+    }
+    let head = app.head(f.community).await;
+    let wallet = app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["held"].as_str()),
+        (Some("0"), Some("0"))
+    );
+    assert_eq!(wallet["redeemed"], "70");
+    let trial = app.trial_balance(f, head).await;
+    assert_eq!(trial["total"], "0", "{trial}");
+}
+
+#[tokio::test]
+async fn thirty_counters_racing_for_five_gifts_hand_over_exactly_five() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "10", 5).await;
+    let residents: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    for resident in &residents {
+        app.grant(f, *resident, "10").await;
+    }
+    let attempts = residents.iter().enumerate().map(|(n, resident)| {
+        let key = format!("stock-{n}");
+        let app = &app;
+        let clerk = &counter.clerk;
+        async move { app.place(clerk, f.community, *resident, gift, &key).await }
+    });
+    let codes: Vec<String> = join_all(attempts).await.iter().map(code_of).collect();
+    assert_eq!(codes.iter().filter(|c| *c == "OK").count(), 5, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "OUT_OF_STOCK").count(),
+        25,
+        "{codes:?}"
+    );
+    let head = app.head(f.community).await;
+    let gifts = app
+        .ok(
+            Some(&counter.clerk),
+            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held } }",
+            json!({"c": f.community, "at": head}),
+        )
+        .await;
+    assert_eq!(gifts["gifts"][0], json!({"stock": 0, "held": 5}));
+    assert_eq!(app.trial_balance(f, head).await["total"], "0");
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_twenty_times_at_once_holds_points_once() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "10", 100).await;
+    app.grant(f, f.resident_id, "100").await;
+    let attempts = (0..20).map(|_| {
+        app.place(
+            &counter.clerk,
+            f.community,
+            f.resident_id,
+            gift,
+            "tablet-3:order-41",
+        )
+    });
+    let responses = join_all(attempts).await;
+    let mut ids: Vec<String> = Vec::new();
+    for response in &responses {
+        assert_eq!(code_of(response), "OK", "{response}");
+        ids.push(
+            response["data"]["placeRedemption"]["redemptionId"]
+                .as_str()
+                .unwrap()
+                .into(),
+        );
+    }
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every retry answers with the first redemption"
+    );
+    let replayed = responses
+        .iter()
+        .filter(|r| r["data"]["placeRedemption"]["replayed"] == json!(true))
+        .count();
+    assert_eq!(replayed, 19);
+    let head = app.head(f.community).await;
+    let wallet = app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(wallet["held"], "10", "held once: {wallet}");
+    assert_eq!(statement_kinds(&wallet), ["held", "granted"]);
+
+    // Another clerk's device using the same key is another redemption.
+    let other = app
+        .gql(
+            Some(&app.clerk_token(f.community, counter.clerk_id, counter.centre)),
+            PLACE,
+            json!({"c": f.community, "i": {"residentId": f.resident_id, "giftId": gift, "idempotencyKey": "tablet-3:order-42"}}),
+        )
+        .await;
+    assert_eq!(code_of(&other), "OK");
+}
+
+#[tokio::test]
+async fn a_hold_not_completed_in_time_is_released_and_cannot_be_completed() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "10", 1).await;
+    app.grant(f, f.resident_id, "10").await;
+    let placed = app
+        .place(&counter.clerk, f.community, f.resident_id, gift, "k-1")
+        .await;
+    let redemption = placed["data"]["placeRedemption"]["redemptionId"].clone();
+    let position = placed["data"]["placeRedemption"]["position"]
+        .as_i64()
+        .unwrap();
+    // The read model the sweeper reads must know the placement.
+    app.wallet(&f.admin, f.community, f.resident_id, position)
+        .await;
+
+    app.clock.advance_minutes(14);
+    assert_eq!(
+        app.sweeper.tick().await.unwrap().holds_released,
+        0,
+        "not yet due"
+    );
+    app.clock.advance_minutes(2);
+    assert_eq!(app.sweeper.tick().await.unwrap().holds_released, 1);
+    assert_eq!(
+        app.sweeper.tick().await.unwrap().holds_released,
+        0,
+        "released once"
+    );
+
+    let late = app
+        .gql(
+            Some(&counter.clerk),
+            COMPLETE,
+            json!({"c": f.community, "r": redemption}),
+        )
+        .await;
+    assert_eq!(code_of(&late), "CONFLICT", "{late}");
+    let head = app.head(f.community).await;
+    let wallet = app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["held"].as_str()),
+        (Some("10"), Some("0"))
+    );
+    assert_eq!(statement_kinds(&wallet), ["released", "held", "granted"]);
+    let again = app
+        .place(&counter.clerk, f.community, f.resident_id, gift, "k-2")
+        .await;
+    assert_eq!(code_of(&again), "OK", "the stock is back: {again}");
+    let cancelled = app
+        .gql(
+            Some(&counter.clerk),
+            CANCEL,
+            json!({"c": f.community, "r": again["data"]["placeRedemption"]["redemptionId"]}),
+        )
+        .await;
+    assert_eq!(
+        cancelled["data"]["cancelRedemption"]["status"], "CANCELLED",
+        "{cancelled}"
+    );
+}
+
+#[tokio::test]
+async fn points_expire_oldest_first_after_the_communitys_period() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let rules = json!({"resolvedReportBonus": "0", "suggestionAdopted": "0",
+        "suggestionPartlyAdopted": "0", "volunteerHour": "0", "expiryDays": 30});
+    app.ok(
+        Some(&f.admin),
+        "mutation($c: UUID!, $r: PointsRulesInput!) { setPointsRules(communityId: $c, rules: $r) { position } }",
+        json!({"c": f.community, "r": rules}),
+    )
+    .await;
+    app.grant(f, f.resident_id, "6").await;
+    app.clock.advance_hours(24 * 10);
+    let position = app.grant(f, f.resident_id, "4").await;
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, position)
+        .await;
+    let expiring = wallet["expiring"].as_array().unwrap();
+    assert_eq!(expiring.len(), 2, "{wallet}");
+    assert_eq!(expiring[0]["amount"], "6", "the oldest expire first");
+
+    app.clock.advance_hours(24 * 21);
+    for _ in 0..50 {
+        if app.sweeper.tick().await.unwrap().wallets_expired == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let head = app.head(f.community).await;
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, head)
+        .await;
+    assert_eq!(wallet["balance"], "4", "{wallet}");
+    assert_eq!(wallet["expiring"].as_array().unwrap().len(), 1);
+    assert_eq!(statement_kinds(&wallet), ["expired", "granted", "granted"]);
+    let trial = app.trial_balance(f, head).await;
+    assert_eq!(trial["total"], "0");
+    assert!(
+        trial["accounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"account": "expired", "balance": "6"})),
+        "{trial}"
+    );
+    let flows = app
+        .ok(
+            Some(&f.admin),
+            "query($c: UUID!) { pointsFlows(communityId: $c) { month minted granted expired } }",
+            json!({"c": f.community}),
+        )
+        .await;
+    let months = flows["pointsFlows"].as_array().unwrap();
+    assert_eq!(
+        months.len(),
+        2,
+        "granted in November, expired in December: {flows}"
+    );
+    assert_eq!(months[0]["expired"], "6");
+    assert_eq!(months[1]["granted"], "10");
+}
