@@ -73,6 +73,7 @@ pub struct Options {
     pub runner: projections::RunnerConfig,
     /// Whether the server follows the log (read models, earning process).
     pub run_projections: bool,
+    pub run_earning: bool,
 }
 
 impl Default for Options {
@@ -81,6 +82,7 @@ impl Default for Options {
             anonymous_burst: 100,
             runner: projections::RunnerConfig::default(),
             run_projections: true,
+            run_earning: true,
         }
     }
 }
@@ -106,6 +108,7 @@ impl TestApp {
         settings.deadline_interval = None;
         settings.points_sweep_interval = None;
         settings.run_projections = options.run_projections;
+        settings.run_earning = options.run_earning;
         settings.runner = options.runner;
         settings.anonymous_burst = options.anonymous_burst;
         settings.pool_size_max = 8;

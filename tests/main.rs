@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod content;
 mod cqrs_aggregates;
+mod earning;
 mod graphql_bad_input;
 mod idempotency;
 mod ordering;

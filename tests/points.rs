@@ -598,3 +598,268 @@ async fn points_expire_oldest_first_after_the_communitys_period() {
     assert_eq!(months[0]["expired"], "6");
     assert_eq!(months[1]["granted"], "10");
 }
+
+#[tokio::test]
+async fn each_role_does_only_its_part_of_the_economy() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "2", 50).await;
+    app.grant(f, f.resident_id, "40").await;
+    let placed = app
+        .place(&counter.clerk, f.community, f.resident_id, gift, "roles-1")
+        .await;
+    let redemption = placed["data"]["placeRedemption"]["redemptionId"].clone();
+    let wrong_centre = app.clerk_token(f.community, counter.clerk_id, Uuid::new_v4());
+    let tokens: Vec<(&str, Option<&str>)> = vec![
+        ("admin", Some(&f.admin)),
+        ("auditor", Some(&f.auditor)),
+        ("clerk", Some(&counter.clerk)),
+        ("other_clerk", Some(&counter.other_clerk)),
+        ("wrong_centre", Some(&wrong_centre)),
+        ("resident", Some(&f.resident)),
+        ("other_resident", Some(&f.other_resident)),
+        ("worker", Some(&f.worker)),
+        ("foreign_admin", Some(&f.foreign_admin)),
+        ("anonymous", None),
+    ];
+    let token = |who: &str| tokens.iter().find(|(name, _)| *name == who).unwrap().1;
+    let fund = "mutation($c: UUID!) { fundBudget(communityId: $c, amount: \"10\", note: \"n\") { position } }".to_string();
+    let grant = format!("mutation($c: UUID!) {{ grantPoints(communityId: $c, residentId: \"{}\", amount: \"1\", reason: \"r\") {{ position }} }}", f.resident_id);
+    let volunteer = |grid: Uuid| {
+        format!("mutation($c: UUID!) {{ recordVolunteerService(communityId: $c, residentId: \"{}\", hours: \"2\", gridId: \"{grid}\") {{ amount }} }}", f.resident_id)
+    };
+    let place = |key: &str| {
+        format!("mutation($c: UUID!) {{ placeRedemption(communityId: $c, input: {{residentId: \"{}\", giftId: \"{gift}\", idempotencyKey: \"{key}\"}}) {{ status }} }}", f.resident_id)
+    };
+    let cancel = format!("mutation($c: UUID!) {{ cancelRedemption(communityId: $c, redemptionId: {redemption}) {{ status }} }}");
+    let stock = format!("mutation($c: UUID!) {{ addGiftStock(communityId: $c, giftId: \"{gift}\", quantity: 1, reason: \"到货\") {{ position }} }}");
+    let offer = format!("mutation($c: UUID!) {{ offerGift(communityId: $c, centreId: \"{}\", name: \"毛巾\", price: \"3\", stock: 1) {{ id }} }}", counter.centre);
+    let wallet = format!(
+        "query($c: UUID!) {{ wallet(communityId: $c, residentId: \"{}\") {{ balance }} }}",
+        f.resident_id
+    );
+    let statement = format!("query($c: UUID!) {{ wallet(communityId: $c, residentId: \"{}\") {{ statement {{ edges {{ cursor }} }} }} }}", f.resident_id);
+    let trial = "query($c: UUID!) { trialBalance(communityId: $c) { total } }".to_string();
+    let day = "query($c: UUID!) { counterDay(communityId: $c) { placed } }".to_string();
+    let board = "query($c: UUID!) { leaderboard(communityId: $c, by: POINTS_EARNED, period: WEEK) { entries { rank } } }".to_string();
+    let board_of = format!("query($c: UUID!) {{ leaderboard(communityId: $c, by: POINTS_EARNED, period: WEEK, residentId: \"{}\") {{ standing {{ rank }} }} }}", f.resident_id);
+    let redemptions = format!("query($c: UUID!) {{ redemptions(communityId: $c, filter: {{centreId: \"{}\"}}) {{ edges {{ cursor }} }} }}", counter.centre);
+    let table: Vec<(&String, &str, &str)> = vec![
+        (&fund, "auditor", "FORBIDDEN"),
+        (&fund, "clerk", "FORBIDDEN"),
+        (&fund, "resident", "FORBIDDEN"),
+        (&fund, "foreign_admin", "FORBIDDEN"),
+        (&fund, "anonymous", "UNAUTHENTICATED"),
+        (&fund, "admin", "OK"),
+        (&grant, "clerk", "FORBIDDEN"),
+        (&grant, "worker", "FORBIDDEN"),
+        (&grant, "auditor", "FORBIDDEN"),
+        (&grant, "admin", "OK"),
+        (&offer, "clerk", "FORBIDDEN"),
+        (&offer, "admin", "OK"),
+        (&stock, "other_clerk", "FORBIDDEN"),
+        (&stock, "wrong_centre", "FORBIDDEN"),
+        (&stock, "resident", "FORBIDDEN"),
+        (&stock, "clerk", "OK"),
+        (&cancel, "other_clerk", "FORBIDDEN"),
+        (&cancel, "resident", "FORBIDDEN"),
+        (&cancel, "auditor", "FORBIDDEN"),
+        (&wallet, "other_resident", "FORBIDDEN"),
+        (&wallet, "worker", "FORBIDDEN"),
+        (&wallet, "clerk", "OK"),
+        (&wallet, "auditor", "OK"),
+        (&wallet, "resident", "OK"),
+        (&statement, "clerk", "FORBIDDEN"),
+        (&statement, "auditor", "OK"),
+        (&trial, "clerk", "FORBIDDEN"),
+        (&trial, "resident", "FORBIDDEN"),
+        (&trial, "admin", "OK"),
+        (&day, "resident", "FORBIDDEN"),
+        (&day, "clerk", "OK"),
+        (&board, "anonymous", "OK"),
+        (&board, "resident", "OK"),
+        (&board, "foreign_admin", "FORBIDDEN"),
+        (&board_of, "resident", "FORBIDDEN"),
+        (&board_of, "auditor", "OK"),
+        (&redemptions, "other_clerk", "FORBIDDEN"),
+        (&redemptions, "worker", "FORBIDDEN"),
+        (&redemptions, "clerk", "OK"),
+    ];
+    let place_table = [
+        ("resident", "FORBIDDEN"),
+        ("auditor", "FORBIDDEN"),
+        ("worker", "FORBIDDEN"),
+        ("other_clerk", "FORBIDDEN"),
+        ("wrong_centre", "FORBIDDEN"),
+        ("clerk", "OK"),
+        ("admin", "OK"),
+    ];
+    let volunteer_table = [
+        (volunteer(f.grid1a), "worker", "OK"),
+        (volunteer(f.grid2), "worker", "FORBIDDEN"),
+        (volunteer(f.grid2), "clerk", "FORBIDDEN"),
+        (volunteer(f.grid2), "admin", "OK"),
+    ];
+    let mut failures = Vec::new();
+    let mut check = |query: &str, who: &str, expected: &str, response: Value| {
+        let code = code_of(&response);
+        if code != expected {
+            failures.push(format!(
+                "{who} {query}: {code}, expected {expected}: {response}"
+            ));
+        }
+    };
+    let c = json!({"c": f.community});
+    for (query, who, expected) in table {
+        check(
+            query,
+            who,
+            expected,
+            app.gql(token(who), query, c.clone()).await,
+        );
+    }
+    for (n, (who, expected)) in place_table.iter().enumerate() {
+        let query = place(&format!("roles-place-{n}"));
+        check(
+            &query,
+            who,
+            expected,
+            app.gql(token(who), &query, c.clone()).await,
+        );
+    }
+    for (query, who, expected) in &volunteer_table {
+        check(
+            query,
+            who,
+            expected,
+            app.gql(token(who), query, c.clone()).await,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn bad_points_input_is_refused_with_its_code_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "2", 3).await;
+    app.grant(f, f.resident_id, "4").await;
+    let placed = app
+        .place(&counter.clerk, f.community, f.resident_id, gift, "done")
+        .await;
+    let done = placed["data"]["placeRedemption"]["redemptionId"].clone();
+    app.ok(
+        Some(&counter.clerk),
+        COMPLETE,
+        json!({"c": f.community, "r": done}),
+    )
+    .await;
+    let long_note = "注".repeat(2_001);
+    let long_key = "k".repeat(101);
+    let fund = |amount: &str, note: &str| {
+        (
+            "mutation($c: UUID!, $a: String!, $n: String!) { fundBudget(communityId: $c, amount: $a, note: $n) { position } }",
+            json!({"c": f.community, "a": amount, "n": note}),
+        )
+    };
+    let place = |quantity: i64, key: &str, gift: Uuid| {
+        (
+            PLACE,
+            json!({"c": f.community, "i": {"residentId": f.resident_id, "giftId": gift, "quantity": quantity, "idempotencyKey": key}}),
+        )
+    };
+    let grant = |amount: &str| {
+        (
+            GRANT,
+            json!({"c": f.community, "p": f.resident_id, "a": amount}),
+        )
+    };
+    let offer = |price: &str, stock: i64| {
+        (
+            "mutation($c: UUID!, $k: UUID!, $p: String!, $s: Int!) { offerGift(communityId: $c, centreId: $k, name: \"x\", price: $p, stock: $s) { id } }",
+            json!({"c": f.community, "k": counter.centre, "p": price, "s": stock}),
+        )
+    };
+    let table: Vec<(&str, (&str, Value), &str)> = vec![
+        ("empty amount", fund("", "n"), "VALIDATION"),
+        ("zero", fund("0", "n"), "VALIDATION"),
+        ("negative", fund("-5", "n"), "VALIDATION"),
+        ("three decimals", fund("1.001", "n"), "VALIDATION"),
+        ("not a number", fund("ten", "n"), "VALIDATION"),
+        (
+            "huge",
+            fund("100000000000000000000000000", "n"),
+            "VALIDATION",
+        ),
+        ("over a billion", fund("1000000001", "n"), "VALIDATION"),
+        ("empty note", fund("5", " "), "VALIDATION"),
+        ("long note", fund("5", &long_note), "VALIDATION"),
+        ("beyond the budget", grant("100001"), "INSUFFICIENT_BUDGET"),
+        ("no gifts", place(0, "q0", gift), "VALIDATION"),
+        ("too many gifts", place(21, "q21", gift), "VALIDATION"),
+        ("negative quantity", place(-1, "qneg", gift), "BAD_QUERY"),
+        ("empty key", place(1, " ", gift), "VALIDATION"),
+        ("long key", place(1, &long_key, gift), "VALIDATION"),
+        ("unknown gift", place(1, "u", Uuid::new_v4()), "NOT_FOUND"),
+        (
+            "more than the wallet",
+            place(2, "more", gift),
+            "INSUFFICIENT_POINTS",
+        ),
+        (
+            "more than the stock",
+            (
+                PLACE,
+                json!({"c": f.community, "i": {"residentId": f.resident_id, "giftId": gift, "quantity": 3, "idempotencyKey": "s"}}),
+            ),
+            "INSUFFICIENT_POINTS",
+        ),
+        (
+            "completed twice",
+            (COMPLETE, json!({"c": f.community, "r": done})),
+            "CONFLICT",
+        ),
+        (
+            "cancelled after completion",
+            (CANCEL, json!({"c": f.community, "r": done})),
+            "CONFLICT",
+        ),
+        (
+            "unknown redemption",
+            (COMPLETE, json!({"c": f.community, "r": Uuid::new_v4()})),
+            "NOT_FOUND",
+        ),
+        ("free gift", offer("0", 1), "VALIDATION"),
+        ("a shop's worth", offer("1", 1_000_001), "VALIDATION"),
+        (
+            "wrong type",
+            (GRANT, json!({"c": f.community, "p": f.resident_id, "a": 5})),
+            "BAD_QUERY",
+        ),
+    ];
+    let before = app.head(f.community).await;
+    let mut failures = Vec::new();
+    for (what, (query, variables), expected) in table {
+        let token = if query == GRANT || query.contains("fundBudget") || query.contains("offerGift")
+        {
+            &f.admin
+        } else {
+            &counter.clerk
+        };
+        let response = app.gql(Some(token), query, variables).await;
+        if code_of(&response) != expected {
+            failures.push(format!("{what}: expected {expected}: {response}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(app.head(f.community).await, before, "nothing was stored");
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, before)
+        .await;
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["held"].as_str()),
+        (Some("2"), Some("0"))
+    );
+}

@@ -42,6 +42,8 @@ pub struct Settings {
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (another may).
     pub run_projections: bool,
+    /// Whether it runs the earning process with them (another may).
+    pub run_earning: bool,
     pub freshness_timeout: Duration,
     /// Anonymous submissions per client: a burst, then per minute.
     pub anonymous_burst: u32,
@@ -60,6 +62,7 @@ impl Settings {
             points_sweep_interval: Some(Duration::from_secs(20)),
             runner: RunnerConfig::default(),
             run_projections: true,
+            run_earning: true,
             freshness_timeout: Duration::from_secs(5),
             anonymous_burst: 10,
             anonymous_per_minute: 6,
@@ -106,7 +109,11 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if settings.run_projections {
-            tasks.extend(runner.spawn(followers(&points), shutdown_rx.clone()));
+            let mut following = projections::all();
+            if settings.run_earning {
+                following.push(Arc::new(EarningProcess::new(points.clone())));
+            }
+            tasks.extend(runner.spawn(following, shutdown_rx.clone()));
         }
         if let Some(interval) = settings.deadline_interval {
             let watcher = DeadlineWatcher::new(commands.clone());

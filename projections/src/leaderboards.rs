@@ -369,9 +369,11 @@ impl Fold<'_> {
                 .await
                 .map(drop)
             }
-            SuggestionEvent::SuggestionAnswered { outcome, at, .. }
-                if matches!(outcome, Outcome::Adopted | Outcome::PartlyAdopted) =>
-            {
+            SuggestionEvent::SuggestionAnswered {
+                outcome: Outcome::Adopted | Outcome::PartlyAdopted,
+                at,
+                ..
+            } => {
                 let sql = format!(
                     "SELECT s.submitter_id, i.grid_id FROM {schema}.suggestions s \
                      LEFT JOIN {schema}.sites i USING (community_id, site_id) \

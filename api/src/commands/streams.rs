@@ -17,6 +17,8 @@ const CACHED_STREAMS_MAX: usize = 50_000;
 const LOCKS_SWEEP_AT: usize = 10_000;
 
 type StreamKey = (Uuid, String);
+/// A state and the stream version it was folded to.
+type CachedState = (i64, Arc<dyn Any + Send + Sync>);
 
 #[derive(Clone, Default)]
 pub struct StreamLocks {
@@ -59,7 +61,7 @@ impl StreamLocks {
 
 #[derive(Clone, Default)]
 pub struct StateCache {
-    states: Arc<Mutex<HashMap<StreamKey, (i64, Arc<dyn Any + Send + Sync>)>>>,
+    states: Arc<Mutex<HashMap<StreamKey, CachedState>>>,
 }
 
 impl StateCache {

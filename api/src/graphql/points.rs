@@ -22,7 +22,7 @@ use crate::commands::{report_stream, Ran, RequestMeta};
 use crate::content;
 use crate::directory::{counter_centre, staff_scope};
 use crate::error::{ApiError, ApiResult};
-use crate::points::{Finish, GrantRequest, PlaceRequest};
+use crate::points::{Finish, GrantRequest, PlaceRequest, Reversal};
 
 #[derive(Default)]
 pub struct PointsMutation;
@@ -298,10 +298,12 @@ impl PointsMutation {
             .reverse(
                 community,
                 &meta,
-                resident,
-                ReportId(report_id),
-                Some(claims.actor()),
-                fraudulent,
+                Reversal {
+                    resident,
+                    report: ReportId(report_id),
+                    by: Some(claims.actor()),
+                    reason: fraudulent,
+                },
                 &[reason],
             )
             .await?;

@@ -21,7 +21,7 @@ use projections::{Change, Projection, ProjectionError};
 use rust_decimal::Decimal;
 use store::{CommunityId, RecordedEvent};
 
-use super::{wallet_stream, GrantRequest, PointsDesk};
+use super::{wallet_stream, GrantRequest, PointsDesk, Reversal};
 use crate::commands::{report_stream, suggestion_stream, RequestMeta};
 use crate::error::{ApiError, ApiResult};
 
@@ -245,10 +245,12 @@ impl EarningProcess {
             .reverse(
                 community,
                 &meta,
-                resident,
-                report,
-                None,
-                ReversalReason::MergedDuplicate { original },
+                Reversal {
+                    resident,
+                    report,
+                    by: None,
+                    reason: ReversalReason::MergedDuplicate { original },
+                },
                 &[],
             )
             .await

@@ -52,6 +52,15 @@ pub struct GrantRequest {
     pub at: Timestamp,
 }
 
+/// Taking back what a report earned a resident.
+pub struct Reversal {
+    pub resident: PersonId,
+    pub report: ReportId,
+    /// The admin; none for the earning process (merged duplicates).
+    pub by: Option<Actor>,
+    pub reason: ReversalReason,
+}
+
 pub struct PlaceRequest {
     pub redemption: RedemptionId,
     pub resident: PersonId,
@@ -207,18 +216,15 @@ impl PointsDesk {
         &self,
         community: CommunityId,
         meta: &RequestMeta,
-        resident: PersonId,
-        report: ReportId,
-        by: Option<Actor>,
-        reason: ReversalReason,
+        reversal: Reversal,
         contents: &[Prepared],
     ) -> ApiResult<Ran<WalletEvent>> {
         let at = self.commands.clock().now();
-        self.on_wallet(community, meta, resident, contents, |_| {
+        self.on_wallet(community, meta, reversal.resident, contents, |_| {
             Ok(WalletCommand::Reverse {
-                report,
-                by,
-                reason: reason.clone(),
+                report: reversal.report,
+                by: reversal.by,
+                reason: reversal.reason.clone(),
                 at,
             })
         })

@@ -110,9 +110,10 @@ impl PointsSweeper {
 fn done<T>(result: ApiResult<T>) -> ApiResult<bool> {
     match result {
         Ok(_) => Ok(true),
-        Err(ApiError { code, .. }) if matches!(code, "CONFLICT" | "VALIDATION" | "NOT_FOUND") => {
-            Ok(false)
-        }
+        Err(ApiError {
+            code: "CONFLICT" | "VALIDATION" | "NOT_FOUND",
+            ..
+        }) => Ok(false),
         Err(error) => Err(error),
     }
 }
