@@ -115,6 +115,8 @@ pub enum ProjectCommand {
 pub enum BenchTarget {
     /// The event store: appends and reads, each next to raw SQL.
     Store(crate::bench::StoreBenchArgs),
+    /// The points economy: redemptions at counters and leaderboard reads.
+    Points(crate::bench::points::PointsBenchArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -157,6 +159,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             target: BenchTarget::Store(args),
         } => crate::bench::store(&database, args).await,
+        Command::Bench {
+            target: BenchTarget::Points(args),
+        } => crate::bench::points::run(&database, args).await,
         Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.

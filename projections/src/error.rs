@@ -6,7 +6,7 @@ use store::StoreError;
 pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", store::error::describe(.0))]
     Database(Arc<tokio_postgres::Error>),
     #[error("database pool error: {0}")]
     Pool(String),

@@ -532,3 +532,96 @@ pub async fn rank_of(
 fn scope_key(scope: Option<Uuid>) -> String {
     scope.map_or_else(|| "community".to_string(), |grid| grid.to_string())
 }
+
+/// Fills the all-time community board of the live generation for a
+/// benchmark: `residents` residents, their points summed from `movements`
+/// random grants (1, 2, 5 or 10 points), as folding them would; and the
+/// counts per score. Only benchmarks call it, on a scratch database.
+pub async fn seed_for_bench(
+    pool: &Pool,
+    community: CommunityId,
+    residents: i64,
+    movements: i64,
+) -> Result<(), ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let client = pool.get().await?;
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.communities (community_id, name, time_zone) \
+                 VALUES ($1, 'bench', 'Asia/Shanghai')"
+            ),
+            &[&community.as_uuid()],
+        )
+        .await?;
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.scores (community_id, metric, scope, period, resident_id, \
+                 score, reached_position) \
+                 SELECT $1::uuid, 'points', 'community', 'all', \
+                     md5($1::uuid::text || resident::text)::uuid, sum(amount), max(position) \
+                 FROM (SELECT floor(random() * $2::bigint)::bigint AS resident, \
+                     (ARRAY[1, 2, 5, 10])[1 + floor(random() * 4)::int]::numeric AS amount, \
+                     position FROM generate_series(1, $3::bigint) AS position) movements \
+                 GROUP BY resident"
+            ),
+            &[&community.as_uuid(), &residents, &movements],
+        )
+        .await?;
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.score_counts (community_id, metric, scope, period, score, \
+                 residents) SELECT community_id, metric, scope, period, score, count(*) \
+                 FROM {schema}.scores WHERE community_id = $1 \
+                 GROUP BY community_id, metric, scope, period, score"
+            ),
+            &[&community.as_uuid()],
+        )
+        .await?;
+    client
+        .batch_execute(&format!(
+            "ANALYZE {schema}.scores; ANALYZE {schema}.score_counts"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Every resident on the all-time community board (for a benchmark to pick
+/// from), and a plain primary-key read of one score: the baseline a board
+/// query is measured against.
+pub async fn bench_residents(
+    pool: &Pool,
+    community: CommunityId,
+) -> Result<Vec<Uuid>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT resident_id FROM {schema}.scores WHERE community_id = $1 \
+                 AND metric = 'points' AND scope = 'community' AND period = 'all'"
+            ),
+            &[&community.as_uuid()],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// One resident's all-time score by its primary key, the schema already
+/// known: the cheapest read of the board, for a benchmark's baseline.
+pub async fn raw_score_lookup(
+    pool: &Pool,
+    schema: &str,
+    community: CommunityId,
+    resident: Uuid,
+) -> Result<Option<Decimal>, ProjectionError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT score FROM {schema}.scores WHERE community_id = $1 AND metric = 'points' \
+         AND scope = 'community' AND period = 'all' AND resident_id = $2"
+    );
+    let rows = query(&client, &sql, &[&community.as_uuid(), &resident]).await?;
+    Ok(rows.first().map(|row| row.get(0)))
+}

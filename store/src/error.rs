@@ -83,7 +83,7 @@ impl StoreError {
 }
 
 /// What PostgreSQL said, not only "db error".
-fn describe(error: &tokio_postgres::Error) -> String {
+pub fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => error.to_string(),

@@ -1,5 +1,6 @@
-//! `civic-ledger bench store`: the event store next to raw PostgreSQL, in one
-//! run, on one server, in a scratch database that is dropped afterwards.
+//! Benchmarks, each next to raw PostgreSQL on the same server in the same
+//! run, in a scratch database dropped afterwards. `civic-ledger bench store`:
+//! the event store.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use store::{
 };
 
 use crate::database::Database;
+
+pub mod points;
 
 #[derive(clap::Args, Debug)]
 pub struct StoreBenchArgs {
@@ -128,18 +131,31 @@ async fn run_store_bench(
     })
 }
 
-struct Run {
+pub(crate) struct Run {
     events: i64,
     elapsed: Duration,
     latencies: Vec<Duration>,
 }
 
 impl Run {
-    fn eps(&self) -> f64 {
+    /// One event per latency.
+    pub(crate) fn of(latencies: Vec<Duration>, elapsed: Duration) -> Run {
+        Run {
+            events: latencies.len() as i64,
+            elapsed,
+            latencies,
+        }
+    }
+
+    pub(crate) fn latencies_len(&self) -> usize {
+        self.latencies.len()
+    }
+
+    pub(crate) fn eps(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn p99_ms(&self) -> f64 {
+    pub(crate) fn p99_ms(&self) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         let index = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
@@ -202,7 +218,7 @@ async fn single_appends(store: &EventStore, args: &StoreBenchArgs) -> anyhow::Re
     collect(tasks, started, 1).await
 }
 
-async fn collect(
+pub(crate) async fn collect(
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
     started: Instant,
     events_per_operation: i64,
@@ -245,7 +261,7 @@ async fn raw_batch_inserts(
     .await
 }
 
-async fn raw_inserts(
+pub(crate) async fn raw_inserts(
     pg_config: &tokio_postgres::Config,
     connections: usize,
     statements_per_connection: usize,
