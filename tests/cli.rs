@@ -92,6 +92,20 @@ async fn the_demo_as_the_readme_shows_it_and_a_rebuild_while_serving() {
         open, 2,
         "one report, counted in its level 2 grid and its level 1 grid: {ledger}"
     );
+    assert_eq!(position, 68, "the README's position");
+    let clerk = value("clerk token:");
+    let gifts = post(
+        &url,
+        &clerk,
+        "query($c: UUID!, $p: Int) { gifts(communityId: $c, atLeast: $p) { name price stock } }",
+        json!({"c": community, "p": position}),
+    )
+    .await;
+    assert_eq!(
+        gifts["data"]["gifts"].as_array().map(Vec::len),
+        Some(3),
+        "the demo's counter has gifts: {gifts}"
+    );
 
     let rebuilt = civic_ledger()
         .args(["project", "rebuild", "reports"])

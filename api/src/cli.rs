@@ -260,7 +260,7 @@ async fn serve(database: &Database, settings: Settings, demo: bool) -> anyhow::R
     let application = Application::build(&database.pg_config, settings).await?;
     let address = application.address;
     if demo {
-        let seeded = crate::demo::seed(&application.app.commands).await?;
+        let seeded = crate::demo::seed(&application.app.points).await?;
         print_demo(&application, seeded)?;
     }
     tracing::info!(%address, "civic-ledger listening");
@@ -282,7 +282,7 @@ fn print_demo(application: &Application, seeded: bool) -> anyhow::Result<()> {
                 role,
                 community: demo::COMMUNITY,
                 grids: Vec::new(),
-                centre: None,
+                centre: (role == Role::Clerk).then_some(demo::CENTRE),
                 lifetime: std::time::Duration::from_secs(12 * 3600),
             })
             .map_err(|error| anyhow::anyhow!("{}", error.message))
@@ -303,8 +303,14 @@ fn print_demo(application: &Application, seeded: bool) -> anyhow::Result<()> {
         demo::worker(1)
     );
     println!(
-        "  resident token:    {}",
-        token(demo::RESIDENT, Role::Citizen)?
+        "  resident token:    {} (resident {})",
+        token(demo::RESIDENT, Role::Citizen)?,
+        demo::RESIDENT
+    );
+    println!(
+        "  clerk token:       {} (centre {})",
+        token(demo::CLERK, Role::Clerk)?,
+        demo::CENTRE
     );
     println!(
         "  site codes: {} … {}",

@@ -6,21 +6,34 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use domain::community::{Category, Community, CommunityCommand, Site, SiteKind, StaffMember};
+use domain::community::{
+    Category, Community, CommunityCommand, PointsRules, Site, SiteKind, StaffMember,
+};
+use domain::points::GiftCommand;
 use domain::values::{
-    Actor, CategoryCode, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode, SiteId,
-    Timestamp,
+    Actor, CategoryCode, CentreId, DepartmentId, GeoPoint, GiftId, GridId, PersonId, Points, Role,
+    SiteCode, SiteId, Timestamp,
 };
 use rust_decimal::Decimal;
 use store::{CommunityId, StoreError};
 use uuid::Uuid;
 
-use crate::commands::{Commands, RequestMeta, COMMUNITY_STREAM};
+use crate::commands::{RequestMeta, COMMUNITY_STREAM};
+use crate::points::PointsDesk;
 
 pub const COMMUNITY: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00c0_ffee_0001);
 pub const ADMIN: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00ad_0000_0001);
 pub const RESIDENT: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00e5_0000_0001);
 pub const INSPECTOR: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_001a_0000_0001);
+pub const CLERK: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00c1_0000_0001);
+pub const CENTRE: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00ce_0000_0001);
+
+/// Gifts at the centre's counter: name, price in points, stock.
+const GIFTS: [(&str, i64, u32); 3] = [
+    ("环保购物袋 reusable bag", 20, 50),
+    ("护河毛巾 towel", 50, 30),
+    ("河长制纪念水杯 cup", 120, 10),
+];
 
 const LEVEL1_GRIDS: u128 = 4;
 const LEVEL2_PER_LEVEL1: u128 = 2;
@@ -244,11 +257,42 @@ fn staff(by: Actor, at: Timestamp) -> Vec<CommunityCommand> {
         },
         at,
     });
+    list.push(CommunityCommand::AddCentre {
+        by,
+        centre: CentreId(CENTRE),
+        name: "化工路党群服务中心 community centre".into(),
+        at,
+    });
+    list.push(CommunityCommand::AssignStaff {
+        by,
+        person: PersonId(CLERK),
+        member: StaffMember {
+            role: Role::Clerk,
+            grids: BTreeSet::new(),
+            department: None,
+            centre: Some(CentreId(CENTRE)),
+        },
+        at,
+    });
+    list.push(CommunityCommand::SetPointsRules {
+        by,
+        rules: PointsRules {
+            resolved_report_bonus: Decimal::from(5),
+            suggestion_adopted: Decimal::from(20),
+            suggestion_partly_adopted: Decimal::from(10),
+            volunteer_hour: Decimal::from(10),
+            daily_limit: Some(Decimal::from(100)),
+            expiry_days: Some(365),
+            hold_minutes: PointsRules::HOLD_MINUTES_DEFAULT,
+        },
+        at,
+    });
     list
 }
 
 /// Seeds the demo community unless it exists; true when it seeded.
-pub async fn seed(commands: &Commands) -> anyhow::Result<bool> {
+pub async fn seed(desk: &PointsDesk) -> anyhow::Result<bool> {
+    let commands = desk.commands();
     let community = CommunityId::new(COMMUNITY);
     match commands
         .store()
@@ -286,5 +330,36 @@ pub async fn seed(commands: &Commands) -> anyhow::Result<bool> {
             .await
             .map_err(|error| anyhow::anyhow!("seeding the demo failed: {}", error.message))?;
     }
+    seed_points(desk, community, by, &meta)
+        .await
+        .map_err(|error| anyhow::anyhow!("seeding the demo failed: {}", error.message))?;
     Ok(true)
+}
+
+/// A budget for the year and gifts at the centre's counter.
+async fn seed_points(
+    desk: &PointsDesk,
+    community: CommunityId,
+    by: Actor,
+    meta: &RequestMeta,
+) -> crate::error::ApiResult<()> {
+    let note = crate::content::prepare_text("2026 年度护水币预算 yearly budget", None)?;
+    let budget = Points::parse(Decimal::from(100_000))?;
+    desk.fund(community, meta, by, budget, note).await?;
+    let at = desk.commands().clock().now();
+    for (n, (name, price, stock)) in GIFTS.iter().enumerate() {
+        let gift = GiftId(id(0x9f, n as u128 + 1));
+        desk.on_gift(community, meta, gift, None, &[], |_| {
+            Ok(GiftCommand::Offer {
+                by,
+                centre: CentreId(CENTRE),
+                name: (*name).to_string(),
+                price: Points::parse(Decimal::from(*price))?,
+                stock: *stock,
+                at,
+            })
+        })
+        .await?;
+    }
+    Ok(())
 }
