@@ -863,3 +863,162 @@ async fn bad_points_input_is_refused_with_its_code_and_stores_nothing() {
         (Some("2"), Some("0"))
     );
 }
+
+#[tokio::test]
+async fn retried_grants_funding_and_reversals_answer_with_their_first_outcome() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let vars = json!({"c": f.community, "p": f.resident_id, "a": "12.5"});
+    let first = app
+        .gql_with(Some(&f.admin), GRANT, vars.clone(), Some("grant-retry-1"))
+        .await;
+    let retry = app
+        .gql_with(Some(&f.admin), GRANT, vars, Some("grant-retry-1"))
+        .await;
+    assert_eq!(code_of(&retry), "OK", "{retry}");
+    assert_eq!(first["data"]["grantPoints"], retry["data"]["grantPoints"]);
+
+    let fund = "mutation($c: UUID!) { fundBudget(communityId: $c, amount: \"50\", note: \"补充\") { position } }";
+    let c = json!({"c": f.community});
+    let funded = app
+        .gql_with(Some(&f.admin), fund, c.clone(), Some("fund-retry-1"))
+        .await;
+    let again = app
+        .gql_with(Some(&f.admin), fund, c.clone(), Some("fund-retry-1"))
+        .await;
+    assert_eq!(funded["data"], again["data"]);
+
+    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    act(&app, f, &f.admin, "acceptReport", report).await;
+    let accepted = app.head(f.community).await;
+    app.wallet(&f.resident, f.community, f.resident_id, accepted)
+        .await;
+    let reverse = "mutation($c: UUID!, $r: UUID!) { reverseReportPoints(communityId: $c, reportId: $r, reason: \"虚假\") { amount shortfall balance position } }";
+    let vars = json!({"c": f.community, "r": report});
+    let reversed = app
+        .gql_with(Some(&f.admin), reverse, vars.clone(), Some("reverse-1"))
+        .await;
+    let retried = app
+        .gql_with(Some(&f.admin), reverse, vars, Some("reverse-1"))
+        .await;
+    assert_eq!(code_of(&retried), "OK", "{retried}");
+    assert_eq!(reversed["data"], retried["data"]);
+    assert_eq!(reversed["data"]["reverseReportPoints"]["amount"], "5");
+
+    let head = app.head(f.community).await;
+    let wallet = app
+        .wallet(&f.resident, f.community, f.resident_id, head)
+        .await;
+    assert_eq!(
+        wallet["balance"], "12.5",
+        "granted once, reversed once: {wallet}"
+    );
+    let trial = app.trial_balance(f, head).await;
+    assert!(
+        trial["accounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"account": "minted", "balance": "-100050"})),
+        "funded once: {trial}"
+    );
+}
+
+#[tokio::test]
+async fn volunteer_hours_and_grids_have_their_boards() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let volunteer = "mutation($c: UUID!, $p: UUID!, $h: String!, $g: UUID) {
+        recordVolunteerService(communityId: $c, residentId: $p, hours: $h, gridId: $g) { amount position } }";
+    let served = app
+        .ok(
+            Some(&f.worker),
+            volunteer,
+            json!({"c": f.community, "p": f.resident_id, "h": "1.5", "g": f.grid1a}),
+        )
+        .await;
+    assert_eq!(
+        served["recordVolunteerService"]["amount"], "3.75",
+        "1.5 hours at 2.5"
+    );
+    for (hours, expected) in [
+        ("0", "VALIDATION"),
+        ("24.01", "VALIDATION"),
+        ("1.001", "VALIDATION"),
+        ("many", "VALIDATION"),
+    ] {
+        let refused = app
+            .gql(
+                Some(&f.admin),
+                volunteer,
+                json!({"c": f.community, "p": f.resident_id, "h": hours}),
+            )
+            .await;
+        assert_eq!(code_of(&refused), expected, "{hours}: {refused}");
+    }
+    let position = served["recordVolunteerService"]["position"]
+        .as_i64()
+        .unwrap();
+    let board = "query($c: UUID!, $g: UUID, $at: Int) { leaderboard(communityId: $c, by: VOLUNTEER_HOURS, period: WEEK, gridId: $g, atLeast: $at) {
+        entries { rank score isYou } standing { rank score } } }";
+    for grid in [json!(null), json!(f.grid1a), json!(f.grid1)] {
+        let data = app
+            .ok(
+                Some(&f.resident),
+                board,
+                json!({"c": f.community, "g": grid, "at": position}),
+            )
+            .await;
+        assert_eq!(
+            data["leaderboard"],
+            json!({"entries": [{"rank": 1, "score": "1.5", "isYou": true}], "standing": {"rank": 1, "score": "1.5"}}),
+            "grid {grid}: the community's, the grid's and its level 1 grid's boards"
+        );
+    }
+    let elsewhere = app
+        .ok(
+            Some(&f.resident),
+            board,
+            json!({"c": f.community, "g": f.grid2, "at": position}),
+        )
+        .await;
+    assert_eq!(elsewhere["leaderboard"]["entries"], json!([]));
+
+    // Grid 1a resolves what it gets; grid 2 does not.
+    let (resolved, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    act(&app, f, &f.admin, "acceptReport", resolved).await;
+    let assign = format!("assignReport(workerId: \"{}\")", f.worker_id);
+    act(&app, f, &f.admin, &assign, resolved).await;
+    act(&app, f, &f.worker, "startWork", resolved).await;
+    app.clock.advance_hours(2);
+    act(
+        &app,
+        f,
+        &f.worker,
+        "resolveReport(notes: \"已清理\")",
+        resolved,
+    )
+    .await;
+    let (open, _) = submit(&app, f, &f.resident, "RB-02", "FLOATING-GARBAGE").await;
+    let accepted = act(&app, f, &f.admin, "acceptReport", open).await;
+    let position = accepted["data"]["acceptReport"]["position"]
+        .as_i64()
+        .unwrap();
+    let grids = app
+        .ok(
+            None,
+            "query($c: UUID!, $at: Int) { gridLeaderboard(communityId: $c, period: MONTH, atLeast: $at) {
+                rank name received resolved resolutionRate medianResolutionHours } }",
+            json!({"c": f.community, "at": position}),
+        )
+        .await;
+    assert_eq!(
+        grids["gridLeaderboard"],
+        json!([
+            {"rank": 1, "name": "Grid 1", "received": 1, "resolved": 1, "resolutionRate": 1.0, "medianResolutionHours": 2.0},
+            {"rank": 1, "name": "Grid 1a", "received": 1, "resolved": 1, "resolutionRate": 1.0, "medianResolutionHours": 2.0},
+            {"rank": 3, "name": "Grid 2", "received": 1, "resolved": 0, "resolutionRate": 0.0, "medianResolutionHours": null},
+        ])
+    );
+}

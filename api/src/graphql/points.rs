@@ -125,29 +125,32 @@ fn points(field: &str, text: &str) -> ApiResult<Points> {
     Ok(Points::parse(decimal(field, text)?)?)
 }
 
-fn grant_payload(grant: Uuid, ran: Ran<WalletEvent>) -> ApiResult<GrantPayload> {
-    match ran {
-        Ran::Appended(outcome, event) => {
-            let (amount, withheld) = match &event {
-                WalletEvent::PointsGranted { amount, .. } => (amount.to_string(), None),
-                WalletEvent::GrantWithheld { reason, .. } => {
-                    ("0".to_string(), Some(withheld_name(*reason)))
-                }
-                _ => return Err(ApiError::internal("a grant led to another event")),
-            };
-            Ok(GrantPayload {
-                grant_id: ID(grant.to_string()),
-                position: outcome.last_position,
-                amount,
-                withheld,
-                balance: event.balance_and_held().0.to_string(),
-            })
+async fn grant_payload(
+    ctx: &Context<'_>,
+    community: CommunityId,
+    grant: Uuid,
+    ran: Ran<WalletEvent>,
+) -> ApiResult<GrantPayload> {
+    let (outcome, event) = app(ctx).points.wallet_outcome(community, ran).await?;
+    let (amount, withheld) = match &event {
+        WalletEvent::PointsGranted { amount, .. } => (amount.to_string(), None),
+        WalletEvent::GrantWithheld { reason, .. } => {
+            ("0".to_string(), Some(withheld_name(*reason)))
         }
-        Ran::Repeated(_) => Err(ApiError::new(
-            "CONFLICT",
-            "this idempotency key was used for a grant already; read the statement",
-        )),
-    }
+        _ => {
+            return Err(ApiError::new(
+                "CONFLICT",
+                "the idempotency key was used for another command",
+            ))
+        }
+    };
+    Ok(GrantPayload {
+        grant_id: ID(grant.to_string()),
+        position: outcome.last_position,
+        amount,
+        withheld,
+        balance: event.balance_and_held().0.to_string(),
+    })
 }
 
 fn withheld_name(reason: WithheldReason) -> String {
@@ -208,11 +211,12 @@ impl PointsMutation {
             grid: None,
             at: app.commands.clock().now(),
         };
+        let community = CommunityId::new(community_id);
         let ran = app
             .points
-            .grant(CommunityId::new(community_id), &meta, request, &[reason])
+            .grant(community, &meta, request, &[reason])
             .await?;
-        grant_payload(grant, ran)
+        grant_payload(ctx, community, grant, ran).await
     }
 
     /// Records hours of volunteer service; they earn the community's rate
@@ -260,7 +264,7 @@ impl PointsMutation {
             at: app.commands.clock().now(),
         };
         let ran = app.points.grant(community, &meta, request, &[]).await?;
-        grant_payload(service, ran)
+        grant_payload(ctx, community, service, ran).await
     }
 
     /// Takes back the points a report earned, found fraudulent, as far as
@@ -307,8 +311,8 @@ impl PointsMutation {
                 &[reason],
             )
             .await?;
-        match ran {
-            Ran::Appended(
+        match app.points.wallet_outcome(community, ran).await? {
+            (
                 outcome,
                 WalletEvent::PointsReversed {
                     amount,
@@ -325,7 +329,7 @@ impl PointsMutation {
             }),
             _ => Err(ApiError::new(
                 "CONFLICT",
-                "this report's points were reversed already",
+                "the idempotency key was used for another command",
             )),
         }
     }

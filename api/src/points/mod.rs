@@ -182,6 +182,35 @@ impl PointsDesk {
             .await
     }
 
+    /// What a wallet command did, also when it ran before: a retry is
+    /// answered with the wallet event its first run appended.
+    pub async fn wallet_outcome(
+        &self,
+        community: CommunityId,
+        ran: Ran<WalletEvent>,
+    ) -> ApiResult<(AppendOutcome, WalletEvent)> {
+        let outcome = match ran {
+            Ran::Appended(outcome, event) => return Ok((outcome, event)),
+            Ran::Repeated(outcome) => outcome,
+        };
+        let count = outcome.last_position - outcome.first_position + 1;
+        let events = self
+            .commands
+            .store()
+            .read_log(community, outcome.first_position, count)
+            .await?;
+        let wallet_event = events
+            .iter()
+            .find(|event| event.stream_type == "Wallet")
+            .ok_or_else(|| {
+                ApiError::new(
+                    "CONFLICT",
+                    "the idempotency key was used for another command",
+                )
+            })?;
+        Ok((outcome, wallet_event.decode::<WalletEvent>()?))
+    }
+
     /// One command on a wallet alone (expiry, reversal).
     pub async fn on_wallet(
         &self,
