@@ -350,6 +350,10 @@ async fn a_fraudulent_report_is_reversed_as_far_as_the_balance_allows() {
         .await;
     assert_eq!(lines(&wallet)[0], line("reversed", "fraudulent", "1"));
     assert_eq!(wallet["statement"]["edges"][0]["node"]["shortfall"], "4");
+    assert_eq!(
+        wallet["statement"]["edges"][0]["node"]["note"], "虚假举报",
+        "the admin's reason"
+    );
 }
 
 #[tokio::test]

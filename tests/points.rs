@@ -35,7 +35,7 @@ const WALLET: &str = "query($c: UUID!, $p: UUID, $at: Int) {
         balance held available earned redeemed expiring { at amount }
         statement(first: 50) { edges { node {
             position kind amount balance held available reason reportId redemptionId
-            shortfall withheldReason } } } } }";
+            giftName note shortfall withheldReason } } } } }";
 const TRIAL: &str = "query($c: UUID!, $at: Int) {
     trialBalance(communityId: $c, atLeast: $at) {
         accounts { account balance } wallets walletCount total position } }";
@@ -253,6 +253,10 @@ async fn a_resident_earns_by_reporting_and_redeems_at_a_counter() {
     assert_eq!(lines[2]["node"]["reason"], "report_accepted");
     assert_eq!(lines[2]["node"]["reportId"], report.to_string());
     assert_eq!(lines[0]["node"]["reason"], "redemption");
+    assert_eq!(
+        lines[0]["node"]["giftName"], "环保购物袋",
+        "the gift behind it"
+    );
     let running: Vec<&str> = lines
         .iter()
         .map(|l| l["node"]["balance"].as_str().unwrap())

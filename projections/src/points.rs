@@ -73,6 +73,7 @@ CREATE TABLE {schema}.wallet_lines (
     amount numeric NOT NULL,
     balance numeric NOT NULL,
     held numeric NOT NULL,
+    redemption_id uuid,
     detail jsonb NOT NULL,
     at bigint NOT NULL,
     PRIMARY KEY (community_id, resident_id, position)
@@ -343,8 +344,15 @@ impl Fold<'_> {
         .await?;
         let sql = format!(
             "INSERT INTO {schema}.wallet_lines (community_id, resident_id, position, kind, amount, \
-             balance, held, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             balance, held, redemption_id, detail, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
+        let redemption = match &wallet_event {
+            WalletEvent::PointsHeld { redemption, .. }
+            | WalletEvent::HoldReleased { redemption, .. }
+            | WalletEvent::PointsRedeemed { redemption, .. } => Some(redemption.0),
+            _ => None,
+        };
         execute(
             self.transaction,
             &sql,
@@ -356,6 +364,7 @@ impl Fold<'_> {
                 &amount,
                 &balance,
                 &held,
+                &redemption,
                 &Json(&self.event.payload_value()?),
                 &at,
             ],

@@ -9,7 +9,7 @@ use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObj
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::points::wallet::ReversalReason;
 use domain::points::{GrantSource, Wallet, WalletEvent};
-use domain::values::Role;
+use domain::values::{ContentHash, Role};
 use projections::leaderboards::{Metric, Period};
 use projections::points::{RedemptionFilter, RedemptionRow, StatementLine};
 use rust_decimal::Decimal;
@@ -109,6 +109,12 @@ pub struct StatementLineNode {
     pub report_id: Option<Uuid>,
     pub suggestion_id: Option<Uuid>,
     pub redemption_id: Option<Uuid>,
+    /// The gift a redemption's line is for.
+    pub gift_id: Option<Uuid>,
+    pub gift_name: Option<String>,
+    /// The admin's reason, for a manual grant or a fraudulent report's
+    /// reversal (none once erased).
+    pub note: Option<String>,
     pub grant_id: Option<Uuid>,
     pub hours: Option<String>,
     /// What a reversal could not take back.
@@ -269,7 +275,8 @@ impl WalletNode {
                     .map_err(|_| ApiError::validation("after: not a cursor this list gave"))
             })
             .transpose()?;
-        let pool = app(ctx).commands.store().pool();
+        let store = app(ctx).commands.store();
+        let pool = store.pool();
         let community = CommunityId::new(self.community_id);
         let mut lines =
             projections::points::statement(pool, community, self.resident_id, before, limit + 1)
@@ -279,16 +286,20 @@ impl WalletNode {
         let mut connection = Connection::new(before.is_some(), has_next);
         for line in lines {
             let cursor = line.position.to_string();
-            connection
-                .edges
-                .push(Edge::new(cursor, statement_line(line)?));
+            let (mut node, note) = statement_line(line)?;
+            if let Some(hash) = note {
+                node.note = crate::content::text_of(store, community, hash.as_str()).await?;
+            }
+            connection.edges.push(Edge::new(cursor, node));
         }
         Ok(connection)
     }
 }
 
-fn statement_line(line: StatementLine) -> ApiResult<StatementLineNode> {
+/// A statement line, and the hash of its admin's note if it has one.
+fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<ContentHash>)> {
     let event: WalletEvent = serde_json::from_value(line.detail).map_err(ApiError::internal)?;
+    let mut note = None;
     let mut node = StatementLineNode {
         position: line.position,
         kind: line.kind,
@@ -301,6 +312,9 @@ fn statement_line(line: StatementLine) -> ApiResult<StatementLineNode> {
         report_id: None,
         suggestion_id: None,
         redemption_id: None,
+        gift_id: line.gift.as_ref().map(|(id, _)| *id),
+        gift_name: line.gift.map(|(_, name)| name),
+        note: None,
         grant_id: None,
         hours: None,
         shortfall: None,
@@ -311,6 +325,9 @@ fn statement_line(line: StatementLine) -> ApiResult<StatementLineNode> {
         WalletEvent::PointsGranted { source, by, .. } => {
             node.by = by.map(|by| by.person.0);
             describe_source(&mut node, &source);
+            if let GrantSource::Manual { reason, .. } = source {
+                note = Some(reason);
+            }
         }
         WalletEvent::GrantWithheld {
             source, reason, by, ..
@@ -337,12 +354,15 @@ fn statement_line(line: StatementLine) -> ApiResult<StatementLineNode> {
             node.shortfall = Some(shortfall.to_string());
             node.by = by.map(|by| by.person.0);
             node.reason = match reason {
-                ReversalReason::Fraudulent { .. } => "fraudulent".into(),
+                ReversalReason::Fraudulent { note: hash } => {
+                    note = Some(hash);
+                    "fraudulent".into()
+                }
                 ReversalReason::MergedDuplicate { .. } => "merged_duplicate".into(),
             };
         }
     }
-    Ok(node)
+    Ok((node, note))
 }
 
 fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {

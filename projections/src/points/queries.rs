@@ -60,6 +60,8 @@ pub struct StatementLine {
     /// The event itself: its source, redemption or reason.
     pub detail: serde_json::Value,
     pub at: i64,
+    /// The gift a redemption's line is for.
+    pub gift: Option<(Uuid, String)>,
 }
 
 /// A page of a wallet's statement, newest first, before `before` (a position).
@@ -72,9 +74,13 @@ pub async fn statement(
 ) -> Result<Vec<StatementLine>, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
     let sql = format!(
-        "SELECT position, kind, amount, balance, held, detail, at FROM {schema}.wallet_lines \
-         WHERE community_id = $1 AND resident_id = $2 AND ($3::bigint IS NULL OR position < $3) \
-         ORDER BY position DESC LIMIT $4"
+        "SELECT l.position, l.kind, l.amount, l.balance, l.held, l.detail, l.at, g.gift_id, g.name \
+         FROM {schema}.wallet_lines l \
+         LEFT JOIN {schema}.redemptions r ON r.community_id = l.community_id \
+             AND r.redemption_id = l.redemption_id \
+         LEFT JOIN {schema}.gifts g ON g.community_id = r.community_id AND g.gift_id = r.gift_id \
+         WHERE l.community_id = $1 AND l.resident_id = $2 \
+         AND ($3::bigint IS NULL OR l.position < $3) ORDER BY l.position DESC LIMIT $4"
     );
     let client = pool.get().await?;
     let rows = query(
@@ -95,6 +101,9 @@ pub async fn statement(
                 held: row.get(4),
                 detail: detail.0,
                 at: row.get(6),
+                gift: row
+                    .get::<_, Option<Uuid>>(7)
+                    .map(|gift| (gift, row.get::<_, Option<String>>(8).unwrap_or_default())),
             }
         })
         .collect())
