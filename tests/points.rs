@@ -1026,3 +1026,123 @@ async fn volunteer_hours_and_grids_have_their_boards() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_gifts_stock_history_says_who_changed_it_and_why() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "5", 2).await;
+    let add = "mutation($c: UUID!, $g: UUID!) { addGiftStock(communityId: $c, giftId: $g, quantity: 10, reason: \"街道办送来一箱\") { position } }";
+    let correct = "mutation($c: UUID!, $g: UUID!) { correctGiftStock(communityId: $c, giftId: $g, stock: 9, reason: \"盘点少了三个\") { position } }";
+    let vars = json!({"c": f.community, "g": gift});
+    app.ok(Some(&counter.clerk), add, vars.clone()).await;
+    let corrected = app.ok(Some(&f.admin), correct, vars.clone()).await;
+    let position = corrected["correctGiftStock"]["position"].as_i64().unwrap();
+    let history = "query($c: UUID!, $g: UUID!, $at: Int) { giftHistory(communityId: $c, giftId: $g, atLeast: $at) {
+        gift { stock } lines { kind quantity stock reason } } }";
+    let vars = json!({"c": f.community, "g": gift, "at": position});
+    let data = app.ok(Some(&f.auditor), history, vars.clone()).await;
+    assert_eq!(
+        data["giftHistory"],
+        json!({"gift": {"stock": 9}, "lines": [
+            {"kind": "corrected", "quantity": -3, "stock": 9, "reason": "盘点少了三个"},
+            {"kind": "added", "quantity": 10, "stock": 12, "reason": "街道办送来一箱"},
+            {"kind": "offered", "quantity": 2, "stock": 2, "reason": null},
+        ]})
+    );
+    let refused = app
+        .gql(Some(&counter.other_clerk), history, vars.clone())
+        .await;
+    assert_eq!(code_of(&refused), "FORBIDDEN", "{refused}");
+    let refused = app.gql(Some(&f.resident), history, vars).await;
+    assert_eq!(code_of(&refused), "FORBIDDEN", "{refused}");
+}
+
+/// Two servers on one database: each decides on the state it kept after
+/// its own writes, which the other one's writes make stale.
+#[tokio::test]
+async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refuse() {
+    use civic_ledger::commands::{Commands, Ran, RequestMeta};
+    use civic_ledger::directory::Directory;
+    use civic_ledger::points::{PlaceRequest, PointsDesk};
+    use domain::values::{Actor, GiftId, PersonId, RedemptionId};
+
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "1", 100).await;
+    let community = store::CommunityId::new(f.community);
+    let first = app.points.clone();
+    let second = PointsDesk::new(
+        Commands::new(app.store.clone(), app.clock.clone()),
+        Directory::default(),
+    );
+    let clerk = Actor {
+        person: PersonId(counter.clerk_id),
+        role: Role::Clerk,
+    };
+    let place = |desk: &PointsDesk, quantity: u32| {
+        let desk = desk.clone();
+        async move {
+            let request = PlaceRequest {
+                redemption: RedemptionId(Uuid::new_v4()),
+                resident: PersonId(f.resident_id),
+                gift: GiftId(gift),
+                quantity,
+                by: clerk,
+                centre: Some(domain::values::CentreId(counter.centre)),
+            };
+            let meta = RequestMeta {
+                request_id: Uuid::new_v4().to_string(),
+                ..RequestMeta::default()
+            };
+            match desk.place(community, &meta, request).await {
+                Ok(Ran::Appended(..)) => "OK".to_string(),
+                Ok(Ran::Repeated(_)) => "REPEATED".to_string(),
+                Err(error) => error.code.to_string(),
+            }
+        }
+    };
+    // The first process keeps the wallet at 10 after granting and holding.
+    app.grant(f, f.resident_id, "12").await;
+    assert_eq!(place(&first, 2).await, "OK");
+    // The second process adds 10 the first does not know of.
+    let grant = domain::points::GrantSource::Manual {
+        grant: domain::values::GrantId(Uuid::new_v4()),
+        reason: domain::values::ContentHash::parse(&"a".repeat(64)).unwrap(),
+    };
+    let request = civic_ledger::points::GrantRequest {
+        resident: PersonId(f.resident_id),
+        source: grant,
+        amount: domain::values::Points::parse(10.into()).unwrap(),
+        by: Some(Actor {
+            person: PersonId(Uuid::new_v4()),
+            role: Role::Admin,
+        }),
+        grid: None,
+        at: civic_ledger::clock::Clock::now(&*app.clock),
+    };
+    let meta = RequestMeta::default();
+    assert!(matches!(
+        second.grant(community, &meta, request, &[]).await,
+        Ok(Ran::Appended(..))
+    ));
+    // 14 is more than the first process kept (10), not more than there is (20).
+    assert_eq!(place(&first, 14).await, "OK", "not refused on stale state");
+    // The second process kept nothing of the first's hold: its decision
+    // conflicts, is made again, and takes what is left.
+    assert_eq!(place(&second, 7).await, "INSUFFICIENT_POINTS");
+    assert_eq!(place(&second, 6).await, "OK");
+    assert_eq!(
+        place(&first, 1).await,
+        "INSUFFICIENT_POINTS",
+        "nothing left"
+    );
+    let head = app.head(f.community).await;
+    let wallet = app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["held"].as_str()),
+        (Some("22"), Some("22"))
+    );
+}

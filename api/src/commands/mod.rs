@@ -73,11 +73,43 @@ pub struct Decided {
     pub event: NewEvent,
 }
 
-/// What a command on several streams decided: one event per stream.
+/// What a command on several streams decided: one event per stream, and
+/// each stream's state after it (kept once the append succeeds).
 pub struct Decision<T> {
-    pub decided: Vec<Decided>,
+    decided: Vec<Decided>,
+    after: Vec<(String, i64, Arc<dyn std::any::Any + Send + Sync>)>,
     /// What the caller wants back once it is appended.
-    pub value: T,
+    value: T,
+}
+
+impl<T> Decision<T> {
+    pub fn new(value: T) -> Self {
+        Decision {
+            decided: Vec::new(),
+            after: Vec::new(),
+            value,
+        }
+    }
+
+    /// Adds the event an aggregate loaded from `stream_id` decided.
+    pub fn with<A>(
+        mut self,
+        stream_id: &str,
+        loaded: &Loaded<A>,
+        event: &A::Event,
+    ) -> ApiResult<Self>
+    where
+        A: Aggregate + Clone + 'static,
+        A::Event: Serialize + Clone,
+    {
+        self.decided
+            .push(decided::<A>(stream_id, loaded.version, event)?);
+        let mut state = loaded.state.clone();
+        state.apply(event.clone());
+        self.after
+            .push((stream_id.to_string(), loaded.version + 1, Arc::new(state)));
+        Ok(self)
+    }
 }
 
 /// How a command on several streams ended.
@@ -182,11 +214,32 @@ impl Commands {
         );
     }
 
+    /// The aggregate for a decision under its stream's lock: as kept after
+    /// this process's last write, without reading, or else loaded. A kept
+    /// state can be behind only if another process wrote the stream; then
+    /// the append conflicts and `execute_all` decides again from a read.
+    pub async fn load_kept<A>(
+        &self,
+        community: CommunityId,
+        stream_id: &str,
+    ) -> ApiResult<Loaded<A>>
+    where
+        A: Aggregate + Default + Clone + 'static,
+        A::Event: DeserializeOwned,
+    {
+        match self.cache.get::<A>(community.as_uuid(), stream_id) {
+            Some((version, state)) => Ok(Loaded { state, version }),
+            None => self.load(community, stream_id).await,
+        }
+    }
+
     /// Runs a command that changes several streams of one community at
-    /// once. With the streams locked, `decide` loads what it needs and
-    /// decides one event per stream; they are appended together, each at
-    /// the version it was decided on. A conflict with another process
-    /// decides again; a retried request is answered with its first outcome.
+    /// once. With the streams locked, `decide` loads what it needs (with
+    /// `load_kept`) and decides one event per stream; they are appended
+    /// together, each at the version it was decided on. A conflict with
+    /// another process decides again from fresh reads, and so does a
+    /// refusal decided on kept states, so that no one is refused on stale
+    /// state; a retried request is answered with its first outcome.
     pub async fn execute_all<T, F, Fut>(
         &self,
         community: CommunityId,
@@ -200,24 +253,47 @@ impl Commands {
         Fut: std::future::Future<Output = ApiResult<Decision<T>>>,
     {
         let _turn = self.locks.lock(community.as_uuid(), streams).await;
+        let community_id = community.as_uuid();
         let mut attempt = 0;
+        let mut read_fresh = false;
+        let mut stored = false;
         loop {
             attempt += 1;
-            if let Some(outcome) = self.first_outcome(community, meta).await? {
-                return Ok(Ran::Repeated(outcome));
-            }
-            let decision = decide().await?;
-            if attempt == 1 {
+            let decision = match decide().await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    if let Some(outcome) = self.first_outcome(community, meta).await? {
+                        return Ok(Ran::Repeated(outcome));
+                    }
+                    if read_fresh {
+                        return Err(error);
+                    }
+                    self.cache.forget(community_id, streams);
+                    read_fresh = true;
+                    continue;
+                }
+            };
+            if !stored {
                 store_all(&self.store, community, contents).await?;
+                stored = true;
             }
             match self.append(community, meta, decision.decided).await {
+                Ok(outcome) if outcome.replayed => return Ok(Ran::Repeated(outcome)),
+                Ok(outcome) => {
+                    for (stream_id, version, state) in decision.after {
+                        self.cache
+                            .put_shared(community_id, &stream_id, version, state);
+                    }
+                    return Ok(Ran::Appended(outcome, decision.value));
+                }
                 Err(ApiError {
                     code: "CONFLICT", ..
                 }) if attempt < CONFLICT_ATTEMPTS_MAX => {
+                    self.cache.forget(community_id, streams);
+                    read_fresh = true;
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
                 Err(error) => return Err(error),
-                Ok(outcome) => return Ok(Ran::Appended(outcome, decision.value)),
             }
         }
     }

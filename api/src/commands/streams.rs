@@ -85,6 +85,16 @@ impl StateCache {
         version: i64,
         state: &A,
     ) {
+        self.put_shared(community, stream, version, Arc::new(state.clone()));
+    }
+
+    pub fn put_shared(
+        &self,
+        community: Uuid,
+        stream: &str,
+        version: i64,
+        state: Arc<dyn Any + Send + Sync>,
+    ) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if states.len() >= CACHED_STREAMS_MAX {
             states.clear();
@@ -92,7 +102,15 @@ impl StateCache {
         let key = (community, stream.to_string());
         let newer_kept = states.get(&key).is_some_and(|(kept, _)| *kept > version);
         if !newer_kept {
-            states.insert(key, (version, Arc::new(state.clone())));
+            states.insert(key, (version, state));
+        }
+    }
+
+    /// Drops what is kept of these streams: the next load reads them.
+    pub fn forget(&self, community: Uuid, streams: &[String]) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        for stream in streams {
+            states.remove(&(community, stream.clone()));
         }
     }
 }

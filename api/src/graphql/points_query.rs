@@ -167,6 +167,30 @@ pub struct GiftNode {
     pub handed_over: i32,
 }
 
+/// A change of a gift's stock.
+#[derive(SimpleObject)]
+pub struct GiftStockLine {
+    pub position: i64,
+    /// offered, added, corrected, held, released, handed_over
+    pub kind: String,
+    /// How many it moved (a correction's change may be negative).
+    pub quantity: i32,
+    /// The stock after it.
+    pub stock: i32,
+    pub by: Option<Uuid>,
+    /// Why, for additions and corrections (none once erased).
+    pub reason: Option<String>,
+    pub redemption_id: Option<Uuid>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct GiftHistoryNode {
+    pub gift: GiftNode,
+    /// Newest first.
+    pub lines: Vec<GiftStockLine>,
+}
+
 #[derive(SimpleObject)]
 pub struct RedemptionNode {
     pub redemption_id: Uuid,
@@ -534,18 +558,58 @@ impl PointsQuery {
         let pool = app(ctx).commands.store().pool();
         let gifts =
             projections::points::gifts(pool, CommunityId::new(community_id), centre_id).await?;
-        Ok(gifts
-            .into_iter()
-            .map(|gift| GiftNode {
-                gift_id: gift.gift_id,
-                centre_id: gift.centre_id,
-                name: gift.name,
-                price: gift.price.to_string(),
-                stock: gift.stock,
-                held: gift.held,
-                handed_over: gift.handed_over,
-            })
-            .collect())
+        Ok(gifts.into_iter().map(gift_node).collect())
+    }
+
+    /// A gift's stock history with who changed it and why: for its
+    /// centre's clerks, admins and auditors. `before` is a position.
+    async fn gift_history(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        gift_id: Uuid,
+        first: Option<i32>,
+        before: Option<i64>,
+        at_least: Option<i64>,
+    ) -> ApiResult<GiftHistoryNode> {
+        let claims =
+            viewer(ctx).with_role(community_id, &[Role::Clerk, Role::Admin, Role::Auditor])?;
+        let limit = page_size(first)?;
+        fresh(ctx, projections::points::NAME, community_id, at_least).await?;
+        let app = app(ctx);
+        let community = CommunityId::new(community_id);
+        let store = app.commands.store();
+        let (gift, lines) =
+            projections::points::gift_history(store.pool(), community, gift_id, before, limit)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("gift {gift_id}")))?;
+        if claims.role == Role::Clerk {
+            let setup = app.points.community(community).await?;
+            if counter_centre(&setup, claims)?.map(|c| c.0) != Some(gift.centre_id) {
+                return Err(ApiError::forbidden("the gift is offered at another centre"));
+            }
+        }
+        let mut nodes = Vec::with_capacity(lines.len());
+        for line in lines {
+            let reason = match &line.reason_hash {
+                Some(hash) => crate::content::text_of(store, community, hash).await?,
+                None => None,
+            };
+            nodes.push(GiftStockLine {
+                position: line.position,
+                kind: line.kind,
+                quantity: line.quantity,
+                stock: line.stock,
+                by: line.by,
+                reason,
+                redemption_id: line.redemption_id,
+                at: to_datetime(line.at),
+            });
+        }
+        Ok(GiftHistoryNode {
+            gift: gift_node(gift),
+            lines: nodes,
+        })
     }
 
     /// Redemptions, newest first: a clerk's centre's, a resident's own, or
@@ -834,6 +898,18 @@ impl PointsQuery {
             }
         }
         Ok(filter)
+    }
+}
+
+fn gift_node(gift: projections::points::GiftRow) -> GiftNode {
+    GiftNode {
+        gift_id: gift.gift_id,
+        centre_id: gift.centre_id,
+        name: gift.name,
+        price: gift.price.to_string(),
+        stock: gift.stock,
+        held: gift.held,
+        handed_over: gift.handed_over,
     }
 }
 

@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use store::{AppendOutcome, CommunityId};
 use uuid::Uuid;
 
-use crate::commands::{decided, Commands, Decision, Ran, RequestMeta};
+use crate::commands::{Commands, Decision, Ran, RequestMeta};
 use crate::content::Prepared;
 use crate::directory::Directory;
 use crate::error::{ApiError, ApiResult};
@@ -150,8 +150,10 @@ impl PointsDesk {
         let commands = &self.commands;
         self.commands
             .execute_all(community, &streams, meta, contents, || async {
-                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
-                let budget = commands.load::<Budget>(community, BUDGET_STREAM).await?;
+                let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
+                let budget = commands
+                    .load_kept::<Budget>(community, BUDGET_STREAM)
+                    .await?;
                 let grant = Grant {
                     source: request.source.clone(),
                     amount: request.amount,
@@ -164,7 +166,8 @@ impl PointsDesk {
                     at: request.at,
                 };
                 let event = wallet.state.decide(WalletCommand::Grant(Box::new(grant)))?;
-                let mut parts = vec![decided::<Wallet>(&wallet_id, wallet.version, &event)?];
+                let mut decision =
+                    Decision::new(event.clone()).with(&wallet_id, &wallet, &event)?;
                 if let WalletEvent::PointsGranted { amount, .. } = &event {
                     let issued = budget.state.decide(BudgetCommand::Issue {
                         resident: request.resident,
@@ -172,12 +175,9 @@ impl PointsDesk {
                         amount: *amount,
                         at: request.at,
                     })?;
-                    parts.push(decided::<Budget>(BUDGET_STREAM, budget.version, &issued)?);
+                    decision = decision.with(BUDGET_STREAM, &budget, &issued)?;
                 }
-                Ok(Decision {
-                    decided: parts,
-                    value: event,
-                })
+                Ok(decision)
             })
             .await
     }
@@ -230,12 +230,9 @@ impl PointsDesk {
                 meta,
                 contents,
                 || async {
-                    let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                    let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
                     let event = wallet.state.decide(command(&wallet.state)?)?;
-                    Ok(Decision {
-                        decided: vec![decided::<Wallet>(&wallet_id, wallet.version, &event)?],
-                        value: event,
-                    })
+                    Decision::new(event.clone()).with(&wallet_id, &wallet, &event)
                 },
             )
             .await
@@ -281,7 +278,7 @@ impl PointsDesk {
         let request = &request;
         self.commands
             .execute_all(community, &streams, meta, &[], || async {
-                let gift = commands.load::<Gift>(community, &gift_id).await?;
+                let gift = commands.load_kept::<Gift>(community, &gift_id).await?;
                 let centre = offered_at(&gift.state, request.centre)?;
                 let points = Points::parse(gift.state.price * Decimal::from(request.quantity))?;
                 let placement = Placement {
@@ -296,12 +293,12 @@ impl PointsDesk {
                     at,
                 };
                 let redemption = commands
-                    .load::<Redemption>(community, &redemption_id)
+                    .load_kept::<Redemption>(community, &redemption_id)
                     .await?;
                 let placed = redemption
                     .state
                     .decide(RedemptionCommand::Place(Box::new(placement.clone())))?;
-                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
                 let held = wallet.state.decide(WalletCommand::Hold {
                     redemption: request.redemption,
                     amount: points,
@@ -312,14 +309,10 @@ impl PointsDesk {
                     quantity: request.quantity,
                     at,
                 })?;
-                Ok(Decision {
-                    decided: vec![
-                        decided::<Redemption>(&redemption_id, redemption.version, &placed)?,
-                        decided::<Wallet>(&wallet_id, wallet.version, &held)?,
-                        decided::<Gift>(&gift_id, gift.version, &stock)?,
-                    ],
-                    value: placement,
-                })
+                Decision::new(placement)
+                    .with(&redemption_id, &redemption, &placed)?
+                    .with(&wallet_id, &wallet, &held)?
+                    .with(&gift_id, &gift, &stock)
             })
             .await
     }
@@ -350,7 +343,14 @@ impl PointsDesk {
         finish: Finish,
         centre: Option<CentreId>,
     ) -> ApiResult<Ran<RedemptionStatus>> {
-        let (_, placement) = self.redemption(community, redemption).await?;
+        // A placement never changes: what this process kept of it will do.
+        let kept = self
+            .commands
+            .load_kept::<Redemption>(community, &redemption_stream(redemption.0))
+            .await?;
+        let Some(placement) = kept.state.placement else {
+            return Err(ApiError::not_found(format!("redemption {redemption}")));
+        };
         if centre.is_some_and(|centre| centre != placement.centre) {
             return Err(ApiError::forbidden(
                 "the redemption was placed at another centre",
@@ -384,23 +384,19 @@ impl PointsDesk {
             .execute_all(community, &streams, meta, &[], || async {
                 let (redemption_command, wallet_command, gift_command) = commands_of;
                 let loaded = commands
-                    .load::<Redemption>(community, &redemption_id)
+                    .load_kept::<Redemption>(community, &redemption_id)
                     .await?;
                 let finished = loaded.state.decide(redemption_command.clone())?;
-                let wallet = commands.load::<Wallet>(community, &wallet_id).await?;
+                let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
                 let wallet_event = wallet.state.decide(wallet_command.clone())?;
-                let gift = commands.load::<Gift>(community, &gift_id).await?;
+                let gift = commands.load_kept::<Gift>(community, &gift_id).await?;
                 let gift_event = gift.state.decide(gift_command.clone())?;
                 let mut after = loaded.state.clone();
                 cqrs_es::Aggregate::apply(&mut after, finished.clone());
-                Ok(Decision {
-                    decided: vec![
-                        decided::<Redemption>(&redemption_id, loaded.version, &finished)?,
-                        decided::<Wallet>(&wallet_id, wallet.version, &wallet_event)?,
-                        decided::<Gift>(&gift_id, gift.version, &gift_event)?,
-                    ],
-                    value: after.status,
-                })
+                Decision::new(after.status)
+                    .with(&redemption_id, &loaded, &finished)?
+                    .with(&wallet_id, &wallet, &wallet_event)?
+                    .with(&gift_id, &gift, &gift_event)
             })
             .await
     }

@@ -369,3 +369,75 @@ pub async fn expiries_due(
     let rows = query(&client, &sql, &[&community.as_uuid(), &now, &limit]).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
+
+/// A line of a gift's stock history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GiftLineRow {
+    pub position: i64,
+    /// offered, added, corrected, held, released, handed_over
+    pub kind: String,
+    /// How many it moved (for a correction: the change, may be negative).
+    pub quantity: i32,
+    pub stock: i32,
+    pub held: Option<i32>,
+    pub by: Option<Uuid>,
+    pub reason_hash: Option<String>,
+    pub redemption_id: Option<Uuid>,
+    pub at: i64,
+}
+
+/// A gift and its stock history, newest first, before `before` (a position).
+pub async fn gift_history(
+    pool: &Pool,
+    community: CommunityId,
+    gift: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Option<(GiftRow, Vec<GiftLineRow>)>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let client = pool.get().await?;
+    let gift_sql = format!(
+        "SELECT gift_id, centre_id, name, price, stock, held, handed_over, last_position \
+         FROM {schema}.gifts WHERE community_id = $1 AND gift_id = $2"
+    );
+    let gifts = query(&client, &gift_sql, &[&community.as_uuid(), &gift]).await?;
+    let Some(row) = gifts.first() else {
+        return Ok(None);
+    };
+    let found = GiftRow {
+        gift_id: row.get(0),
+        centre_id: row.get(1),
+        name: row.get(2),
+        price: row.get(3),
+        stock: row.get(4),
+        held: row.get(5),
+        handed_over: row.get(6),
+        last_position: row.get(7),
+    };
+    let lines_sql = format!(
+        "SELECT position, kind, quantity, stock, held, by_id, reason_hash, redemption_id, at \
+         FROM {schema}.gift_lines WHERE community_id = $1 AND gift_id = $2 \
+         AND ($3::bigint IS NULL OR position < $3) ORDER BY position DESC LIMIT $4"
+    );
+    let rows = query(
+        &client,
+        &lines_sql,
+        &[&community.as_uuid(), &gift, &before, &limit],
+    )
+    .await?;
+    let lines = rows
+        .iter()
+        .map(|row| GiftLineRow {
+            position: row.get(0),
+            kind: row.get(1),
+            quantity: row.get(2),
+            stock: row.get(3),
+            held: row.get(4),
+            by: row.get(5),
+            reason_hash: row.get(6),
+            redemption_id: row.get(7),
+            at: row.get(8),
+        })
+        .collect();
+    Ok(Some((found, lines)))
+}
