@@ -377,6 +377,14 @@ pub async fn act(
     .await
 }
 
+/// Accepts a report as `token`; returns the position it wrote.
+pub async fn accept(app: &TestApp, fixture: &Fixture, token: &str, report: Uuid) -> i64 {
+    let accepted = act(app, fixture, token, "acceptReport", report).await;
+    accepted["data"]["acceptReport"]["position"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("accepted: {accepted}"))
+}
+
 /// A GraphQL subscription over graphql-transport-ws.
 pub struct Subscription {
     socket: tokio_tungstenite::WebSocketStream<

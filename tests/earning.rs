@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use store::CommunityId;
 use uuid::Uuid;
 
-use crate::app::{act, code_of, submit, Options, TestApp, SUBMIT};
+use crate::app::{accept, act, code_of, submit, Options, TestApp, SUBMIT};
 
 /// How many events of `event_type` a stream holds.
 async fn count_events(app: &TestApp, community: Uuid, stream: &str, event_type: &str) -> usize {
@@ -54,10 +54,7 @@ async fn the_earning_process_killed_after_a_grant_and_before_its_checkpoint_gran
     let counter = app.counter().await;
     let f = &counter.f;
     let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
-    let accepted = act(&app, f, &f.worker, "acceptReport", report).await;
-    let acceptance = accepted["data"]["acceptReport"]["position"]
-        .as_i64()
-        .unwrap();
+    let acceptance = accept(&app, f, &f.worker, report).await;
     // Something after the acceptance, so the batch holding it goes on.
     act(
         &app,
@@ -307,10 +304,7 @@ async fn a_fraudulent_report_is_reversed_as_far_as_the_balance_allows() {
     let f = &counter.f;
     let gift = app.gift(&counter, "4", 10).await;
     let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
-    let accepted = act(&app, f, &f.admin, "acceptReport", report).await;
-    let position = accepted["data"]["acceptReport"]["position"]
-        .as_i64()
-        .unwrap();
+    let position = accept(&app, f, &f.admin, report).await;
     app.wallet(&f.resident, f.community, f.resident_id, position)
         .await;
     let placed = app
@@ -376,10 +370,7 @@ async fn the_daily_limit_cuts_what_one_resident_earns_automatically_in_a_day() {
         ("MS-01", "SEWAGE-OUTFALL"),
     ] {
         let (report, _) = submit(&app, f, &f.resident, site, category).await;
-        let accepted = act(&app, f, &f.admin, "acceptReport", report).await;
-        position = accepted["data"]["acceptReport"]["position"]
-            .as_i64()
-            .unwrap();
+        position = accept(&app, f, &f.admin, report).await;
     }
     let wallet = app
         .wallet(&f.resident, f.community, f.resident_id, position)

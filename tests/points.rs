@@ -8,7 +8,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{act, code_of, submit, Fixture, TestApp};
+use crate::app::{accept, act, code_of, submit, Fixture, TestApp};
 
 /// A community with a centre, its clerk, another centre's clerk, a funded
 /// budget and points rules.
@@ -145,6 +145,23 @@ impl TestApp {
             .await
     }
 
+    /// Places a redemption that must succeed; returns its id and position.
+    pub async fn placed(
+        &self,
+        clerk: &str,
+        community: Uuid,
+        resident: Uuid,
+        gift: Uuid,
+        key: &str,
+    ) -> (Value, i64) {
+        let placed = self.place(clerk, community, resident, gift, key).await;
+        let payload = &placed["data"]["placeRedemption"];
+        let position = payload["position"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("placed: {placed}"));
+        (payload["redemptionId"].clone(), position)
+    }
+
     pub async fn wallet(&self, token: &str, community: Uuid, resident: Uuid, at: i64) -> Value {
         let data = self
             .ok(
@@ -188,10 +205,7 @@ async fn a_resident_earns_by_reporting_and_redeems_at_a_counter() {
     let gift = app.gift(&counter, "4", 10).await;
 
     let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
-    let accepted = act(&app, f, &f.worker, "acceptReport", report).await;
-    let position = accepted["data"]["acceptReport"]["position"]
-        .as_i64()
-        .unwrap();
+    let position = accept(&app, f, &f.worker, report).await;
     let wallet = app
         .wallet(&f.resident, f.community, f.resident_id, position)
         .await;
@@ -483,13 +497,9 @@ async fn a_hold_not_completed_in_time_is_released_and_cannot_be_completed() {
     let f = &counter.f;
     let gift = app.gift(&counter, "10", 1).await;
     app.grant(f, f.resident_id, "10").await;
-    let placed = app
-        .place(&counter.clerk, f.community, f.resident_id, gift, "k-1")
+    let (redemption, position) = app
+        .placed(&counter.clerk, f.community, f.resident_id, gift, "k-1")
         .await;
-    let redemption = placed["data"]["placeRedemption"]["redemptionId"].clone();
-    let position = placed["data"]["placeRedemption"]["position"]
-        .as_i64()
-        .unwrap();
     // The read model the sweeper reads must know the placement.
     app.wallet(&f.admin, f.community, f.resident_id, position)
         .await;
@@ -610,10 +620,9 @@ async fn each_role_does_only_its_part_of_the_economy() {
     let f = &counter.f;
     let gift = app.gift(&counter, "2", 50).await;
     app.grant(f, f.resident_id, "40").await;
-    let placed = app
-        .place(&counter.clerk, f.community, f.resident_id, gift, "roles-1")
+    let (redemption, _) = app
+        .placed(&counter.clerk, f.community, f.resident_id, gift, "roles-1")
         .await;
-    let redemption = placed["data"]["placeRedemption"]["redemptionId"].clone();
     let wrong_centre = app.clerk_token(f.community, counter.clerk_id, Uuid::new_v4());
     let tokens: Vec<(&str, Option<&str>)> = vec![
         ("admin", Some(&f.admin)),
@@ -1005,10 +1014,7 @@ async fn volunteer_hours_and_grids_have_their_boards() {
     )
     .await;
     let (open, _) = submit(&app, f, &f.resident, "RB-02", "FLOATING-GARBAGE").await;
-    let accepted = act(&app, f, &f.admin, "acceptReport", open).await;
-    let position = accepted["data"]["acceptReport"]["position"]
-        .as_i64()
-        .unwrap();
+    let position = accept(&app, f, &f.admin, open).await;
     let grids = app
         .ok(
             None,

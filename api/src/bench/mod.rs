@@ -63,15 +63,37 @@ struct StoreBenchReport {
 }
 
 pub async fn store(database: &Database, args: StoreBenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    in_scratch_database(
+        database,
+        json,
+        |pg_config| async move { run_store_bench(&pg_config, &args).await },
+        print_table,
+    )
+    .await
+}
+
+/// Runs `measure` in a scratch database beside the configured one, drops it
+/// whatever happened, then prints the report: one JSON object, or a table.
+pub(crate) async fn in_scratch_database<R, F, Fut>(
+    database: &Database,
+    json: bool,
+    measure: F,
+    print_table: fn(&R),
+) -> anyhow::Result<()>
+where
+    R: Serialize,
+    F: FnOnce(tokio_postgres::Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<R>>,
+{
     let admin = &database.pg_config;
     let (scratch_name, pg_config) = baseline::create_scratch_database(admin).await?;
-    let result = run_store_bench(&pg_config, &args).await;
-    // Drop the scratch database whatever happened.
+    let result = measure(pg_config).await;
     baseline::drop_database(admin, &scratch_name)
         .await
         .context("could not drop the scratch database")?;
     let report = result?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&report);

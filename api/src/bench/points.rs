@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use domain::community::{Community, CommunityCommand};
 use domain::points::GrantSource;
 use domain::values::{Actor, CentreId, GiftId, GrantId, PersonId, Points, RedemptionId, Role};
@@ -77,19 +76,14 @@ struct PointsBenchReport {
 }
 
 pub async fn run(database: &Database, args: PointsBenchArgs) -> anyhow::Result<()> {
-    let admin = &database.pg_config;
-    let (scratch_name, pg_config) = baseline::create_scratch_database(admin).await?;
-    let result = measure(&pg_config, &args).await;
-    baseline::drop_database(admin, &scratch_name)
-        .await
-        .context("could not drop the scratch database")?;
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    let json = args.json;
+    super::in_scratch_database(
+        database,
+        json,
+        |pg_config| async move { measure(&pg_config, &args).await },
+        print_table,
+    )
+    .await
 }
 
 async fn measure(

@@ -221,23 +221,12 @@ pub struct GiftRow {
     pub last_position: i64,
 }
 
-/// A community's gifts, at one centre or all, by name.
-pub async fn gifts(
-    pool: &Pool,
-    community: CommunityId,
-    centre: Option<Uuid>,
-) -> Result<Vec<GiftRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
-    let sql = format!(
-        "SELECT gift_id, centre_id, name, price, stock, held, handed_over, last_position \
-         FROM {schema}.gifts WHERE community_id = $1 AND ($2::uuid IS NULL OR centre_id = $2) \
-         ORDER BY name, gift_id LIMIT 1000"
-    );
-    let client = pool.get().await?;
-    let rows = query(&client, &sql, &[&community.as_uuid(), &centre]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| GiftRow {
+impl GiftRow {
+    const COLUMNS: &'static str =
+        "gift_id, centre_id, name, price, stock, held, handed_over, last_position";
+
+    fn from_row(row: &Row) -> Self {
+        GiftRow {
             gift_id: row.get(0),
             centre_id: row.get(1),
             name: row.get(2),
@@ -246,8 +235,25 @@ pub async fn gifts(
             held: row.get(5),
             handed_over: row.get(6),
             last_position: row.get(7),
-        })
-        .collect())
+        }
+    }
+}
+
+/// A community's gifts, at one centre or all, by name.
+pub async fn gifts(
+    pool: &Pool,
+    community: CommunityId,
+    centre: Option<Uuid>,
+) -> Result<Vec<GiftRow>, ProjectionError> {
+    let schema = live_schema(pool, NAME).await?;
+    let sql = format!(
+        "SELECT {columns} FROM {schema}.gifts WHERE community_id = $1 \
+         AND ($2::uuid IS NULL OR centre_id = $2) ORDER BY name, gift_id LIMIT 1000",
+        columns = GiftRow::COLUMNS
+    );
+    let client = pool.get().await?;
+    let rows = query(&client, &sql, &[&community.as_uuid(), &centre]).await?;
+    Ok(rows.iter().map(GiftRow::from_row).collect())
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -397,22 +403,12 @@ pub async fn gift_history(
     let schema = live_schema(pool, NAME).await?;
     let client = pool.get().await?;
     let gift_sql = format!(
-        "SELECT gift_id, centre_id, name, price, stock, held, handed_over, last_position \
-         FROM {schema}.gifts WHERE community_id = $1 AND gift_id = $2"
+        "SELECT {columns} FROM {schema}.gifts WHERE community_id = $1 AND gift_id = $2",
+        columns = GiftRow::COLUMNS
     );
     let gifts = query(&client, &gift_sql, &[&community.as_uuid(), &gift]).await?;
-    let Some(row) = gifts.first() else {
+    let Some(found) = gifts.first().map(GiftRow::from_row) else {
         return Ok(None);
-    };
-    let found = GiftRow {
-        gift_id: row.get(0),
-        centre_id: row.get(1),
-        name: row.get(2),
-        price: row.get(3),
-        stock: row.get(4),
-        held: row.get(5),
-        handed_over: row.get(6),
-        last_position: row.get(7),
     };
     let lines_sql = format!(
         "SELECT position, kind, quantity, stock, held, by_id, reason_hash, redemption_id, at \
