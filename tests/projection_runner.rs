@@ -39,7 +39,28 @@ async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
 
 /// Some history touching every read model.
 async fn history(app: &TestApp) -> (i64, Fixture) {
-    let f = app.fixture().await;
+    let counter = app.counter().await;
+    // Points: a grant, a redemption completed and one cancelled.
+    let gift = app.gift(&counter, "3", 5).await;
+    app.grant(&counter.f, counter.f.resident_id, "20").await;
+    for (key, finish) in [("h-1", "completeRedemption"), ("h-2", "cancelRedemption")] {
+        let (redemption, _) = app
+            .placed(
+                &counter.clerk,
+                counter.f.community,
+                counter.f.resident_id,
+                gift,
+                key,
+            )
+            .await;
+        app.ok(
+            Some(&counter.clerk),
+            &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
+            json!({"c": counter.f.community, "r": redemption}),
+        )
+        .await;
+    }
+    let f = counter.f;
     let assign = format!("assignReport(workerId: \"{}\")", f.worker_id);
     for round in 0..4 {
         let (report, _) = submit(app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
@@ -98,7 +119,12 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
 
 #[tokio::test]
 async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebuilds_the_same() {
-    let app = TestApp::spawn().await;
+    // Without the earning process, nothing appends behind the test's back.
+    let app = TestApp::spawn_with(crate::app::Options {
+        run_earning: false,
+        ..crate::app::Options::default()
+    })
+    .await;
     let (head, f) = history(&app).await;
     assert!(head > 30, "enough history to stop in the middle: {head}");
     let pool = app.store.pool().clone();
