@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{data_dir, TestDb};
 
-fn civic_ledger() -> Command {
+pub fn civic_ledger() -> Command {
     Command::new(env!("CARGO_BIN_EXE_civic-ledger"))
 }
 

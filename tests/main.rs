@@ -2,6 +2,7 @@
 //! real `civic-ledger` binary. Every test gets a database of its own.
 
 mod app;
+mod audit;
 mod authorization;
 mod helpers;
 

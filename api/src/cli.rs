@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `schema`, `token issue`,
-//! `project run|rebuild|status`, `bench store`.
+//! `project run|rebuild|status`, `audit verify|export`, `bench store|points`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Check a community's history, or export it for auditors.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Measure the system against raw PostgreSQL on the same server.
     Bench {
         #[command(subcommand)]
@@ -112,6 +117,34 @@ pub enum ProjectCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain (positions FROM..=TO) and the points
+    /// ledger's invariants; prints a JSON report; exits 0 only when
+    /// everything holds.
+    Verify {
+        #[arg(long, required_unless_present = "file")]
+        community: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        #[arg(long)]
+        to: Option<i64>,
+        /// Verify an export (`audit export`) instead, without a database.
+        #[arg(long, conflicts_with = "community")]
+        file: Option<PathBuf>,
+    },
+    /// Write a community's history as NDJSON to standard output (every
+    /// stored field, hashes included; docs/AUDIT.md), streamed.
+    Export {
+        #[arg(long)]
+        community: uuid::Uuid,
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchTarget {
     /// The event store: appends and reads, each next to raw SQL.
     Store(crate::bench::StoreBenchArgs),
@@ -139,6 +172,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Token { command } => return issue_token(&cli.data_dir, command),
+        Command::Audit {
+            command: AuditCommand::Verify {
+                file: Some(file), ..
+            },
+        } => return verify_file(file),
         _ => {}
     }
     let database = Database::open(cli.database_url.as_deref(), &cli.data_dir).await?;
@@ -156,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&database).await,
         Command::Project { command } => project(&database, command).await,
+        Command::Audit { command } => audit(&database, command).await,
         Command::Bench {
             target: BenchTarget::Store(args),
         } => crate::bench::store(&database, args).await,
@@ -168,6 +207,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let closed = database.close().await;
     result?;
     closed
+}
+
+/// Prints the report; an error (exit code 1) unless everything holds.
+fn report(report: &crate::audit::AuditReport) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    match &report.first_failure {
+        None => Ok(()),
+        Some(failure) => anyhow::bail!(
+            "the history does not hold at position {}: {} ({})",
+            failure.position,
+            failure.what,
+            failure.detail
+        ),
+    }
+}
+
+fn verify_file(file: &std::path::Path) -> anyhow::Result<()> {
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?;
+    let verified = crate::audit::export::verify_export(std::io::BufReader::new(opened))?;
+    report(&verified)
+}
+
+async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()> {
+    let store = EventStore::connect(database.pg_config.clone(), StoreConfig::default())
+        .await
+        .context("could not connect to PostgreSQL")?;
+    let result = match command {
+        AuditCommand::Verify {
+            community,
+            from,
+            to,
+            ..
+        } => {
+            let community = store::CommunityId::new(community.context("--community")?);
+            let verified =
+                crate::audit::verify(&store, community, from, to.unwrap_or(i64::MAX)).await?;
+            report(&verified)
+        }
+        AuditCommand::Export {
+            community,
+            from,
+            to,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            crate::audit::export::export(
+                &store,
+                store::CommunityId::new(community),
+                from,
+                to.unwrap_or(i64::MAX),
+                &mut out,
+            )
+            .await
+            .map(drop)
+            .map_err(anyhow::Error::from)
+        }
+    };
+    store.shutdown().await;
+    result
 }
 
 fn issue_token(data_dir: &std::path::Path, command: &TokenCommand) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! database wiring, telemetry and benchmarks. Only this crate knows HTTP.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The GraphQL API (DESIGN §7): queries, mutations and subscriptions over
 //! the read models and the commands, with role checks on every field.
 
+mod audit;
 mod patrols;
 mod points;
 mod points_query;
@@ -66,7 +67,11 @@ pub struct Mutation(
 );
 
 #[derive(MergedObject, Default)]
-pub struct Query(query::CoreQuery, points_query::PointsQuery);
+pub struct Query(
+    query::CoreQuery,
+    points_query::PointsQuery,
+    audit::AuditQuery,
+);
 
 pub type ApiSchema = Schema<Query, Mutation, subscription::Subscription>;
 

@@ -1,0 +1,114 @@
+//! The NDJSON export (docs/AUDIT.md): one JSON object per line, streamed
+//! in batches so memory stays flat for any history. Each event line is
+//! every stored field with `"type": "event"`; the last line is the chain's
+//! head (`"type": "head"`). Verifying reads the same lines back, without a
+//! database.
+
+use std::io::{BufRead, Write};
+
+use serde::Deserialize;
+use store::{CommunityId, EventStore, RecordedEvent};
+
+use super::{AuditReport, ChainHead, Verifier, AUDIT_BATCH_SIZE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("could not write: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {reason}")]
+    Malformed { line: usize, reason: String },
+}
+
+/// Writes positions `from..=to` and the head.
+pub async fn export(
+    store: &EventStore,
+    community: CommunityId,
+    from_position: i64,
+    to_position: i64,
+    out: &mut impl Write,
+) -> Result<i64, ExportError> {
+    let head = store.head(community).await?;
+    let to_position = to_position.min(head.position);
+    let mut next = from_position.max(1);
+    let mut written = 0;
+    while next <= to_position {
+        let limit = AUDIT_BATCH_SIZE.min(to_position - next + 1);
+        let batch = store.read_log(community, next, limit).await?;
+        let Some(last) = batch.last() else { break };
+        next = last.position + 1;
+        for event in &batch {
+            write_event(out, event)?;
+            written += 1;
+        }
+        out.flush()?;
+    }
+    let head = ChainHead {
+        position: head.position,
+        hash: head.hash,
+        checked_to: to_position,
+    };
+    let mut line = serde_json::to_value(&head).map_err(std::io::Error::other)?;
+    line["type"] = "head".into();
+    line["community_id"] = serde_json::to_value(community).map_err(std::io::Error::other)?;
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(written)
+}
+
+fn write_event(out: &mut impl Write, event: &RecordedEvent) -> Result<(), ExportError> {
+    let json = serde_json::to_string(event).map_err(std::io::Error::other)?;
+    // The type goes first; the rest is the event exactly as serialized.
+    writeln!(out, "{{\"type\":\"event\",{}", &json[1..])?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Verifies an export from its lines alone.
+pub fn verify_export(input: impl BufRead) -> Result<AuditReport, ExportError> {
+    let mut verifier: Option<(CommunityId, Verifier)> = None;
+    let mut head = None;
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        let malformed = |reason: String| ExportError::Malformed {
+            line: n + 1,
+            reason,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let kind: Kind = serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?;
+        match kind.kind.as_str() {
+            "event" => {
+                let event: RecordedEvent =
+                    serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?;
+                let (_, verifier) = verifier.get_or_insert_with(|| {
+                    let start =
+                        Verifier::starting_at(event.position, event.previous_hash, 1, i64::MAX);
+                    (event.community_id, start)
+                });
+                verifier.check(&event);
+            }
+            "head" => {
+                head = Some(
+                    serde_json::from_str::<ChainHead>(&line)
+                        .map_err(|e| malformed(e.to_string()))?,
+                );
+            }
+            other => return Err(malformed(format!("unknown line type `{other}`"))),
+        }
+    }
+    let Some((community, verifier)) = verifier else {
+        return Err(ExportError::Malformed {
+            line: 0,
+            reason: "no events".into(),
+        });
+    };
+    Ok(verifier.finish(community, head.as_ref()))
+}

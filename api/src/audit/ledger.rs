@@ -1,0 +1,256 @@
+//! The points ledger's invariants, checked by folding the log in position
+//! order, with nothing but the events: every movement is balanced and the
+//! accounts sum to zero at every position; every wallet event carries the
+//! balance and held points its movements give, never below zero and never
+//! holding more than the balance; the budget is never overdrawn; no gift's
+//! stock goes below zero; every hold is completed, cancelled or released
+//! once its time has run out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
+use domain::values::PersonId;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use store::RecordedEvent;
+use uuid::Uuid;
+
+/// How long past its time a hold may stay open before the sweeper's
+/// release counts as missing. Time here is the commands' own (their `at`),
+/// the clock holds run out by.
+const HOLD_GRACE_MICROS: i64 = 10 * 60 * 1_000_000;
+
+/// The first thing that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub position: i64,
+    /// A stable name: `hash_mismatch`, `wallet_balance_mismatch`, …
+    pub what: String,
+    pub detail: String,
+}
+
+#[derive(Default)]
+pub struct LedgerChecker {
+    accounts: BTreeMap<Account, Decimal>,
+    wallets: HashMap<Uuid, (Decimal, Decimal)>,
+    budget: Decimal,
+    /// Placed redemptions: when their hold runs out, and where they were placed.
+    open_holds: HashMap<Uuid, (i64, i64)>,
+    /// The latest command time seen (the time holds run out by).
+    latest_micros: i64,
+}
+
+fn failure(position: i64, what: &str, detail: String) -> Failure {
+    Failure {
+        position,
+        what: what.to_string(),
+        detail,
+    }
+}
+
+impl LedgerChecker {
+    /// Folds one event; the first broken invariant is the error.
+    pub fn check(&mut self, event: &RecordedEvent) -> Result<(), Failure> {
+        let position = event.position;
+        let undecodable =
+            |error: store::StoreError| failure(position, "undecodable", error.to_string());
+        match event.stream_type.as_str() {
+            "Budget" => self.budget(position, &event.decode().map_err(undecodable)?),
+            "Wallet" => {
+                let resident = stream_uuid(event, "wallet")?;
+                self.wallet(position, resident, &event.decode().map_err(undecodable)?)
+            }
+            "Gift" => gift(position, &event.decode().map_err(undecodable)?),
+            "Redemption" => {
+                let redemption = stream_uuid(event, "redemption")?;
+                self.redemption(position, redemption, event.decode().map_err(undecodable)?);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After the last event: holds whose time ran out well before it and
+    /// that were never finished.
+    pub fn finish(&self) -> Result<(), Failure> {
+        let overdue = self
+            .open_holds
+            .values()
+            .filter(|(expires_at, _)| expires_at + HOLD_GRACE_MICROS < self.latest_micros)
+            .map(|(_, placed_at)| *placed_at)
+            .min();
+        match overdue {
+            Some(position) => Err(failure(
+                position,
+                "hold_not_finished",
+                "a hold ran out and was never completed, cancelled or released".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, position: i64, movement: Movement) -> Result<(), Failure> {
+        if movement.amount <= Decimal::ZERO || movement.amount.scale() > 2 {
+            return Err(failure(
+                position,
+                "bad_amount",
+                format!(
+                    "{} is not a positive amount with at most two decimals",
+                    movement.amount
+                ),
+            ));
+        }
+        *self.accounts.entry(movement.debit).or_default() -= movement.amount;
+        *self.accounts.entry(movement.credit).or_default() += movement.amount;
+        let total: Decimal = self.accounts.values().sum();
+        if !total.is_zero() {
+            return Err(failure(
+                position,
+                "unbalanced",
+                format!("the accounts sum to {total}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn budget(&mut self, position: i64, event: &BudgetEvent) -> Result<(), Failure> {
+        if let Some(movement) = Movement::of_budget(event) {
+            self.apply(position, movement)?;
+        }
+        let carried = match event {
+            BudgetEvent::BudgetFunded {
+                amount, balance, ..
+            } => {
+                self.budget += amount;
+                *balance
+            }
+            BudgetEvent::BudgetIssued {
+                amount, balance, ..
+            } => {
+                self.budget -= amount;
+                *balance
+            }
+        };
+        if self.budget < Decimal::ZERO {
+            return Err(failure(
+                position,
+                "budget_overdrawn",
+                format!("the budget is at {}", self.budget),
+            ));
+        }
+        if carried != self.budget {
+            return Err(failure(
+                position,
+                "budget_balance_mismatch",
+                format!("the event says {carried}, the ledger {}", self.budget),
+            ));
+        }
+        Ok(())
+    }
+
+    fn wallet(
+        &mut self,
+        position: i64,
+        resident: Uuid,
+        event: &WalletEvent,
+    ) -> Result<(), Failure> {
+        self.latest_micros = self.latest_micros.max(event.at().micros());
+        let movement = Movement::of_wallet(PersonId(resident), event);
+        if let Some(movement) = movement {
+            self.apply(position, movement)?;
+        }
+        let (balance, held) = self.wallets.entry(resident).or_default();
+        match event {
+            WalletEvent::PointsGranted { amount, .. } => *balance += amount,
+            WalletEvent::PointsHeld { amount, .. } => *held += amount,
+            WalletEvent::HoldReleased { amount, .. } => *held -= amount,
+            WalletEvent::PointsRedeemed { amount, .. } => {
+                *held -= amount;
+                *balance -= amount;
+            }
+            WalletEvent::PointsExpired { amount, .. }
+            | WalletEvent::PointsReversed { amount, .. } => *balance -= amount,
+            WalletEvent::GrantWithheld { .. } => {}
+        }
+        let (balance, held) = (*balance, *held);
+        if balance < Decimal::ZERO || held < Decimal::ZERO {
+            return Err(failure(
+                position,
+                "wallet_below_zero",
+                format!("wallet {resident} at {balance}, held {held}"),
+            ));
+        }
+        if held > balance {
+            return Err(failure(
+                position,
+                "wallet_overheld",
+                format!("wallet {resident} holds {held} of {balance}"),
+            ));
+        }
+        if event.balance_and_held() != (balance, held) {
+            let (carried_balance, carried_held) = event.balance_and_held();
+            return Err(failure(
+                position,
+                "wallet_balance_mismatch",
+                format!(
+                    "wallet {resident}: the event says {carried_balance} (held {carried_held}), \
+                     its movements {balance} (held {held})"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn redemption(&mut self, position: i64, redemption: Uuid, event: RedemptionEvent) {
+        let at = match event {
+            RedemptionEvent::RedemptionPlaced(placement) => {
+                self.open_holds
+                    .insert(redemption, (placement.expires_at.micros(), position));
+                placement.at
+            }
+            RedemptionEvent::RedemptionCompleted { at, .. }
+            | RedemptionEvent::RedemptionCancelled { at, .. }
+            | RedemptionEvent::RedemptionReleased { at } => {
+                self.open_holds.remove(&redemption);
+                at
+            }
+        };
+        self.latest_micros = self.latest_micros.max(at.micros());
+    }
+}
+
+fn gift(position: i64, event: &GiftEvent) -> Result<(), Failure> {
+    // Stock counts are unsigned in the events; a count that wrapped below
+    // zero would show as an impossible number.
+    let stock = match event {
+        GiftEvent::GiftOffered { stock, .. }
+        | GiftEvent::GiftStockAdded { stock, .. }
+        | GiftEvent::GiftStockCorrected { stock, .. }
+        | GiftEvent::GiftStockHeld { stock, .. }
+        | GiftEvent::GiftStockReleased { stock, .. }
+        | GiftEvent::GiftHandedOver { stock, .. } => *stock,
+    };
+    if stock > domain::points::gift::STOCK_MAX {
+        return Err(failure(
+            position,
+            "stock_out_of_range",
+            format!("a stock of {stock}"),
+        ));
+    }
+    Ok(())
+}
+
+fn stream_uuid(event: &RecordedEvent, prefix: &str) -> Result<Uuid, Failure> {
+    event
+        .stream_id
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| {
+            failure(
+                event.position,
+                "undecodable",
+                format!("`{}` is not a {prefix} stream", event.stream_id),
+            )
+        })
+}

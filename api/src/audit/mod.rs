@@ -1,0 +1,218 @@
+//! Audit (docs/AUDIT.md): verifying a community's history (the hash chain
+//! and the points ledger's invariants), from the database or from an
+//! export alone, and exporting it as NDJSON.
+
+pub mod export;
+pub mod ledger;
+
+use serde::{Deserialize, Serialize};
+use store::verify::ChainChecker;
+use store::{CommunityId, EventStore, RecordedEvent, StoreError};
+
+pub use ledger::Failure;
+use ledger::LedgerChecker;
+
+/// Events read per round trip while verifying or exporting.
+pub const AUDIT_BATCH_SIZE: i64 = 5_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    pub community_id: CommunityId,
+    /// False for an export that does not start at position 1: the ledger
+    /// needs the whole history.
+    pub ledger_checked: bool,
+    /// The chain is checked from here (the ledger always from position 1).
+    pub from_position: i64,
+    pub to_position: i64,
+    pub events_checked: i64,
+    /// The first position where anything failed, and what.
+    pub first_failure: Option<Failure>,
+}
+
+impl AuditReport {
+    pub fn is_intact(&self) -> bool {
+        self.first_failure.is_none()
+    }
+}
+
+/// The head of a community's chain as its head row holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub position: i64,
+    #[serde(with = "hex_hash")]
+    pub hash: [u8; 32],
+    /// The last position the events were read (or exported) up to.
+    pub checked_to: i64,
+}
+
+/// Checks events fed in position order from position 1: the chain from
+/// `from_position` on, the ledger throughout.
+pub struct Verifier {
+    from_position: i64,
+    to_position: i64,
+    next_position: i64,
+    last_hash: [u8; 32],
+    chain: Option<ChainChecker>,
+    ledger: Option<LedgerChecker>,
+    checked: i64,
+    failure: Option<Failure>,
+}
+
+impl Verifier {
+    /// For events from position 1 on.
+    pub fn new(from_position: i64, to_position: i64) -> Self {
+        Verifier::starting_at(
+            1,
+            store::canonical::GENESIS_HASH,
+            from_position,
+            to_position,
+        )
+    }
+
+    /// For events from `start` on, trusting `start_hash` as the hash before
+    /// it; the ledger is checked only from position 1.
+    pub fn starting_at(
+        start: i64,
+        start_hash: [u8; 32],
+        from_position: i64,
+        to_position: i64,
+    ) -> Self {
+        Verifier {
+            from_position: from_position.max(start),
+            to_position,
+            next_position: start,
+            last_hash: start_hash,
+            chain: None,
+            ledger: (start == 1).then(LedgerChecker::default),
+            checked: 0,
+            failure: None,
+        }
+    }
+
+    /// False once something failed or the range is done: feed no more.
+    pub fn check(&mut self, event: &RecordedEvent) -> bool {
+        if self.failure.is_some() || event.position > self.to_position {
+            return false;
+        }
+        if event.position != self.next_position {
+            return self.fail(Failure {
+                position: self.next_position,
+                what: "missing_position".into(),
+                detail: format!("position {} came next", event.position),
+            });
+        }
+        if event.position == self.from_position {
+            self.chain = Some(ChainChecker::new(self.from_position, self.last_hash));
+        }
+        if let Some(chain) = &mut self.chain {
+            if let Err(mismatch) = chain.check(event) {
+                return self.fail(Failure {
+                    position: mismatch.position,
+                    what: kind_name(mismatch.kind),
+                    detail: "the hash chain does not hold here".into(),
+                });
+            }
+            self.checked += 1;
+        }
+        if let Some(Err(failure)) = self.ledger.as_mut().map(|ledger| ledger.check(event)) {
+            return self.fail(failure);
+        }
+        self.next_position += 1;
+        self.last_hash = event.hash;
+        true
+    }
+
+    fn fail(&mut self, failure: Failure) -> bool {
+        self.failure = Some(failure);
+        false
+    }
+
+    /// The report, after the last event; `head` is the chain's head when
+    /// the range reaches it.
+    pub fn finish(mut self, community: CommunityId, head: Option<&ChainHead>) -> AuditReport {
+        let last = self.next_position - 1;
+        if let (None, Some(head)) = (&self.failure, head) {
+            if last < head.checked_to {
+                self.failure = Some(Failure {
+                    position: last + 1,
+                    what: "missing_position".into(),
+                    detail: format!("the events end at {last}, the range at {}", head.checked_to),
+                });
+            } else if head.position == last && head.hash != self.last_hash {
+                self.failure = Some(Failure {
+                    position: head.position,
+                    what: "head_mismatch".into(),
+                    detail: "the head row names another hash".into(),
+                });
+            }
+        }
+        if self.failure.is_none() {
+            self.failure = self
+                .ledger
+                .as_ref()
+                .and_then(|ledger| ledger.finish().err());
+        }
+        AuditReport {
+            community_id: community,
+            ledger_checked: self.ledger.is_some(),
+            from_position: self.from_position,
+            to_position: last,
+            events_checked: self.checked,
+            first_failure: self.failure,
+        }
+    }
+}
+
+/// Verifies a community in the database: positions `from..=to` of the
+/// chain (clamped to the head) and the ledger up to `to`.
+pub async fn verify(
+    store: &EventStore,
+    community: CommunityId,
+    from_position: i64,
+    to_position: i64,
+) -> Result<AuditReport, StoreError> {
+    let head = store.head(community).await?;
+    let to_position = to_position.min(head.position);
+    let mut verifier = Verifier::new(from_position, to_position);
+    let mut next = 1;
+    'read: while next <= to_position {
+        let batch = store.read_log(community, next, AUDIT_BATCH_SIZE).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for event in &batch {
+            if !verifier.check(event) {
+                break 'read;
+            }
+        }
+        next = batch.last().map_or(next, |event| event.position + 1);
+    }
+    let head = ChainHead {
+        position: head.position,
+        hash: head.hash,
+        checked_to: to_position,
+    };
+    Ok(verifier.finish(community, Some(&head)))
+}
+
+fn kind_name(kind: store::MismatchKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{kind:?}"),
+    }
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a hash is 32 bytes"))
+    }
+}

@@ -1,0 +1,302 @@
+//! Audit: verifying the chain and the points ledger, from the database and
+//! from an export alone, and naming the first position that fails.
+
+use civic_ledger::audit::export::{export, verify_export};
+use civic_ledger::audit::{verify, AuditReport};
+use serde_json::{json, Value};
+use store::{
+    AppendRequest, CommunityId, EventType, ExpectedVersion, NewEvent, StreamId, StreamType,
+};
+use uuid::Uuid;
+
+use crate::app::{accept, submit, TestApp};
+
+/// A community with reports, grants, a redemption completed and one
+/// cancelled; returns the app, its community and the head position.
+async fn history() -> (TestApp, crate::points::Counter, i64) {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "3", 5).await;
+    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    let accepted = accept(&app, f, &f.admin, report).await;
+    app.wallet(&f.resident, f.community, f.resident_id, accepted)
+        .await;
+    app.grant(f, f.resident_id, "20").await;
+    for (key, finish) in [("a-1", "completeRedemption"), ("a-2", "cancelRedemption")] {
+        let (redemption, _) = app
+            .placed(&counter.clerk, f.community, f.resident_id, gift, key)
+            .await;
+        app.ok(
+            Some(&counter.clerk),
+            &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
+            json!({"c": f.community, "r": redemption}),
+        )
+        .await;
+    }
+    let head = app.head(f.community).await;
+    (app, counter, head)
+}
+
+async fn exported(app: &TestApp, community: Uuid) -> String {
+    let mut out = Vec::new();
+    export(
+        &app.store,
+        CommunityId::new(community),
+        1,
+        i64::MAX,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn failure_of(report: &AuditReport) -> Option<(i64, String)> {
+    report
+        .first_failure
+        .as_ref()
+        .map(|failure| (failure.position, failure.what.clone()))
+}
+
+fn lines_edited(export: &str, edit: impl Fn(&mut Vec<String>)) -> String {
+    let mut lines: Vec<String> = export.lines().map(str::to_string).collect();
+    edit(&mut lines);
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn an_intact_history_verifies_from_the_database_and_from_its_export_alike() {
+    let (app, counter, head) = history().await;
+    let community = CommunityId::new(counter.f.community);
+    let on_database = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    assert!(on_database.is_intact(), "{on_database:?}");
+    assert_eq!(on_database.to_position, head);
+    assert_eq!(on_database.events_checked, head);
+    assert!(on_database.ledger_checked);
+
+    let export = exported(&app, counter.f.community).await;
+    assert_eq!(
+        export.lines().count() as i64,
+        head + 1,
+        "every event and the head"
+    );
+    let first: Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
+    for field in [
+        "type",
+        "community_id",
+        "position",
+        "stream_id",
+        "stream_type",
+        "stream_version",
+        "event_type",
+        "event_version",
+        "payload",
+        "metadata",
+        "recorded_at",
+        "previous_hash",
+        "hash",
+    ] {
+        assert!(
+            first.get(field).is_some(),
+            "the export carries {field}: {first}"
+        );
+    }
+    let from_export = verify_export(export.as_bytes()).unwrap();
+    assert_eq!(
+        from_export, on_database,
+        "the same answer without a database"
+    );
+
+    // A range of the chain; the ledger is still folded from position 1.
+    let range = verify(&app.store, community, 5, 9).await.unwrap();
+    assert!(range.is_intact());
+    assert_eq!(
+        (range.from_position, range.to_position, range.events_checked),
+        (5, 9, 5)
+    );
+}
+
+#[tokio::test]
+async fn an_edited_export_is_caught_at_the_position_edited() {
+    let (app, counter, head) = history().await;
+    let export = exported(&app, counter.f.community).await;
+    let position_of = |line: &str| {
+        serde_json::from_str::<Value>(line).unwrap()["position"]
+            .as_i64()
+            .unwrap()
+    };
+    // The last wallet event: a redemption's points.
+    let (wallet_line, _) = export
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains("\"stream_type\":\"Wallet\""))
+        .last()
+        .unwrap();
+    let wallet_position = position_of(export.lines().nth(wallet_line).unwrap());
+    let cases: Vec<(&str, String, (i64, &str))> = vec![
+        (
+            "a payload edited",
+            lines_edited(&export, |lines| {
+                let mut event: Value = serde_json::from_str(&lines[wallet_line]).unwrap();
+                let payload = event["payload"].as_object_mut().unwrap();
+                let (_, fields) = payload.iter_mut().next().unwrap();
+                fields["amount"] = json!("30");
+                lines[wallet_line] = event.to_string();
+            }),
+            (wallet_position, "hash_mismatch"),
+        ),
+        (
+            "an event deleted",
+            lines_edited(&export, |lines| {
+                lines.remove(4);
+            }),
+            (5, "missing_position"),
+        ),
+        (
+            "two events swapped",
+            lines_edited(&export, |lines| lines.swap(6, 7)),
+            (7, "missing_position"),
+        ),
+        (
+            "the last event dropped",
+            lines_edited(&export, |lines| {
+                lines.remove(lines.len() - 2);
+            }),
+            (head, "missing_position"),
+        ),
+    ];
+    for (what, edited, expected) in cases {
+        let verified = verify_export(edited.as_bytes()).unwrap();
+        assert_eq!(
+            failure_of(&verified),
+            Some((expected.0, expected.1.to_string())),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_well_chained_event_that_breaks_the_ledger_is_named() {
+    let (app, counter, head) = history().await;
+    let community = CommunityId::new(counter.f.community);
+    // Appended through the store, so its hash is right: only the ledger
+    // can tell that this wallet never had these points.
+    let forged = json!({"PointsRedeemed": {"redemption": Uuid::new_v4(), "amount": "500",
+        "balance": "0", "held": "0", "next_expiry": null, "at": 1_800_000_000_000_000_i64}});
+    let request = AppendRequest::new(community).stream(
+        StreamId::parse(format!("wallet-{}", Uuid::new_v4())).unwrap(),
+        StreamType::parse("Wallet").unwrap(),
+        ExpectedVersion::NoStream,
+        vec![NewEvent::new(
+            EventType::parse("PointsRedeemed").unwrap(),
+            forged,
+        )],
+    );
+    app.store.append(request).await.unwrap();
+    let verified = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    assert_eq!(
+        failure_of(&verified),
+        Some((head + 1, "wallet_below_zero".to_string())),
+        "{verified:?}"
+    );
+    let export = exported(&app, counter.f.community).await;
+    assert_eq!(verify_export(export.as_bytes()).unwrap(), verified);
+}
+
+#[tokio::test]
+async fn a_hold_left_open_past_its_time_is_named_until_it_is_released() {
+    let (app, counter, _) = history().await;
+    let f = &counter.f;
+    let community = CommunityId::new(f.community);
+    let gift = app.gift(&counter, "1", 5).await;
+    let (_, placed) = app
+        .placed(&counter.clerk, f.community, f.resident_id, gift, "open-1")
+        .await;
+    assert!(verify(&app.store, community, 1, i64::MAX)
+        .await
+        .unwrap()
+        .is_intact());
+    app.clock.advance_minutes(40);
+    app.grant(f, f.resident_id, "1").await;
+    let verified = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    // The placement appended the redemption's, the wallet's and the gift's
+    // events; the failure names the redemption's, the first of the three.
+    assert_eq!(
+        failure_of(&verified),
+        Some((placed - 2, "hold_not_finished".to_string()))
+    );
+    let head = app.head(f.community).await;
+    app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(app.sweeper.tick().await.unwrap().holds_released, 1);
+    assert!(verify(&app.store, community, 1, i64::MAX)
+        .await
+        .unwrap()
+        .is_intact());
+}
+
+#[tokio::test]
+async fn auditors_verify_through_the_api() {
+    let (app, counter, head) = history().await;
+    let f = &counter.f;
+    let query = "query($c: UUID!) { auditVerification(communityId: $c) {
+        intact eventsChecked toPosition ledgerChecked firstFailure { position what } } }";
+    let data = app
+        .ok(Some(&f.auditor), query, json!({"c": f.community}))
+        .await;
+    assert_eq!(
+        data["auditVerification"],
+        json!({"intact": true, "eventsChecked": head, "toPosition": head, "ledgerChecked": true, "firstFailure": null})
+    );
+    for token in [&f.admin, &f.resident, &counter.clerk] {
+        let refused = app.gql(Some(token), query, json!({"c": f.community})).await;
+        assert_eq!(crate::app::code_of(&refused), "FORBIDDEN", "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn the_audit_commands_export_and_verify_with_exit_codes() {
+    let (app, counter, head) = history().await;
+    let community = counter.f.community.to_string();
+    let url = app.db.url();
+    let verified = crate::cli::civic_ledger()
+        .args(["audit", "verify", "--community", &community])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(report["events_checked"], head);
+
+    let exported = crate::cli::civic_ledger()
+        .args(["audit", "export", "--community", &community])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.ndjson");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let offline = crate::cli::civic_ledger()
+        .args(["audit", "verify", "--file", file.to_str().unwrap()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(offline.status.success(), "{offline:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&offline.stdout).unwrap(),
+        report,
+        "the export verifies like the database"
+    );
+
+    let text = String::from_utf8(exported.stdout).unwrap();
+    let tampered = lines_edited(&text, |lines| lines.swap(2, 3));
+    std::fs::write(&file, tampered).unwrap();
+    let caught = crate::cli::civic_ledger()
+        .args(["audit", "verify", "--file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(caught.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&caught.stderr);
+    assert!(stderr.contains("position 3: missing_position"), "{stderr}");
+}
