@@ -65,6 +65,7 @@ pub struct TestApp {
     pub watcher: DeadlineWatcher,
     pub points: PointsDesk,
     pub sweeper: PointsSweeper,
+    pub sealer: civic_ledger::audit::seals::Sealer,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -107,6 +108,7 @@ impl TestApp {
         settings.code_sender = codes.clone();
         settings.deadline_interval = None;
         settings.points_sweep_interval = None;
+        settings.seal_interval = None;
         settings.run_projections = options.run_projections;
         settings.run_earning = options.run_earning;
         settings.runner = options.runner;
@@ -121,6 +123,7 @@ impl TestApp {
         let watcher = DeadlineWatcher::new(application.app.commands.clone());
         let points = application.app.points.clone();
         let sweeper = PointsSweeper::new(points.clone());
+        let sealer = application.app.sealer.clone();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             db,
@@ -135,6 +138,7 @@ impl TestApp {
             watcher,
             points,
             sweeper,
+            sealer,
             handle,
         }
     }

@@ -69,7 +69,9 @@ fn lines_edited(export: &str, edit: impl Fn(&mut Vec<String>)) -> String {
 async fn an_intact_history_verifies_from_the_database_and_from_its_export_alike() {
     let (app, counter, head) = history().await;
     let community = CommunityId::new(counter.f.community);
-    let on_database = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    let on_database = verify(&app.store, community, 1, i64::MAX, None)
+        .await
+        .unwrap();
     assert!(on_database.is_intact(), "{on_database:?}");
     assert_eq!(on_database.to_position, head);
     assert_eq!(on_database.events_checked, head);
@@ -102,14 +104,14 @@ async fn an_intact_history_verifies_from_the_database_and_from_its_export_alike(
             "the export carries {field}: {first}"
         );
     }
-    let from_export = verify_export(export.as_bytes()).unwrap();
+    let from_export = verify_export(export.as_bytes(), None).unwrap();
     assert_eq!(
         from_export, on_database,
         "the same answer without a database"
     );
 
     // A range of the chain; the ledger is still folded from position 1.
-    let range = verify(&app.store, community, 5, 9).await.unwrap();
+    let range = verify(&app.store, community, 5, 9, None).await.unwrap();
     assert!(range.is_intact());
     assert_eq!(
         (range.from_position, range.to_position, range.events_checked),
@@ -167,7 +169,7 @@ async fn an_edited_export_is_caught_at_the_position_edited() {
         ),
     ];
     for (what, edited, expected) in cases {
-        let verified = verify_export(edited.as_bytes()).unwrap();
+        let verified = verify_export(edited.as_bytes(), None).unwrap();
         assert_eq!(
             failure_of(&verified),
             Some((expected.0, expected.1.to_string())),
@@ -194,14 +196,16 @@ async fn a_well_chained_event_that_breaks_the_ledger_is_named() {
         )],
     );
     app.store.append(request).await.unwrap();
-    let verified = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    let verified = verify(&app.store, community, 1, i64::MAX, None)
+        .await
+        .unwrap();
     assert_eq!(
         failure_of(&verified),
         Some((head + 1, "wallet_below_zero".to_string())),
         "{verified:?}"
     );
     let export = exported(&app, counter.f.community).await;
-    assert_eq!(verify_export(export.as_bytes()).unwrap(), verified);
+    assert_eq!(verify_export(export.as_bytes(), None).unwrap(), verified);
 }
 
 #[tokio::test]
@@ -213,13 +217,15 @@ async fn a_hold_left_open_past_its_time_is_named_until_it_is_released() {
     let (_, placed) = app
         .placed(&counter.clerk, f.community, f.resident_id, gift, "open-1")
         .await;
-    assert!(verify(&app.store, community, 1, i64::MAX)
+    assert!(verify(&app.store, community, 1, i64::MAX, None)
         .await
         .unwrap()
         .is_intact());
     app.clock.advance_minutes(40);
     app.grant(f, f.resident_id, "1").await;
-    let verified = verify(&app.store, community, 1, i64::MAX).await.unwrap();
+    let verified = verify(&app.store, community, 1, i64::MAX, None)
+        .await
+        .unwrap();
     // The placement appended the redemption's, the wallet's and the gift's
     // events; the failure names the redemption's, the first of the three.
     assert_eq!(
@@ -229,7 +235,7 @@ async fn a_hold_left_open_past_its_time_is_named_until_it_is_released() {
     let head = app.head(f.community).await;
     app.wallet(&f.admin, f.community, f.resident_id, head).await;
     assert_eq!(app.sweeper.tick().await.unwrap().holds_released, 1);
-    assert!(verify(&app.store, community, 1, i64::MAX)
+    assert!(verify(&app.store, community, 1, i64::MAX, None)
         .await
         .unwrap()
         .is_intact());
@@ -299,4 +305,160 @@ async fn the_audit_commands_export_and_verify_with_exit_codes() {
     assert_eq!(caught.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&caught.stderr);
     assert!(stderr.contains("position 3: missing_position"), "{stderr}");
+}
+
+/// Rewrites the payload of `position` and recomputes every hash after it
+/// and the head, as someone with the database and our code could.
+async fn rewrite_history(app: &TestApp, community: CommunityId, position: i64) {
+    let client = app.db.client().await;
+    client
+        .batch_execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        .await
+        .unwrap();
+    let events = app
+        .store
+        .read_log(community, position, 10_000)
+        .await
+        .unwrap();
+    let mut previous = events[0].previous_hash;
+    for mut event in events {
+        if event.position == position {
+            let mut payload: Value = serde_json::from_str(event.payload.get()).unwrap();
+            payload["forged"] = json!(true);
+            event.payload = serde_json::value::to_raw_value(&payload).unwrap();
+        }
+        event.previous_hash = previous;
+        let hash = store::verify::recompute_hash(&event).unwrap();
+        client
+            .execute(
+                "UPDATE events SET payload = $1::text::jsonb, previous_hash = $2, hash = $3 \
+                 WHERE community_id = $4 AND position = $5",
+                &[
+                    &event.payload.get(),
+                    &&previous[..],
+                    &&hash[..],
+                    &community.as_uuid(),
+                    &event.position,
+                ],
+            )
+            .await
+            .unwrap();
+        previous = hash;
+    }
+    client
+        .execute(
+            "UPDATE community_heads SET last_hash = $1 WHERE community_id = $2",
+            &[&&previous[..], &community.as_uuid()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn seals_catch_a_history_rewritten_with_every_hash_recomputed() {
+    let (app, counter, head) = history().await;
+    let community = CommunityId::new(counter.f.community);
+    let key = app.sealer.public_key();
+    assert_eq!(app.sealer.tick().await.unwrap(), 1, "a first seal");
+    assert_eq!(app.sealer.tick().await.unwrap(), 0, "nothing new to seal");
+    app.grant(&counter.f, counter.f.resident_id, "1").await;
+    let sealed = verify(&app.store, community, 1, i64::MAX, Some(key))
+        .await
+        .unwrap();
+    assert!(sealed.is_intact(), "{sealed:?}");
+    let published = app
+        .ok(
+            None,
+            "query($c: UUID!) { sealPublicKey seals(communityId: $c) { position hash publicKey } }",
+            json!({"c": counter.f.community}),
+        )
+        .await;
+    assert_eq!(published["seals"][0]["position"], head);
+    assert_eq!(
+        published["seals"][0]["publicKey"],
+        published["sealPublicKey"]
+    );
+
+    rewrite_history(&app, community, 3).await;
+    let chain_only = app
+        .store
+        .verify_chain(community, 1, i64::MAX)
+        .await
+        .unwrap();
+    assert!(chain_only.is_intact(), "the chain alone is fooled");
+    let verified = verify(&app.store, community, 1, i64::MAX, Some(key))
+        .await
+        .unwrap();
+    assert_eq!(
+        failure_of(&verified),
+        Some((head, "seal_mismatch".to_string()))
+    );
+    let export = exported(&app, counter.f.community).await;
+    assert_eq!(
+        verify_export(export.as_bytes(), Some(key)).unwrap(),
+        verified,
+        "and from the export"
+    );
+}
+
+#[tokio::test]
+async fn a_seal_without_its_signature_or_by_another_key_or_beyond_the_log_is_named() {
+    let (app, counter, head) = history().await;
+    let community = CommunityId::new(counter.f.community);
+    let key = app.sealer.public_key();
+    app.sealer.tick().await.unwrap();
+    let export = exported(&app, counter.f.community).await;
+    let stranger = [7_u8; 32];
+    let untrusted = verify(&app.store, community, 1, i64::MAX, Some(stranger))
+        .await
+        .unwrap();
+    assert_eq!(
+        failure_of(&untrusted),
+        Some((head, "seal_untrusted_key".to_string()))
+    );
+
+    let unsigned = lines_edited(&export, |lines| {
+        let mut seal: Value = serde_json::from_str(&lines[0]).unwrap();
+        seal["signature"] = json!("");
+        lines[0] = seal.to_string();
+    });
+    let verified = verify_export(unsigned.as_bytes(), Some(key)).unwrap();
+    assert_eq!(
+        failure_of(&verified),
+        Some((head, "seal_signature_invalid".to_string()))
+    );
+
+    // The last event cut off and the head row moved back to match.
+    let client = app.db.client().await;
+    let last = app
+        .store
+        .read_log(community, head - 1, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    client
+        .batch_execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "DELETE FROM events WHERE community_id = $1 AND position = $2",
+            &[&community.as_uuid(), &head],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE community_heads SET last_position = $1, last_hash = $2 WHERE community_id = $3",
+            &[&(head - 1), &&last.hash[..], &community.as_uuid()],
+        )
+        .await
+        .unwrap();
+    let truncated = verify(&app.store, community, 1, i64::MAX, Some(key))
+        .await
+        .unwrap();
+    assert_eq!(
+        failure_of(&truncated),
+        Some((head, "seal_beyond_log".to_string()))
+    );
 }

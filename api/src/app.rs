@@ -14,6 +14,7 @@ use store::{EventStore, StoreConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::seals::{SealPolicy, Sealer};
 use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::Commands;
@@ -39,6 +40,10 @@ pub struct Settings {
     /// How often held redemptions and due points are swept; `None` runs
     /// none (tests tick it).
     pub points_sweep_interval: Option<Duration>,
+    /// How often the sealer looks (it seals by `seal_policy`); `None` runs
+    /// none (tests seal by hand).
+    pub seal_interval: Option<Duration>,
+    pub seal_policy: SealPolicy,
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (another may).
     pub run_projections: bool,
@@ -60,6 +65,8 @@ impl Settings {
             code_sender: Arc::new(LogCodeSender),
             deadline_interval: Some(Duration::from_secs(60)),
             points_sweep_interval: Some(Duration::from_secs(20)),
+            seal_interval: Some(Duration::from_secs(30)),
+            seal_policy: SealPolicy::default(),
             runner: RunnerConfig::default(),
             run_projections: true,
             run_earning: true,
@@ -121,7 +128,15 @@ impl Application {
         }
         if let Some(interval) = settings.points_sweep_interval {
             let sweeper = PointsSweeper::new(points.clone());
-            tasks.push(sweeper.spawn(interval, shutdown_rx));
+            tasks.push(sweeper.spawn(interval, shutdown_rx.clone()));
+        }
+        let sealer = Sealer::new(
+            store.clone(),
+            &settings.secrets.seal_key,
+            settings.seal_policy,
+        );
+        if let Some(interval) = settings.seal_interval {
+            tasks.push(sealer.clone().spawn(interval, shutdown_rx));
         }
         let app = Arc::new(App {
             signup: Signup::new(
@@ -133,6 +148,7 @@ impl Application {
             commands,
             directory,
             points,
+            sealer,
             runner,
             anonymous_limiter: RateLimiter::new(
                 "anonymous submissions",

@@ -131,6 +131,10 @@ pub enum AuditCommand {
         /// Verify an export (`audit export`) instead, without a database.
         #[arg(long, conflicts_with = "community")]
         file: Option<PathBuf>,
+        /// The public key (hex) seals must be signed by; without it each
+        /// seal is checked against the key it names.
+        #[arg(long)]
+        seal_key: Option<String>,
     },
     /// Write a community's history as NDJSON to standard output (every
     /// stored field, hashes included; docs/AUDIT.md), streamed.
@@ -173,10 +177,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { command } => return issue_token(&cli.data_dir, command),
         Command::Audit {
-            command: AuditCommand::Verify {
-                file: Some(file), ..
-            },
-        } => return verify_file(file),
+            command:
+                AuditCommand::Verify {
+                    file: Some(file),
+                    seal_key,
+                    ..
+                },
+        } => return verify_file(file, seal_key.as_deref()),
         _ => {}
     }
     let database = Database::open(cli.database_url.as_deref(), &cli.data_dir).await?;
@@ -223,11 +230,19 @@ fn report(report: &crate::audit::AuditReport) -> anyhow::Result<()> {
     }
 }
 
-fn verify_file(file: &std::path::Path) -> anyhow::Result<()> {
+fn verify_file(file: &std::path::Path, seal_key: Option<&str>) -> anyhow::Result<()> {
     let opened =
         std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?;
-    let verified = crate::audit::export::verify_export(std::io::BufReader::new(opened))?;
+    let trusted = seal_key.map(parse_key).transpose()?;
+    let verified = crate::audit::export::verify_export(std::io::BufReader::new(opened), trusted)?;
     report(&verified)
+}
+
+fn parse_key(hex_key: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(hex_key.trim()).context("--seal-key: hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--seal-key: 32 bytes, 64 hex digits"))
 }
 
 async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()> {
@@ -239,11 +254,13 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
             community,
             from,
             to,
+            seal_key,
             ..
         } => {
             let community = store::CommunityId::new(community.context("--community")?);
-            let verified =
-                crate::audit::verify(&store, community, from, to.unwrap_or(i64::MAX)).await?;
+            let trusted = seal_key.as_deref().map(parse_key).transpose()?;
+            let to = to.unwrap_or(i64::MAX);
+            let verified = crate::audit::verify(&store, community, from, to, trusted).await?;
             report(&verified)
         }
         AuditCommand::Export {

@@ -1,5 +1,5 @@
 //! The server's secret keys: one signs bearer tokens, one keys the hash that
-//! finds a resident's profile by phone number. From the environment when
+//! finds a resident's profile by phone number, one signs seals. From the environment when
 //! set; otherwise generated once into the data directory (mode 0600), so
 //! `serve` and `token issue` on one machine agree without set-up.
 
@@ -17,6 +17,8 @@ const KEY_BYTES_MIN: usize = 32;
 pub struct Secrets {
     pub token_key: Vec<u8>,
     pub phone_key: Vec<u8>,
+    /// The seed of the Ed25519 key that signs seals (its SHA-256).
+    pub seal_key: Vec<u8>,
 }
 
 impl Secrets {
@@ -30,6 +32,7 @@ impl Secrets {
                 "CIVIC_LEDGER_PHONE_KEY",
                 &data_dir.join("secrets/phone.key"),
             )?,
+            seal_key: key("CIVIC_LEDGER_SEAL_KEY", &data_dir.join("secrets/seal.key"))?,
         })
     }
 
@@ -38,6 +41,7 @@ impl Secrets {
         Secrets {
             token_key: random_key(),
             phone_key: random_key(),
+            seal_key: random_key(),
         }
     }
 }

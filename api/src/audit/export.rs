@@ -31,6 +31,12 @@ pub async fn export(
 ) -> Result<i64, ExportError> {
     let head = store.head(community).await?;
     let to_position = to_position.min(head.position);
+    // Seals first (few): a verifier checks each as it reaches its position.
+    for seal in super::all_seals(store, community).await? {
+        let mut line = serde_json::to_value(&seal).map_err(std::io::Error::other)?;
+        line["type"] = "seal".into();
+        writeln!(out, "{line}")?;
+    }
     let mut next = from_position.max(1);
     let mut written = 0;
     while next <= to_position {
@@ -70,9 +76,14 @@ struct Kind {
     kind: String,
 }
 
-/// Verifies an export from its lines alone.
-pub fn verify_export(input: impl BufRead) -> Result<AuditReport, ExportError> {
+/// Verifies an export from its lines alone; seals must be signed by
+/// `trusted_key` when given.
+pub fn verify_export(
+    input: impl BufRead,
+    trusted_key: Option<[u8; 32]>,
+) -> Result<AuditReport, ExportError> {
     let mut verifier: Option<(CommunityId, Verifier)> = None;
+    let mut seals: Vec<store::Seal> = Vec::new();
     let mut head = None;
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -90,11 +101,16 @@ pub fn verify_export(input: impl BufRead) -> Result<AuditReport, ExportError> {
                     serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?;
                 let (_, verifier) = verifier.get_or_insert_with(|| {
                     let start =
-                        Verifier::starting_at(event.position, event.previous_hash, 1, i64::MAX);
+                        Verifier::starting_at(event.position, event.previous_hash, 1, i64::MAX)
+                            .with_seals(std::mem::take(&mut seals), trusted_key);
                     (event.community_id, start)
                 });
                 verifier.check(&event);
             }
+            "seal" if verifier.is_none() => {
+                seals.push(serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?);
+            }
+            "seal" => return Err(malformed("seals come before the events".into())),
             "head" => {
                 head = Some(
                     serde_json::from_str::<ChainHead>(&line)

@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod ledger;
+pub mod seals;
 
 use serde::{Deserialize, Serialize};
 use store::verify::ChainChecker;
@@ -54,6 +55,9 @@ pub struct Verifier {
     last_hash: [u8; 32],
     chain: Option<ChainChecker>,
     ledger: Option<LedgerChecker>,
+    /// Seals not yet reached, by position, and the key they must be by.
+    seals: std::collections::VecDeque<store::Seal>,
+    trusted_key: Option<[u8; 32]>,
     checked: i64,
     failure: Option<Failure>,
 }
@@ -84,9 +88,52 @@ impl Verifier {
             last_hash: start_hash,
             chain: None,
             ledger: (start == 1).then(LedgerChecker::default),
+            seals: Default::default(),
+            trusted_key: None,
             checked: 0,
             failure: None,
         }
+    }
+
+    /// Also checks these seals (any order) against the events, signed by
+    /// `trusted_key` when given.
+    pub fn with_seals(
+        mut self,
+        mut seals: Vec<store::Seal>,
+        trusted_key: Option<[u8; 32]>,
+    ) -> Self {
+        seals.sort_by_key(|seal| seal.position);
+        self.seals = seals.into();
+        self.trusted_key = trusted_key;
+        self
+    }
+
+    /// Checks the seals of this event's position.
+    fn check_seals(&mut self, event: &RecordedEvent) -> Result<(), Failure> {
+        while let Some(seal) = self.seals.front() {
+            if seal.position > event.position {
+                break;
+            }
+            let seal = self.seals.pop_front().expect("a front seal");
+            if seal.position < event.position {
+                continue; // before the range checked
+            }
+            let broken = |what: &str, detail: &str| Failure {
+                position: seal.position,
+                what: what.to_string(),
+                detail: detail.to_string(),
+            };
+            if let Err(what) = seals::check_signature(&seal, self.trusted_key.as_ref()) {
+                return Err(broken(what, "the seal's signature does not hold"));
+            }
+            if seal.hash != event.hash || seal.community_id != event.community_id {
+                return Err(broken(
+                    "seal_mismatch",
+                    "the log no longer has the sealed hash here: it was rewritten",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// False once something failed or the range is done: feed no more.
@@ -115,6 +162,9 @@ impl Verifier {
             self.checked += 1;
         }
         if let Some(Err(failure)) = self.ledger.as_mut().map(|ledger| ledger.check(event)) {
+            return self.fail(failure);
+        }
+        if let Err(failure) = self.check_seals(event) {
             return self.fail(failure);
         }
         self.next_position += 1;
@@ -146,6 +196,18 @@ impl Verifier {
                 });
             }
         }
+        // A seal past the end of a log read to its head: the log was cut.
+        let complete = head.is_some_and(|head| last >= head.position);
+        if let (None, true, Some(seal)) = (&self.failure, complete, self.seals.front()) {
+            self.failure = Some(Failure {
+                position: seal.position,
+                what: "seal_beyond_log".into(),
+                detail: format!(
+                    "a seal names position {} and the log ends at {last}",
+                    seal.position
+                ),
+            });
+        }
         if self.failure.is_none() {
             self.failure = self
                 .ledger
@@ -164,16 +226,26 @@ impl Verifier {
 }
 
 /// Verifies a community in the database: positions `from..=to` of the
-/// chain (clamped to the head) and the ledger up to `to`.
+/// chain (clamped to the head), the ledger up to `to`, and every seal in
+/// the range, signed by `trusted_key` when given.
 pub async fn verify(
     store: &EventStore,
     community: CommunityId,
     from_position: i64,
     to_position: i64,
+    trusted_key: Option<[u8; 32]>,
 ) -> Result<AuditReport, StoreError> {
     let head = store.head(community).await?;
     let to_position = to_position.min(head.position);
-    let mut verifier = Verifier::new(from_position, to_position);
+    let seals = all_seals(store, community).await?;
+    let seals = seals
+        .into_iter()
+        .filter(|seal| {
+            seal.position >= from_position
+                && (seal.position <= to_position || to_position == head.position)
+        })
+        .collect();
+    let mut verifier = Verifier::new(from_position, to_position).with_seals(seals, trusted_key);
     let mut next = 1;
     'read: while next <= to_position {
         let batch = store.read_log(community, next, AUDIT_BATCH_SIZE).await?;
@@ -193,6 +265,26 @@ pub async fn verify(
         checked_to: to_position,
     };
     Ok(verifier.finish(community, Some(&head)))
+}
+
+/// Every seal of a community, in position order.
+pub async fn all_seals(
+    store: &EventStore,
+    community: CommunityId,
+) -> Result<Vec<store::Seal>, StoreError> {
+    const PAGE: i64 = 10_000;
+    let mut seals = Vec::new();
+    loop {
+        let from = seals
+            .last()
+            .map_or(1, |seal: &store::Seal| seal.position + 1);
+        let page = store.seals(community, from, PAGE).await?;
+        let done = (page.len() as i64) < PAGE;
+        seals.extend(page);
+        if done {
+            return Ok(seals);
+        }
+    }
 }
 
 fn kind_name(kind: store::MismatchKind) -> String {

@@ -33,8 +33,54 @@ pub struct AuditVerification {
     pub first_failure: Option<AuditFailure>,
 }
 
+/// A signed statement of a community's chain head.
+#[derive(SimpleObject)]
+pub struct SealNode {
+    pub position: i64,
+    /// The chain's hash at that position (hex).
+    pub hash: String,
+    pub sealed_at: chrono::DateTime<chrono::Utc>,
+    /// The Ed25519 public key (hex) that signed it.
+    pub public_key: String,
+    /// The signature (hex) over the message docs/AUDIT.md spells out.
+    pub signature: String,
+}
+
 #[Object]
 impl AuditQuery {
+    /// The public key (hex) this server signs seals with.
+    async fn seal_public_key(&self, ctx: &Context<'_>) -> String {
+        hex::encode(app(ctx).sealer.public_key())
+    }
+
+    /// A community's seals, newest first: anyone may keep them, to check
+    /// later that the log still extends them.
+    async fn seals(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        #[graphql(default = 20)] first: i32,
+    ) -> ApiResult<Vec<SealNode>> {
+        if let crate::auth::Viewer::Refused(error) = viewer(ctx) {
+            return Err(error.clone());
+        }
+        let limit = super::page_size(Some(first))?;
+        let store = app(ctx).commands.store();
+        let mut seals = crate::audit::all_seals(store, CommunityId::new(community_id)).await?;
+        seals.reverse();
+        seals.truncate(limit as usize);
+        Ok(seals
+            .into_iter()
+            .map(|seal| SealNode {
+                position: seal.position,
+                hash: hex::encode(seal.hash),
+                sealed_at: seal.sealed_at,
+                public_key: hex::encode(seal.public_key),
+                signature: hex::encode(&seal.signature),
+            })
+            .collect())
+    }
+
     /// Recomputes the hash chain (positions `from` to `to`) and the points
     /// ledger's invariants (from position 1): what `civic-ledger audit
     /// verify` prints.
@@ -46,12 +92,13 @@ impl AuditQuery {
         to: Option<i64>,
     ) -> ApiResult<AuditVerification> {
         viewer(ctx).with_role(community_id, &[Role::Auditor])?;
-        let store = app(ctx).commands.store();
+        let app = app(ctx);
         let report = crate::audit::verify(
-            store,
+            app.commands.store(),
             CommunityId::new(community_id),
             from,
             to.unwrap_or(i64::MAX),
+            Some(app.sealer.public_key()),
         )
         .await?;
         Ok(AuditVerification {

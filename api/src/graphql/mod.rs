@@ -42,6 +42,7 @@ pub struct App {
     pub commands: Commands,
     pub directory: Directory,
     pub points: crate::points::PointsDesk,
+    pub sealer: crate::audit::seals::Sealer,
     pub runner: ProjectionRunner,
     pub signup: Signup,
     pub tokens: Tokens,

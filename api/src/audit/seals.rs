@@ -1,0 +1,128 @@
+//! Sealing: at an interval (every N events or T minutes), the server signs
+//! the head of each community's chain with its Ed25519 key and keeps the
+//! seal. Checking a seal needs only the seal, the log and the public key.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use store::{CommunityId, EventStore, Seal, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// When to seal a community again.
+#[derive(Clone, Copy, Debug)]
+pub struct SealPolicy {
+    pub every_events: i64,
+    pub every: Duration,
+}
+
+impl Default for SealPolicy {
+    fn default() -> Self {
+        SealPolicy {
+            every_events: 1_000,
+            every: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Sealer {
+    store: EventStore,
+    key: SigningKey,
+    policy: SealPolicy,
+}
+
+/// The signing key a secret seeds.
+pub fn signing_key(secret: &[u8]) -> SigningKey {
+    SigningKey::from_bytes(&Sha256::digest(secret).into())
+}
+
+impl Sealer {
+    pub fn new(store: EventStore, secret: &[u8], policy: SealPolicy) -> Self {
+        Sealer {
+            store,
+            key: signing_key(secret),
+            policy,
+        }
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Seals every community whose head moved far enough or long enough
+    /// ago; returns how many it sealed.
+    pub async fn tick(&self) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        for community in self.store.communities().await? {
+            let head = self.store.head(community).await?;
+            if head.position == 0 {
+                continue;
+            }
+            let due = match self.store.latest_seal(community).await? {
+                None => true,
+                Some(last) if last.position >= head.position => false,
+                Some(last) => {
+                    let age = Utc::now() - last.sealed_at;
+                    head.position - last.position >= self.policy.every_events
+                        || age.to_std().is_ok_and(|age| age >= self.policy.every)
+                }
+            };
+            if due {
+                self.seal(community, head.position, head.hash).await?;
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    }
+
+    pub async fn seal(
+        &self,
+        community: CommunityId,
+        position: i64,
+        hash: [u8; 32],
+    ) -> Result<Seal, StoreError> {
+        // Microseconds, as PostgreSQL keeps them and the message shows them.
+        let sealed_at = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
+            .unwrap_or_default();
+        let message = Seal::message(community, position, &hash, sealed_at);
+        let seal = Seal {
+            community_id: community,
+            position,
+            hash,
+            sealed_at,
+            public_key: self.public_key(),
+            signature: self.key.sign(&message).to_bytes().to_vec(),
+        };
+        self.store.insert_seal(&seal).await?;
+        Ok(seal)
+    }
+
+    pub fn spawn(self, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                if let Err(error) = self.tick().await {
+                    tracing::error!(%error, "sealing failed; retrying next tick");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+}
+
+/// Why a seal does not hold, if it does not: its signature, or a key that
+/// is not the trusted one.
+pub fn check_signature(seal: &Seal, trusted: Option<&[u8; 32]>) -> Result<(), &'static str> {
+    if trusted.is_some_and(|trusted| *trusted != seal.public_key) {
+        return Err("seal_untrusted_key");
+    }
+    let key = VerifyingKey::from_bytes(&seal.public_key).map_err(|_| "seal_signature_invalid")?;
+    let signature = Signature::from_slice(&seal.signature).map_err(|_| "seal_signature_invalid")?;
+    key.verify_strict(&seal.signed_message(), &signature)
+        .map_err(|_| "seal_signature_invalid")
+}
