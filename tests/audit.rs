@@ -462,3 +462,179 @@ async fn a_seal_without_its_signature_or_by_another_key_or_beyond_the_log_is_nam
         Some((head, "seal_beyond_log".to_string()))
     );
 }
+
+#[tokio::test]
+async fn the_trail_filters_by_actor_stream_type_and_time_and_the_past_is_folded_on_demand() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "3", 5).await;
+    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    let accepted = accept(&app, f, &f.worker, report).await;
+    let before_grant = app
+        .wallet(&f.resident, f.community, f.resident_id, accepted)
+        .await;
+    let granted = app.grant(f, f.resident_id, "20").await;
+    let (_, placed) = app
+        .placed(&counter.clerk, f.community, f.resident_id, gift, "t-1")
+        .await;
+    let trial_then = app.trial_balance(f, placed).await;
+
+    let trail = "query($c: UUID!, $f: AuditTrailFilter, $after: Int) {
+        auditTrail(communityId: $c, filter: $f, first: 50, after: $after) {
+            edges { node { position streamId eventType actorId actorRole client requestId hash } }
+            pageInfo { hasNextPage } } }";
+    let nodes = |data: &Value| -> Vec<Value> {
+        data["auditTrail"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"].clone())
+            .collect()
+    };
+    let by_clerk = app
+        .ok(
+            Some(&f.auditor),
+            trail,
+            json!({"c": f.community, "f": {"actorId": counter.clerk_id}}),
+        )
+        .await;
+    let clerk_events = nodes(&by_clerk);
+    assert_eq!(
+        clerk_events.len(),
+        3,
+        "the placement's three events: {by_clerk}"
+    );
+    assert!(clerk_events
+        .iter()
+        .all(|e| e["actorRole"] == "clerk" && e["position"].as_i64().unwrap() <= placed));
+    let of_report = app
+        .ok(
+            Some(&f.auditor),
+            trail,
+            json!({"c": f.community, "f": {"streamId": format!("report-{report}")}}),
+        )
+        .await;
+    let types: Vec<String> = nodes(&of_report)
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["ReportSubmitted", "ReportAccepted"]);
+    let grants = app
+        .ok(
+            Some(&f.auditor),
+            trail,
+            json!({"c": f.community, "f": {"eventType": "PointsGranted"}}),
+        )
+        .await;
+    assert_eq!(
+        nodes(&grants).len(),
+        2,
+        "the acceptance's grant and the admin's"
+    );
+    let page = app
+        .ok(Some(&f.auditor), "query($c: UUID!) { auditTrail(communityId: $c, first: 2, after: 3) { edges { node { position } } pageInfo { hasNextPage } } }", json!({"c": f.community}))
+        .await;
+    assert_eq!(
+        page["auditTrail"]["edges"],
+        json!([{"node": {"position": 4}}, {"node": {"position": 5}}])
+    );
+    assert_eq!(page["auditTrail"]["pageInfo"]["hasNextPage"], true);
+    let far_future = app
+        .ok(
+            Some(&f.auditor),
+            trail,
+            json!({"c": f.community, "f": {"from": "2099-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(nodes(&far_future), Vec::<Value>::new());
+    let refused = app
+        .gql(Some(&f.admin), trail, json!({"c": f.community}))
+        .await;
+    assert_eq!(crate::app::code_of(&refused), "FORBIDDEN");
+
+    // More history, then the past as it was.
+    app.grant(f, f.resident_id, "7").await;
+    let wallet_as_of = "query($c: UUID!, $p: UUID!, $at: Int) { walletAsOf(communityId: $c, residentId: $p, asOf: {position: $at}) { position balance held } }";
+    // Just before the admin's grant (two events: the wallet's, the budget's).
+    let then = app
+        .ok(
+            Some(&f.resident),
+            wallet_as_of,
+            json!({"c": f.community, "p": f.resident_id, "at": granted - 2}),
+        )
+        .await;
+    assert_eq!(then["walletAsOf"]["balance"], before_grant["balance"]);
+    assert_eq!(then["walletAsOf"]["balance"], "5");
+    let at_acceptance = app
+        .ok(
+            Some(&f.resident),
+            wallet_as_of,
+            json!({"c": f.community, "p": f.resident_id, "at": accepted}),
+        )
+        .await;
+    assert_eq!(
+        at_acceptance["walletAsOf"]["balance"], "0",
+        "the earning came after"
+    );
+    let then = app
+        .ok(
+            Some(&f.auditor),
+            wallet_as_of,
+            json!({"c": f.community, "p": f.resident_id, "at": placed}),
+        )
+        .await;
+    assert_eq!(
+        then["walletAsOf"],
+        json!({"position": placed, "balance": "25", "held": "3"})
+    );
+    let refused = app
+        .gql(
+            Some(&f.other_resident),
+            wallet_as_of,
+            json!({"c": f.community, "p": f.resident_id, "at": placed}),
+        )
+        .await;
+    assert_eq!(crate::app::code_of(&refused), "FORBIDDEN");
+    let report_as_of = "query($c: UUID!, $r: UUID!, $at: Int) { reportAsOf(communityId: $c, reportId: $r, asOf: {position: $at}) { state } }";
+    let before = app
+        .ok(
+            Some(&f.auditor),
+            report_as_of,
+            json!({"c": f.community, "r": report, "at": accepted - 1}),
+        )
+        .await;
+    assert_eq!(before["reportAsOf"]["state"], "submitted");
+    let trial_as_of = "query($c: UUID!, $at: Int) { trialBalanceAsOf(communityId: $c, asOf: {position: $at}) { total accounts { account balance } } }";
+    let folded = app
+        .ok(
+            Some(&f.auditor),
+            trial_as_of,
+            json!({"c": f.community, "at": placed}),
+        )
+        .await;
+    assert_eq!(folded["trialBalanceAsOf"]["total"], "0");
+    let issuing = |accounts: &Value| {
+        accounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["account"] == "issuing")
+            .unwrap()["balance"]
+            .clone()
+    };
+    assert_eq!(
+        issuing(&folded["trialBalanceAsOf"]["accounts"]),
+        issuing(&trial_then["accounts"]),
+        "the log folded to a position agrees with the read model at that position"
+    );
+    assert!(granted > accepted);
+    let bad = app
+        .gql(
+            Some(&f.auditor),
+            trial_as_of,
+            json!({"c": f.community, "at": 1_000_000}),
+        )
+        .await;
+    assert_eq!(crate::app::code_of(&bad), "VALIDATION");
+}

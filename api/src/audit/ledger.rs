@@ -70,6 +70,12 @@ impl LedgerChecker {
         }
     }
 
+    /// Every account's balance so far: the trial balance as of the last
+    /// event folded.
+    pub fn balances(&self) -> &BTreeMap<Account, Decimal> {
+        &self.accounts
+    }
+
     /// After the last event: holds whose time ran out well before it and
     /// that were never finished.
     pub fn finish(&self) -> Result<(), Failure> {

@@ -115,3 +115,325 @@ impl AuditQuery {
         })
     }
 }
+
+/// A moment in a community's history: a position, or a time (the last
+/// position recorded at or before it).
+#[derive(async_graphql::InputObject)]
+pub struct AsOfInput {
+    pub position: Option<i64>,
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(async_graphql::InputObject, Default)]
+pub struct AuditTrailFilter {
+    /// Who issued the commands.
+    pub actor_id: Option<Uuid>,
+    pub stream_id: Option<String>,
+    pub event_type: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recorded before.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct MetadataEntry {
+    pub key: String,
+    pub value: String,
+}
+
+/// An event as stored, with who did it, from where, and its hashes.
+#[derive(SimpleObject)]
+pub struct AuditEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_type: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    /// Every metadata entry (correlation and causation ids among them).
+    pub metadata: Vec<MetadataEntry>,
+    /// The payload's JSON text.
+    pub payload: String,
+    pub previous_hash: String,
+    pub hash: String,
+}
+
+impl From<store::RecordedEvent> for AuditEvent {
+    fn from(event: store::RecordedEvent) -> Self {
+        let get = |key: &str| event.metadata.get(key).cloned();
+        AuditEvent {
+            position: event.position,
+            actor_id: get("actor_id"),
+            actor_role: get("actor_role"),
+            client: get("client"),
+            request_id: get("request_id"),
+            metadata: event
+                .metadata
+                .iter()
+                .map(|(key, value)| MetadataEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            payload: event.payload.get().to_string(),
+            previous_hash: hex::encode(event.previous_hash),
+            hash: hex::encode(event.hash),
+            stream_id: event.stream_id,
+            stream_type: event.stream_type,
+            stream_version: event.stream_version,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            recorded_at: event.recorded_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct WalletAsOf {
+    /// The position it is as of.
+    pub position: i64,
+    pub balance: String,
+    pub held: String,
+    pub available: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ReportAsOf {
+    pub position: i64,
+    /// `None` when the report did not exist yet.
+    pub state: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    pub escalated_to: Option<Uuid>,
+    pub reopen_count: u32,
+    pub hidden: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct TrialBalanceAsOf {
+    pub position: i64,
+    /// Every account, wallets one by one (`wallet:<id>`).
+    pub accounts: Vec<AccountLine>,
+    /// "0" when the books balance.
+    pub total: String,
+}
+
+#[derive(SimpleObject)]
+pub struct AccountLine {
+    pub account: String,
+    pub balance: String,
+}
+
+/// The trail a page at a time; `after` is a position.
+#[derive(Default)]
+pub struct AuditTrailQuery;
+
+#[Object]
+impl AuditTrailQuery {
+    /// Events by actor, stream, event type and time, oldest first, with
+    /// their metadata; for auditors.
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        filter: Option<AuditTrailFilter>,
+        first: Option<i32>,
+        after: Option<i64>,
+    ) -> ApiResult<async_graphql::connection::Connection<String, AuditEvent>> {
+        viewer(ctx).with_role(community_id, &[Role::Auditor])?;
+        let limit = super::page_size(first)?;
+        let filter = filter.unwrap_or_default();
+        let filter = store::TrailFilter {
+            actor: filter.actor_id.map(|id| id.to_string()),
+            stream_id: filter.stream_id,
+            event_type: filter.event_type,
+            from_time: filter.from,
+            to_time: filter.to,
+        };
+        let store = app(ctx).commands.store();
+        let mut events = store
+            .audit_trail(
+                CommunityId::new(community_id),
+                &filter,
+                after.unwrap_or(0),
+                limit + 1,
+            )
+            .await?;
+        let has_next = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        let mut connection = async_graphql::connection::Connection::new(after.is_some(), has_next);
+        for event in events {
+            let cursor = event.position.to_string();
+            connection
+                .edges
+                .push(async_graphql::connection::Edge::new(cursor, event.into()));
+        }
+        Ok(connection)
+    }
+
+    /// A wallet as it was at a moment: its own, or any for auditors and admins.
+    async fn wallet_as_of(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        resident_id: Uuid,
+        as_of: AsOfInput,
+    ) -> ApiResult<WalletAsOf> {
+        let claims = viewer(ctx).member_of(community_id)?;
+        let own = claims.role == Role::Citizen && claims.sub == resident_id;
+        if !own && !matches!(claims.role, Role::Auditor | Role::Admin) {
+            return Err(crate::error::ApiError::forbidden(
+                "a wallet's past is its resident's, the admins' and the auditors'",
+            ));
+        }
+        let community = CommunityId::new(community_id);
+        let position = position_of(ctx, community, &as_of).await?;
+        let wallet: domain::points::Wallet = fold_until(
+            ctx,
+            community,
+            &crate::points::wallet_stream(resident_id),
+            position,
+        )
+        .await?;
+        Ok(WalletAsOf {
+            position,
+            balance: wallet.balance.to_string(),
+            held: wallet.held.to_string(),
+            available: wallet.available().to_string(),
+        })
+    }
+
+    /// A report as it was at a moment; for auditors and admins.
+    async fn report_as_of(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        report_id: Uuid,
+        as_of: AsOfInput,
+    ) -> ApiResult<ReportAsOf> {
+        viewer(ctx).with_role(community_id, &[Role::Auditor, Role::Admin])?;
+        let community = CommunityId::new(community_id);
+        let position = position_of(ctx, community, &as_of).await?;
+        let report: domain::report::Report = fold_until(
+            ctx,
+            community,
+            &crate::commands::report_stream(report_id),
+            position,
+        )
+        .await?;
+        Ok(ReportAsOf {
+            position,
+            state: report
+                .submission
+                .is_some()
+                .then(|| super::types::name_of(report.state)),
+            assignee_id: report.assignee.map(|p| p.0),
+            escalated_to: report.escalated_to.map(|d| d.0),
+            reopen_count: report.reopen_count,
+            hidden: report.hidden,
+        })
+    }
+
+    /// Every account's balance at a moment, folded from the log itself
+    /// (not from a read model); for auditors and admins.
+    async fn trial_balance_as_of(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        as_of: AsOfInput,
+    ) -> ApiResult<TrialBalanceAsOf> {
+        viewer(ctx).with_role(community_id, &[Role::Auditor, Role::Admin])?;
+        let community = CommunityId::new(community_id);
+        let position = position_of(ctx, community, &as_of).await?;
+        let store = app(ctx).commands.store();
+        let mut ledger = crate::audit::ledger::LedgerChecker::default();
+        let mut next = 1;
+        while next <= position {
+            let limit = crate::audit::AUDIT_BATCH_SIZE.min(position - next + 1);
+            let batch = store.read_log(community, next, limit).await?;
+            let Some(last) = batch.last() else { break };
+            next = last.position + 1;
+            for event in &batch {
+                ledger.check(event).map_err(|failure| {
+                    crate::error::ApiError::new(
+                        "CONFLICT",
+                        format!(
+                            "the ledger does not hold at position {}: {}",
+                            failure.position, failure.what
+                        ),
+                    )
+                })?;
+            }
+        }
+        let balances = ledger.balances();
+        Ok(TrialBalanceAsOf {
+            position,
+            total: balances.values().sum::<rust_decimal::Decimal>().to_string(),
+            accounts: balances
+                .iter()
+                .map(|(account, balance)| AccountLine {
+                    account: projections::points::account_name(*account),
+                    balance: balance.to_string(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The position a moment names, within the log.
+async fn position_of(
+    ctx: &Context<'_>,
+    community: CommunityId,
+    as_of: &AsOfInput,
+) -> ApiResult<i64> {
+    let store = app(ctx).commands.store();
+    let head = store.head(community).await?.position;
+    match (as_of.position, as_of.time) {
+        (Some(position), None) if (0..=head).contains(&position) => Ok(position),
+        (Some(_), None) => Err(crate::error::ApiError::validation(format!(
+            "asOf.position: 0 to {head}"
+        ))),
+        (None, Some(time)) => Ok(store.position_at(community, time).await?),
+        _ => Err(crate::error::ApiError::validation(
+            "asOf: a position or a time, not both",
+        )),
+    }
+}
+
+/// An aggregate folded from its stream's events up to `position`.
+async fn fold_until<A>(
+    ctx: &Context<'_>,
+    community: CommunityId,
+    stream_id: &str,
+    position: i64,
+) -> ApiResult<A>
+where
+    A: cqrs_es::Aggregate + Default,
+    A::Event: serde::de::DeserializeOwned,
+{
+    const BATCH: i64 = 1_000;
+    let store = app(ctx).commands.store();
+    let mut state = A::default();
+    let mut version = 1;
+    loop {
+        let events = store
+            .read_stream(community, stream_id, version, BATCH)
+            .await?;
+        let done = (events.len() as i64) < BATCH;
+        for event in &events {
+            if event.position > position {
+                return Ok(state);
+            }
+            state.apply(event.decode::<A::Event>()?);
+            version = event.stream_version + 1;
+        }
+        if done {
+            return Ok(state);
+        }
+    }
+}

@@ -12,7 +12,7 @@ mod signup;
 mod submit;
 mod subscription;
 mod suggestions;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,7 @@ pub struct Query(
     query::CoreQuery,
     points_query::PointsQuery,
     audit::AuditQuery,
+    audit::AuditTrailQuery,
 );
 
 pub type ApiSchema = Schema<Query, Mutation, subscription::Subscription>;
