@@ -638,3 +638,99 @@ async fn the_trail_filters_by_actor_stream_type_and_time_and_the_past_is_folded_
         .await;
     assert_eq!(crate::app::code_of(&bad), "VALIDATION");
 }
+
+#[tokio::test]
+async fn a_replay_as_of_a_past_position_is_what_the_live_read_models_were_then() {
+    // Without the earning process, nothing appends behind the test's back.
+    let app = TestApp::spawn_with(crate::app::Options {
+        run_earning: false,
+        ..crate::app::Options::default()
+    })
+    .await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "2", 9).await;
+    app.grant(f, f.resident_id, "30").await;
+    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    accept(&app, f, &f.admin, report).await;
+    let (redemption, _) = app
+        .placed(&counter.clerk, f.community, f.resident_id, gift, "r-1")
+        .await;
+    app.ok(
+        Some(&counter.clerk),
+        "mutation($c: UUID!, $r: UUID!) { completeRedemption(communityId: $c, redemptionId: $r) { status } }",
+        json!({"c": f.community, "r": redemption}),
+    )
+    .await;
+    let then = app.head(f.community).await;
+    let community = CommunityId::new(f.community);
+    let mut captured = std::collections::BTreeMap::new();
+    for projection in projections::all() {
+        let name = projection.name();
+        assert!(projections::Progress::default()
+            .wait_for(
+                app.store.pool(),
+                name,
+                community,
+                then,
+                std::time::Duration::from_secs(10)
+            )
+            .await
+            .unwrap());
+        let live = projections::generation::live_schema(app.store.pool(), name)
+            .await
+            .unwrap();
+        captured.insert(name, crate::projection_runner::dump(&app, &live).await);
+    }
+
+    // More history after the moment.
+    app.grant(f, f.resident_id, "5").await;
+    let (later, _) = submit(&app, f, &f.other_resident, "RB-02", "SEWAGE-OUTFALL").await;
+    accept(&app, f, &f.admin, later).await;
+    app.placed(&counter.clerk, f.community, f.resident_id, gift, "r-2")
+        .await;
+
+    let replayed = civic_ledger::audit::replay::replay(&app.store, community, then)
+        .await
+        .unwrap();
+    for projection in projections::all() {
+        let name = projection.name();
+        let schema = replayed.schema(name).unwrap();
+        assert_eq!(
+            crate::projection_runner::dump(&app, &schema).await,
+            captured[name],
+            "{name} replayed to {then} is what it was live at {then}"
+        );
+    }
+    let summary = civic_ledger::audit::replay::summary(&app.store, &replayed)
+        .await
+        .unwrap();
+    assert_eq!(summary.trial_balance.total, "0");
+    assert_eq!(
+        summary.trial_balance.wallets, "28",
+        "30 granted, 2 redeemed by then"
+    );
+    replayed.discard(&app.store).await.unwrap();
+    let live = app.trial_balance(f, app.head(f.community).await).await;
+    assert_eq!(
+        live["wallets"], "33",
+        "the live read models moved on, untouched"
+    );
+
+    let printed = crate::cli::civic_ledger()
+        .args([
+            "audit",
+            "replay",
+            "--community",
+            &f.community.to_string(),
+            "--to-position",
+            &then.to_string(),
+        ])
+        .env("DATABASE_URL", app.db.url())
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed["position"], then);
+    assert_eq!(printed["trial_balance"]["wallets"], "28");
+}

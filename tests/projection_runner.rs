@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::app::{act, submit, Fixture, TestApp};
 
 /// Every table of a schema, as JSON text of its rows in a stable order.
-async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
+pub async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
     let client = app.db.client().await;
     let tables = client
         .query(

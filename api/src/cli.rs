@@ -136,6 +136,18 @@ pub enum AuditCommand {
         #[arg(long)]
         seal_key: Option<String>,
     },
+    /// Rebuild every read model as of a past position or time into scratch
+    /// schemas (the live ones untouched); print the trial balance, the
+    /// points leaderboard and the statistics then; drop the scratch schemas.
+    Replay {
+        #[arg(long)]
+        community: uuid::Uuid,
+        #[arg(long, required_unless_present = "to_time", conflicts_with = "to_time")]
+        to_position: Option<i64>,
+        /// RFC 3339, e.g. 2026-11-01T00:00:00+08:00.
+        #[arg(long)]
+        to_time: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Write a community's history as NDJSON to standard output (every
     /// stored field, hashes included; docs/AUDIT.md), streamed.
     Export {
@@ -262,6 +274,23 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
             let to = to.unwrap_or(i64::MAX);
             let verified = crate::audit::verify(&store, community, from, to, trusted).await?;
             report(&verified)
+        }
+        AuditCommand::Replay {
+            community,
+            to_position,
+            to_time,
+        } => {
+            let community = store::CommunityId::new(community);
+            let until = match (to_position, to_time) {
+                (Some(position), _) => position,
+                (None, Some(time)) => store.position_at(community, time).await?,
+                (None, None) => anyhow::bail!("--to-position or --to-time"),
+            };
+            let replayed = crate::audit::replay::replay(&store, community, until).await?;
+            let summary = crate::audit::replay::summary(&store, &replayed).await;
+            replayed.discard(&store).await?;
+            println!("{}", serde_json::to_string_pretty(&summary?)?);
+            Ok(())
         }
         AuditCommand::Export {
             community,

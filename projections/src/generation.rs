@@ -178,3 +178,37 @@ pub async fn live_schema(pool: &Pool, projection: &str) -> Result<String, Projec
     };
     Ok(schema_name(projection, generation))
 }
+
+/// Drops a generation that was built and never promoted (a replay's).
+pub async fn discard(
+    pool: &Pool,
+    projection: &str,
+    generation: i32,
+) -> Result<(), ProjectionError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+        .await?;
+    let deleted = transaction
+        .execute(
+            "DELETE FROM projection_generations WHERE projection = $1 AND generation = $2 \
+             AND state = 'building'",
+            &[&projection, &generation],
+        )
+        .await?;
+    if deleted != 1 {
+        return Err(ProjectionError::Invalid {
+            field: "generation",
+            reason: format!("{projection} generation {generation} is not being built"),
+        });
+    }
+    transaction
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            schema_name(projection, generation)
+        ))
+        .await?;
+    transaction.commit().await?;
+    Ok(())
+}

@@ -456,7 +456,18 @@ pub async fn top(
     limit: i64,
 ) -> Result<Vec<Standing>, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
-    let period_sql = PERIOD_SQL.replace("{schema}", &schema);
+    top_in(pool, &schema, community, (metric, scope, period), limit).await
+}
+
+/// `top` from the read model in `schema` (a replay's).
+pub async fn top_in(
+    pool: &Pool,
+    schema: &str,
+    community: CommunityId,
+    (metric, scope, period): (Metric, Option<Uuid>, Period),
+    limit: i64,
+) -> Result<Vec<Standing>, ProjectionError> {
+    let period_sql = PERIOD_SQL.replace("{schema}", schema);
     let sql = format!(
         "SELECT resident_id, score, rank() OVER (ORDER BY score DESC) FROM ( \
              SELECT resident_id, score, reached_position FROM {schema}.scores \

@@ -159,6 +159,23 @@ impl ProjectionRunner {
         Ok(state.folded)
     }
 
+    /// Folds one community into a generation up to position `until` and no
+    /// further: a replay of the read model as of that position.
+    pub async fn catch_up_to(
+        &self,
+        projection: &dyn Projection,
+        generation: i32,
+        community: CommunityId,
+        until: i64,
+    ) -> Result<u64, ProjectionError> {
+        let mut state = Generation::new(generation);
+        while self
+            .step(projection, &mut state, community, false, Some(until))
+            .await?
+        {}
+        Ok(state.folded)
+    }
+
     /// Rebuilds a projection from position zero into a new generation while
     /// the live one keeps serving, then promotes it. Returns the generation.
     pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
@@ -181,7 +198,9 @@ impl ProjectionRunner {
     ) -> Result<bool, ProjectionError> {
         let mut progressed = false;
         for community in self.store.communities().await? {
-            progressed |= self.step(projection, generation, community, live).await?;
+            progressed |= self
+                .step(projection, generation, community, live, None)
+                .await?;
         }
         Ok(progressed)
     }
@@ -193,6 +212,7 @@ impl ProjectionRunner {
         generation: &mut Generation,
         community: CommunityId,
         live: bool,
+        until: Option<i64>,
     ) -> Result<bool, ProjectionError> {
         let checkpoint = match generation.checkpoints.get(&community) {
             Some(position) => *position,
@@ -201,9 +221,14 @@ impl ProjectionRunner {
                     .await?
             }
         };
+        let batch_size = match until {
+            Some(until) if until <= checkpoint => return Ok(false),
+            Some(until) => self.config.batch_size.min(until - checkpoint),
+            None => self.config.batch_size,
+        };
         let events = self
             .store
-            .read_log(community, checkpoint + 1, self.config.batch_size)
+            .read_log(community, checkpoint + 1, batch_size)
             .await?;
         let Some(last) = events.last().map(|e| e.position) else {
             generation.checkpoints.insert(community, checkpoint);

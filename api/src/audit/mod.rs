@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod ledger;
+pub mod replay;
 pub mod seals;
 
 use serde::{Deserialize, Serialize};

@@ -127,6 +127,15 @@ pub async fn trial_balance(
     community: CommunityId,
 ) -> Result<TrialBalance, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
+    trial_balance_in(pool, &schema, community).await
+}
+
+/// `trial_balance` from the read model in `schema` (a replay's).
+pub async fn trial_balance_in(
+    pool: &Pool,
+    schema: &str,
+    community: CommunityId,
+) -> Result<TrialBalance, ProjectionError> {
     let mut client = pool.get().await?;
     let accounts_sql = format!(
         "SELECT account, balance FROM {schema}.accounts WHERE community_id = $1 ORDER BY account"

@@ -351,6 +351,17 @@ pub async fn statistics(
     to_month: Option<&str>,
 ) -> Result<Vec<CategoryMonth>, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
+    statistics_in(pool, &schema, community, from_month, to_month).await
+}
+
+/// `statistics` from the read model in `schema` (a replay's).
+pub async fn statistics_in(
+    pool: &Pool,
+    schema: &str,
+    community: CommunityId,
+    from_month: Option<&str>,
+    to_month: Option<&str>,
+) -> Result<Vec<CategoryMonth>, ProjectionError> {
     let sql = format!(
         "SELECT month, category, received, accepted, resolved, escalated, reopened \
          FROM {schema}.report_statistics WHERE community_id = $1 \
