@@ -734,3 +734,140 @@ async fn a_replay_as_of_a_past_position_is_what_the_live_read_models_were_then()
     assert_eq!(printed["position"], then);
     assert_eq!(printed["trial_balance"]["wallets"], "28");
 }
+
+#[tokio::test]
+async fn an_erased_resident_is_a_pseudonymous_id_and_the_history_still_verifies() {
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    // A resident with a profile (display name, phone), who reports with
+    // photos, comments, drops a suggestion and earns points.
+    let phone = "+86 139-0013-9000";
+    app.ok(
+        None,
+        "mutation($c: UUID!, $p: String!) { requestSignupCode(communityId: $c, phone: $p, displayName: \"王大爷\") { expiresInSeconds } }",
+        json!({"c": f.community, "p": phone}),
+    )
+    .await;
+    let code = app.codes.last_for("+8613900139000");
+    let signed_in = app
+        .ok(
+            None,
+            "mutation($c: UUID!, $p: String!, $k: String!) { verifySignupCode(communityId: $c, phone: $p, code: $k) { token personId } }",
+            json!({"c": f.community, "p": phone, "k": code}),
+        )
+        .await;
+    let token = signed_in["verifySignupCode"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resident: Uuid = signed_in["verifySignupCode"]["personId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (report, _) = submit(&app, f, &token, "RB-01", "FLOATING-GARBAGE").await;
+    crate::app::act(
+        &app,
+        f,
+        &token,
+        "commentOnReport(text: \"我家住在3号楼，电话13900139000\")",
+        report,
+    )
+    .await;
+    app.ok(
+        Some(&token),
+        "mutation($c: UUID!) { submitSuggestion(communityId: $c, siteCode: \"MS-01\", text: \"王大爷建议多装路灯\") { position } }",
+        json!({"c": f.community}),
+    )
+    .await;
+    let accepted = accept(&app, f, &f.admin, report).await;
+    app.wallet(&token, f.community, resident, accepted).await;
+    let community = CommunityId::new(f.community);
+    let sealed = app.sealer.tick().await.unwrap();
+    assert_eq!(sealed, 1);
+    let totals_before = app.trial_balance(f, app.head(f.community).await).await;
+    let head_before = app.store.head(community).await.unwrap();
+
+    let erase = "mutation($c: UUID!, $p: UUID!) { eraseResident(communityId: $c, residentId: $p, reason: \"本人申请删除个人信息\") { contentsErased profileErased } }";
+    let vars = json!({"c": f.community, "p": resident});
+    for other in [&f.auditor, &counter.clerk, &token] {
+        let refused = app.gql(Some(other), erase, vars.clone()).await;
+        assert_eq!(crate::app::code_of(&refused), "FORBIDDEN", "{refused}");
+    }
+    let erased = app.ok(Some(&f.admin), erase, vars).await;
+    assert_eq!(
+        erased["eraseResident"],
+        json!({"contentsErased": 4, "profileErased": true}),
+        "the report's text and photos, the comment and the suggestion"
+    );
+
+    // What they wrote is gone; they are an id on the boards.
+    let read = app
+        .ok(
+            Some(&f.admin),
+            "query($c: UUID!, $r: UUID!) { report(communityId: $c, reportId: $r) { text photos } }",
+            json!({"c": f.community, "r": report}),
+        )
+        .await;
+    assert_eq!(read["report"], json!({"text": null, "photos": []}));
+    let board = app
+        .ok(None, "query($c: UUID!) { leaderboard(communityId: $c, by: POINTS_EARNED, period: ALL_TIME) { entries { name } } }", json!({"c": f.community}))
+        .await;
+    let name = board["leaderboard"]["entries"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        name.starts_with("resident-"),
+        "no display name after erasure: {name}"
+    );
+    let client = app.db.client().await;
+    let profile = client
+        .query_one(
+            "SELECT phone, phone_hash, display_name, erased_at IS NOT NULL FROM profiles WHERE community_id = $1 AND person_id = $2",
+            &[&f.community, &resident],
+        )
+        .await
+        .unwrap();
+    assert_eq!(profile.get::<_, Option<String>>(0), None);
+    assert_eq!(profile.get::<_, Option<Vec<u8>>>(1), None);
+    assert_eq!(profile.get::<_, Option<String>>(2), None);
+    assert!(profile.get::<_, bool>(3));
+
+    // The log, its hashes, its seal and every total are as they were.
+    assert_eq!(app.store.head(community).await.unwrap(), head_before);
+    let verified = verify(
+        &app.store,
+        community,
+        1,
+        i64::MAX,
+        Some(app.sealer.public_key()),
+    )
+    .await
+    .unwrap();
+    assert!(verified.is_intact(), "{verified:?}");
+    assert_eq!(
+        app.trial_balance(f, head_before.position).await,
+        totals_before
+    );
+    let export = exported(&app, f.community).await;
+    let erasures: Vec<Value> = export
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["type"] == "erasure")
+        .collect();
+    assert_eq!(erasures.len(), 4);
+    assert!(erasures
+        .iter()
+        .all(|e| e["reason"] == "本人申请删除个人信息"
+            && e["erased_by"].as_str().unwrap().starts_with("admin:")));
+    assert!(
+        !export.contains("13900139000") && !export.contains("王大爷"),
+        "no personal data in the export"
+    );
+    assert_eq!(
+        verify_export(export.as_bytes(), Some(app.sealer.public_key())).unwrap(),
+        verified
+    );
+}

@@ -160,4 +160,37 @@ impl EventStore {
             ))),
         }
     }
+
+    /// Every erased piece of a community's content with its tombstone, in
+    /// the order they were erased (the export lists them).
+    pub async fn erased_contents(
+        &self,
+        community_id: CommunityId,
+    ) -> Result<Vec<(ContentHash, Tombstone)>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT content_hash, erased_at, erased_by, erased_reason FROM contents \
+                 WHERE community_id = $1 AND erased_at IS NOT NULL \
+                 ORDER BY erased_at, content_hash",
+                &[&community_id.as_uuid()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: Vec<u8> = row.get(0);
+                let hash: [u8; 32] = hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a content hash is not 32 bytes".into()))?;
+                Ok((
+                    ContentHash(hash),
+                    Tombstone {
+                        erased_at: row.get(1),
+                        erased_by: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                        reason: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect()
+    }
 }

@@ -200,4 +200,33 @@ impl EventStore {
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
+
+    /// Erases a resident's profile: the phone number, its keyed hash, the
+    /// display name and any sign-up codes go; the pseudonymous id and when
+    /// it went stay. False when there was no profile left to erase.
+    pub async fn erase_profile(
+        &self,
+        community_id: CommunityId,
+        person: Uuid,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.inner.pool.get().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "DELETE FROM signup_codes WHERE community_id = $1 AND phone_hash = \
+                 (SELECT phone_hash FROM profiles WHERE community_id = $1 AND person_id = $2)",
+                &[&community_id.as_uuid(), &person],
+            )
+            .await?;
+        let erased = transaction
+            .execute(
+                "UPDATE profiles SET phone_hash = NULL, phone = NULL, display_name = NULL, \
+                 erased_at = now() WHERE community_id = $1 AND person_id = $2 \
+                 AND erased_at IS NULL",
+                &[&community_id.as_uuid(), &person],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(erased == 1)
+    }
 }

@@ -37,6 +37,18 @@ pub async fn export(
         line["type"] = "seal".into();
         writeln!(out, "{line}")?;
     }
+    // Then what was erased, when, by whom and why: the events still name
+    // it by hash.
+    for (hash, tombstone) in store.erased_contents(community).await? {
+        let line = serde_json::json!({
+            "type": "erasure",
+            "content_hash": hash.to_hex(),
+            "erased_at": store::canonical::timestamp_text(tombstone.erased_at),
+            "erased_by": tombstone.erased_by,
+            "reason": tombstone.reason,
+        });
+        writeln!(out, "{line}")?;
+    }
     let mut next = from_position.max(1);
     let mut written = 0;
     while next <= to_position {
@@ -111,6 +123,9 @@ pub fn verify_export(
                 seals.push(serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?);
             }
             "seal" => return Err(malformed("seals come before the events".into())),
+            // Tombstones of erased content: the events name it by hash, the
+            // chain does not depend on it.
+            "erasure" => {}
             "head" => {
                 head = Some(
                     serde_json::from_str::<ChainHead>(&line)

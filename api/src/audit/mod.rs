@@ -2,6 +2,7 @@
 //! and the points ledger's invariants), from the database or from an
 //! export alone, and exporting it as NDJSON.
 
+pub mod erasure;
 pub mod export;
 pub mod ledger;
 pub mod replay;

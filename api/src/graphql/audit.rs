@@ -437,3 +437,49 @@ where
         }
     }
 }
+
+#[derive(Default)]
+pub struct ErasureMutation;
+
+#[derive(SimpleObject)]
+pub struct ErasurePayload {
+    pub resident_id: Uuid,
+    /// Pieces of content erased (texts, photo lists).
+    pub contents_erased: i32,
+    pub profile_erased: bool,
+}
+
+#[Object]
+impl ErasureMutation {
+    /// Erases a resident on their request: their profile and everything
+    /// they typed or attached. The log, its hashes and every total stay;
+    /// they remain a pseudonymous id. For the community's admin.
+    async fn erase_resident(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        resident_id: Uuid,
+        reason: String,
+    ) -> ApiResult<ErasurePayload> {
+        let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(crate::error::ApiError::validation(
+                "reason: 1 to 500 characters",
+            ));
+        }
+        let erased = crate::audit::erasure::erase_resident(
+            app(ctx).commands.store(),
+            CommunityId::new(community_id),
+            resident_id,
+            &format!("admin:{}", claims.sub),
+            reason,
+        )
+        .await?;
+        Ok(ErasurePayload {
+            resident_id,
+            contents_erased: erased.contents_erased as i32,
+            profile_erased: erased.profile_erased,
+        })
+    }
+}

@@ -65,6 +65,7 @@ pub struct Mutation(
     suggestions::SuggestionMutation,
     patrols::PatrolMutation,
     points::PointsMutation,
+    audit::ErasureMutation,
 );
 
 #[derive(MergedObject, Default)]

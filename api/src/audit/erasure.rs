@@ -1,0 +1,92 @@
+//! Erasing a resident (DESIGN §5): their profile and every piece of content
+//! they typed or attached go; the log, its hashes, its seals and every total
+//! stay, and they remain a pseudonymous id. Each erased piece keeps a
+//! tombstone (when, by whom, why), which the export lists.
+
+use serde::Serialize;
+use serde_json::Value;
+use store::{CommunityId, EventStore, RecordedEvent, StoreError, TrailFilter};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    pub contents_erased: usize,
+    pub profile_erased: bool,
+}
+
+/// Erases what `resident` wrote or attached in `community`: the content
+/// their own events name, and the submission of every report they claimed.
+pub async fn erase_resident(
+    store: &EventStore,
+    community: CommunityId,
+    resident: Uuid,
+    erased_by: &str,
+    reason: &str,
+) -> Result<Erasure, StoreError> {
+    let mut hashes = Vec::new();
+    let filter = TrailFilter {
+        actor: Some(resident.to_string()),
+        ..TrailFilter::default()
+    };
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_trail(community, &filter, after, store::trail::TRAIL_PAGE_MAX)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for event in &page {
+            collect_hashes(&event.payload_value()?, &mut hashes);
+            if event.event_type == "ReportClaimed" {
+                if let Some(submitted) = first_event(store, community, &event.stream_id).await? {
+                    collect_hashes(&submitted.payload_value()?, &mut hashes);
+                }
+            }
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    let mut contents_erased = 0;
+    for hash in hashes {
+        let Ok(hash) = store::ContentHash::parse(&hash) else {
+            continue;
+        };
+        match store
+            .erase_content(community, hash, erased_by, reason)
+            .await
+        {
+            Ok(_) => contents_erased += 1,
+            // Not content (a claim secret's hash, a client's) or never stored.
+            Err(StoreError::ContentNotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let profile_erased = store.erase_profile(community, resident).await?;
+    Ok(Erasure {
+        contents_erased,
+        profile_erased,
+    })
+}
+
+async fn first_event(
+    store: &EventStore,
+    community: CommunityId,
+    stream_id: &str,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    Ok(store.read_stream(community, stream_id, 1, 1).await?.pop())
+}
+
+/// Every string of 64 hex digits in a payload: content is named by its
+/// SHA-256.
+fn collect_hashes(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::String(text) if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            into.push(text.to_ascii_lowercase())
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_hashes(item, into)),
+        Value::Object(fields) => fields
+            .values()
+            .for_each(|field| collect_hashes(field, into)),
+        _ => {}
+    }
+}
