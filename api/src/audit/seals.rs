@@ -126,3 +126,53 @@ pub fn check_signature(seal: &Seal, trusted: Option<&[u8; 32]>) -> Result<(), &'
     key.verify_strict(&seal.signed_message(), &signature)
         .map_err(|_| "seal_signature_invalid")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of docs/AUDIT.md, recomputed on every test run.
+    #[test]
+    fn the_documented_seal_example_holds() {
+        let key = signing_key(b"civic-ledger example seal key");
+        let community = CommunityId::new(
+            uuid::Uuid::parse_str("3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b").unwrap(),
+        );
+        let hash: [u8; 32] =
+            hex::decode("021b8d3bdbd4653c37d486288a81fe03b086f1fda9a11168113879875f458207")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let sealed_at = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:30:01Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let message = Seal::message(community, 1, &hash, sealed_at);
+        assert_eq!(
+            String::from_utf8(message.clone()).unwrap(),
+            "civic-ledger seal v1\n3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b\n1\n\
+             021b8d3bdbd4653c37d486288a81fe03b086f1fda9a11168113879875f458207\n\
+             2026-11-23T08:30:01.000000Z\n"
+        );
+        let seal = Seal {
+            community_id: community,
+            position: 1,
+            hash,
+            sealed_at,
+            public_key: key.verifying_key().to_bytes(),
+            signature: key.sign(&message).to_bytes().to_vec(),
+        };
+        assert_eq!(
+            hex::encode(seal.public_key),
+            "2dfa6fc2d7d779fb22c91e1c6ce93f9c6369f9d08ec34a59a2cfa2027732727a"
+        );
+        assert_eq!(
+            hex::encode(&seal.signature),
+            "dec4b119debade8c9cf9d394d479ffdf47d441d273a66ec351faf0faf9933c37\
+             4807ce574a0507fe561c7a8d578068f180170b4cb6d094172dbbe4a9cd757402"
+        );
+        assert_eq!(check_signature(&seal, Some(&seal.public_key)), Ok(()));
+        let mut forged = seal.clone();
+        forged.position = 2;
+        assert_eq!(check_signature(&forged, None), Err("seal_signature_invalid"));
+    }
+}
