@@ -166,6 +166,8 @@ pub enum BenchTarget {
     Store(crate::bench::StoreBenchArgs),
     /// The points economy: redemptions at counters and leaderboard reads.
     Points(crate::bench::points::PointsBenchArgs),
+    /// Audit: verifying a large history next to a plain read; replaying it.
+    Audit(crate::bench::audit::AuditBenchArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -220,6 +222,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             target: BenchTarget::Points(args),
         } => crate::bench::points::run(&database, args).await,
+        Command::Bench {
+            target: BenchTarget::Audit(args),
+        } => crate::bench::audit::run(&database, args).await,
         Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.

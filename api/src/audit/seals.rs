@@ -173,6 +173,9 @@ mod tests {
         assert_eq!(check_signature(&seal, Some(&seal.public_key)), Ok(()));
         let mut forged = seal.clone();
         forged.position = 2;
-        assert_eq!(check_signature(&forged, None), Err("seal_signature_invalid"));
+        assert_eq!(
+            check_signature(&forged, None),
+            Err("seal_signature_invalid")
+        );
     }
 }

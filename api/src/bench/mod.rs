@@ -18,6 +18,7 @@ use store::{
 
 use crate::database::Database;
 
+pub mod audit;
 pub mod points;
 
 #[derive(clap::Args, Debug)]

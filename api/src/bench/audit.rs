@@ -1,0 +1,271 @@
+//! `civic-ledger bench audit`: verifying a large community's history (the
+//! hash chain and the points ledger) next to a plain ordered read of the
+//! same rows, and replaying its read models, in one run.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
+use domain::points::{BudgetEvent, GrantSource, WalletEvent};
+use domain::report::{Place, ReportEvent, Reporter, SubmitReport};
+use domain::values::{
+    Actor, CategoryCode, ContentHash, GeoPoint, GridId, PersonId, ReportId, Role, Timestamp,
+};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use store::baseline;
+use store::migrate::run_migrations;
+use store::{
+    AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion, NewEvent, StoreConfig,
+    StreamId, StreamType,
+};
+use uuid::Uuid;
+
+use crate::database::Database;
+
+/// Reports per append: each adds a report stream and a wallet stream.
+const REPORTS_PER_APPEND: i64 = 30;
+const WRITERS: usize = 4;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditBenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: i64,
+    /// Events replayed into every read model (from position 1).
+    #[arg(long, default_value_t = 100_000)]
+    pub replay_events: i64,
+}
+
+#[derive(Serialize)]
+struct AuditBenchReport {
+    events: i64,
+    verify_eps: f64,
+    raw_read_eps: f64,
+    verify_ratio: f64,
+    replay_eps: f64,
+    replay_events: i64,
+    fill_eps: f64,
+    intact: bool,
+    postgres_version: String,
+}
+
+pub async fn run(database: &Database, args: AuditBenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    super::in_scratch_database(
+        database,
+        json,
+        |pg_config| async move { measure(&pg_config, &args).await },
+        print_table,
+    )
+    .await
+}
+
+async fn measure(
+    pg_config: &tokio_postgres::Config,
+    args: &AuditBenchArgs,
+) -> anyhow::Result<AuditBenchReport> {
+    run_migrations(pg_config).await?;
+    let config = StoreConfig {
+        pool_size_max: 8,
+        ..StoreConfig::default()
+    };
+    let store = EventStore::connect(pg_config.clone(), config).await?;
+    let postgres_version = baseline::create_raw_table(pg_config).await?;
+    let community = CommunityId::random();
+    store.create_community(community, "bench audit").await?;
+    eprintln!(
+        "bench: writing {} events of reports and points",
+        args.events
+    );
+    let started = Instant::now();
+    let events = fill(&store, community, args.events).await?;
+    let fill_eps = events as f64 / started.elapsed().as_secs_f64();
+
+    eprintln!("bench: verifying");
+    let started = Instant::now();
+    let report = crate::audit::verify(&store, community, 1, i64::MAX, None).await?;
+    let verify_eps = report.to_position as f64 / started.elapsed().as_secs_f64();
+    eprintln!("bench: reading the same rows with plain SQL");
+    let started = Instant::now();
+    let read = baseline::read_all(pg_config, community).await?;
+    let raw_read_eps = read as f64 / started.elapsed().as_secs_f64();
+
+    let replay_events = args.replay_events.min(events);
+    eprintln!("bench: replaying {replay_events} events into every read model");
+    let started = Instant::now();
+    let replayed = crate::audit::replay::replay(&store, community, replay_events).await?;
+    let replay_eps = replay_events as f64 / started.elapsed().as_secs_f64();
+    replayed.discard(&store).await?;
+    store.shutdown().await;
+    Ok(AuditBenchReport {
+        events,
+        verify_eps,
+        raw_read_eps,
+        verify_ratio: verify_eps / raw_read_eps,
+        replay_eps,
+        replay_events,
+        fill_eps,
+        intact: report.is_intact(),
+        postgres_version,
+    })
+}
+
+fn new_event<E: cqrs_es::DomainEvent + Serialize>(event: &E) -> anyhow::Result<NewEvent> {
+    let mut new = NewEvent::new(
+        EventType::parse(event.event_type())?,
+        serde_json::to_value(event)?,
+    );
+    new.metadata.insert("actor_role".into(), "bench".into());
+    Ok(new)
+}
+
+/// A community's set-up and budget, then reports submitted and accepted,
+/// each earning its reporter 5 points: three events a report.
+async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow::Result<i64> {
+    let admin = Actor {
+        person: PersonId(Uuid::new_v4()),
+        role: Role::Admin,
+    };
+    let at = Timestamp::from_micros(1_795_000_000_000_000);
+    let grid = GridId(Uuid::new_v4());
+    let set_up = [
+        CommunityEvent::CommunityRegistered {
+            by: admin,
+            name: "bench".into(),
+            time_zone: DEFAULT_TIME_ZONE.into(),
+            at,
+        },
+        CommunityEvent::GridAdded {
+            by: admin,
+            grid,
+            name: "grid".into(),
+            parent: None,
+            at,
+        },
+    ];
+    let events = set_up
+        .iter()
+        .map(new_event)
+        .collect::<anyhow::Result<_>>()?;
+    let request = AppendRequest::new(community).stream(
+        StreamId::parse("community")?,
+        StreamType::parse("Community")?,
+        ExpectedVersion::NoStream,
+        events,
+    );
+    store.append(request).await?;
+    let funded = BudgetEvent::BudgetFunded {
+        by: admin,
+        amount: Decimal::from(900_000_000),
+        note: ContentHash::parse(&"0".repeat(64))?,
+        balance: Decimal::from(900_000_000),
+        at,
+    };
+    let request = AppendRequest::new(community).stream(
+        StreamId::parse("budget")?,
+        StreamType::parse("Budget")?,
+        ExpectedVersion::NoStream,
+        vec![new_event(&funded)?],
+    );
+    store.append(request).await?;
+
+    let reports = (total - 3).max(0) / 3;
+    let appends = (reports + REPORTS_PER_APPEND - 1) / REPORTS_PER_APPEND;
+    let next = Arc::new(AtomicI64::new(0));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let store = store.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let chunk = next.fetch_add(1, Ordering::Relaxed);
+                    if chunk >= appends {
+                        return anyhow::Ok(());
+                    }
+                    let count = REPORTS_PER_APPEND.min(reports - chunk * REPORTS_PER_APPEND);
+                    let mut request = AppendRequest::new(community);
+                    for _ in 0..count {
+                        request = report_streams(request, grid, at)?;
+                    }
+                    store.append(request).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(store.head(community).await?.position)
+}
+
+/// One report submitted and accepted, and its reporter's points.
+fn report_streams(
+    request: AppendRequest,
+    grid: GridId,
+    at: Timestamp,
+) -> anyhow::Result<AppendRequest> {
+    let report = ReportId(Uuid::new_v4());
+    let resident = PersonId(Uuid::new_v4());
+    let worker = Actor {
+        person: PersonId(Uuid::new_v4()),
+        role: Role::GridWorker,
+    };
+    let submitted = ReportEvent::ReportSubmitted(Box::new(SubmitReport {
+        report,
+        place: Place::Point(GeoPoint::parse(30_878_000, 104_250_000)?),
+        grid,
+        category: CategoryCode::parse("FLOATING-GARBAGE")?,
+        text: ContentHash::parse(&"1".repeat(64))?,
+        photos: None,
+        reporter: Reporter::Resident(resident),
+        first_response_due: at.plus_hours(4),
+        resolution_due: at.plus_hours(48),
+        department: None,
+        likely_duplicate_of: None,
+        at,
+    }));
+    let accepted = ReportEvent::ReportAccepted { by: worker, at };
+    let granted = WalletEvent::PointsGranted {
+        source: GrantSource::ReportAccepted { report },
+        amount: Decimal::from(5),
+        requested: Decimal::from(5),
+        by: None,
+        grid: Some(grid),
+        day: 20_775,
+        expires_at: None,
+        balance: Decimal::from(5),
+        held: Decimal::ZERO,
+        next_expiry: None,
+        at,
+    };
+    Ok(request
+        .stream(
+            StreamId::parse(format!("report-{}", report.0))?,
+            StreamType::parse("Report")?,
+            ExpectedVersion::NoStream,
+            vec![new_event(&submitted)?, new_event(&accepted)?],
+        )
+        .stream(
+            StreamId::parse(format!("wallet-{}", resident.0))?,
+            StreamType::parse("Wallet")?,
+            ExpectedVersion::NoStream,
+            vec![new_event(&granted)?],
+        ))
+}
+
+fn print_table(report: &AuditBenchReport) {
+    println!("audit vs raw PostgreSQL {}", report.postgres_version);
+    println!(
+        "  verify    {:>10.0} ev/s   raw read {:>10.0} ev/s   ratio {:.2}   ({} events, intact: {})",
+        report.verify_eps, report.raw_read_eps, report.verify_ratio, report.events, report.intact
+    );
+    println!(
+        "  replay    {:>10.0} ev/s   ({} events into every read model)",
+        report.replay_eps, report.replay_events
+    );
+    println!("  filled at {:>10.0} ev/s", report.fill_eps);
+}
