@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Verifies a civic-ledger export (docs/AUDIT.md) without civic-ledger's code.
+
+    python3 docs/verify_export.py history.ndjson [SEAL_PUBLIC_KEY_HEX]
+
+Checks the hash chain, the head, and (with the `cryptography` package) every
+seal. Prints the first failure with its position, or "intact"; exits 1 on a
+failure. An independent check of the format docs/AUDIT.md specifies.
+"""
+import hashlib
+import json
+import sys
+from datetime import datetime, timezone
+
+
+def canonical(value):
+    # RFC 8785 for our payloads: integers only, member names ASCII.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def recorded_at_text(text):
+    at = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(event):
+    fields = {
+        "community_id": event["community_id"],
+        "event_type": event["event_type"],
+        "event_version": event["event_version"],
+        "metadata": event["metadata"],
+        "payload": event["payload"],
+        "position": event["position"],
+        "recorded_at": recorded_at_text(event["recorded_at"]),
+        "stream_id": event["stream_id"],
+        "stream_type": event["stream_type"],
+        "stream_version": event["stream_version"],
+    }
+    previous = bytes.fromhex(event["previous_hash"])
+    return hashlib.sha256(previous + canonical(fields).encode("utf-8")).hexdigest()
+
+
+def seal_holds(seal, trusted_key):
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        return None
+    if trusted_key and seal["public_key"] != trusted_key:
+        return False
+    message = "civic-ledger seal v1\n{}\n{}\n{}\n{}\n".format(
+        seal["community_id"], seal["position"], seal["hash"],
+        recorded_at_text(seal["sealed_at"])).encode("utf-8")
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(seal["public_key"])).verify(
+            bytes.fromhex(seal["signature"]), message)
+        return True
+    except Exception:
+        return False
+
+
+def main(path, trusted_key=None):
+    seals, head, running, expected = {}, None, None, None
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            kind = item["type"]
+            if kind == "seal":
+                seals[item["position"]] = item
+            elif kind == "head":
+                head = item
+            elif kind == "event":
+                position = item["position"]
+                if expected is None:
+                    expected, running = position, item["previous_hash"]
+                if position != expected:
+                    return fail(expected, "missing position")
+                if item["previous_hash"] != running:
+                    return fail(position, "broken link")
+                if event_hash(item) != item["hash"]:
+                    return fail(position, "hash mismatch")
+                seal = seals.pop(position, None)
+                if seal is not None:
+                    held = seal_holds(seal, trusted_key)
+                    if held is False:
+                        return fail(position, "seal signature invalid or untrusted")
+                    if seal["hash"] != item["hash"]:
+                        return fail(position, "seal mismatch")
+                running, expected = item["hash"], position + 1
+    last = expected - 1
+    if head is not None:
+        if last < head["checked_to"]:
+            return fail(last + 1, "missing position")
+        if head["position"] == last and head["hash"] != running:
+            return fail(last, "head mismatch")
+        if head["position"] == last and any(p > last for p in seals):
+            return fail(min(p for p in seals if p > last), "seal beyond log")
+    print("intact: {} events".format(last))
+    return 0
+
+
+def fail(position, what):
+    print("fails at position {}: {}".format(position, what))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
