@@ -65,6 +65,16 @@ impl ChainChecker {
     }
 
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), Mismatch> {
+        self.check_recomputed(event, recompute_hash(event).ok())
+    }
+
+    /// `check`, with the event's hash recomputed already (in parallel, by a
+    /// caller that checks many); `None` when it could not be.
+    pub fn check_recomputed(
+        &mut self,
+        event: &RecordedEvent,
+        recomputed: Option<[u8; 32]>,
+    ) -> Result<(), Mismatch> {
         if event.position != self.expected_position {
             return Err(Mismatch {
                 position: self.expected_position,
@@ -77,7 +87,7 @@ impl ChainChecker {
                 kind: MismatchKind::BrokenLink,
             });
         }
-        if recompute_hash(event).ok() != Some(event.hash) {
+        if recomputed != Some(event.hash) {
             return Err(Mismatch {
                 position: event.position,
                 kind: MismatchKind::HashMismatch,

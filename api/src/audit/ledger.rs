@@ -32,6 +32,8 @@ pub struct Failure {
 #[derive(Default)]
 pub struct LedgerChecker {
     accounts: BTreeMap<Account, Decimal>,
+    /// The sum over all accounts, kept as movements apply.
+    total: Decimal,
     wallets: HashMap<Uuid, (Decimal, Decimal)>,
     budget: Decimal,
     /// Placed redemptions: when their hold runs out, and where they were placed.
@@ -106,10 +108,21 @@ impl LedgerChecker {
                 ),
             ));
         }
+        if movement.debit == movement.credit {
+            return Err(failure(
+                position,
+                "unbalanced",
+                "a movement within one account".into(),
+            ));
+        }
         *self.accounts.entry(movement.debit).or_default() -= movement.amount;
         *self.accounts.entry(movement.credit).or_default() += movement.amount;
-        let total: Decimal = self.accounts.values().sum();
-        if !total.is_zero() {
+        // Kept as movements apply (summing every account each time would
+        // cost a pass over every wallet per event).
+        self.total -= movement.amount;
+        self.total += movement.amount;
+        if !self.total.is_zero() {
+            let total = self.total;
             return Err(failure(
                 position,
                 "unbalanced",

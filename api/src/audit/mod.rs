@@ -140,6 +140,16 @@ impl Verifier {
 
     /// False once something failed or the range is done: feed no more.
     pub fn check(&mut self, event: &RecordedEvent) -> bool {
+        let recomputed = store::verify::recompute_hash(event).ok();
+        self.check_recomputed(event, recomputed)
+    }
+
+    /// `check`, with the event's hash recomputed already.
+    pub fn check_recomputed(
+        &mut self,
+        event: &RecordedEvent,
+        recomputed: Option<[u8; 32]>,
+    ) -> bool {
         if self.failure.is_some() || event.position > self.to_position {
             return false;
         }
@@ -154,7 +164,7 @@ impl Verifier {
             self.chain = Some(ChainChecker::new(self.from_position, self.last_hash));
         }
         if let Some(chain) = &mut self.chain {
-            if let Err(mismatch) = chain.check(event) {
+            if let Err(mismatch) = chain.check_recomputed(event, recomputed) {
                 return self.fail(Failure {
                     position: mismatch.position,
                     what: kind_name(mismatch.kind),
@@ -248,18 +258,34 @@ pub async fn verify(
         })
         .collect();
     let mut verifier = Verifier::new(from_position, to_position).with_seals(seals, trusted_key);
-    let mut next = 1;
-    'read: while next <= to_position {
-        let batch = store.read_log(community, next, AUDIT_BATCH_SIZE).await?;
-        if batch.is_empty() {
+    // The next batch is read while this one is checked; hashes are
+    // recomputed on every core, links and the ledger checked in order.
+    let read = |next: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.read_log(community, next, AUDIT_BATCH_SIZE).await })
+    };
+    let mut pending = (to_position >= 1).then(|| read(1));
+    while let Some(reading) = pending.take() {
+        let batch = reading
+            .await
+            .map_err(|error| StoreError::Corrupt(format!("a read failed: {error}")))??;
+        let Some(last) = batch.last().map(|event| event.position) else {
             break;
+        };
+        if last < to_position {
+            pending = Some(read(last + 1));
         }
-        for event in &batch {
-            if !verifier.check(event) {
-                break 'read;
+        let (batch, hashes) = recompute_all(batch).await?;
+        let mut going = true;
+        for (event, recomputed) in batch.iter().zip(hashes) {
+            going = verifier.check_recomputed(event, recomputed);
+            if !going {
+                break;
             }
         }
-        next = batch.last().map_or(next, |event| event.position + 1);
+        if !going {
+            break;
+        }
     }
     let head = ChainHead {
         position: head.position,
@@ -267,6 +293,38 @@ pub async fn verify(
         checked_to: to_position,
     };
     Ok(verifier.finish(community, Some(&head)))
+}
+
+/// Every event's hash recomputed, the batch split across the cores.
+async fn recompute_all(
+    batch: Vec<RecordedEvent>,
+) -> Result<(Vec<RecordedEvent>, Vec<Option<[u8; 32]>>), StoreError> {
+    let parts = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let size = batch.len().div_ceil(parts).max(1);
+    let batch = std::sync::Arc::new(batch);
+    let tasks: Vec<_> = (0..batch.len())
+        .step_by(size)
+        .map(|start| {
+            let batch = batch.clone();
+            tokio::task::spawn_blocking(move || {
+                batch[start..(start + size).min(batch.len())]
+                    .iter()
+                    .map(|event| store::verify::recompute_hash(event).ok())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut hashes = Vec::with_capacity(batch.len());
+    for task in tasks {
+        hashes.extend(
+            task.await
+                .map_err(|error| StoreError::Corrupt(format!("hashing failed: {error}")))?,
+        );
+    }
+    let batch = std::sync::Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+    Ok((batch, hashes))
 }
 
 /// Every seal of a community, in position order.
