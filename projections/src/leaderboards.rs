@@ -91,8 +91,19 @@ CREATE TABLE {schema}.score_counts (
     scope text NOT NULL,
     period text NOT NULL,
     score numeric NOT NULL,
-    residents integer NOT NULL CHECK (residents >= 0),
+    residents integer NOT NULL,
     PRIMARY KEY (community_id, metric, scope, period, score)
+);
+-- What each event did to the counts per score, folded into score_counts
+-- once per batch: a score many residents share would otherwise be one row
+-- updated by nearly every event.
+CREATE TABLE {schema}.score_deltas (
+    community_id uuid NOT NULL,
+    metric text NOT NULL,
+    scope text NOT NULL,
+    period text NOT NULL,
+    score numeric NOT NULL,
+    residents integer NOT NULL
 );
 CREATE TABLE {schema}.sites (
     community_id uuid NOT NULL,
@@ -159,17 +170,11 @@ BEGIN
                 UPDATE {schema}.scores SET score = v_new, reached_position = p_position
                     WHERE community_id = p_community AND metric = p_metric AND scope = v_scope
                     AND period = v_period AND resident_id = p_resident;
-                UPDATE {schema}.score_counts SET residents = residents - 1
-                    WHERE community_id = p_community AND metric = p_metric AND scope = v_scope
-                    AND period = v_period AND score = v_old;
-                DELETE FROM {schema}.score_counts
-                    WHERE community_id = p_community AND metric = p_metric AND scope = v_scope
-                    AND period = v_period AND score = v_old AND residents = 0;
+                INSERT INTO {schema}.score_deltas VALUES
+                    (p_community, p_metric, v_scope, v_period, v_old, -1);
             END IF;
-            INSERT INTO {schema}.score_counts VALUES
-                (p_community, p_metric, v_scope, v_period, v_new, 1)
-                ON CONFLICT (community_id, metric, scope, period, score)
-                DO UPDATE SET residents = {schema}.score_counts.residents + 1;
+            INSERT INTO {schema}.score_deltas VALUES
+                (p_community, p_metric, v_scope, v_period, v_new, 1);
         END LOOP;
     END LOOP;
 END
@@ -220,6 +225,27 @@ impl Projection for LeaderboardsProjection {
             "Wallet" => fold.wallet(decode(event)?).await,
             _ => Ok(()),
         }
+    }
+
+    /// Folds the batch's deltas into the counts per score, one change per
+    /// score and board.
+    async fn end_batch(
+        &self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+    ) -> Result<(), ProjectionError> {
+        let sql = format!(
+            "WITH deltas AS (DELETE FROM {schema}.score_deltas RETURNING *) \
+             INSERT INTO {schema}.score_counts \
+             SELECT community_id, metric, scope, period, score, sum(residents) \
+             FROM deltas GROUP BY community_id, metric, scope, period, score \
+             ON CONFLICT (community_id, metric, scope, period, score) \
+             DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
+        );
+        execute(transaction, &sql, &[]).await?;
+        let sql = format!("DELETE FROM {schema}.score_counts WHERE residents = 0");
+        execute(transaction, &sql, &[]).await?;
+        Ok(())
     }
 }
 

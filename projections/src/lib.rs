@@ -49,6 +49,16 @@ pub trait Projection: Send + Sync + 'static {
         event: &RecordedEvent,
         changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError>;
+
+    /// After a batch's events, in the same transaction: for work that is
+    /// cheaper once per batch than once per event.
+    async fn end_batch(
+        &self,
+        _transaction: &Transaction<'_>,
+        _schema: &str,
+    ) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 /// Every projection of this build.

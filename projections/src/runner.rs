@@ -260,6 +260,7 @@ impl ProjectionRunner {
                 .apply(&transaction, &schema, event, &mut changes)
                 .await?;
         }
+        projection.end_batch(&transaction, &schema).await?;
         transaction
             .execute(
                 "UPDATE projection_checkpoints SET position = $4 WHERE projection = $1 \

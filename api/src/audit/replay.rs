@@ -44,20 +44,33 @@ pub async fn replay(
         position: until.clamp(0, head.position),
         generations: Vec::new(),
     };
-    let runner = ProjectionRunner::new(store.clone(), RunnerConfig::default());
     for projection in projections::all() {
-        let built = async {
-            let generation =
-                projections::generation::start_building(store.pool(), &*projection).await?;
-            replayed.generations.push((projection.name(), generation));
-            runner
-                .catch_up_to(&*projection, generation, community, replayed.position)
-                .await
-        };
-        if let Err(error) = built.await {
-            replayed.discard(store).await?;
-            return Err(error);
+        match projections::generation::start_building(store.pool(), &*projection).await {
+            Ok(generation) => replayed.generations.push((projection.name(), generation)),
+            Err(error) => {
+                replayed.discard(store).await?;
+                return Err(error);
+            }
         }
+    }
+    // Each read model folds on its own connection, all at once.
+    let runner = ProjectionRunner::new(store.clone(), RunnerConfig::default());
+    let folds = projections::all()
+        .into_iter()
+        .zip(replayed.generations.clone())
+        .map(|(projection, (_, generation))| {
+            let runner = runner.clone();
+            let position = replayed.position;
+            async move {
+                runner
+                    .catch_up_to(&*projection, generation, community, position)
+                    .await
+            }
+        });
+    let folded = futures::future::join_all(folds).await;
+    if let Some(error) = folded.into_iter().find_map(Result::err) {
+        replayed.discard(store).await?;
+        return Err(error);
     }
     Ok(replayed)
 }
