@@ -235,14 +235,18 @@ impl Projection for LeaderboardsProjection {
         schema: &str,
     ) -> Result<(), ProjectionError> {
         let sql = format!(
-            "WITH deltas AS (DELETE FROM {schema}.score_deltas RETURNING *) \
-             INSERT INTO {schema}.score_counts \
+            "INSERT INTO {schema}.score_counts \
              SELECT community_id, metric, scope, period, score, sum(residents) \
-             FROM deltas GROUP BY community_id, metric, scope, period, score \
+             FROM {schema}.score_deltas GROUP BY community_id, metric, scope, period, score \
              ON CONFLICT (community_id, metric, scope, period, score) \
              DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
         );
         execute(transaction, &sql, &[]).await?;
+        // Emptied at once: deleted rows would stay behind as dead tuples
+        // that every later batch scans.
+        transaction
+            .batch_execute(&format!("TRUNCATE {schema}.score_deltas"))
+            .await?;
         let sql = format!("DELETE FROM {schema}.score_counts WHERE residents = 0");
         execute(transaction, &sql, &[]).await?;
         Ok(())
