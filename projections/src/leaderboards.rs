@@ -81,7 +81,9 @@ CREATE TABLE {schema}.scores (
     resident_id uuid NOT NULL,
     score numeric NOT NULL,
     reached_position bigint NOT NULL,
-    PRIMARY KEY (community_id, metric, scope, period, resident_id)
+    -- Covering: one resident's score is an index-only lookup, which the
+    -- planner then prefers to a range of the board-order index.
+    PRIMARY KEY (community_id, metric, scope, period, resident_id) INCLUDE (score)
 );
 CREATE INDEX scores_in_board_order ON {schema}.scores
     (community_id, metric, scope, period, score DESC, reached_position, resident_id);

@@ -55,6 +55,28 @@ impl Default for RunnerConfig {
     }
 }
 
+/// A generation's tables are analyzed when this many events have been
+/// folded into them: a schema filled from empty would otherwise be read with
+/// plans made for empty tables (a scan where an index lookup belongs).
+const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
+
+/// Refreshes the planner's statistics of every table of a schema.
+async fn analyze(client: &deadpool_postgres::Object, schema: &str) -> Result<(), ProjectionError> {
+    let tables = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await?;
+    for table in tables {
+        let table: String = table.get(0);
+        client
+            .batch_execute(&format!("ANALYZE {schema}.{table}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Capacity of the live change channel; a subscriber further behind misses
 /// changes (and is told so) rather than holding memory.
 const CHANGES_CAPACITY: usize = 4_096;
@@ -275,7 +297,14 @@ impl ProjectionRunner {
             .await?;
         transaction.commit().await?;
         generation.checkpoints.insert(community, last);
+        let before = generation.folded;
         generation.folded += events.len() as u64;
+        if ANALYZE_AT_FOLDED
+            .iter()
+            .any(|at| before < *at && generation.folded >= *at)
+        {
+            analyze(&client, &schema).await?;
+        }
         if live {
             self.progress.publish(projection.name(), community, last);
             for change in changes {

@@ -2,8 +2,6 @@
 //! hash chain and the points ledger) next to a plain ordered read of the
 //! same rows, and replaying its read models, in one run.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
@@ -26,7 +24,6 @@ use crate::database::Database;
 
 /// Reports per append: each adds a report stream and a wallet stream.
 const REPORTS_PER_APPEND: i64 = 30;
-const WRITERS: usize = 4;
 
 #[derive(clap::Args, Debug)]
 pub struct AuditBenchArgs {
@@ -175,30 +172,15 @@ async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow:
 
     let reports = (total - 3).max(0) / 3;
     let appends = (reports + REPORTS_PER_APPEND - 1) / REPORTS_PER_APPEND;
-    let next = Arc::new(AtomicI64::new(0));
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|_| {
-            let store = store.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                loop {
-                    let chunk = next.fetch_add(1, Ordering::Relaxed);
-                    if chunk >= appends {
-                        return anyhow::Ok(());
-                    }
-                    let count = REPORTS_PER_APPEND.min(reports - chunk * REPORTS_PER_APPEND);
-                    let mut request = AppendRequest::new(community);
-                    for _ in 0..count {
-                        request = report_streams(request, grid, at)?;
-                    }
-                    store.append(request).await?;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
+    super::append_chunks(store, appends, move |chunk| {
+        let count = REPORTS_PER_APPEND.min(reports - chunk * REPORTS_PER_APPEND);
+        let mut request = AppendRequest::new(community);
+        for _ in 0..count {
+            request = report_streams(request, grid, at)?;
+        }
+        Ok(request)
+    })
+    .await?;
     Ok(store.head(community).await?.position)
 }
 

@@ -359,30 +359,48 @@ async fn batch_appends(store: &EventStore, args: &StoreBenchArgs) -> anyhow::Res
 
 /// Writes `total` events into a new community through the store.
 async fn fill(store: &EventStore, total: i64) -> anyhow::Result<CommunityId> {
-    const WRITERS: i64 = 4;
     const PER_APPEND: i64 = store::limits::EVENTS_PER_APPEND_MAX as i64;
     let community = new_community(store, "bench read").await?;
     let appends = (total + PER_APPEND - 1) / PER_APPEND;
+    append_chunks(store, appends, move |i| {
+        let count = PER_APPEND.min(total - i * PER_APPEND);
+        let events = (0..count).map(|k| event(i * PER_APPEND + k)).collect();
+        Ok(AppendRequest::new(community).stream(
+            StreamId::parse(format!("bench-read-{i}"))?,
+            StreamType::parse("Bench")?,
+            ExpectedVersion::NoStream,
+            events,
+        ))
+    })
+    .await?;
+    Ok(community)
+}
+
+/// Appends `chunks` requests, the `i`-th built by `request(i)`, from four
+/// concurrent writers.
+pub(crate) async fn append_chunks<F>(
+    store: &EventStore,
+    chunks: i64,
+    request: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(i64) -> anyhow::Result<AppendRequest> + Send + Sync + 'static,
+{
+    const WRITERS: usize = 4;
+    let request = Arc::new(request);
     let next = Arc::new(AtomicI64::new(0));
     let tasks: Vec<_> = (0..WRITERS)
         .map(|_| {
             let store = store.clone();
             let next = next.clone();
+            let request = request.clone();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= appends {
+                    if i >= chunks {
                         return anyhow::Ok(());
                     }
-                    let count = PER_APPEND.min(total - i * PER_APPEND);
-                    let events = (0..count).map(|k| event(i * PER_APPEND + k)).collect();
-                    let request = AppendRequest::new(community).stream(
-                        StreamId::parse(format!("bench-read-{i}"))?,
-                        StreamType::parse("Bench")?,
-                        ExpectedVersion::NoStream,
-                        events,
-                    );
-                    store.append(request).await?;
+                    store.append(request(i)?).await?;
                 }
             })
         })
@@ -390,7 +408,7 @@ async fn fill(store: &EventStore, total: i64) -> anyhow::Result<CommunityId> {
     for task in tasks {
         task.await??;
     }
-    Ok(community)
+    Ok(())
 }
 
 /// Every event of the community through the store's batch reader.
