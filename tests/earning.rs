@@ -262,6 +262,8 @@ async fn reports_and_suggestions_earn_by_the_rules_and_duplicates_earn_nothing()
         line("granted", "suggestion_adopted", "8")
     );
 
+    // The grant came after the answer: read the boards as fresh as the log.
+    let position = app.head(f.community).await;
     // The boards count what was earned and accepted, not what was merged.
     let board = |by: &str| {
         let query = format!("query($c: UUID!, $at: Int) {{ leaderboard(communityId: $c, by: {by}, period: ALL_TIME, atLeast: $at) {{ entries {{ rank score residentId }} }} }}");
