@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::error::DomainError;
 
 /// The name a value serializes to, e.g. `in_progress` for a state.
-pub(crate) fn serialized_name<T: Serialize>(value: &T) -> String {
+pub fn serialized_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         _ => String::new(),

@@ -170,7 +170,7 @@ impl Projection for PointsProjection {
 pub fn account_name(account: Account) -> String {
     match account {
         Account::Wallet(person) => format!("wallet:{person}"),
-        other => crate::snake_name(&other),
+        other => domain::values::serialized_name(&other),
     }
 }
 

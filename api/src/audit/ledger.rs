@@ -260,16 +260,6 @@ fn gift(position: i64, event: &GiftEvent) -> Result<(), Failure> {
 }
 
 fn stream_uuid(event: &RecordedEvent, prefix: &str) -> Result<Uuid, Failure> {
-    event
-        .stream_id
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| {
-            failure(
-                event.position,
-                "undecodable",
-                format!("`{}` is not a {prefix} stream", event.stream_id),
-            )
-        })
+    projections::runner::entity_id(event, prefix)
+        .map_err(|error| failure(event.position, "undecodable", error.to_string()))
 }

@@ -42,7 +42,7 @@ impl AuditReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainHead {
     pub position: i64,
-    #[serde(with = "hex_hash")]
+    #[serde(with = "store::types::hex_bytes")]
     pub hash: [u8; 32],
     /// The last position the events were read (or exported) up to.
     pub checked_to: i64,
@@ -167,7 +167,7 @@ impl Verifier {
             if let Err(mismatch) = chain.check_recomputed(event, recomputed) {
                 return self.fail(Failure {
                     position: mismatch.position,
-                    what: kind_name(mismatch.kind),
+                    what: domain::values::serialized_name(&mismatch.kind),
                     detail: "the hash chain does not hold here".into(),
                 });
             }
@@ -347,24 +347,25 @@ pub async fn all_seals(
     }
 }
 
-fn kind_name(kind: store::MismatchKind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{kind:?}"),
+/// The ledger folded from position 1 to `position`: its accounts then, or
+/// the first invariant that did not hold.
+pub async fn ledger_as_of(
+    store: &EventStore,
+    community: CommunityId,
+    position: i64,
+) -> Result<Result<LedgerChecker, Failure>, StoreError> {
+    let mut ledger = LedgerChecker::default();
+    let mut next = 1;
+    while next <= position {
+        let limit = AUDIT_BATCH_SIZE.min(position - next + 1);
+        let batch = store.read_log(community, next, limit).await?;
+        let Some(last) = batch.last() else { break };
+        next = last.position + 1;
+        for event in &batch {
+            if let Err(failure) = ledger.check(event) {
+                return Ok(Err(failure));
+            }
+        }
     }
-}
-
-mod hex_hash {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(bytes))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
-        bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("a hash is 32 bytes"))
-    }
+    Ok(Ok(ledger))
 }

@@ -351,25 +351,17 @@ impl AuditTrailQuery {
         let community = CommunityId::new(community_id);
         let position = position_of(ctx, community, &as_of).await?;
         let store = app(ctx).commands.store();
-        let mut ledger = crate::audit::ledger::LedgerChecker::default();
-        let mut next = 1;
-        while next <= position {
-            let limit = crate::audit::AUDIT_BATCH_SIZE.min(position - next + 1);
-            let batch = store.read_log(community, next, limit).await?;
-            let Some(last) = batch.last() else { break };
-            next = last.position + 1;
-            for event in &batch {
-                ledger.check(event).map_err(|failure| {
-                    crate::error::ApiError::new(
-                        "CONFLICT",
-                        format!(
-                            "the ledger does not hold at position {}: {}",
-                            failure.position, failure.what
-                        ),
-                    )
-                })?;
-            }
-        }
+        let ledger = crate::audit::ledger_as_of(store, community, position)
+            .await?
+            .map_err(|failure| {
+                crate::error::ApiError::new(
+                    "CONFLICT",
+                    format!(
+                        "the ledger does not hold at position {}: {}",
+                        failure.position, failure.what
+                    ),
+                )
+            })?;
         let balances = ledger.balances();
         Ok(TrialBalanceAsOf {
             position,

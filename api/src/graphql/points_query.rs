@@ -18,6 +18,7 @@ use store::CommunityId;
 use uuid::Uuid;
 
 use super::points::RedemptionStatus;
+use super::query::decode_cursor;
 use super::{app, fresh, page_size, viewer};
 use crate::auth::{Claims, Viewer};
 use crate::clock::to_datetime;
@@ -911,13 +912,6 @@ fn gift_node(gift: projections::points::GiftRow) -> GiftNode {
         held: gift.held,
         handed_over: gift.handed_over,
     }
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<(i64, Uuid)> {
-    let parsed = cursor
-        .split_once(':')
-        .and_then(|(at, id)| Some((at.parse().ok()?, Uuid::parse_str(id).ok()?)));
-    parsed.ok_or_else(|| ApiError::validation("after: not a cursor this list gave"))
 }
 
 /// A name for a resident without a display name that does not reveal

@@ -48,7 +48,7 @@ fn encode_cursor(at: i64, id: Uuid) -> String {
     format!("{at}:{id}")
 }
 
-fn decode_cursor(cursor: &str) -> ApiResult<(i64, Uuid)> {
+pub(super) fn decode_cursor(cursor: &str) -> ApiResult<(i64, Uuid)> {
     let parsed = cursor
         .split_once(':')
         .and_then(|(at, id)| Some((at.parse().ok()?, Uuid::parse_str(id).ok()?)));
