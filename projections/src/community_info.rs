@@ -1,12 +1,16 @@
 //! What several read models need to know of a community's set-up: its time
 //! zone (months and days are the community's), patrol day and grids.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::Transaction;
 use domain::community::CommunityEvent;
 use store::RecordedEvent;
+use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::runner::decode;
+use crate::sql::query;
 
 pub(crate) const TABLES_SQL: &str = "
 CREATE TABLE {schema}.communities (
@@ -27,11 +31,51 @@ CREATE TABLE {schema}.grids (
 /// The community's calendar month (`YYYY-MM`) of the microsecond timestamp
 /// in parameter `$n`, for a community in parameter `$1`.
 pub(crate) fn month_sql(schema: &str, n: usize) -> String {
+    month_of(schema, &format!("${n}::bigint"))
+}
+
+/// The community's calendar month (`YYYY-MM`) of the microsecond timestamp
+/// `micros` (an SQL expression), for a community in parameter `$1`.
+pub(crate) fn month_of(schema: &str, micros: &str) -> String {
     format!(
-        "to_char(to_timestamp(${n}::bigint / 1000000.0) AT TIME ZONE coalesce(\
+        "to_char(to_timestamp({micros} / 1000000.0) AT TIME ZONE coalesce(\
          (SELECT time_zone FROM {schema}.communities WHERE community_id = $1), \
          'Asia/Shanghai'), 'YYYY-MM')"
     )
+}
+
+/// A community's grids and their parents, as a batch folds: loaded when the
+/// batch starts and followed through its events.
+pub(crate) struct Grids {
+    parents: HashMap<Uuid, Option<Uuid>>,
+}
+
+impl Grids {
+    pub(crate) async fn load(
+        transaction: &Transaction<'_>,
+        schema: &str,
+        community: Uuid,
+    ) -> Result<Grids, ProjectionError> {
+        let sql = format!("SELECT grid_id, parent_id FROM {schema}.grids WHERE community_id = $1");
+        let rows = query(transaction, &sql, &[&community]).await?;
+        Ok(Grids {
+            parents: rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+        })
+    }
+
+    /// Takes in a grid added by a community event (the first word stands,
+    /// as in the table).
+    pub(crate) fn follow(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        if let CommunityEvent::GridAdded { grid, parent, .. } = decode(event)? {
+            self.parents.entry(grid.0).or_insert(parent.map(|p| p.0));
+        }
+        Ok(())
+    }
+
+    /// The level 1 grid a grid lies in (itself for a level 1 or unknown grid).
+    pub(crate) fn level1(&self, grid: Uuid) -> Uuid {
+        self.parents.get(&grid).copied().flatten().unwrap_or(grid)
+    }
 }
 
 /// Folds a community set-up event; other events are left alone.

@@ -10,6 +10,8 @@
 //! (few) instead of counting residents (many). Ties are listed by who
 //! reached the score first, then by id, so the order is deterministic.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
 use domain::community::CommunityEvent;
@@ -18,14 +20,16 @@ use domain::report::{ReportEvent, Reporter};
 use domain::suggestion::{Outcome, SuggestionEvent};
 use domain::values::Timestamp;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use store::{CommunityId, RecordedEvent};
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::community_info;
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, query};
+use crate::sql::{execute, load_rows, query, replace_rows};
 use crate::Projection;
 
 pub const NAME: &str = "leaderboards";
@@ -96,17 +100,6 @@ CREATE TABLE {schema}.score_counts (
     residents integer NOT NULL,
     PRIMARY KEY (community_id, metric, scope, period, score)
 );
--- What each event did to the counts per score, folded into score_counts
--- once per batch: a score many residents share would otherwise be one row
--- updated by nearly every event.
-CREATE TABLE {schema}.score_deltas (
-    community_id uuid NOT NULL,
-    metric text NOT NULL,
-    scope text NOT NULL,
-    period text NOT NULL,
-    score numeric NOT NULL,
-    residents integer NOT NULL
-);
 CREATE TABLE {schema}.sites (
     community_id uuid NOT NULL,
     site_id uuid NOT NULL,
@@ -128,59 +121,6 @@ CREATE TABLE {schema}.suggestions (
     submitter_id uuid,
     PRIMARY KEY (community_id, suggestion_id)
 );
--- Adds to a resident's score on every board the change counts on: the
--- community's, the grid's and its level 1 grid's; all time, the month and
--- the week of the change in the community's time zone.
-CREATE FUNCTION {schema}.add_score(p_community uuid, p_metric text, p_grid uuid,
-    p_at bigint, p_resident uuid, p_delta numeric, p_position bigint)
-RETURNS void LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_zone text;
-    v_local timestamp;
-    v_scopes text[] := ARRAY['community'];
-    v_parent uuid;
-    v_scope text;
-    v_period text;
-    v_old numeric;
-    v_new numeric;
-BEGIN
-    IF p_delta = 0 THEN
-        RETURN;
-    END IF;
-    SELECT time_zone INTO v_zone FROM {schema}.communities WHERE community_id = p_community;
-    v_local := to_timestamp(p_at / 1000000.0) AT TIME ZONE coalesce(v_zone, 'Asia/Shanghai');
-    IF p_grid IS NOT NULL THEN
-        v_scopes := v_scopes || p_grid::text;
-        SELECT parent_id INTO v_parent FROM {schema}.grids
-            WHERE community_id = p_community AND grid_id = p_grid;
-        IF v_parent IS NOT NULL THEN
-            v_scopes := v_scopes || v_parent::text;
-        END IF;
-    END IF;
-    FOREACH v_scope IN ARRAY v_scopes LOOP
-        FOREACH v_period IN ARRAY ARRAY['all', 'month:' || to_char(v_local, 'YYYY-MM'),
-                                        'week:' || to_char(v_local, 'IYYY-\"W\"IW')] LOOP
-            SELECT score INTO v_old FROM {schema}.scores
-                WHERE community_id = p_community AND metric = p_metric AND scope = v_scope
-                AND period = v_period AND resident_id = p_resident FOR UPDATE;
-            IF NOT FOUND THEN
-                v_new := p_delta;
-                INSERT INTO {schema}.scores VALUES
-                    (p_community, p_metric, v_scope, v_period, p_resident, v_new, p_position);
-            ELSE
-                v_new := v_old + p_delta;
-                UPDATE {schema}.scores SET score = v_new, reached_position = p_position
-                    WHERE community_id = p_community AND metric = p_metric AND scope = v_scope
-                    AND period = v_period AND resident_id = p_resident;
-                INSERT INTO {schema}.score_deltas VALUES
-                    (p_community, p_metric, v_scope, v_period, v_old, -1);
-            END IF;
-            INSERT INTO {schema}.score_deltas VALUES
-                (p_community, p_metric, v_scope, v_period, v_new, 1);
-        END LOOP;
-    END LOOP;
-END
-$fn$;
 ";
 
 #[async_trait]
@@ -193,194 +133,274 @@ impl Projection for LeaderboardsProjection {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }
 
-    async fn apply(
+    /// The batch's score changes are gathered and written once: one change
+    /// per resident and board, and one per score in the counts.
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        let fold = Fold {
+        let Some(community) = events.first().map(|e| e.community_id.as_uuid()) else {
+            return Ok(());
+        };
+        let mut decoded = Vec::with_capacity(events.len());
+        let mut touched = Vec::new();
+        for event in events {
+            let followed = match event.stream_type.as_str() {
+                "Report" => {
+                    touched.push(entity_id(event, "report")?);
+                    Followed::Report(decode(event)?)
+                }
+                "Wallet" => {
+                    let wallet_event = decode(event)?;
+                    if let WalletEvent::PointsReversed { report, .. } = &wallet_event {
+                        touched.push(report.0);
+                    }
+                    Followed::Wallet(wallet_event)
+                }
+                "Suggestion" => Followed::Suggestion(decode(event)?),
+                "Community" => Followed::Community,
+                _ => Followed::Nothing,
+            };
+            decoded.push(followed);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let table = format!("{schema}.reports");
+        let reports =
+            load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
+                .await?
+                .into_iter()
+                .map(|row| (row.report_id, row))
+                .collect();
+        let mut fold = Fold {
             transaction,
             schema,
-            event,
+            reports,
+            adds: Vec::new(),
         };
-        match event.stream_type.as_str() {
-            "Community" => {
-                community_info::apply(transaction, schema, event).await?;
-                if let CommunityEvent::SiteAdded { site, details, .. } = decode(event)? {
-                    let sql = format!(
-                        "INSERT INTO {schema}.sites (community_id, site_id, grid_id) \
-                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                    );
-                    execute(
-                        transaction,
-                        &sql,
-                        &[&fold.community(), &site.0, &details.grid.0],
-                    )
-                    .await?;
+        for (event, followed) in events.iter().zip(decoded) {
+            match followed {
+                Followed::Community => fold.community(event).await?,
+                Followed::Report(report_event) => fold.report(event, report_event)?,
+                Followed::Suggestion(suggestion_event) => {
+                    fold.suggestion(event, suggestion_event).await?
                 }
-                Ok(())
+                Followed::Wallet(wallet_event) => fold.wallet(event, wallet_event)?,
+                Followed::Nothing => {}
             }
-            "Report" => fold.report(decode(event)?).await,
-            "Suggestion" => fold.suggestion(decode(event)?).await,
-            "Wallet" => fold.wallet(decode(event)?).await,
-            _ => Ok(()),
         }
-    }
-
-    /// Folds the batch's deltas into the counts per score, one change per
-    /// score and board.
-    async fn end_batch(
-        &self,
-        transaction: &Transaction<'_>,
-        schema: &str,
-    ) -> Result<(), ProjectionError> {
-        let sql = format!(
-            "INSERT INTO {schema}.score_counts \
-             SELECT community_id, metric, scope, period, score, sum(residents) \
-             FROM {schema}.score_deltas GROUP BY community_id, metric, scope, period, score \
-             ON CONFLICT (community_id, metric, scope, period, score) \
-             DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
-        );
-        execute(transaction, &sql, &[]).await?;
-        // Emptied at once: deleted rows would stay behind as dead tuples
-        // that every later batch scans.
-        transaction
-            .batch_execute(&format!("TRUNCATE {schema}.score_deltas"))
-            .await?;
-        let sql = format!("DELETE FROM {schema}.score_counts WHERE residents = 0");
-        execute(transaction, &sql, &[]).await?;
-        Ok(())
+        let rows: Vec<ReportRecord> = fold.reports.into_values().collect();
+        let written: Vec<Uuid> = rows.iter().map(|row| row.report_id).collect();
+        replace_rows(transaction, &table, "report_id", community, &written, &rows).await?;
+        add_scores(transaction, schema, community, &fold.adds).await
     }
 }
 
+/// A batch's event, decoded for what this read model follows.
+enum Followed {
+    Community,
+    Report(ReportEvent),
+    Suggestion(SuggestionEvent),
+    Wallet(WalletEvent),
+    Nothing,
+}
+
+/// A row of `reports`: what a report counts for on the boards.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReportRecord {
+    community_id: Uuid,
+    report_id: Uuid,
+    grid_id: Uuid,
+    reporter_id: Option<Uuid>,
+    accepted: bool,
+}
+
+/// Something added to a resident's score on every board the change counts
+/// on: the community's, the grid's and its level 1 grid's; all time, the
+/// month and the week of `at` in the community's time zone.
+#[derive(Debug, Serialize)]
+struct ScoreAdd {
+    metric: &'static str,
+    grid: Option<Uuid>,
+    at: i64,
+    resident: Uuid,
+    delta: Decimal,
+    position: i64,
+}
+
+/// Writes a batch's additions: each score moved once by the sum of its
+/// additions (reached at the last of them), and the counts per score moved
+/// from each old score to each new one.
+async fn add_scores(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    community: Uuid,
+    adds: &[ScoreAdd],
+) -> Result<(), ProjectionError> {
+    if adds.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "WITH placed AS ( \
+             SELECT d.*, to_timestamp(d.at / 1000000.0) AT TIME ZONE coalesce( \
+                 (SELECT time_zone FROM {schema}.communities WHERE community_id = $1), \
+                 'Asia/Shanghai') AS local, \
+                 (SELECT parent_id FROM {schema}.grids g \
+                  WHERE g.community_id = $1 AND g.grid_id = d.grid) AS parent \
+             FROM jsonb_to_recordset($2) AS d(metric text, grid uuid, at bigint, \
+                 resident uuid, delta numeric, position bigint)), \
+         summed AS ( \
+             SELECT metric, scope, period, resident, sum(delta) AS delta, \
+                 max(position) AS position \
+             FROM placed, \
+                 LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
+                 LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
+                     ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
+             WHERE scope IS NOT NULL GROUP BY 1, 2, 3, 4), \
+         moved AS ( \
+             SELECT summed.*, old.score AS old, coalesce(old.score, 0) + summed.delta AS new \
+             FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
+                 AND old.metric = summed.metric AND old.scope = summed.scope \
+                 AND old.period = summed.period AND old.resident_id = summed.resident), \
+         written AS ( \
+             INSERT INTO {schema}.scores (community_id, metric, scope, period, resident_id, \
+                 score, reached_position) \
+             SELECT $1, metric, scope, period, resident, new, position FROM moved \
+             ON CONFLICT (community_id, metric, scope, period, resident_id) DO UPDATE \
+             SET score = excluded.score, reached_position = excluded.reached_position) \
+         INSERT INTO {schema}.score_counts (community_id, metric, scope, period, score, residents) \
+         SELECT $1, metric, scope, period, score, sum(residents) FROM ( \
+             SELECT metric, scope, period, old AS score, -1 AS residents FROM moved \
+             WHERE old IS NOT NULL \
+             UNION ALL SELECT metric, scope, period, new, 1 FROM moved) counted \
+         GROUP BY 2, 3, 4, 5 \
+         ON CONFLICT (community_id, metric, scope, period, score) \
+         DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
+    );
+    execute(transaction, &sql, &[&community, &Json(adds)]).await?;
+    let sql =
+        format!("DELETE FROM {schema}.score_counts WHERE community_id = $1 AND residents = 0");
+    execute(transaction, &sql, &[&community]).await?;
+    Ok(())
+}
+
+/// A batch being folded: the reports it touches, and its score additions.
 struct Fold<'a> {
     transaction: &'a Transaction<'a>,
     schema: &'a str,
-    event: &'a RecordedEvent,
+    reports: HashMap<Uuid, ReportRecord>,
+    adds: Vec<ScoreAdd>,
 }
 
 impl Fold<'_> {
-    fn community(&self) -> Uuid {
-        self.event.community_id.as_uuid()
-    }
-
-    async fn add(
-        &self,
+    fn add(
+        &mut self,
+        event: &RecordedEvent,
         metric: Metric,
-        grid: Option<Uuid>,
-        at: Timestamp,
+        (grid, at): (Option<Uuid>, Timestamp),
         resident: Uuid,
         delta: Decimal,
+    ) {
+        if delta.is_zero() {
+            return;
+        }
+        self.adds.push(ScoreAdd {
+            metric: metric.key(),
+            grid,
+            at: at.micros(),
+            resident,
+            delta,
+            position: event.position,
+        });
+    }
+
+    async fn community(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let schema = self.schema;
+        community_info::apply(self.transaction, schema, event).await?;
+        if let CommunityEvent::SiteAdded { site, details, .. } = decode(event)? {
+            let sql = format!(
+                "INSERT INTO {schema}.sites (community_id, site_id, grid_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            );
+            execute(
+                self.transaction,
+                &sql,
+                &[&event.community_id.as_uuid(), &site.0, &details.grid.0],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn report(
+        &mut self,
+        event: &RecordedEvent,
+        report_event: ReportEvent,
     ) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let sql = format!("SELECT {schema}.add_score($1, $2, $3, $4, $5, $6, $7)");
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &metric.key(),
-                &grid,
-                &at.micros(),
-                &resident,
-                &delta,
-                &self.event.position,
-            ],
-        )
-        .await
-        .map(drop)
-    }
-
-    /// The report's grid and reporter, and whether it counted as accepted.
-    async fn report_row(
-        &self,
-        report: Uuid,
-    ) -> Result<Option<(Uuid, Option<Uuid>, bool)>, ProjectionError> {
-        let schema = self.schema;
-        let sql = format!(
-            "SELECT grid_id, reporter_id, accepted FROM {schema}.reports \
-             WHERE community_id = $1 AND report_id = $2"
-        );
-        let rows = query(self.transaction, &sql, &[&self.community(), &report]).await?;
-        Ok(rows.first().map(|row| (row.get(0), row.get(1), row.get(2))))
-    }
-
-    async fn set_report(
-        &self,
-        report: Uuid,
-        reporter: Option<Uuid>,
-        accepted: bool,
-    ) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let sql = format!(
-            "UPDATE {schema}.reports SET reporter_id = $3, accepted = $4 \
-             WHERE community_id = $1 AND report_id = $2"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[&self.community(), &report, &reporter, &accepted],
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn report(&self, report_event: ReportEvent) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let report = entity_id(self.event, "report")?;
+        let report = entity_id(event, "report")?;
         if let ReportEvent::ReportSubmitted(submission) = &report_event {
             let reporter = match submission.reporter {
                 Reporter::Resident(person) => Some(person.0),
                 Reporter::Anonymous { .. } => None,
             };
-            let sql = format!(
-                "INSERT INTO {schema}.reports (community_id, report_id, grid_id, reporter_id) \
-                 VALUES ($1, $2, $3, $4)"
-            );
-            return execute(
-                self.transaction,
-                &sql,
-                &[&self.community(), &report, &submission.grid.0, &reporter],
-            )
-            .await
-            .map(drop);
+            let row = ReportRecord {
+                community_id: event.community_id.as_uuid(),
+                report_id: report,
+                grid_id: submission.grid.0,
+                reporter_id: reporter,
+                accepted: false,
+            };
+            self.reports.insert(report, row);
+            return Ok(());
         }
-        let Some((grid, reporter, accepted)) = self.report_row(report).await? else {
+        let Some(row) = self.reports.get(&report) else {
             return Ok(());
         };
+        let (grid, reporter, accepted) = (row.grid_id, row.reporter_id, row.accepted);
         let one = Decimal::ONE;
-        match report_event {
+        let (reporter, accepted) = match report_event {
             ReportEvent::ReportAccepted { at, .. } => {
                 if let Some(reporter) = reporter {
-                    self.add(Metric::AcceptedReports, Some(grid), at, reporter, one)
-                        .await?;
+                    let metric = Metric::AcceptedReports;
+                    self.add(event, metric, (Some(grid), at), reporter, one);
                 }
-                self.set_report(report, reporter, true).await
+                (reporter, true)
             }
             ReportEvent::ReportClaimed { resident, at } => {
                 if accepted {
-                    self.add(Metric::AcceptedReports, Some(grid), at, resident.0, one)
-                        .await?;
+                    let metric = Metric::AcceptedReports;
+                    self.add(event, metric, (Some(grid), at), resident.0, one);
                 }
-                self.set_report(report, Some(resident.0), accepted).await
+                (Some(resident.0), accepted)
             }
             // Merged duplicates count for nothing.
             ReportEvent::ReportMerged { at, .. } if accepted => {
                 if let Some(reporter) = reporter {
-                    self.add(Metric::AcceptedReports, Some(grid), at, reporter, -one)
-                        .await?;
+                    let metric = Metric::AcceptedReports;
+                    self.add(event, metric, (Some(grid), at), reporter, -one);
                 }
-                self.set_report(report, reporter, false).await
+                (reporter, false)
             }
-            _ => Ok(()),
+            _ => return Ok(()),
+        };
+        if let Some(row) = self.reports.get_mut(&report) {
+            row.reporter_id = reporter;
+            row.accepted = accepted;
         }
+        Ok(())
     }
 
-    async fn suggestion(&self, suggestion_event: SuggestionEvent) -> Result<(), ProjectionError> {
+    async fn suggestion(
+        &mut self,
+        event: &RecordedEvent,
+        suggestion_event: SuggestionEvent,
+    ) -> Result<(), ProjectionError> {
         let schema = self.schema;
-        let suggestion = entity_id(self.event, "suggestion")?;
+        let community = event.community_id.as_uuid();
+        let suggestion = entity_id(event, "suggestion")?;
         match suggestion_event {
             SuggestionEvent::SuggestionSubmitted {
                 site, submitter, ..
@@ -396,7 +416,7 @@ impl Fold<'_> {
                 execute(
                     self.transaction,
                     &sql,
-                    &[&self.community(), &suggestion, &site.0, &submitter],
+                    &[&community, &suggestion, &site.0, &submitter],
                 )
                 .await
                 .map(drop)
@@ -411,31 +431,27 @@ impl Fold<'_> {
                      LEFT JOIN {schema}.sites i USING (community_id, site_id) \
                      WHERE s.community_id = $1 AND s.suggestion_id = $2"
                 );
-                let rows = query(self.transaction, &sql, &[&self.community(), &suggestion]).await?;
+                let rows = query(self.transaction, &sql, &[&community, &suggestion]).await?;
                 let Some(row) = rows.first() else {
                     return Ok(());
                 };
                 let (submitter, grid): (Option<Uuid>, Option<Uuid>) = (row.get(0), row.get(1));
-                match submitter {
-                    Some(submitter) => {
-                        self.add(
-                            Metric::AdoptedSuggestions,
-                            grid,
-                            at,
-                            submitter,
-                            Decimal::ONE,
-                        )
-                        .await
-                    }
-                    None => Ok(()),
+                if let Some(submitter) = submitter {
+                    let metric = Metric::AdoptedSuggestions;
+                    self.add(event, metric, (grid, at), submitter, Decimal::ONE);
                 }
+                Ok(())
             }
             _ => Ok(()),
         }
     }
 
-    async fn wallet(&self, wallet_event: WalletEvent) -> Result<(), ProjectionError> {
-        let resident = entity_id(self.event, "wallet")?;
+    fn wallet(
+        &mut self,
+        event: &RecordedEvent,
+        wallet_event: WalletEvent,
+    ) -> Result<(), ProjectionError> {
+        let resident = entity_id(event, "wallet")?;
         match wallet_event {
             WalletEvent::PointsGranted {
                 source,
@@ -445,21 +461,20 @@ impl Fold<'_> {
                 ..
             } => {
                 let grid = grid.map(|g| g.0);
-                self.add(Metric::Points, grid, at, resident, amount).await?;
+                self.add(event, Metric::Points, (grid, at), resident, amount);
                 if let GrantSource::VolunteerService { hours, .. } = source {
-                    self.add(Metric::VolunteerHours, grid, at, resident, hours)
-                        .await?;
+                    self.add(event, Metric::VolunteerHours, (grid, at), resident, hours);
                 }
-                Ok(())
             }
             WalletEvent::PointsReversed {
                 report, amount, at, ..
             } => {
-                let grid = self.report_row(report.0).await?.map(|(grid, _, _)| grid);
-                self.add(Metric::Points, grid, at, resident, -amount).await
+                let grid = self.reports.get(&report.0).map(|row| row.grid_id);
+                self.add(event, Metric::Points, (grid, at), resident, -amount);
             }
-            _ => Ok(()),
+            _ => {}
         }
+        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use store::RecordedEvent;
 
-/// A read model: its tables, and how one event changes them.
+/// A read model: its tables, and how a batch of events changes them.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// A short lowercase name, used in schema names, metrics and the CLI.
@@ -39,26 +39,18 @@ pub trait Projection: Send + Sync + 'static {
     /// Creates the projection's tables in the schema named `{schema}`.
     fn tables_sql(&self) -> String;
 
-    /// Folds one event into the tables in `schema`, inside the transaction
-    /// that also moves the checkpoint. Report-level changes worth telling
-    /// live subscribers about go into `changes`.
-    async fn apply(
+    /// Folds a batch of one community's events (in position order) into the
+    /// tables in `schema`, inside the transaction that also moves the
+    /// checkpoint. Report-level changes worth telling live subscribers about
+    /// go into `changes`. A batch is folded as a whole: the tables must end
+    /// as if its events had been folded one by one.
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError>;
-
-    /// After a batch's events, in the same transaction: for work that is
-    /// cheaper once per batch than once per event.
-    async fn end_batch(
-        &self,
-        _transaction: &Transaction<'_>,
-        _schema: &str,
-    ) -> Result<(), ProjectionError> {
-        Ok(())
-    }
 }
 
 /// Every projection of this build.

@@ -52,52 +52,62 @@ impl Projection for PatrolsProjection {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }
 
-    async fn apply(
+    /// Event by event: these events are few.
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        community_info::apply(transaction, schema, event).await?;
-        let community = event.community_id.as_uuid();
-        match event.stream_type.as_str() {
-            "Community" => workers(transaction, schema, event).await,
-            "Patrol" => {
-                let patrol = patrol_id(event)?;
-                let (sql, at) = match decode::<PatrolEvent>(event)? {
-                    PatrolEvent::PatrolStarted { worker, at, .. } => {
-                        let sql = format!(
-                            "INSERT INTO {schema}.patrols (community_id, patrol_id, worker_id, \
-                             month, day_of_month, started_at, last_at) VALUES ($1, $2, $4, {month}, \
-                             extract(day FROM to_timestamp($3::bigint / 1000000.0) AT TIME ZONE \
-                             (SELECT time_zone FROM {schema}.communities \
-                              WHERE community_id = $1))::integer, $3, $3)",
-                            month = month_sql(schema, 3)
-                        );
-                        execute(
-                            transaction,
-                            &sql,
-                            &[&community, &patrol, &at.micros(), &worker.0],
-                        )
-                        .await?;
-                        return Ok(());
-                    }
-                    PatrolEvent::PatrolCheckedIn { at, .. } => ("check_ins = check_ins + 1", at),
-                    PatrolEvent::PatrolFindingRecorded { at, .. } => {
-                        ("findings = findings + 1", at)
-                    }
-                    PatrolEvent::PatrolEnded { at, .. } => ("ended_at = $3", at),
-                };
-                let sql = format!(
-                    "UPDATE {schema}.patrols SET {sql}, last_at = $3 \
-                     WHERE community_id = $1 AND patrol_id = $2"
-                );
-                execute(transaction, &sql, &[&community, &patrol, &at.micros()]).await?;
-                Ok(())
-            }
-            _ => Ok(()),
+        for event in events {
+            apply(transaction, schema, event).await?;
         }
+        Ok(())
+    }
+}
+
+async fn apply(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    community_info::apply(transaction, schema, event).await?;
+    let community = event.community_id.as_uuid();
+    match event.stream_type.as_str() {
+        "Community" => workers(transaction, schema, event).await,
+        "Patrol" => {
+            let patrol = patrol_id(event)?;
+            let (sql, at) = match decode::<PatrolEvent>(event)? {
+                PatrolEvent::PatrolStarted { worker, at, .. } => {
+                    let sql = format!(
+                        "INSERT INTO {schema}.patrols (community_id, patrol_id, worker_id, \
+                         month, day_of_month, started_at, last_at) VALUES ($1, $2, $4, {month}, \
+                         extract(day FROM to_timestamp($3::bigint / 1000000.0) AT TIME ZONE \
+                         (SELECT time_zone FROM {schema}.communities \
+                          WHERE community_id = $1))::integer, $3, $3)",
+                        month = month_sql(schema, 3)
+                    );
+                    execute(
+                        transaction,
+                        &sql,
+                        &[&community, &patrol, &at.micros(), &worker.0],
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                PatrolEvent::PatrolCheckedIn { at, .. } => ("check_ins = check_ins + 1", at),
+                PatrolEvent::PatrolFindingRecorded { at, .. } => ("findings = findings + 1", at),
+                PatrolEvent::PatrolEnded { at, .. } => ("ended_at = $3", at),
+            };
+            let sql = format!(
+                "UPDATE {schema}.patrols SET {sql}, last_at = $3 \
+                 WHERE community_id = $1 AND patrol_id = $2"
+            );
+            execute(transaction, &sql, &[&community, &patrol, &at.micros()]).await?;
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -8,20 +8,24 @@
 
 mod queries;
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
 use domain::values::Actor;
 use rust_decimal::Decimal;
+use serde::Serialize;
 use store::RecordedEvent;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 pub use self::queries::*;
-use crate::community_info::{self, month_sql};
+use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::execute;
+use crate::sql::{execute, insert_rows};
 use crate::Projection;
 
 pub const NAME: &str = "points";
@@ -136,33 +140,41 @@ impl Projection for PointsProjection {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }
 
-    async fn apply(
+    /// Movements and wallets are gathered over the batch and written once per
+    /// table; gifts and redemptions (a counter's pace) row by row.
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        let fold = Fold {
-            transaction,
-            schema,
-            event,
+        let Some(community) = events.first().map(|e| e.community_id.as_uuid()) else {
+            return Ok(());
         };
-        match event.stream_type.as_str() {
-            "Community" => community_info::apply(transaction, schema, event).await,
-            "Budget" => {
-                let budget_event = decode::<BudgetEvent>(event)?;
-                if let BudgetEvent::BudgetFunded { at, .. } = &budget_event {
-                    let movement = Movement::of_budget(&budget_event);
-                    fold.movement(movement, "minted", at.micros()).await?;
+        let mut batch = Batch::default();
+        for event in events {
+            let fold = Fold {
+                transaction,
+                schema,
+                event,
+            };
+            match event.stream_type.as_str() {
+                "Community" => community_info::apply(transaction, schema, event).await?,
+                "Budget" => {
+                    let budget_event = decode::<BudgetEvent>(event)?;
+                    if let BudgetEvent::BudgetFunded { at, .. } = &budget_event {
+                        let movement = Movement::of_budget(&budget_event);
+                        batch.movement(event, movement, "minted", at.micros())?;
+                    }
                 }
-                Ok(())
+                "Wallet" => batch.wallet(event, decode::<WalletEvent>(event)?)?,
+                "Gift" => fold.gift(decode::<GiftEvent>(event)?).await?,
+                "Redemption" => fold.redemption(decode::<RedemptionEvent>(event)?).await?,
+                _ => {}
             }
-            "Wallet" => fold.wallet(decode::<WalletEvent>(event)?).await,
-            "Gift" => fold.gift(decode::<GiftEvent>(event)?).await,
-            "Redemption" => fold.redemption(decode::<RedemptionEvent>(event)?).await,
-            _ => Ok(()),
         }
+        batch.write(transaction, schema, community).await
     }
 }
 
@@ -174,49 +186,91 @@ pub fn account_name(account: Account) -> String {
     }
 }
 
-struct Fold<'a> {
-    transaction: &'a Transaction<'a>,
-    schema: &'a str,
-    event: &'a RecordedEvent,
+/// What a batch's budget and wallet events do to the tables, gathered.
+#[derive(Default)]
+struct Batch {
+    movements: Vec<MovementRow>,
+    /// What the batch moved in or out of each system account.
+    accounts: BTreeMap<String, Decimal>,
+    flows: Vec<Flow>,
+    wallets: BTreeMap<Uuid, WalletChange>,
+    lines: Vec<WalletLine>,
 }
 
-impl Fold<'_> {
-    fn community(&self) -> Uuid {
-        self.event.community_id.as_uuid()
-    }
+/// A row of `movements`.
+#[derive(Debug, Serialize)]
+struct MovementRow {
+    community_id: Uuid,
+    position: i64,
+    debit: String,
+    credit: String,
+    amount: Decimal,
+    kind: &'static str,
+    detail: serde_json::Value,
+    at: i64,
+}
 
-    /// Records a movement, moves the system accounts' balances (wallets
-    /// keep theirs in `wallets`) and adds it to the month's flows.
-    async fn movement(
-        &self,
+/// An amount added to the flows of the month of `at`.
+#[derive(Debug, Serialize)]
+struct Flow {
+    at: i64,
+    kind: &'static str,
+    amount: Decimal,
+}
+
+/// What a batch did to one wallet's row.
+#[derive(Debug, Serialize)]
+struct WalletChange {
+    resident_id: Uuid,
+    balance: Decimal,
+    held: Decimal,
+    earned: Decimal,
+    redeemed: Decimal,
+    next_expiry: Option<i64>,
+    /// Whether any event said when the next points expire (`next_expiry`
+    /// is then what the last one said).
+    sets_expiry: bool,
+    last_position: i64,
+}
+
+/// A row of `wallet_lines`: one line of a wallet's statement.
+#[derive(Debug, Serialize)]
+struct WalletLine {
+    community_id: Uuid,
+    resident_id: Uuid,
+    position: i64,
+    kind: &'static str,
+    amount: Decimal,
+    balance: Decimal,
+    held: Decimal,
+    redemption_id: Option<Uuid>,
+    detail: serde_json::Value,
+    at: i64,
+}
+
+impl Batch {
+    /// Records a movement and what it does to the system accounts (wallets
+    /// keep theirs in `wallets`) and to the month's flows.
+    fn movement(
+        &mut self,
+        event: &RecordedEvent,
         movement: Option<Movement>,
-        kind: &str,
+        kind: &'static str,
         at: i64,
     ) -> Result<(), ProjectionError> {
         let Some(movement) = movement else {
             return Ok(());
         };
-        let schema = self.schema;
-        let detail = self.event.payload_value()?;
-        let sql = format!(
-            "INSERT INTO {schema}.movements (community_id, position, debit, credit, amount, kind, \
-             detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &self.event.position,
-                &account_name(movement.debit),
-                &account_name(movement.credit),
-                &movement.amount,
-                &kind,
-                &Json(&detail),
-                &at,
-            ],
-        )
-        .await?;
+        self.movements.push(MovementRow {
+            community_id: event.community_id.as_uuid(),
+            position: event.position,
+            debit: account_name(movement.debit),
+            credit: account_name(movement.credit),
+            amount: movement.amount,
+            kind,
+            detail: event.payload_value()?,
+            at,
+        });
         for (account, delta) in [
             (movement.debit, -movement.amount),
             (movement.credit, movement.amount),
@@ -224,36 +278,25 @@ impl Fold<'_> {
             if matches!(account, Account::Wallet(_)) {
                 continue;
             }
-            let sql = format!(
-                "INSERT INTO {schema}.accounts (community_id, account, balance) VALUES ($1, $2, $3) \
-                 ON CONFLICT (community_id, account) DO UPDATE \
-                 SET balance = {schema}.accounts.balance + excluded.balance"
-            );
-            execute(
-                self.transaction,
-                &sql,
-                &[&self.community(), &account_name(account), &delta],
-            )
-            .await?;
+            *self
+                .accounts
+                .entry(account_name(account))
+                .or_insert(Decimal::ZERO) += delta;
         }
-        let sql = format!(
-            "INSERT INTO {schema}.flows (community_id, month, kind, amount) \
-             VALUES ($1, {month}, $3, $4) ON CONFLICT (community_id, month, kind) DO UPDATE \
-             SET amount = {schema}.flows.amount + excluded.amount",
-            month = month_sql(schema, 2)
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[&self.community(), &at, &kind, &movement.amount],
-        )
-        .await?;
+        self.flows.push(Flow {
+            at,
+            kind,
+            amount: movement.amount,
+        });
         Ok(())
     }
 
-    async fn wallet(&self, wallet_event: WalletEvent) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let resident = entity_id(self.event, "wallet")?;
+    fn wallet(
+        &mut self,
+        event: &RecordedEvent,
+        wallet_event: WalletEvent,
+    ) -> Result<(), ProjectionError> {
+        let resident = entity_id(event, "wallet")?;
         let (balance, held) = wallet_event.balance_and_held();
         let at = wallet_event.at().micros();
         let (kind, amount, earned, redeemed, next_expiry) = match &wallet_event {
@@ -316,62 +359,126 @@ impl Fold<'_> {
             ),
         };
         let next_expiry: Option<Option<i64>> = next_expiry.map(|n| n.map(|t| t.micros()));
-        let sql = format!(
-            "INSERT INTO {schema}.wallets (community_id, resident_id, balance, held, earned, \
-             redeemed, next_expiry, last_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $9) \
-             ON CONFLICT (community_id, resident_id) DO UPDATE SET balance = excluded.balance, \
-             held = excluded.held, earned = {schema}.wallets.earned + excluded.earned, \
-             redeemed = {schema}.wallets.redeemed + excluded.redeemed, \
-             next_expiry = CASE WHEN $8 THEN excluded.next_expiry \
-                 ELSE {schema}.wallets.next_expiry END, \
-             last_position = excluded.last_position"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &resident,
-                &balance,
-                &held,
-                &earned,
-                &redeemed,
-                &next_expiry.flatten(),
-                &next_expiry.is_some(),
-                &self.event.position,
-            ],
-        )
-        .await?;
-        let sql = format!(
-            "INSERT INTO {schema}.wallet_lines (community_id, resident_id, position, kind, amount, \
-             balance, held, redemption_id, detail, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        );
+        match self.wallets.entry(resident) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(WalletChange {
+                    resident_id: resident,
+                    balance,
+                    held,
+                    earned,
+                    redeemed,
+                    next_expiry: next_expiry.flatten(),
+                    sets_expiry: next_expiry.is_some(),
+                    last_position: event.position,
+                });
+            }
+            Entry::Occupied(mut occupied) => {
+                let change = occupied.get_mut();
+                change.balance = balance;
+                change.held = held;
+                change.earned += earned;
+                change.redeemed += redeemed;
+                if let Some(next_expiry) = next_expiry {
+                    change.next_expiry = next_expiry;
+                    change.sets_expiry = true;
+                }
+                change.last_position = event.position;
+            }
+        }
         let redemption = match &wallet_event {
             WalletEvent::PointsHeld { redemption, .. }
             | WalletEvent::HoldReleased { redemption, .. }
             | WalletEvent::PointsRedeemed { redemption, .. } => Some(redemption.0),
             _ => None,
         };
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &resident,
-                &self.event.position,
-                &kind,
-                &amount,
-                &balance,
-                &held,
-                &redemption,
-                &Json(&self.event.payload_value()?),
-                &at,
-            ],
-        )
-        .await?;
+        self.lines.push(WalletLine {
+            community_id: event.community_id.as_uuid(),
+            resident_id: resident,
+            position: event.position,
+            kind,
+            amount,
+            balance,
+            held,
+            redemption_id: redemption,
+            detail: event.payload_value()?,
+            at,
+        });
         let movement = Movement::of_wallet(domain::values::PersonId(resident), &wallet_event);
-        self.movement(movement, kind, at).await
+        self.movement(event, movement, kind, at)
+    }
+
+    async fn write(
+        self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        community: Uuid,
+    ) -> Result<(), ProjectionError> {
+        insert_rows(transaction, &format!("{schema}.movements"), &self.movements).await?;
+        insert_rows(transaction, &format!("{schema}.wallet_lines"), &self.lines).await?;
+        if !self.accounts.is_empty() {
+            let sql = format!(
+                "INSERT INTO {schema}.accounts (community_id, account, balance) \
+                 SELECT $1, account, balance \
+                 FROM jsonb_to_recordset($2) AS d(account text, balance numeric) \
+                 ON CONFLICT (community_id, account) DO UPDATE \
+                 SET balance = {schema}.accounts.balance + excluded.balance"
+            );
+            let accounts: Vec<serde_json::Value> = self
+                .accounts
+                .iter()
+                .map(|(account, balance)| serde_json::json!({"account": account, "balance": balance}))
+                .collect();
+            execute(transaction, &sql, &[&community, &Json(&accounts)]).await?;
+        }
+        if !self.flows.is_empty() {
+            let sql = format!(
+                "INSERT INTO {schema}.flows (community_id, month, kind, amount) \
+                 SELECT $1, {month}, kind, sum(amount) \
+                 FROM jsonb_to_recordset($2) AS d(at bigint, kind text, amount numeric) \
+                 GROUP BY 2, 3 \
+                 ON CONFLICT (community_id, month, kind) DO UPDATE \
+                 SET amount = {schema}.flows.amount + excluded.amount",
+                month = month_of(schema, "d.at")
+            );
+            execute(transaction, &sql, &[&community, &Json(&self.flows)]).await?;
+        }
+        if !self.wallets.is_empty() {
+            let wallets: Vec<&WalletChange> = self.wallets.values().collect();
+            let columns = "d(resident_id uuid, balance numeric, held numeric, earned numeric, \
+                 redeemed numeric, next_expiry bigint, sets_expiry boolean, last_position bigint)";
+            let sql = format!(
+                "INSERT INTO {schema}.wallets (community_id, resident_id, balance, held, earned, \
+                 redeemed, next_expiry, last_position) \
+                 SELECT $1, resident_id, balance, held, earned, redeemed, next_expiry, \
+                     last_position FROM jsonb_to_recordset($2) AS {columns} \
+                 ON CONFLICT (community_id, resident_id) DO UPDATE SET balance = excluded.balance, \
+                 held = excluded.held, earned = {schema}.wallets.earned + excluded.earned, \
+                 redeemed = {schema}.wallets.redeemed + excluded.redeemed, \
+                 last_position = excluded.last_position"
+            );
+            execute(transaction, &sql, &[&community, &Json(&wallets)]).await?;
+            // A new row took its `next_expiry` above; a row already there
+            // changes it only when an event said it.
+            let sql = format!(
+                "UPDATE {schema}.wallets w SET next_expiry = d.next_expiry \
+                 FROM jsonb_to_recordset($2) AS {columns} \
+                 WHERE d.sets_expiry AND w.community_id = $1 AND w.resident_id = d.resident_id"
+            );
+            execute(transaction, &sql, &[&community, &Json(&wallets)]).await?;
+        }
+        Ok(())
+    }
+}
+
+struct Fold<'a> {
+    transaction: &'a Transaction<'a>,
+    schema: &'a str,
+    event: &'a RecordedEvent,
+}
+
+impl Fold<'_> {
+    fn community(&self) -> Uuid {
+        self.event.community_id.as_uuid()
     }
 
     async fn gift(&self, gift_event: GiftEvent) -> Result<(), ProjectionError> {

@@ -1,16 +1,20 @@
 //! Reports: the list with its filters, each report's timeline, each grid's
 //! problem ledger and the community's statistics per category and month.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::report::{DeadlineKind, Place, ReportEvent, Reporter, SubmitReport};
+use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::community_info::{self, month_sql};
+use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, query};
+use crate::sql::{execute, insert_rows, load_rows, replace_rows};
 use crate::Projection;
 
 pub const NAME: &str = "reports";
@@ -89,7 +93,7 @@ CREATE TABLE {schema}.report_statistics (
 );
 ";
 
-/// The counters of `report_statistics`.
+/// The counters of `report_statistics` one event adds to.
 #[derive(Clone, Copy)]
 enum Counter {
     Received,
@@ -97,18 +101,6 @@ enum Counter {
     Resolved,
     Escalated,
     Reopened,
-}
-
-impl Counter {
-    fn column(self) -> &'static str {
-        match self {
-            Counter::Received => "received",
-            Counter::Accepted => "accepted",
-            Counter::Resolved => "resolved",
-            Counter::Escalated => "escalated",
-            Counter::Reopened => "reopened",
-        }
-    }
 }
 
 #[async_trait]
@@ -121,230 +113,127 @@ impl Projection for ReportsProjection {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }
 
-    async fn apply(
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        community_info::apply(transaction, schema, event).await?;
-        if event.stream_type != "Report" {
+        let Some(community) = events.first().map(|e| e.community_id.as_uuid()) else {
             return Ok(());
-        }
-        let report_event: ReportEvent = decode(event)?;
-        let fold = Fold {
-            transaction,
-            schema,
-            event,
         };
-        fold.apply(&report_event).await?;
-        fold.timeline(&report_event).await?;
-        if let Some(change) = fold.change().await? {
-            changes.push(change);
+        let mut grids = community_info::Grids::load(transaction, schema, community).await?;
+        let mut decoded = Vec::new();
+        let mut touched = Vec::new();
+        for event in events.iter().filter(|e| e.stream_type == "Report") {
+            let report_event: ReportEvent = decode(event)?;
+            touched.push(entity_id(event, "report")?);
+            if let ReportEvent::ReportMerged { original, .. } = &report_event {
+                touched.push(original.0);
+            }
+            decoded.push(report_event);
         }
-        Ok(())
+        touched.sort_unstable();
+        touched.dedup();
+        let table = format!("{schema}.reports");
+        let mut rows: HashMap<Uuid, ReportRecord> =
+            load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
+                .await?
+                .into_iter()
+                .map(|row| (row.report_id, row))
+                .collect();
+        let mut timeline = Vec::new();
+        let mut counts = Vec::new();
+        let mut decoded = decoded.into_iter();
+        for event in events {
+            if event.stream_type == "Community" {
+                community_info::apply(transaction, schema, event).await?;
+                grids.follow(event)?;
+                continue;
+            }
+            if event.stream_type != "Report" {
+                continue;
+            }
+            let report_event = decoded.next().expect("decoded above, in order");
+            let report = entity_id(event, "report")?;
+            let counter = fold(&mut rows, &grids, event, report, &report_event);
+            if let Some(row) = rows.get(&report) {
+                if let Some(counter) = counter {
+                    counts.push(Count::new(row, counter, event_time(&report_event)));
+                }
+                changes.push(Change {
+                    community: event.community_id,
+                    report,
+                    grid: row.grid_id,
+                    level1_grid: row.level1_grid_id,
+                    position: event.position,
+                    event_type: event.event_type.clone(),
+                    state: row.state.clone(),
+                });
+            }
+            timeline.push(TimelineRow::of(event, report, &report_event)?);
+        }
+        let rows: Vec<ReportRecord> = rows.into_values().collect();
+        let written: Vec<Uuid> = rows.iter().map(|row| row.report_id).collect();
+        replace_rows(transaction, &table, "report_id", community, &written, &rows).await?;
+        insert_rows(transaction, &format!("{schema}.report_timeline"), &timeline).await?;
+        add_counts(transaction, schema, community, &counts).await
     }
 }
 
-/// One report event being folded.
-struct Fold<'a> {
-    transaction: &'a Transaction<'a>,
-    schema: &'a str,
-    event: &'a RecordedEvent,
+/// A row of `reports`, named as its columns.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReportRecord {
+    community_id: Uuid,
+    report_id: Uuid,
+    grid_id: Uuid,
+    level1_grid_id: Uuid,
+    site_id: Option<Uuid>,
+    site_code: Option<String>,
+    latitude_e6: Option<i32>,
+    longitude_e6: Option<i32>,
+    category: String,
+    state: String,
+    reporter_id: Option<Uuid>,
+    anonymous: bool,
+    reporter_name_hidden: bool,
+    text_hash: String,
+    photos_hash: Option<String>,
+    photo_count: i32,
+    hidden: bool,
+    text_redacted: bool,
+    photos_redacted: bool,
+    assignee_id: Option<Uuid>,
+    department_id: Option<Uuid>,
+    category_department_id: Option<Uuid>,
+    escalation: String,
+    supporters: i32,
+    reporters: i32,
+    reopen_count: i32,
+    comments: i32,
+    likely_duplicate_of: Option<Uuid>,
+    merged_into: Option<Uuid>,
+    submitted_at: i64,
+    first_response_due: i64,
+    resolution_due: i64,
+    first_response_at: Option<i64>,
+    resolved_at: Option<i64>,
+    closed_at: Option<i64>,
+    first_response_missed: bool,
+    resolution_missed: bool,
+    updated_at: i64,
+    last_position: i64,
 }
 
-impl Fold<'_> {
-    fn report(&self) -> Result<Uuid, ProjectionError> {
-        entity_id(self.event, "report")
-    }
-
-    /// Sets columns of the report's row: `assignments` is SQL such as
-    /// `state = 'accepted'`, written by this code only (never from input),
-    /// with the event's time as `$3` and `extra` from `$5` on.
-    async fn update(
-        &self,
-        assignments: &str,
-        at: i64,
-        extra: Option<Uuid>,
-    ) -> Result<(), ProjectionError> {
-        let sql = format!(
-            "UPDATE {}.reports SET {assignments}, updated_at = $3, last_position = $4 \
-             WHERE community_id = $1 AND report_id = $2",
-            self.schema
-        );
-        let community = self.event.community_id.as_uuid();
-        let report = self.report()?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            vec![&community, &report, &at, &self.event.position];
-        if let Some(extra) = &extra {
-            params.push(extra);
-        }
-        execute(self.transaction, &sql, &params).await?;
-        Ok(())
-    }
-
-    async fn set(&self, assignments: &str, at: i64) -> Result<(), ProjectionError> {
-        self.update(assignments, at, None).await
-    }
-
-    /// Like `set`, with a person or department id as `$5`.
-    async fn set_person(
-        &self,
-        assignments: &str,
-        person: Uuid,
-        at: i64,
-    ) -> Result<(), ProjectionError> {
-        self.update(assignments, at, Some(person)).await
-    }
-
-    async fn count(&self, counter: Counter, at: i64) -> Result<(), ProjectionError> {
-        let column = counter.column();
-        let sql = format!(
-            "INSERT INTO {schema}.report_statistics (community_id, month, category, {column}) \
-             SELECT $1, {month}, category, 1 FROM {schema}.reports \
-             WHERE community_id = $1 AND report_id = $2 \
-             ON CONFLICT (community_id, month, category) \
-             DO UPDATE SET {column} = {schema}.report_statistics.{column} + 1",
-            schema = self.schema,
-            month = month_sql(self.schema, 3),
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[&self.event.community_id.as_uuid(), &self.report()?, &at],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn apply(&self, event: &ReportEvent) -> Result<(), ProjectionError> {
-        use ReportEvent::*;
-        match event {
-            ReportSubmitted(submission) => {
-                self.insert(submission).await?;
-                self.count(Counter::Received, submission.at.micros())
-                    .await?;
-            }
-            ReportAccepted { at, .. } => {
-                let at = at.micros();
-                self.set(
-                    "state = 'accepted', first_response_at = coalesce(first_response_at, $3)",
-                    at,
-                )
-                .await?;
-                self.count(Counter::Accepted, at).await?;
-            }
-            ReportRejected { at, .. } => {
-                self.set(
-                    "state = 'rejected', first_response_at = coalesce(first_response_at, $3), \
-                     closed_at = $3",
-                    at.micros(),
-                )
-                .await?
-            }
-            ReportAssigned { worker, at, .. } => {
-                self.set_person(
-                    "state = 'assigned', assignee_id = $5",
-                    worker.0,
-                    at.micros(),
-                )
-                .await?
-            }
-            ReportEscalated { department, at, .. } => {
-                let at = at.micros();
-                self.set_person("state = 'escalated', department_id = $5", department.0, at)
-                    .await?;
-                self.count(Counter::Escalated, at).await?;
-            }
-            ReportWorkStarted { at, .. } => self.set("state = 'in_progress'", at.micros()).await?,
-            ReportResolved { at, .. } => {
-                let at = at.micros();
-                self.set("state = 'resolved', resolved_at = $3", at).await?;
-                self.count(Counter::Resolved, at).await?;
-            }
-            ReportConfirmed { at, .. } => self.set("state = 'confirmed'", at.micros()).await?,
-            ReportReopened {
-                reopen_count, at, ..
-            } => {
-                let at = at.micros();
-                let assignments = format!(
-                    "state = 'in_progress', resolved_at = NULL, reopen_count = {reopen_count}"
-                );
-                self.set(&assignments, at).await?;
-                self.count(Counter::Reopened, at).await?;
-            }
-            ReportClosed { at, .. } => {
-                self.set("state = 'closed', closed_at = $3", at.micros())
-                    .await?
-            }
-            ReportCommented { at, .. } => self.set("comments = comments + 1", at.micros()).await?,
-            ReportClaimed { resident, at } => {
-                self.set_person(
-                    "reporter_id = $5, anonymous = false",
-                    resident.0,
-                    at.micros(),
-                )
-                .await?
-            }
-            ReportSupported { supporters, at, .. } => {
-                let assignments = format!("supporters = {supporters}");
-                self.set(&assignments, at.micros()).await?
-            }
-            ReportMerged { original, at, .. } => self.merge(original.0, at.micros()).await?,
-            ReportHidden { at, .. } => self.set("hidden = true", at.micros()).await?,
-            ReportUnhidden { at, .. } => self.set("hidden = false", at.micros()).await?,
-            ReportTextRedacted { at, .. } => self.set("text_redacted = true", at.micros()).await?,
-            ReportPhotosRedacted { at, .. } => {
-                self.set("photos_redacted = true", at.micros()).await?
-            }
-            ReporterNameHidden { at, .. } => {
-                self.set("reporter_name_hidden = true", at.micros()).await?
-            }
-            ReportDeadlineMissed {
-                kind,
-                escalated_to,
-                at,
-                ..
-            } => {
-                let missed = match kind {
-                    DeadlineKind::FirstResponse => "first_response_missed",
-                    DeadlineKind::Resolution => "resolution_missed",
-                };
-                let level = domain_name(escalated_to);
-                let at = at.micros();
-                self.set(&format!("{missed} = true, escalation = '{level}'"), at)
-                    .await?;
-                self.count(Counter::Escalated, at).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn merge(&self, original: Uuid, at: i64) -> Result<(), ProjectionError> {
-        self.set_person(
-            "state = 'merged', merged_into = $5, closed_at = $3",
-            original,
-            at,
-        )
-        .await?;
-        // The original counts one more reporter.
-        let sql = format!(
-            "UPDATE {}.reports SET reporters = reporters + 1 \
-             WHERE community_id = $1 AND report_id = $2",
-            self.schema
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[&self.event.community_id.as_uuid(), &original],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn insert(&self, submission: &SubmitReport) -> Result<(), ProjectionError> {
-        let (site_id, site_code, latitude, longitude) = match &submission.place {
+impl ReportRecord {
+    fn submitted(
+        community: Uuid,
+        grids: &community_info::Grids,
+        submission: &SubmitReport,
+        position: i64,
+    ) -> ReportRecord {
+        let (site_id, site_code, latitude_e6, longitude_e6) = match &submission.place {
             Place::Site { site, code } => (Some(site.0), Some(code.to_string()), None, None),
             Place::Point(point) => (
                 None,
@@ -353,118 +242,306 @@ impl Fold<'_> {
                 Some(point.longitude_e6()),
             ),
         };
-        let (reporter, anonymous) = match &submission.reporter {
+        let (reporter_id, anonymous) = match &submission.reporter {
             Reporter::Resident(person) => (Some(person.0), false),
             Reporter::Anonymous { .. } => (None, true),
         };
-        let photos_hash = submission
-            .photos
-            .as_ref()
-            .map(|p| p.content().as_str().to_string());
-        let photo_count = submission
-            .photos
-            .as_ref()
-            .map_or(0, |p| i32::from(p.count()));
-        let sql = format!(
-            "INSERT INTO {schema}.reports (community_id, report_id, grid_id, level1_grid_id, \
-             site_id, site_code, latitude_e6, longitude_e6, category, state, reporter_id, \
-             anonymous, text_hash, photos_hash, photo_count, category_department_id, \
-             likely_duplicate_of, submitted_at, first_response_due, resolution_due, updated_at, \
-             last_position) \
-             VALUES ($1, $2, $3, coalesce((SELECT parent_id FROM {schema}.grids \
-                 WHERE community_id = $1 AND grid_id = $3), $3), \
-             $4, $5, $6, $7, $8, 'submitted', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $16, $19)",
-            schema = self.schema
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.event.community_id.as_uuid(),
-                &submission.report.0,
-                &submission.grid.0,
-                &site_id,
-                &site_code,
-                &latitude,
-                &longitude,
-                &submission.category.as_str(),
-                &reporter,
-                &anonymous,
-                &submission.text.as_str(),
-                &photos_hash,
-                &photo_count,
-                &submission.department.map(|d| d.0),
-                &submission.likely_duplicate_of.map(|r| r.0),
-                &submission.at.micros(),
-                &submission.first_response_due.micros(),
-                &submission.resolution_due.micros(),
-                &self.event.position,
-            ],
-        )
-        .await?;
-        Ok(())
+        let grid = submission.grid.0;
+        ReportRecord {
+            community_id: community,
+            report_id: submission.report.0,
+            grid_id: grid,
+            level1_grid_id: grids.level1(grid),
+            site_id,
+            site_code,
+            latitude_e6,
+            longitude_e6,
+            category: submission.category.as_str().to_string(),
+            state: "submitted".into(),
+            reporter_id,
+            anonymous,
+            reporter_name_hidden: false,
+            text_hash: submission.text.as_str().to_string(),
+            photos_hash: submission
+                .photos
+                .as_ref()
+                .map(|p| p.content().as_str().to_string()),
+            photo_count: submission
+                .photos
+                .as_ref()
+                .map_or(0, |p| i32::from(p.count())),
+            hidden: false,
+            text_redacted: false,
+            photos_redacted: false,
+            assignee_id: None,
+            department_id: None,
+            category_department_id: submission.department.map(|d| d.0),
+            escalation: "grid_worker".into(),
+            supporters: 0,
+            reporters: 1,
+            reopen_count: 0,
+            comments: 0,
+            likely_duplicate_of: submission.likely_duplicate_of.map(|r| r.0),
+            merged_into: None,
+            submitted_at: submission.at.micros(),
+            first_response_due: submission.first_response_due.micros(),
+            resolution_due: submission.resolution_due.micros(),
+            first_response_at: None,
+            resolved_at: None,
+            closed_at: None,
+            first_response_missed: false,
+            resolution_missed: false,
+            updated_at: submission.at.micros(),
+            last_position: position,
+        }
     }
 
-    async fn timeline(&self, event: &ReportEvent) -> Result<(), ProjectionError> {
-        let (actor, role) = match self.event.metadata.get("actor_id") {
+    fn set_state(&mut self, state: &str) {
+        self.state = state.to_string();
+    }
+
+    fn first_response(&mut self, at: i64) {
+        self.first_response_at.get_or_insert(at);
+    }
+}
+
+/// Folds one report event into the rows; returns the statistic it adds to.
+/// An event for a report without a row changes nothing.
+fn fold(
+    rows: &mut HashMap<Uuid, ReportRecord>,
+    grids: &community_info::Grids,
+    event: &RecordedEvent,
+    report: Uuid,
+    report_event: &ReportEvent,
+) -> Option<Counter> {
+    use ReportEvent::*;
+    if let ReportSubmitted(submission) = report_event {
+        let row = ReportRecord::submitted(
+            event.community_id.as_uuid(),
+            grids,
+            submission,
+            event.position,
+        );
+        rows.insert(row.report_id, row);
+        return Some(Counter::Received);
+    }
+    if let ReportMerged { original, .. } = report_event {
+        // The original counts one more reporter.
+        if let Some(original) = rows.get_mut(&original.0) {
+            original.reporters += 1;
+        }
+    }
+    let row = rows.get_mut(&report)?;
+    let at = event_time(report_event);
+    row.updated_at = at;
+    row.last_position = event.position;
+    match report_event {
+        ReportSubmitted(_) => None,
+        ReportAccepted { .. } => {
+            row.set_state("accepted");
+            row.first_response(at);
+            Some(Counter::Accepted)
+        }
+        ReportRejected { .. } => {
+            row.set_state("rejected");
+            row.first_response(at);
+            row.closed_at = Some(at);
+            None
+        }
+        ReportAssigned { worker, .. } => {
+            row.set_state("assigned");
+            row.assignee_id = Some(worker.0);
+            None
+        }
+        ReportEscalated { department, .. } => {
+            row.set_state("escalated");
+            row.department_id = Some(department.0);
+            Some(Counter::Escalated)
+        }
+        ReportWorkStarted { .. } => {
+            row.set_state("in_progress");
+            None
+        }
+        ReportResolved { .. } => {
+            row.set_state("resolved");
+            row.resolved_at = Some(at);
+            Some(Counter::Resolved)
+        }
+        ReportConfirmed { .. } => {
+            row.set_state("confirmed");
+            None
+        }
+        ReportReopened { reopen_count, .. } => {
+            row.set_state("in_progress");
+            row.resolved_at = None;
+            row.reopen_count = i32::try_from(*reopen_count).unwrap_or(i32::MAX);
+            Some(Counter::Reopened)
+        }
+        ReportClosed { .. } => {
+            row.set_state("closed");
+            row.closed_at = Some(at);
+            None
+        }
+        ReportCommented { .. } => {
+            row.comments += 1;
+            None
+        }
+        ReportClaimed { resident, .. } => {
+            row.reporter_id = Some(resident.0);
+            row.anonymous = false;
+            None
+        }
+        ReportSupported { supporters, .. } => {
+            row.supporters = i32::try_from(*supporters).unwrap_or(i32::MAX);
+            None
+        }
+        ReportMerged { original, .. } => {
+            row.set_state("merged");
+            row.merged_into = Some(original.0);
+            row.closed_at = Some(at);
+            None
+        }
+        ReportHidden { .. } => {
+            row.hidden = true;
+            None
+        }
+        ReportUnhidden { .. } => {
+            row.hidden = false;
+            None
+        }
+        ReportTextRedacted { .. } => {
+            row.text_redacted = true;
+            None
+        }
+        ReportPhotosRedacted { .. } => {
+            row.photos_redacted = true;
+            None
+        }
+        ReporterNameHidden { .. } => {
+            row.reporter_name_hidden = true;
+            None
+        }
+        ReportDeadlineMissed {
+            kind, escalated_to, ..
+        } => {
+            match kind {
+                DeadlineKind::FirstResponse => row.first_response_missed = true,
+                DeadlineKind::Resolution => row.resolution_missed = true,
+            }
+            row.escalation = domain_name(escalated_to);
+            Some(Counter::Escalated)
+        }
+    }
+}
+
+/// One event's line of a report's timeline.
+#[derive(Debug, Serialize)]
+struct TimelineRow {
+    community_id: Uuid,
+    report_id: Uuid,
+    position: i64,
+    event_type: String,
+    actor_id: Option<Uuid>,
+    actor_role: Option<String>,
+    at: i64,
+    detail: serde_json::Value,
+}
+
+impl TimelineRow {
+    fn of(
+        event: &RecordedEvent,
+        report: Uuid,
+        report_event: &ReportEvent,
+    ) -> Result<TimelineRow, ProjectionError> {
+        let (actor_id, actor_role) = match event.metadata.get("actor_id") {
             Some(id) => (
                 Uuid::parse_str(id).ok(),
-                self.event.metadata.get("actor_role").cloned(),
+                event.metadata.get("actor_role").cloned(),
             ),
             None => (None, None),
         };
-        let detail: serde_json::Value = decode(self.event)?;
+        let detail: serde_json::Value = decode(event)?;
         let detail = match detail {
             serde_json::Value::Object(mut wrapper) if wrapper.len() == 1 => wrapper
-                .remove(&self.event.event_type)
+                .remove(&event.event_type)
                 .unwrap_or(serde_json::Value::Null),
             other => other,
         };
-        let sql = format!(
-            "INSERT INTO {}.report_timeline (community_id, report_id, position, event_type, \
-             actor_id, actor_role, at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            self.schema
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.event.community_id.as_uuid(),
-                &self.report()?,
-                &self.event.position,
-                &self.event.event_type,
-                &actor,
-                &role,
-                &event_time(event),
-                &detail,
-            ],
-        )
-        .await?;
-        Ok(())
+        Ok(TimelineRow {
+            community_id: event.community_id.as_uuid(),
+            report_id: report,
+            position: event.position,
+            event_type: event.event_type.clone(),
+            actor_id,
+            actor_role,
+            at: event_time(report_event),
+            detail,
+        })
     }
+}
 
-    async fn change(&self) -> Result<Option<Change>, ProjectionError> {
-        let sql = format!(
-            "SELECT grid_id, level1_grid_id, state FROM {}.reports \
-             WHERE community_id = $1 AND report_id = $2",
-            self.schema
-        );
-        let rows = query(
-            self.transaction,
-            &sql,
-            &[&self.event.community_id.as_uuid(), &self.report()?],
-        )
-        .await?;
-        Ok(rows.first().map(|row| Change {
-            community: self.event.community_id,
-            report: self.report().unwrap_or_default(),
-            grid: row.get(0),
-            level1_grid: row.get(1),
-            position: self.event.position,
-            event_type: self.event.event_type.clone(),
-            state: row.get(2),
-        }))
+/// One addition to `report_statistics`, in the month of `at`.
+#[derive(Debug, Serialize)]
+struct Count {
+    at: i64,
+    category: String,
+    received: i32,
+    accepted: i32,
+    resolved: i32,
+    escalated: i32,
+    reopened: i32,
+}
+
+impl Count {
+    fn new(row: &ReportRecord, counter: Counter, at: i64) -> Count {
+        let mut count = Count {
+            at,
+            category: row.category.clone(),
+            received: 0,
+            accepted: 0,
+            resolved: 0,
+            escalated: 0,
+            reopened: 0,
+        };
+        *match counter {
+            Counter::Received => &mut count.received,
+            Counter::Accepted => &mut count.accepted,
+            Counter::Resolved => &mut count.resolved,
+            Counter::Escalated => &mut count.escalated,
+            Counter::Reopened => &mut count.reopened,
+        } = 1;
+        count
     }
+}
+
+/// Adds a batch's counts to the statistics, one row per month and category.
+async fn add_counts(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    community: Uuid,
+    counts: &[Count],
+) -> Result<(), ProjectionError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {schema}.report_statistics (community_id, month, category, received, \
+         accepted, resolved, escalated, reopened) \
+         SELECT $1, {month}, category, sum(received), sum(accepted), sum(resolved), \
+             sum(escalated), sum(reopened) \
+         FROM jsonb_to_recordset($2) AS d(at bigint, category text, received integer, \
+             accepted integer, resolved integer, escalated integer, reopened integer) \
+         GROUP BY 2, 3 \
+         ON CONFLICT (community_id, month, category) DO UPDATE SET \
+             received = {schema}.report_statistics.received + excluded.received, \
+             accepted = {schema}.report_statistics.accepted + excluded.accepted, \
+             resolved = {schema}.report_statistics.resolved + excluded.resolved, \
+             escalated = {schema}.report_statistics.escalated + excluded.escalated, \
+             reopened = {schema}.report_statistics.reopened + excluded.reopened",
+        month = month_of(schema, "d.at"),
+    );
+    execute(transaction, &sql, &[&community, &Json(counts)]).await?;
+    Ok(())
 }
 
 fn domain_name<T: serde::Serialize>(value: &T) -> String {

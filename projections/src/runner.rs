@@ -35,12 +35,15 @@ pub struct Change {
 pub struct RunnerConfig {
     /// Events folded per transaction.
     pub batch_size: i64,
+    /// Events read and folded per transaction when replaying a history
+    /// into scratch generations: larger batches are fewer statements.
+    pub replay_batch_size: i64,
     /// A safety net: look at the log this often even without a wake-up.
     pub idle_recheck: Duration,
     /// How long to wait after a failure before trying again.
     pub retry_delay: Duration,
     /// Test hook: fail, mid-batch, on reaching this position (the batch's
-    /// earlier events already applied inside the transaction).
+    /// earlier events already folded inside the transaction).
     pub interrupt_at_position: Option<i64>,
 }
 
@@ -48,6 +51,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             batch_size: 500,
+            replay_batch_size: 10_000,
             idle_recheck: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
             interrupt_at_position: None,
@@ -198,6 +202,57 @@ impl ProjectionRunner {
         Ok(state.folded)
     }
 
+    /// Folds one community into several generations (one per projection)
+    /// up to position `until`: the log is read once, in large batches, the
+    /// next batch read while the projections fold the last one, each on its
+    /// own connection. Returns the number of events read.
+    pub async fn catch_up_all_to(
+        &self,
+        folds: &[(Arc<dyn Projection>, i32)],
+        community: CommunityId,
+        until: i64,
+    ) -> Result<u64, ProjectionError> {
+        let mut states: Vec<Generation> = folds.iter().map(|(_, g)| Generation::new(*g)).collect();
+        let mut from = i64::MAX;
+        for ((projection, _), state) in folds.iter().zip(&mut states) {
+            from = from.min(self.checkpoint(&**projection, state, community).await?);
+        }
+        let batch = self.config.replay_batch_size;
+        let read = |from: i64| {
+            let size = batch.min(until - from);
+            async move {
+                if size <= 0 {
+                    return Ok(Vec::new());
+                }
+                self.store.read_log(community, from + 1, size).await
+            }
+        };
+        let mut events = read(from).await?;
+        let mut read_total = 0;
+        while let Some(last) = events.last().map(|e| e.position) {
+            read_total += events.len() as u64;
+            let folding = folds
+                .iter()
+                .zip(&mut states)
+                .map(|((projection, _), state)| {
+                    let events = &events;
+                    async move {
+                        let checkpoint = self.checkpoint(&**projection, state, community).await?;
+                        let unfolded = events.partition_point(|e| e.position <= checkpoint);
+                        self.fold(&**projection, state, community, &events[unfolded..], false)
+                            .await
+                    }
+                });
+            let (folded, next) =
+                futures::future::join(futures::future::join_all(folding), read(last)).await;
+            for result in folded {
+                result?;
+            }
+            events = next?;
+        }
+        Ok(read_total)
+    }
+
     /// Rebuilds a projection from position zero into a new generation while
     /// the live one keeps serving, then promotes it. Returns the generation.
     pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
@@ -236,13 +291,7 @@ impl ProjectionRunner {
         live: bool,
         until: Option<i64>,
     ) -> Result<bool, ProjectionError> {
-        let checkpoint = match generation.checkpoints.get(&community) {
-            Some(position) => *position,
-            None => {
-                self.load_checkpoint(projection, generation.number, community)
-                    .await?
-            }
-        };
+        let checkpoint = self.checkpoint(projection, generation, community).await?;
         let batch_size = match until {
             Some(until) if until <= checkpoint => return Ok(false),
             Some(until) => self.config.batch_size.min(until - checkpoint),
@@ -252,10 +301,45 @@ impl ProjectionRunner {
             .store
             .read_log(community, checkpoint + 1, batch_size)
             .await?;
+        if events.is_empty() {
+            return Ok(false);
+        }
+        self.fold(projection, generation, community, &events, live)
+            .await
+    }
+
+    /// Where a generation stands in a community's log.
+    async fn checkpoint(
+        &self,
+        projection: &dyn Projection,
+        generation: &mut Generation,
+        community: CommunityId,
+    ) -> Result<i64, ProjectionError> {
+        if let Some(position) = generation.checkpoints.get(&community) {
+            return Ok(*position);
+        }
+        let position = self
+            .load_checkpoint(projection, generation.number, community)
+            .await?;
+        generation.checkpoints.insert(community, position);
+        Ok(position)
+    }
+
+    /// Folds `events` (the batch right after the generation's checkpoint)
+    /// in one transaction that also moves the checkpoint. True when it
+    /// folded them, or found another runner had moved the checkpoint first.
+    async fn fold(
+        &self,
+        projection: &dyn Projection,
+        generation: &mut Generation,
+        community: CommunityId,
+        events: &[RecordedEvent],
+        live: bool,
+    ) -> Result<bool, ProjectionError> {
         let Some(last) = events.last().map(|e| e.position) else {
-            generation.checkpoints.insert(community, checkpoint);
             return Ok(false);
         };
+        let checkpoint = self.checkpoint(projection, generation, community).await?;
         let schema = schema_name(projection.name(), generation.number);
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
@@ -274,15 +358,17 @@ impl ProjectionRunner {
             return Ok(true);
         }
         let mut changes = Vec::new();
-        for event in &events {
-            if self.config.interrupt_at_position == Some(event.position) {
-                return Err(ProjectionError::Interrupted(event.position));
-            }
-            projection
-                .apply(&transaction, &schema, event, &mut changes)
-                .await?;
+        let interrupted = self
+            .config
+            .interrupt_at_position
+            .and_then(|at| events.iter().position(|e| e.position == at));
+        let folded = &events[..interrupted.unwrap_or(events.len())];
+        projection
+            .apply_batch(&transaction, &schema, folded, &mut changes)
+            .await?;
+        if let Some(index) = interrupted {
+            return Err(ProjectionError::Interrupted(events[index].position));
         }
-        projection.end_batch(&transaction, &schema).await?;
         transaction
             .execute(
                 "UPDATE projection_checkpoints SET position = $4 WHERE projection = $1 \

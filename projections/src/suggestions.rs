@@ -48,94 +48,106 @@ impl Projection for SuggestionsProjection {
         TABLES_SQL.to_string()
     }
 
-    async fn apply(
+    /// Event by event: these events are few.
+    async fn apply_batch(
         &self,
         transaction: &Transaction<'_>,
         schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != "Suggestion" {
-            return Ok(());
-        }
-        let community = event.community_id.as_uuid();
-        match decode::<SuggestionEvent>(event)? {
-            SuggestionEvent::SuggestionSubmitted {
-                suggestion,
-                site,
-                text,
-                submitter,
-                at,
-            } => {
-                let submitter_id = match submitter {
-                    Reporter::Resident(person) => Some(person.0),
-                    Reporter::Anonymous { .. } => None,
-                };
-                let sql = format!(
-                    "INSERT INTO {schema}.suggestions (community_id, suggestion_id, site_id, \
-                     text_hash, submitter_id, anonymous, state, submitted_at, last_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $8)"
-                );
-                execute(
-                    transaction,
-                    &sql,
-                    &[
-                        &community,
-                        &suggestion.0,
-                        &site.0,
-                        &text.as_str(),
-                        &submitter_id,
-                        &submitter_id.is_none(),
-                        &at.micros(),
-                        &event.position,
-                    ],
-                )
-                .await?;
-            }
-            SuggestionEvent::SuggestionReviewStarted { .. } => {
-                let sql = format!(
-                    "UPDATE {schema}.suggestions SET state = 'under_review', last_position = $3 \
-                     WHERE community_id = $1 AND suggestion_id = $2"
-                );
-                execute(
-                    transaction,
-                    &sql,
-                    &[&community, &suggestion_id(event)?, &event.position],
-                )
-                .await?;
-            }
-            SuggestionEvent::SuggestionAnswered {
-                by,
-                outcome,
-                answer,
-                at,
-            } => {
-                let sql = format!(
-                    "UPDATE {schema}.suggestions SET state = 'answered', outcome = $3, \
-                     answer_hash = $4, answered_by = $5, answered_at = $6, last_position = $7 \
-                     WHERE community_id = $1 AND suggestion_id = $2"
-                );
-                let outcome = serde_json::to_value(outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string));
-                execute(
-                    transaction,
-                    &sql,
-                    &[
-                        &community,
-                        &suggestion_id(event)?,
-                        &outcome,
-                        &answer.as_str(),
-                        &by.person.0,
-                        &at.micros(),
-                        &event.position,
-                    ],
-                )
-                .await?;
-            }
+        for event in events {
+            apply(transaction, schema, event).await?;
         }
         Ok(())
     }
+}
+
+async fn apply(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    if event.stream_type != "Suggestion" {
+        return Ok(());
+    }
+    let community = event.community_id.as_uuid();
+    match decode::<SuggestionEvent>(event)? {
+        SuggestionEvent::SuggestionSubmitted {
+            suggestion,
+            site,
+            text,
+            submitter,
+            at,
+        } => {
+            let submitter_id = match submitter {
+                Reporter::Resident(person) => Some(person.0),
+                Reporter::Anonymous { .. } => None,
+            };
+            let sql = format!(
+                "INSERT INTO {schema}.suggestions (community_id, suggestion_id, site_id, \
+                 text_hash, submitter_id, anonymous, state, submitted_at, last_position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $8)"
+            );
+            execute(
+                transaction,
+                &sql,
+                &[
+                    &community,
+                    &suggestion.0,
+                    &site.0,
+                    &text.as_str(),
+                    &submitter_id,
+                    &submitter_id.is_none(),
+                    &at.micros(),
+                    &event.position,
+                ],
+            )
+            .await?;
+        }
+        SuggestionEvent::SuggestionReviewStarted { .. } => {
+            let sql = format!(
+                "UPDATE {schema}.suggestions SET state = 'under_review', last_position = $3 \
+                 WHERE community_id = $1 AND suggestion_id = $2"
+            );
+            execute(
+                transaction,
+                &sql,
+                &[&community, &suggestion_id(event)?, &event.position],
+            )
+            .await?;
+        }
+        SuggestionEvent::SuggestionAnswered {
+            by,
+            outcome,
+            answer,
+            at,
+        } => {
+            let sql = format!(
+                "UPDATE {schema}.suggestions SET state = 'answered', outcome = $3, \
+                 answer_hash = $4, answered_by = $5, answered_at = $6, last_position = $7 \
+                 WHERE community_id = $1 AND suggestion_id = $2"
+            );
+            let outcome = serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            execute(
+                transaction,
+                &sql,
+                &[
+                    &community,
+                    &suggestion_id(event)?,
+                    &outcome,
+                    &answer.as_str(),
+                    &by.person.0,
+                    &at.micros(),
+                    &event.position,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 fn suggestion_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {

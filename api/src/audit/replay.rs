@@ -53,22 +53,21 @@ pub async fn replay(
             }
         }
     }
-    // Each read model folds on its own connection, all at once.
+    // The log is read once; each read model folds on its own connection.
     let runner = ProjectionRunner::new(store.clone(), RunnerConfig::default());
-    let folds = projections::all()
+    let folds: Vec<_> = projections::all()
         .into_iter()
-        .zip(replayed.generations.clone())
-        .map(|(projection, (_, generation))| {
-            let runner = runner.clone();
-            let position = replayed.position;
-            async move {
-                runner
-                    .catch_up_to(&*projection, generation, community, position)
-                    .await
-            }
-        });
-    let folded = futures::future::join_all(folds).await;
-    if let Some(error) = folded.into_iter().find_map(Result::err) {
+        .zip(
+            replayed
+                .generations
+                .iter()
+                .map(|(_, generation)| *generation),
+        )
+        .collect();
+    if let Err(error) = runner
+        .catch_up_all_to(&folds, community, replayed.position)
+        .await
+    {
         replayed.discard(store).await?;
         return Err(error);
     }

@@ -48,23 +48,27 @@ impl Projection for EarningProcess {
         String::new()
     }
 
-    async fn apply(
+    /// Event by event: each grant is its own command.
+    async fn apply_batch(
         &self,
         _transaction: &Transaction<'_>,
         _schema: &str,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        let followed = match event.stream_type.as_str() {
-            "Report" => self.follow_report(event).await,
-            "Suggestion" => self.follow_suggestion(event).await,
-            _ => Ok(()),
-        };
-        followed.map_err(|error: ApiError| ProjectionError::Process {
-            process: NAME,
-            position: event.position,
-            reason: format!("{}: {}", error.code, error.message),
-        })
+        for event in events {
+            let followed = match event.stream_type.as_str() {
+                "Report" => self.follow_report(event).await,
+                "Suggestion" => self.follow_suggestion(event).await,
+                _ => Ok(()),
+            };
+            followed.map_err(|error: ApiError| ProjectionError::Process {
+                process: NAME,
+                position: event.position,
+                reason: format!("{}: {}", error.code, error.message),
+            })?;
+        }
+        Ok(())
     }
 }
 
