@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use projections::generation::{live, schema_name, start_building};
+use projections::generation::{live, schema_name, start_building, Building};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::json;
 
@@ -35,6 +35,23 @@ pub async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
         dumped.insert(name, rows.unwrap_or_default());
     }
     dumped
+}
+
+/// A schema's indexes and tables, with whether each table is written to the
+/// write-ahead log (`p`) or not (`u`), the schema's name taken out.
+pub async fn layout(app: &TestApp, schema: &str) -> Vec<String> {
+    let client = app.db.client().await;
+    let rows = client
+        .query(
+            "SELECT replace(indexdef, $1 || '.', '') FROM pg_indexes WHERE schemaname = $1 \
+             UNION ALL SELECT c.relname || ' ' || c.relpersistence::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' \
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
 }
 
 /// Some history touching every read model.
@@ -132,10 +149,13 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
         let name = projection.name();
         let live_generation = live(&pool, name).await.unwrap().unwrap();
         let never_stopped = dump(&app, &schema_name(name, live_generation)).await;
+        let live_layout = layout(&app, &schema_name(name, live_generation)).await;
 
         // A second generation, folded in batches of 7 and stopped in the
         // middle of a batch.
-        let generation = start_building(&pool, &*projection).await.unwrap();
+        let generation = start_building(&pool, &*projection, Building::Rebuild)
+            .await
+            .unwrap();
         let interrupted = ProjectionRunner::new(
             app.store.clone(),
             RunnerConfig {
@@ -192,6 +212,12 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
             dump(&app, &schema_name(name, rebuilt)).await,
             never_stopped,
             "{name}: rebuilt equals never stopped"
+        );
+        // Built without its secondary indexes, which came once it was filled.
+        assert_eq!(
+            layout(&app, &schema_name(name, rebuilt)).await,
+            live_layout,
+            "{name}: rebuilt has the live one's indexes, and is logged"
         );
     }
 

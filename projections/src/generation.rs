@@ -30,7 +30,7 @@ pub async fn ensure_live(pool: &Pool, projection: &dyn Projection) -> Result<i32
         return Ok(generation);
     }
     let generation = next_generation(&transaction, projection.name()).await?;
-    create(&transaction, projection, generation, "live").await?;
+    create(&transaction, projection, generation, None).await?;
     transaction.commit().await?;
     Ok(generation)
 }
@@ -69,13 +69,29 @@ async fn next_generation(
     Ok(row.get(0))
 }
 
+/// How a generation being built from position zero is used once filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Building {
+    /// Promoted to live: its tables are written to the write-ahead log like
+    /// the live ones.
+    Rebuild,
+    /// Read and then dropped, never promoted (a replay's): its tables skip
+    /// the write-ahead log, as nothing of them has to survive a crash.
+    Scratch,
+}
+
 async fn create(
     client: &impl GenericClient,
     projection: &dyn Projection,
     generation: i32,
-    state: &str,
+    building: Option<Building>,
 ) -> Result<(), ProjectionError> {
     let schema = schema_name(projection.name(), generation);
+    let state = if building.is_some() {
+        "building"
+    } else {
+        "live"
+    };
     client
         .execute(
             "INSERT INTO projection_generations (projection, generation, state) \
@@ -83,18 +99,46 @@ async fn create(
             &[&projection.name(), &generation, &state],
         )
         .await?;
-    let ddl = format!(
-        "CREATE SCHEMA {schema}; {}",
-        projection.tables_sql().replace("{schema}", &schema)
-    );
+    let (mut tables, indexes) = ddl(projection, &schema);
+    match building {
+        None => tables.extend(indexes),
+        Some(Building::Rebuild) => {}
+        Some(Building::Scratch) => {
+            for table in &mut tables {
+                *table = table.replacen("CREATE TABLE", "CREATE UNLOGGED TABLE", 1);
+            }
+        }
+    }
+    let ddl = format!("CREATE SCHEMA {schema}; {}", tables.join(";\n"));
     client.batch_execute(&ddl).await?;
     Ok(())
 }
 
-/// Starts a new generation to be filled from position zero.
+/// A projection's DDL for `schema`, split into the statements that make its
+/// tables and those that make its secondary indexes. A generation filled
+/// from zero makes its indexes once filled: one sort each is far cheaper than
+/// keeping them up to date row by row.
+fn ddl(projection: &dyn Projection, schema: &str) -> (Vec<String>, Vec<String>) {
+    let sql = projection.tables_sql().replace("{schema}", schema);
+    let uncommented: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    uncommented
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(str::to_string)
+        .partition(|statement| !statement.starts_with("CREATE INDEX"))
+}
+
+/// Starts a new generation to be filled from position zero, without its
+/// secondary indexes until [`finish_building`].
 pub async fn start_building(
     pool: &Pool,
     projection: &dyn Projection,
+    building: Building,
 ) -> Result<i32, ProjectionError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
@@ -102,9 +146,45 @@ pub async fn start_building(
         .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
         .await?;
     let generation = next_generation(&transaction, projection.name()).await?;
-    create(&transaction, projection, generation, "building").await?;
+    create(&transaction, projection, generation, Some(building)).await?;
     transaction.commit().await?;
     Ok(generation)
+}
+
+/// Makes the secondary indexes of a generation filled from zero, and
+/// refreshes the planner's statistics of its tables.
+pub async fn finish_building(
+    pool: &Pool,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), ProjectionError> {
+    let schema = schema_name(projection.name(), generation);
+    let (_, indexes) = ddl(projection, &schema);
+    let client = pool.get().await?;
+    for index in indexes {
+        client.batch_execute(&index).await?;
+    }
+    analyze(&client, &schema).await
+}
+
+/// Refreshes the planner's statistics of every table of a schema.
+pub(crate) async fn analyze(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<(), ProjectionError> {
+    let tables = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await?;
+    for table in tables {
+        let table: String = table.get(0);
+        client
+            .batch_execute(&format!("ANALYZE {schema}.{table}"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Makes a built generation the live one. The one it replaces is retired

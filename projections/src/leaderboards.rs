@@ -22,14 +22,14 @@ use domain::values::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use store::{CommunityId, RecordedEvent};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use crate::community_info;
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, load_rows, query, replace_rows};
+use crate::sql::{execute, load_rows, query, replace_rows, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "leaderboards";
@@ -209,13 +209,33 @@ enum Followed {
 }
 
 /// A row of `reports`: what a report counts for on the boards.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ReportRecord {
     community_id: Uuid,
     report_id: Uuid,
     grid_id: Uuid,
     reporter_id: Option<Uuid>,
     accepted: bool,
+}
+
+impl TableRow for ReportRecord {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "report_id",
+        "grid_id",
+        "reporter_id",
+        "accepted",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community_id,
+            &self.report_id,
+            &self.grid_id,
+            &self.reporter_id,
+            &self.accepted,
+        ]
+    }
 }
 
 /// Something added to a resident's score on every board the change counts
@@ -233,7 +253,9 @@ struct ScoreAdd {
 
 /// Writes a batch's additions: each score moved once by the sum of its
 /// additions (reached at the last of them), and the counts per score moved
-/// from each old score to each new one.
+/// from each old score to each new one. Scores new to the board are plain
+/// inserts: a batch holds its generation's checkpoint row locked, so no
+/// other writer can add the same score meanwhile.
 async fn add_scores(
     transaction: &Transaction<'_>,
     schema: &str,
@@ -265,12 +287,16 @@ async fn add_scores(
              FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
                  AND old.metric = summed.metric AND old.scope = summed.scope \
                  AND old.period = summed.period AND old.resident_id = summed.resident), \
-         written AS ( \
+         updated AS ( \
+             UPDATE {schema}.scores s SET score = moved.new, reached_position = moved.position \
+             FROM moved WHERE moved.old IS NOT NULL AND s.community_id = $1 \
+                 AND s.metric = moved.metric AND s.scope = moved.scope \
+                 AND s.period = moved.period AND s.resident_id = moved.resident), \
+         inserted AS ( \
              INSERT INTO {schema}.scores (community_id, metric, scope, period, resident_id, \
                  score, reached_position) \
              SELECT $1, metric, scope, period, resident, new, position FROM moved \
-             ON CONFLICT (community_id, metric, scope, period, resident_id) DO UPDATE \
-             SET score = excluded.score, reached_position = excluded.reached_position) \
+             WHERE old IS NULL) \
          INSERT INTO {schema}.score_counts (community_id, metric, scope, period, score, residents) \
          SELECT $1, metric, scope, period, score, sum(residents) FROM ( \
              SELECT metric, scope, period, old AS score, -1 AS residents FROM moved \

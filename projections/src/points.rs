@@ -18,14 +18,14 @@ use domain::values::Actor;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use store::RecordedEvent;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 pub use self::queries::*;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows};
+use crate::sql::{execute, insert_rows, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "points";
@@ -198,7 +198,7 @@ struct Batch {
 }
 
 /// A row of `movements`.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct MovementRow {
     community_id: Uuid,
     position: i64,
@@ -208,6 +208,32 @@ struct MovementRow {
     kind: &'static str,
     detail: serde_json::Value,
     at: i64,
+}
+
+impl TableRow for MovementRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "position",
+        "debit",
+        "credit",
+        "amount",
+        "kind",
+        "detail",
+        "at",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community_id,
+            &self.position,
+            &self.debit,
+            &self.credit,
+            &self.amount,
+            &self.kind,
+            &self.detail,
+            &self.at,
+        ]
+    }
 }
 
 /// An amount added to the flows of the month of `at`.
@@ -234,7 +260,7 @@ struct WalletChange {
 }
 
 /// A row of `wallet_lines`: one line of a wallet's statement.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct WalletLine {
     community_id: Uuid,
     resident_id: Uuid,
@@ -246,6 +272,36 @@ struct WalletLine {
     redemption_id: Option<Uuid>,
     detail: serde_json::Value,
     at: i64,
+}
+
+impl TableRow for WalletLine {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "resident_id",
+        "position",
+        "kind",
+        "amount",
+        "balance",
+        "held",
+        "redemption_id",
+        "detail",
+        "at",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community_id,
+            &self.resident_id,
+            &self.position,
+            &self.kind,
+            &self.amount,
+            &self.balance,
+            &self.held,
+            &self.redemption_id,
+            &self.detail,
+            &self.at,
+        ]
+    }
 }
 
 impl Batch {

@@ -8,13 +8,13 @@ use deadpool_postgres::Transaction;
 use domain::report::{DeadlineKind, Place, ReportEvent, Reporter, SubmitReport};
 use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows, load_rows, replace_rows};
+use crate::sql::{execute, insert_rows, load_rows, replace_rows, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "reports";
@@ -183,7 +183,7 @@ impl Projection for ReportsProjection {
 }
 
 /// A row of `reports`, named as its columns.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ReportRecord {
     community_id: Uuid,
     report_id: Uuid,
@@ -224,6 +224,94 @@ struct ReportRecord {
     resolution_missed: bool,
     updated_at: i64,
     last_position: i64,
+}
+
+impl TableRow for ReportRecord {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "report_id",
+        "grid_id",
+        "level1_grid_id",
+        "site_id",
+        "site_code",
+        "latitude_e6",
+        "longitude_e6",
+        "category",
+        "state",
+        "reporter_id",
+        "anonymous",
+        "reporter_name_hidden",
+        "text_hash",
+        "photos_hash",
+        "photo_count",
+        "hidden",
+        "text_redacted",
+        "photos_redacted",
+        "assignee_id",
+        "department_id",
+        "category_department_id",
+        "escalation",
+        "supporters",
+        "reporters",
+        "reopen_count",
+        "comments",
+        "likely_duplicate_of",
+        "merged_into",
+        "submitted_at",
+        "first_response_due",
+        "resolution_due",
+        "first_response_at",
+        "resolved_at",
+        "closed_at",
+        "first_response_missed",
+        "resolution_missed",
+        "updated_at",
+        "last_position",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community_id,
+            &self.report_id,
+            &self.grid_id,
+            &self.level1_grid_id,
+            &self.site_id,
+            &self.site_code,
+            &self.latitude_e6,
+            &self.longitude_e6,
+            &self.category,
+            &self.state,
+            &self.reporter_id,
+            &self.anonymous,
+            &self.reporter_name_hidden,
+            &self.text_hash,
+            &self.photos_hash,
+            &self.photo_count,
+            &self.hidden,
+            &self.text_redacted,
+            &self.photos_redacted,
+            &self.assignee_id,
+            &self.department_id,
+            &self.category_department_id,
+            &self.escalation,
+            &self.supporters,
+            &self.reporters,
+            &self.reopen_count,
+            &self.comments,
+            &self.likely_duplicate_of,
+            &self.merged_into,
+            &self.submitted_at,
+            &self.first_response_due,
+            &self.resolution_due,
+            &self.first_response_at,
+            &self.resolved_at,
+            &self.closed_at,
+            &self.first_response_missed,
+            &self.resolution_missed,
+            &self.updated_at,
+            &self.last_position,
+        ]
+    }
 }
 
 impl ReportRecord {
@@ -435,7 +523,7 @@ fn fold(
 }
 
 /// One event's line of a report's timeline.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct TimelineRow {
     community_id: Uuid,
     report_id: Uuid,
@@ -445,6 +533,32 @@ struct TimelineRow {
     actor_role: Option<String>,
     at: i64,
     detail: serde_json::Value,
+}
+
+impl TableRow for TimelineRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "report_id",
+        "position",
+        "event_type",
+        "actor_id",
+        "actor_role",
+        "at",
+        "detail",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community_id,
+            &self.report_id,
+            &self.position,
+            &self.event_type,
+            &self.actor_id,
+            &self.actor_role,
+            &self.at,
+            &self.detail,
+        ]
+    }
 }
 
 impl TimelineRow {

@@ -64,23 +64,6 @@ impl Default for RunnerConfig {
 /// plans made for empty tables (a scan where an index lookup belongs).
 const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
 
-/// Refreshes the planner's statistics of every table of a schema.
-async fn analyze(client: &deadpool_postgres::Object, schema: &str) -> Result<(), ProjectionError> {
-    let tables = client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
-            &[&schema],
-        )
-        .await?;
-    for table in tables {
-        let table: String = table.get(0);
-        client
-            .batch_execute(&format!("ANALYZE {schema}.{table}"))
-            .await?;
-    }
-    Ok(())
-}
-
 /// Capacity of the live change channel; a subscriber further behind misses
 /// changes (and is told so) rather than holding memory.
 const CHANGES_CAPACITY: usize = 4_096;
@@ -256,8 +239,11 @@ impl ProjectionRunner {
     /// Rebuilds a projection from position zero into a new generation while
     /// the live one keeps serving, then promotes it. Returns the generation.
     pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
-        let generation = generation::start_building(self.pool(), projection).await?;
+        let generation =
+            generation::start_building(self.pool(), projection, generation::Building::Rebuild)
+                .await?;
         self.catch_up(projection, generation).await?;
+        generation::finish_building(self.pool(), projection, generation).await?;
         generation::promote(self.pool(), projection.name(), generation).await?;
         tracing::info!(
             projection = projection.name(),
@@ -389,7 +375,7 @@ impl ProjectionRunner {
             .iter()
             .any(|at| before < *at && generation.folded >= *at)
         {
-            analyze(&client, &schema).await?;
+            generation::analyze(&client, &schema).await?;
         }
         if live {
             self.progress.publish(projection.name(), community, last);

@@ -2,6 +2,7 @@
 //! position, into scratch generations that are never promoted (the live
 //! read models are not touched), then read and dropped.
 
+use projections::generation::{self, Building};
 use projections::leaderboards::{Metric, Period};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde::Serialize;
@@ -20,12 +21,12 @@ impl Replayed {
         self.generations
             .iter()
             .find(|(name, _)| *name == projection)
-            .map(|(name, generation)| projections::generation::schema_name(name, *generation))
+            .map(|(name, number)| generation::schema_name(name, *number))
     }
 
     pub async fn discard(self, store: &EventStore) -> Result<(), ProjectionError> {
-        for (name, generation) in self.generations {
-            projections::generation::discard(store.pool(), name, generation).await?;
+        for (name, number) in self.generations {
+            generation::discard(store.pool(), name, number).await?;
         }
         Ok(())
     }
@@ -45,8 +46,8 @@ pub async fn replay(
         generations: Vec::new(),
     };
     for projection in projections::all() {
-        match projections::generation::start_building(store.pool(), &*projection).await {
-            Ok(generation) => replayed.generations.push((projection.name(), generation)),
+        match generation::start_building(store.pool(), &*projection, Building::Scratch).await {
+            Ok(number) => replayed.generations.push((projection.name(), number)),
             Err(error) => {
                 replayed.discard(store).await?;
                 return Err(error);
@@ -57,17 +58,18 @@ pub async fn replay(
     let runner = ProjectionRunner::new(store.clone(), RunnerConfig::default());
     let folds: Vec<_> = projections::all()
         .into_iter()
-        .zip(
-            replayed
-                .generations
-                .iter()
-                .map(|(_, generation)| *generation),
-        )
+        .zip(replayed.generations.iter().map(|(_, number)| *number))
         .collect();
-    if let Err(error) = runner
-        .catch_up_all_to(&folds, community, replayed.position)
-        .await
-    {
+    let filled = async {
+        runner
+            .catch_up_all_to(&folds, community, replayed.position)
+            .await?;
+        let indexed = folds.iter().map(|(projection, number)| {
+            generation::finish_building(store.pool(), &**projection, *number)
+        });
+        futures::future::try_join_all(indexed).await
+    };
+    if let Err(error) = filled.await {
         replayed.discard(store).await?;
         return Err(error);
     }
