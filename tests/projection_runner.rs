@@ -253,3 +253,75 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_live_ones() {
+    let app = TestApp::spawn_with(crate::app::Options {
+        run_earning: false,
+        ..crate::app::Options::default()
+    })
+    .await;
+    let (head, f) = history(&app).await;
+    let pool = app.store.pool().clone();
+    let mut folds = Vec::new();
+    for projection in projections::all() {
+        let generation = start_building(&pool, &*projection, Building::Scratch)
+            .await
+            .unwrap();
+        folds.push((projection, generation));
+    }
+    // Batches of 7 read once for all, each read model at its own pace; a
+    // first pass stopped short of the head, then the rest.
+    let runner = ProjectionRunner::new(
+        app.store.clone(),
+        RunnerConfig {
+            replay_batch_size: 7,
+            ..RunnerConfig::default()
+        },
+    );
+    let community = store::CommunityId::new(f.community);
+    let failing = ProjectionRunner::new(
+        app.store.clone(),
+        RunnerConfig {
+            replay_batch_size: 7,
+            interrupt_at_position: Some(head / 4),
+            ..RunnerConfig::default()
+        },
+    );
+    let failed = failing.catch_up_all_to(&folds, community, head / 2).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Interrupted(at)) if at == head / 4),
+        "one read model failing stops the fold with its error: {failed:?}"
+    );
+    let first = runner
+        .catch_up_all_to(&folds, community, head / 2)
+        .await
+        .unwrap();
+    assert!(first <= (head / 2) as u64, "{first}");
+    let rest = runner
+        .catch_up_all_to(&folds, community, head)
+        .await
+        .unwrap();
+    assert_eq!(rest, (head - head / 2) as u64, "read from where they stood");
+    for (projection, generation) in &folds {
+        let name = projection.name();
+        let live_generation = live(&pool, name).await.unwrap().unwrap();
+        assert_eq!(
+            dump(&app, &schema_name(name, *generation)).await,
+            dump(&app, &schema_name(name, live_generation)).await,
+            "{name}: folded with the others equals live"
+        );
+        let checkpoint: i64 = app
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT position FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+                &[&name, generation],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(checkpoint, head, "{name}");
+    }
+}

@@ -306,6 +306,10 @@ async fn add_scores(
          ON CONFLICT (community_id, metric, scope, period, score) \
          DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
     );
+    // A batch's scores are summed in memory, not spilled to disk.
+    transaction
+        .batch_execute("SET LOCAL work_mem = '64MB'")
+        .await?;
     execute(transaction, &sql, &[&community, &Json(adds)]).await?;
     let sql =
         format!("DELETE FROM {schema}.score_counts WHERE community_id = $1 AND residents = 0");

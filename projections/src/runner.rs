@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use store::{CommunityId, EventStore, RecordedEvent};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -63,6 +63,9 @@ impl Default for RunnerConfig {
 /// folded into them: a schema filled from empty would otherwise be read with
 /// plans made for empty tables (a scan where an index lookup belongs).
 const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
+
+/// How many batches a replay reads ahead of its slowest projection.
+const READ_AHEAD_BATCHES: usize = 2;
 
 /// Capacity of the live change channel; a subscriber further behind misses
 /// changes (and is told so) rather than holding memory.
@@ -186,9 +189,10 @@ impl ProjectionRunner {
     }
 
     /// Folds one community into several generations (one per projection)
-    /// up to position `until`: the log is read once, in large batches, the
-    /// next batch read while the projections fold the last one, each on its
-    /// own connection. Returns the number of events read.
+    /// up to position `until`: the log is read once, in large batches, a few
+    /// batches ahead of the slowest projection; each projection folds them in
+    /// turn on its own connection, at its own pace. Returns the number of
+    /// events read.
     pub async fn catch_up_all_to(
         &self,
         folds: &[(Arc<dyn Projection>, i32)],
@@ -200,40 +204,51 @@ impl ProjectionRunner {
         for ((projection, _), state) in folds.iter().zip(&mut states) {
             from = from.min(self.checkpoint(&**projection, state, community).await?);
         }
-        let batch = self.config.replay_batch_size;
-        let read = |from: i64| {
-            let size = batch.min(until - from);
-            async move {
-                if size <= 0 {
-                    return Ok(Vec::new());
+        let (senders, receivers): (Vec<_>, Vec<_>) = folds
+            .iter()
+            .map(|_| mpsc::channel::<Arc<Vec<RecordedEvent>>>(READ_AHEAD_BATCHES))
+            .unzip();
+        let reading = async move {
+            let mut read = 0;
+            let mut next = from + 1;
+            while next <= until {
+                let size = self.config.replay_batch_size.min(until - next + 1);
+                let events = Arc::new(self.store.read_log(community, next, size).await?);
+                let Some(last) = events.last().map(|e| e.position) else {
+                    break;
+                };
+                read += events.len() as u64;
+                next = last + 1;
+                for sender in &senders {
+                    // A projection that failed has stopped listening; its
+                    // error is what the caller gets.
+                    let _ = sender.send(events.clone()).await;
                 }
-                self.store.read_log(community, from + 1, size).await
             }
+            Ok::<u64, ProjectionError>(read)
         };
-        let mut events = read(from).await?;
-        let mut read_total = 0;
-        while let Some(last) = events.last().map(|e| e.position) {
-            read_total += events.len() as u64;
-            let folding = folds
-                .iter()
-                .zip(&mut states)
-                .map(|((projection, _), state)| {
-                    let events = &events;
-                    async move {
-                        let checkpoint = self.checkpoint(&**projection, state, community).await?;
-                        let unfolded = events.partition_point(|e| e.position <= checkpoint);
-                        self.fold(&**projection, state, community, &events[unfolded..], false)
-                            .await
-                    }
-                });
-            let (folded, next) =
-                futures::future::join(futures::future::join_all(folding), read(last)).await;
-            for result in folded {
-                result?;
-            }
-            events = next?;
-        }
-        Ok(read_total)
+        let folding = folds.iter().zip(states).zip(receivers).map(
+            |(((projection, _), mut state), mut batches)| async move {
+                while let Some(events) = batches.recv().await {
+                    let checkpoint = self
+                        .checkpoint(&**projection, &mut state, community)
+                        .await?;
+                    let unfolded = events.partition_point(|e| e.position <= checkpoint);
+                    self.fold(
+                        &**projection,
+                        &mut state,
+                        community,
+                        &events[unfolded..],
+                        false,
+                    )
+                    .await?;
+                }
+                Ok::<(), ProjectionError>(())
+            },
+        );
+        let (read, _) =
+            futures::future::try_join(reading, futures::future::try_join_all(folding)).await?;
+        Ok(read)
     }
 
     /// Rebuilds a projection from position zero into a new generation while
