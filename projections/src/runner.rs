@@ -230,18 +230,25 @@ impl ProjectionRunner {
         let folding = folds.iter().zip(states).zip(receivers).map(
             |(((projection, _), mut state), mut batches)| async move {
                 while let Some(events) = batches.recv().await {
-                    let checkpoint = self
-                        .checkpoint(&**projection, &mut state, community)
+                    // Until the checkpoint passes the batch: another runner
+                    // may have moved it meanwhile (then fold the rest).
+                    loop {
+                        let checkpoint = self
+                            .checkpoint(&**projection, &mut state, community)
+                            .await?;
+                        let unfolded = events.partition_point(|e| e.position <= checkpoint);
+                        if unfolded == events.len() {
+                            break;
+                        }
+                        self.fold(
+                            &**projection,
+                            &mut state,
+                            community,
+                            &events[unfolded..],
+                            false,
+                        )
                         .await?;
-                    let unfolded = events.partition_point(|e| e.position <= checkpoint);
-                    self.fold(
-                        &**projection,
-                        &mut state,
-                        community,
-                        &events[unfolded..],
-                        false,
-                    )
-                    .await?;
+                    }
                 }
                 Ok::<(), ProjectionError>(())
             },
