@@ -54,6 +54,20 @@ pub async fn layout(app: &TestApp, schema: &str) -> Vec<String> {
     rows.iter().map(|row| row.get(0)).collect()
 }
 
+/// How far a generation of a projection has folded the test's community.
+async fn checkpoint(app: &TestApp, projection: &str, generation: i32) -> i64 {
+    app.db
+        .client()
+        .await
+        .query_one(
+            "SELECT max(position) FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+            &[&projection, &generation],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Some history touching every read model.
 async fn history(app: &TestApp) -> (i64, Fixture) {
     let counter = app.counter().await;
@@ -170,17 +184,7 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
             "{name}: {:?}",
             stopped.map(|_| ())
         );
-        let checkpoint: i64 = app
-            .db
-            .client()
-            .await
-            .query_one(
-                "SELECT max(position) FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
-                &[&name, &generation],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let checkpoint = checkpoint(&app, name, generation).await;
         assert!(
             checkpoint < head / 2 + 3,
             "{name}: the interrupted batch left no trace"
@@ -331,17 +335,7 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
             dump(&app, &schema_name(name, live_generation)).await,
             "{name}: folded with the others equals live"
         );
-        let checkpoint: i64 = app
-            .db
-            .client()
-            .await
-            .query_one(
-                "SELECT position FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
-                &[&name, generation],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let checkpoint = checkpoint(&app, name, *generation).await;
         assert_eq!(checkpoint, head, "{name}");
     }
 }

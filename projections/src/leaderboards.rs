@@ -192,9 +192,7 @@ impl Projection for LeaderboardsProjection {
                 Followed::Nothing => {}
             }
         }
-        let rows: Vec<ReportRecord> = fold.reports.into_values().collect();
-        let written: Vec<Uuid> = rows.iter().map(|row| row.report_id).collect();
-        replace_rows(transaction, &table, "report_id", community, &written, &rows).await?;
+        replace_rows(transaction, &table, "report_id", community, &fold.reports).await?;
         add_scores(transaction, schema, community, &fold.adds).await
     }
 }

@@ -124,15 +124,19 @@ impl Projection for ReportsProjection {
             return Ok(());
         };
         let mut grids = community_info::Grids::load(transaction, schema, community).await?;
-        let mut decoded = Vec::new();
+        let mut decoded = Vec::with_capacity(events.len());
         let mut touched = Vec::new();
-        for event in events.iter().filter(|e| e.stream_type == "Report") {
+        for event in events {
+            if event.stream_type != "Report" {
+                decoded.push(None);
+                continue;
+            }
             let report_event: ReportEvent = decode(event)?;
             touched.push(entity_id(event, "report")?);
             if let ReportEvent::ReportMerged { original, .. } = &report_event {
                 touched.push(original.0);
             }
-            decoded.push(report_event);
+            decoded.push(Some(report_event));
         }
         touched.sort_unstable();
         touched.dedup();
@@ -145,17 +149,14 @@ impl Projection for ReportsProjection {
                 .collect();
         let mut timeline = Vec::new();
         let mut counts = Vec::new();
-        let mut decoded = decoded.into_iter();
-        for event in events {
+        for (event, report_event) in events.iter().zip(decoded) {
             if event.stream_type == "Community" {
                 community_info::apply(transaction, schema, event).await?;
                 grids.follow(event)?;
-                continue;
             }
-            if event.stream_type != "Report" {
+            let Some(report_event) = report_event else {
                 continue;
-            }
-            let report_event = decoded.next().expect("decoded above, in order");
+            };
             let report = entity_id(event, "report")?;
             let counter = fold(&mut rows, &grids, event, report, &report_event);
             if let Some(row) = rows.get(&report) {
@@ -174,9 +175,7 @@ impl Projection for ReportsProjection {
             }
             timeline.push(TimelineRow::of(event, report, &report_event)?);
         }
-        let rows: Vec<ReportRecord> = rows.into_values().collect();
-        let written: Vec<Uuid> = rows.iter().map(|row| row.report_id).collect();
-        replace_rows(transaction, &table, "report_id", community, &written, &rows).await?;
+        replace_rows(transaction, &table, "report_id", community, &rows).await?;
         insert_rows(transaction, &format!("{schema}.report_timeline"), &timeline).await?;
         add_counts(transaction, schema, community, &counts).await
     }
@@ -516,7 +515,7 @@ fn fold(
                 DeadlineKind::FirstResponse => row.first_response_missed = true,
                 DeadlineKind::Resolution => row.resolution_missed = true,
             }
-            row.escalation = domain_name(escalated_to);
+            row.escalation = domain::values::serialized_name(escalated_to);
             Some(Counter::Escalated)
         }
     }
@@ -656,13 +655,6 @@ async fn add_counts(
     );
     execute(transaction, &sql, &[&community, &Json(counts)]).await?;
     Ok(())
-}
-
-fn domain_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
 }
 
 fn event_time(event: &ReportEvent) -> i64 {

@@ -171,23 +171,6 @@ impl ProjectionRunner {
         Ok(state.folded)
     }
 
-    /// Folds one community into a generation up to position `until` and no
-    /// further: a replay of the read model as of that position.
-    pub async fn catch_up_to(
-        &self,
-        projection: &dyn Projection,
-        generation: i32,
-        community: CommunityId,
-        until: i64,
-    ) -> Result<u64, ProjectionError> {
-        let mut state = Generation::new(generation);
-        while self
-            .step(projection, &mut state, community, false, Some(until))
-            .await?
-        {}
-        Ok(state.folded)
-    }
-
     /// Folds one community into several generations (one per projection)
     /// up to position `until`: the log is read once, in large batches, a few
     /// batches ahead of the slowest projection; each projection folds them in
@@ -208,17 +191,14 @@ impl ProjectionRunner {
             .iter()
             .map(|_| mpsc::channel::<Arc<Vec<RecordedEvent>>>(READ_AHEAD_BATCHES))
             .unzip();
+        let mut batches =
+            self.store
+                .log_batches(community, from + 1, until, self.config.replay_batch_size);
         let reading = async move {
             let mut read = 0;
-            let mut next = from + 1;
-            while next <= until {
-                let size = self.config.replay_batch_size.min(until - next + 1);
-                let events = Arc::new(self.store.read_log(community, next, size).await?);
-                let Some(last) = events.last().map(|e| e.position) else {
-                    break;
-                };
+            while let Some(events) = batches.next().await? {
+                let events = Arc::new(events);
                 read += events.len() as u64;
-                next = last + 1;
                 for sender in &senders {
                     // A projection that failed has stopped listening; its
                     // error is what the caller gets.
@@ -283,9 +263,7 @@ impl ProjectionRunner {
     ) -> Result<bool, ProjectionError> {
         let mut progressed = false;
         for community in self.store.communities().await? {
-            progressed |= self
-                .step(projection, generation, community, live, None)
-                .await?;
+            progressed |= self.step(projection, generation, community, live).await?;
         }
         Ok(progressed)
     }
@@ -297,17 +275,11 @@ impl ProjectionRunner {
         generation: &mut Generation,
         community: CommunityId,
         live: bool,
-        until: Option<i64>,
     ) -> Result<bool, ProjectionError> {
         let checkpoint = self.checkpoint(projection, generation, community).await?;
-        let batch_size = match until {
-            Some(until) if until <= checkpoint => return Ok(false),
-            Some(until) => self.config.batch_size.min(until - checkpoint),
-            None => self.config.batch_size,
-        };
         let events = self
             .store
-            .read_log(community, checkpoint + 1, batch_size)
+            .read_log(community, checkpoint + 1, self.config.batch_size)
             .await?;
         if events.is_empty() {
             return Ok(false);

@@ -6,6 +6,8 @@
 //! array per table and are added in one statement. Statements per event
 //! would cap a replay at a few thousand events a second.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::de::DeserializeOwned;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -67,31 +69,33 @@ pub(crate) trait TableRow {
     fn values(&self) -> Vec<&(dyn ToSql + Sync)>;
 }
 
-/// Writes `rows` in place of the community's rows with the same `key`.
+/// Writes `rows` (by their `key` column's value) in place of the
+/// community's rows with the same keys.
 pub(crate) async fn replace_rows<T: TableRow>(
     transaction: &Transaction<'_>,
     table: &str,
     key: &str,
     community: Uuid,
-    keys: &[Uuid],
-    rows: &[T],
+    rows: &HashMap<Uuid, T>,
 ) -> Result<(), ProjectionError> {
     if rows.is_empty() {
         return Ok(());
     }
+    let keys: Vec<Uuid> = rows.keys().copied().collect();
     let sql = format!("DELETE FROM {table} WHERE community_id = $1 AND {key} = ANY($2)");
     execute(transaction, &sql, &[&community, &keys]).await?;
-    insert_rows(transaction, table, rows).await
+    insert_rows(transaction, table, rows.values()).await
 }
 
 /// Appends `rows` to `table` with a binary `COPY`: no statement per row,
 /// and no text for PostgreSQL to parse.
-pub(crate) async fn insert_rows<T: TableRow>(
+pub(crate) async fn insert_rows<'r, T: TableRow + 'r>(
     transaction: &Transaction<'_>,
     table: &str,
-    rows: &[T],
+    rows: impl IntoIterator<Item = &'r T>,
 ) -> Result<(), ProjectionError> {
-    if rows.is_empty() {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
         return Ok(());
     }
     let columns = T::COLUMNS.join(", ");

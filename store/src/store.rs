@@ -247,6 +247,24 @@ impl EventStore {
         Ok(events)
     }
 
+    /// A community's log from `from_position` to `to_position` (both
+    /// included), read `batch_size` events at a time.
+    pub fn log_batches(
+        &self,
+        community_id: CommunityId,
+        from_position: i64,
+        to_position: i64,
+        batch_size: i64,
+    ) -> LogBatches {
+        LogBatches {
+            store: self.clone(),
+            community_id,
+            next: from_position.max(1),
+            to_position,
+            batch_size,
+        }
+    }
+
     /// Up to `limit` events of one stream from `from_version` on, in order.
     pub async fn read_stream(
         &self,
@@ -440,4 +458,32 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A range of a community's log, batch by batch ([`EventStore::log_batches`]).
+pub struct LogBatches {
+    store: EventStore,
+    community_id: CommunityId,
+    next: i64,
+    to_position: i64,
+    batch_size: i64,
+}
+
+impl LogBatches {
+    /// The next batch, in order; `None` past the range or the log's end.
+    pub async fn next(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        if self.next > self.to_position {
+            return Ok(None);
+        }
+        let limit = self.batch_size.min(self.to_position - self.next + 1);
+        let batch = self
+            .store
+            .read_log(self.community_id, self.next, limit)
+            .await?;
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        self.next = last.position + 1;
+        Ok(Some(batch))
+    }
 }

@@ -49,13 +49,9 @@ pub async fn export(
         });
         writeln!(out, "{line}")?;
     }
-    let mut next = from_position.max(1);
+    let mut batches = store.log_batches(community, from_position, to_position, AUDIT_BATCH_SIZE);
     let mut written = 0;
-    while next <= to_position {
-        let limit = AUDIT_BATCH_SIZE.min(to_position - next + 1);
-        let batch = store.read_log(community, next, limit).await?;
-        let Some(last) = batch.last() else { break };
-        next = last.position + 1;
+    while let Some(batch) = batches.next().await? {
         for event in &batch {
             write_event(out, event)?;
             written += 1;

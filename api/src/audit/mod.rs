@@ -355,12 +355,8 @@ pub async fn ledger_as_of(
     position: i64,
 ) -> Result<Result<LedgerChecker, Failure>, StoreError> {
     let mut ledger = LedgerChecker::default();
-    let mut next = 1;
-    while next <= position {
-        let limit = AUDIT_BATCH_SIZE.min(position - next + 1);
-        let batch = store.read_log(community, next, limit).await?;
-        let Some(last) = batch.last() else { break };
-        next = last.position + 1;
+    let mut batches = store.log_batches(community, 1, position, AUDIT_BATCH_SIZE);
+    while let Some(batch) = batches.next().await? {
         for event in &batch {
             if let Err(failure) = ledger.check(event) {
                 return Ok(Err(failure));

@@ -414,14 +414,9 @@ where
 /// Every event of the community through the store's batch reader.
 async fn store_read(store: &EventStore, community: CommunityId) -> anyhow::Result<Run> {
     let started = Instant::now();
-    let mut next = 1;
+    let mut batches = store.log_batches(community, 1, i64::MAX, store::limits::READ_BATCH_MAX);
     let mut events = 0;
-    loop {
-        let batch = store
-            .read_log(community, next, store::limits::READ_BATCH_MAX)
-            .await?;
-        let Some(last) = batch.last() else { break };
-        next = last.position + 1;
+    while let Some(batch) = batches.next().await? {
         events += batch.len() as i64;
     }
     Ok(Run {
