@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use projections::generation::{live, schema_name, start_building, Building};
+use projections::generation::{finish_building, live, schema_name, start_building, Building};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::json;
 
@@ -203,6 +203,10 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
             },
         );
         resumed.catch_up(&*projection, generation).await.unwrap();
+        // Filled from zero: complete once finished (staged sums summed).
+        finish_building(&pool, &*projection, generation, Building::Rebuild)
+            .await
+            .unwrap();
         assert_eq!(
             dump(&app, &schema_name(name, generation)).await,
             never_stopped,
@@ -329,6 +333,9 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
     other.unwrap();
     for (projection, generation) in &folds {
         let name = projection.name();
+        finish_building(&pool, &**projection, *generation, Building::Scratch)
+            .await
+            .unwrap();
         let live_generation = live(&pool, name).await.unwrap().unwrap();
         assert_eq!(
             dump(&app, &schema_name(name, *generation)).await,

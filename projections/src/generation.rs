@@ -69,6 +69,29 @@ async fn next_generation(
     Ok(row.get(0))
 }
 
+/// True while a generation is being filled from zero (not yet promoted):
+/// it is folded with [`crate::Projection::fill_batch`].
+pub async fn is_building(
+    pool: &Pool,
+    projection: &str,
+    generation: i32,
+) -> Result<bool, ProjectionError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT state FROM projection_generations WHERE projection = $1 AND generation = $2",
+            &[&projection, &generation],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(row.get::<_, String>(0) == "building"),
+        None => Err(ProjectionError::Invalid {
+            field: "generation",
+            reason: format!("{projection} has no generation {generation}"),
+        }),
+    }
+}
+
 /// How a generation being built from position zero is used once filled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Building {
@@ -76,7 +99,8 @@ pub enum Building {
     /// the live ones.
     Rebuild,
     /// Read and then dropped, never promoted (a replay's): its tables skip
-    /// the write-ahead log, as nothing of them has to survive a crash.
+    /// the write-ahead log, as nothing of them has to survive a crash, and
+    /// it has no secondary indexes: it is read once, by primary key or whole.
     Scratch,
 }
 
@@ -130,11 +154,14 @@ fn ddl(projection: &dyn Projection, schema: &str) -> (Vec<String>, Vec<String>) 
         .map(str::trim)
         .filter(|statement| !statement.is_empty())
         .map(str::to_string)
-        .partition(|statement| !statement.starts_with("CREATE INDEX"))
+        .partition(|statement| {
+            !(statement.starts_with("CREATE INDEX") || statement.starts_with("CREATE UNIQUE INDEX"))
+        })
 }
 
-/// Starts a new generation to be filled from position zero, without its
-/// secondary indexes until [`finish_building`].
+/// Starts a new generation to be filled from position zero (with
+/// [`crate::Projection::fill_batch`]), without its secondary indexes until
+/// [`finish_building`].
 pub async fn start_building(
     pool: &Pool,
     projection: &dyn Projection,
@@ -151,18 +178,26 @@ pub async fn start_building(
     Ok(generation)
 }
 
-/// Makes the secondary indexes of a generation filled from zero, and
-/// refreshes the planner's statistics of its tables.
+/// Completes a generation filled from zero ([`crate::Projection::finish_fill`]),
+/// then makes its secondary indexes (a rebuild's; a replay's is read once,
+/// by primary key or whole, and gets none) and refreshes the planner's
+/// statistics of its tables.
 pub async fn finish_building(
     pool: &Pool,
     projection: &dyn Projection,
     generation: i32,
+    building: Building,
 ) -> Result<(), ProjectionError> {
     let schema = schema_name(projection.name(), generation);
-    let (_, indexes) = ddl(projection, &schema);
-    let client = pool.get().await?;
-    for index in indexes {
-        client.batch_execute(&index).await?;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    projection.finish_fill(&transaction, &schema).await?;
+    transaction.commit().await?;
+    if building == Building::Rebuild {
+        let (_, indexes) = ddl(projection, &schema);
+        for index in indexes {
+            client.batch_execute(&index).await?;
+        }
     }
     analyze(&client, &schema).await
 }

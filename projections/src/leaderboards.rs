@@ -84,11 +84,13 @@ CREATE TABLE {schema}.scores (
     period text NOT NULL,
     resident_id uuid NOT NULL,
     score numeric NOT NULL,
-    reached_position bigint NOT NULL,
-    -- Covering: one resident's score is an index-only lookup, which the
-    -- planner then prefers to a range of the board-order index.
-    PRIMARY KEY (community_id, metric, scope, period, resident_id) INCLUDE (score)
+    reached_position bigint NOT NULL
 );
+-- The key, as an index a generation filled from zero makes once filled.
+-- Covering: one resident's score is an index-only lookup, which the
+-- planner then prefers to a range of the board-order index.
+CREATE UNIQUE INDEX scores_by_resident ON {schema}.scores
+    (community_id, metric, scope, period, resident_id) INCLUDE (score);
 CREATE INDEX scores_in_board_order ON {schema}.scores
     (community_id, metric, scope, period, score DESC, reached_position, resident_id);
 CREATE TABLE {schema}.score_counts (
@@ -99,6 +101,17 @@ CREATE TABLE {schema}.score_counts (
     score numeric NOT NULL,
     residents integer NOT NULL,
     PRIMARY KEY (community_id, metric, scope, period, score)
+);
+-- A generation being filled from zero stages its score additions here;
+-- they are summed into scores once it is filled.
+CREATE TABLE {schema}.score_adds (
+    community_id uuid NOT NULL,
+    metric text NOT NULL,
+    scope text NOT NULL,
+    period text NOT NULL,
+    resident_id uuid NOT NULL,
+    delta numeric NOT NULL,
+    position bigint NOT NULL
 );
 CREATE TABLE {schema}.sites (
     community_id uuid NOT NULL,
@@ -142,59 +155,113 @@ impl Projection for LeaderboardsProjection {
         events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        let Some(community) = events.first().map(|e| e.community_id.as_uuid()) else {
-            return Ok(());
-        };
-        let mut decoded = Vec::with_capacity(events.len());
-        let mut touched = Vec::new();
-        for event in events {
-            let followed = match event.stream_type.as_str() {
-                "Report" => {
-                    touched.push(entity_id(event, "report")?);
-                    Followed::Report(decode(event)?)
-                }
-                "Wallet" => {
-                    let wallet_event = decode(event)?;
-                    if let WalletEvent::PointsReversed { report, .. } = &wallet_event {
-                        touched.push(report.0);
-                    }
-                    Followed::Wallet(wallet_event)
-                }
-                "Suggestion" => Followed::Suggestion(decode(event)?),
-                "Community" => Followed::Community,
-                _ => Followed::Nothing,
-            };
-            decoded.push(followed);
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        let table = format!("{schema}.reports");
-        let reports =
-            load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
-                .await?
-                .into_iter()
-                .map(|row| (row.report_id, row))
-                .collect();
-        let mut fold = Fold {
-            transaction,
-            schema,
-            reports,
-            adds: Vec::new(),
-        };
-        for (event, followed) in events.iter().zip(decoded) {
-            match followed {
-                Followed::Community => fold.community(event).await?,
-                Followed::Report(report_event) => fold.report(event, report_event)?,
-                Followed::Suggestion(suggestion_event) => {
-                    fold.suggestion(event, suggestion_event).await?
-                }
-                Followed::Wallet(wallet_event) => fold.wallet(event, wallet_event)?,
-                Followed::Nothing => {}
-            }
-        }
-        replace_rows(transaction, &table, "report_id", community, &fold.reports).await?;
-        add_scores(transaction, schema, community, &fold.adds).await
+        fold_batch(transaction, schema, events, Scores::Add).await
     }
+
+    /// The batch's score additions are staged, and summed into the scores
+    /// once the generation is filled: one sort of all of them instead of a
+    /// lookup and a write per score and batch.
+    async fn fill_batch(
+        &self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        fold_batch(transaction, schema, events, Scores::Stage).await
+    }
+
+    async fn finish_fill(
+        &self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+    ) -> Result<(), ProjectionError> {
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL work_mem = '256MB'; \
+                 WITH summed AS ( \
+                     SELECT community_id, metric, scope, period, resident_id, \
+                         sum(delta) AS score, max(position) AS reached_position \
+                     FROM {schema}.score_adds GROUP BY 1, 2, 3, 4, 5), \
+                 inserted AS ( \
+                     INSERT INTO {schema}.scores (community_id, metric, scope, period, \
+                         resident_id, score, reached_position) SELECT * FROM summed) \
+                 INSERT INTO {schema}.score_counts (community_id, metric, scope, period, \
+                     score, residents) \
+                 SELECT community_id, metric, scope, period, score, count(*) FROM summed \
+                 GROUP BY 1, 2, 3, 4, 5; \
+                 TRUNCATE {schema}.score_adds"
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Where a batch's score additions go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scores {
+    /// Onto the scores and their counts.
+    Add,
+    /// Into `score_adds`, for a generation being filled from zero.
+    Stage,
+}
+
+async fn fold_batch(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    events: &[RecordedEvent],
+    scores: Scores,
+) -> Result<(), ProjectionError> {
+    let Some(community) = events.first().map(|e| e.community_id.as_uuid()) else {
+        return Ok(());
+    };
+    let mut decoded = Vec::with_capacity(events.len());
+    let mut touched = Vec::new();
+    for event in events {
+        let followed = match event.stream_type.as_str() {
+            "Report" => {
+                touched.push(entity_id(event, "report")?);
+                Followed::Report(decode(event)?)
+            }
+            "Wallet" => {
+                let wallet_event = decode(event)?;
+                if let WalletEvent::PointsReversed { report, .. } = &wallet_event {
+                    touched.push(report.0);
+                }
+                Followed::Wallet(wallet_event)
+            }
+            "Suggestion" => Followed::Suggestion(decode(event)?),
+            "Community" => Followed::Community,
+            _ => Followed::Nothing,
+        };
+        decoded.push(followed);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    let table = format!("{schema}.reports");
+    let reports = load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
+        .await?
+        .into_iter()
+        .map(|row| (row.report_id, row))
+        .collect();
+    let mut fold = Fold {
+        transaction,
+        schema,
+        reports,
+        adds: Vec::new(),
+    };
+    for (event, followed) in events.iter().zip(decoded) {
+        match followed {
+            Followed::Community => fold.community(event).await?,
+            Followed::Report(report_event) => fold.report(event, report_event)?,
+            Followed::Suggestion(suggestion_event) => {
+                fold.suggestion(event, suggestion_event).await?
+            }
+            Followed::Wallet(wallet_event) => fold.wallet(event, wallet_event)?,
+            Followed::Nothing => {}
+        }
+    }
+    replace_rows(transaction, &table, "report_id", community, &fold.reports).await?;
+    write_scores(transaction, schema, community, &fold.adds, scores).await
 }
 
 /// A batch's event, decoded for what this read model follows.
@@ -249,37 +316,58 @@ struct ScoreAdd {
     position: i64,
 }
 
-/// Writes a batch's additions: each score moved once by the sum of its
-/// additions (reached at the last of them), and the counts per score moved
-/// from each old score to each new one. Scores new to the board are plain
-/// inserts: a batch holds its generation's checkpoint row locked, so no
-/// other writer can add the same score meanwhile.
-async fn add_scores(
+/// The additions summed per resident and board, in the community's time
+/// zone (a CTE named `summed`: metric, scope, period, resident, delta and
+/// the position of the last addition).
+const SUMMED_SQL: &str = "WITH placed AS ( \
+         SELECT d.*, to_timestamp(d.at / 1000000.0) AT TIME ZONE coalesce( \
+             (SELECT time_zone FROM {schema}.communities WHERE community_id = $1), \
+             'Asia/Shanghai') AS local, \
+             (SELECT parent_id FROM {schema}.grids g \
+              WHERE g.community_id = $1 AND g.grid_id = d.grid) AS parent \
+         FROM jsonb_to_recordset($2) AS d(metric text, grid uuid, at bigint, \
+             resident uuid, delta numeric, position bigint)), \
+     summed AS ( \
+         SELECT metric, scope, period, resident, sum(delta) AS delta, \
+             max(position) AS position \
+         FROM placed, \
+             LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
+             LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
+                 ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
+         WHERE scope IS NOT NULL GROUP BY 1, 2, 3, 4)";
+
+/// Writes a batch's additions. Added: each score moved once by the sum of
+/// its additions (reached at the last of them), and the counts per score
+/// moved from each old score to each new one. Scores new to the board are
+/// plain inserts: a batch holds its generation's checkpoint row locked, so
+/// no other writer can add the same score meanwhile. Staged: the sums go
+/// to `score_adds` as they are.
+async fn write_scores(
     transaction: &Transaction<'_>,
     schema: &str,
     community: Uuid,
     adds: &[ScoreAdd],
+    scores: Scores,
 ) -> Result<(), ProjectionError> {
     if adds.is_empty() {
         return Ok(());
     }
+    // A batch's scores are summed in memory, not spilled to disk.
+    transaction
+        .batch_execute("SET LOCAL work_mem = '64MB'")
+        .await?;
+    let summed = SUMMED_SQL.replace("{schema}", schema);
+    if scores == Scores::Stage {
+        let sql = format!(
+            "{summed} INSERT INTO {schema}.score_adds (community_id, metric, scope, period, \
+             resident_id, delta, position) \
+             SELECT $1, metric, scope, period, resident, delta, position FROM summed"
+        );
+        execute(transaction, &sql, &[&community, &Json(adds)]).await?;
+        return Ok(());
+    }
     let sql = format!(
-        "WITH placed AS ( \
-             SELECT d.*, to_timestamp(d.at / 1000000.0) AT TIME ZONE coalesce( \
-                 (SELECT time_zone FROM {schema}.communities WHERE community_id = $1), \
-                 'Asia/Shanghai') AS local, \
-                 (SELECT parent_id FROM {schema}.grids g \
-                  WHERE g.community_id = $1 AND g.grid_id = d.grid) AS parent \
-             FROM jsonb_to_recordset($2) AS d(metric text, grid uuid, at bigint, \
-                 resident uuid, delta numeric, position bigint)), \
-         summed AS ( \
-             SELECT metric, scope, period, resident, sum(delta) AS delta, \
-                 max(position) AS position \
-             FROM placed, \
-                 LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
-                 LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
-                     ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
-             WHERE scope IS NOT NULL GROUP BY 1, 2, 3, 4), \
+        "{summed}, \
          moved AS ( \
              SELECT summed.*, old.score AS old, coalesce(old.score, 0) + summed.delta AS new \
              FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
@@ -304,10 +392,6 @@ async fn add_scores(
          ON CONFLICT (community_id, metric, scope, period, score) \
          DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
     );
-    // A batch's scores are summed in memory, not spilled to disk.
-    transaction
-        .batch_execute("SET LOCAL work_mem = '64MB'")
-        .await?;
     execute(transaction, &sql, &[&community, &Json(adds)]).await?;
     let sql =
         format!("DELETE FROM {schema}.score_counts WHERE community_id = $1 AND residents = 0");

@@ -51,6 +51,31 @@ pub trait Projection: Send + Sync + 'static {
         events: &[RecordedEvent],
         changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError>;
+
+    /// Folds a batch into a generation being filled from position zero
+    /// (a rebuild's or a replay's), which nobody reads until
+    /// [`Projection::finish_fill`]: a read model may stage what is cheaper
+    /// to work out once, set-based, than batch by batch. The tables must
+    /// end, once finished, as [`Projection::apply_batch`] would leave them.
+    async fn fill_batch(
+        &self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(transaction, schema, events, &mut Vec::new())
+            .await
+    }
+
+    /// Completes a generation filled with [`Projection::fill_batch`], in one
+    /// transaction, before its secondary indexes are built.
+    async fn finish_fill(
+        &self,
+        _transaction: &Transaction<'_>,
+        _schema: &str,
+    ) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 /// Every projection of this build.

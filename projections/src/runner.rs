@@ -153,7 +153,7 @@ impl ProjectionRunner {
     ) -> Result<bool, ProjectionError> {
         let live = generation::ensure_live(self.pool(), projection).await?;
         if followed.as_ref().map(|g| g.number) != Some(live) {
-            *followed = Some(Generation::new(live));
+            *followed = Some(Generation::new(live, false));
         }
         let generation = followed.as_mut().expect("set above");
         self.pass(projection, generation, true).await
@@ -166,7 +166,7 @@ impl ProjectionRunner {
         projection: &dyn Projection,
         generation: i32,
     ) -> Result<u64, ProjectionError> {
-        let mut state = Generation::new(generation);
+        let mut state = self.generation(projection, generation).await?;
         while self.pass(projection, &mut state, false).await? {}
         Ok(state.folded)
     }
@@ -182,7 +182,10 @@ impl ProjectionRunner {
         community: CommunityId,
         until: i64,
     ) -> Result<u64, ProjectionError> {
-        let mut states: Vec<Generation> = folds.iter().map(|(_, g)| Generation::new(*g)).collect();
+        let mut states = Vec::with_capacity(folds.len());
+        for (projection, generation) in folds {
+            states.push(self.generation(&**projection, *generation).await?);
+        }
         let mut from = i64::MAX;
         for ((projection, _), state) in folds.iter().zip(&mut states) {
             from = from.min(self.checkpoint(&**projection, state, community).await?);
@@ -245,7 +248,13 @@ impl ProjectionRunner {
             generation::start_building(self.pool(), projection, generation::Building::Rebuild)
                 .await?;
         self.catch_up(projection, generation).await?;
-        generation::finish_building(self.pool(), projection, generation).await?;
+        generation::finish_building(
+            self.pool(),
+            projection,
+            generation,
+            generation::Building::Rebuild,
+        )
+        .await?;
         generation::promote(self.pool(), projection.name(), generation).await?;
         tracing::info!(
             projection = projection.name(),
@@ -253,6 +262,16 @@ impl ProjectionRunner {
             "projection rebuilt"
         );
         Ok(generation)
+    }
+
+    /// What the runner starts out knowing of a generation it catches up.
+    async fn generation(
+        &self,
+        projection: &dyn Projection,
+        number: i32,
+    ) -> Result<Generation, ProjectionError> {
+        let filling = generation::is_building(self.pool(), projection.name(), number).await?;
+        Ok(Generation::new(number, filling))
     }
 
     async fn pass(
@@ -343,9 +362,13 @@ impl ProjectionRunner {
             .interrupt_at_position
             .and_then(|at| events.iter().position(|e| e.position == at));
         let folded = &events[..interrupted.unwrap_or(events.len())];
-        projection
-            .apply_batch(&transaction, &schema, folded, &mut changes)
-            .await?;
+        if generation.filling {
+            projection.fill_batch(&transaction, &schema, folded).await?;
+        } else {
+            projection
+                .apply_batch(&transaction, &schema, folded, &mut changes)
+                .await?;
+        }
         if let Some(index) = interrupted {
             return Err(ProjectionError::Interrupted(events[index].position));
         }
@@ -409,14 +432,17 @@ impl ProjectionRunner {
 /// What a runner knows of the generation it folds into.
 struct Generation {
     number: i32,
+    /// Being filled from zero: folded with `fill_batch`.
+    filling: bool,
     checkpoints: HashMap<CommunityId, i64>,
     folded: u64,
 }
 
 impl Generation {
-    fn new(number: i32) -> Self {
+    fn new(number: i32, filling: bool) -> Self {
         Generation {
             number,
+            filling,
             checkpoints: HashMap::new(),
             folded: 0,
         }

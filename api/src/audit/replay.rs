@@ -65,7 +65,7 @@ pub async fn replay(
             .catch_up_all_to(&folds, community, replayed.position)
             .await?;
         let indexed = folds.iter().map(|(projection, number)| {
-            generation::finish_building(store.pool(), &**projection, *number)
+            generation::finish_building(store.pool(), &**projection, *number, Building::Scratch)
         });
         futures::future::try_join_all(indexed).await
     };
