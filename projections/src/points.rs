@@ -25,7 +25,7 @@ pub use self::queries::*;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows, TableRow};
+use crate::sql::{execute, insert_rows, JsonText, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "points";
@@ -40,10 +40,12 @@ CREATE TABLE {schema}.movements (
     credit text NOT NULL,
     amount numeric NOT NULL CHECK (amount > 0),
     kind text NOT NULL,
-    detail jsonb NOT NULL,
+    detail json NOT NULL,
     at bigint NOT NULL,
     PRIMARY KEY (community_id, position)
 );
+-- Shown, never searched: ANALYZE need not sort it.
+ALTER TABLE {schema}.movements ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.accounts (
     community_id uuid NOT NULL,
     account text NOT NULL,
@@ -78,10 +80,12 @@ CREATE TABLE {schema}.wallet_lines (
     balance numeric NOT NULL,
     held numeric NOT NULL,
     redemption_id uuid,
-    detail jsonb NOT NULL,
+    detail json NOT NULL,
     at bigint NOT NULL,
     PRIMARY KEY (community_id, resident_id, position)
 );
+-- Shown, never searched: ANALYZE need not sort it.
+ALTER TABLE {schema}.wallet_lines ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.gifts (
     community_id uuid NOT NULL,
     gift_id uuid NOT NULL,
@@ -206,7 +210,7 @@ struct MovementRow {
     credit: String,
     amount: Decimal,
     kind: &'static str,
-    detail: serde_json::Value,
+    detail: JsonText,
     at: i64,
 }
 
@@ -270,7 +274,7 @@ struct WalletLine {
     balance: Decimal,
     held: Decimal,
     redemption_id: Option<Uuid>,
-    detail: serde_json::Value,
+    detail: JsonText,
     at: i64,
 }
 
@@ -324,7 +328,7 @@ impl Batch {
             credit: account_name(movement.credit),
             amount: movement.amount,
             kind,
-            detail: event.payload_value()?,
+            detail: Json(event.payload.clone()),
             at,
         });
         for (account, delta) in [
@@ -456,7 +460,7 @@ impl Batch {
             balance,
             held,
             redemption_id: redemption,
-            detail: event.payload_value()?,
+            detail: Json(event.payload.clone()),
             at,
         });
         let movement = Movement::of_wallet(domain::values::PersonId(resident), &wallet_event);

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::report::{DeadlineKind, Place, ReportEvent, Reporter, SubmitReport};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use store::RecordedEvent;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows, load_rows, replace_rows, TableRow};
+use crate::sql::{execute, insert_rows, load_rows, replace_rows, JsonText, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "reports";
@@ -77,9 +78,11 @@ CREATE TABLE {schema}.report_timeline (
     actor_id uuid,
     actor_role text,
     at bigint NOT NULL,
-    detail jsonb NOT NULL,
+    detail json NOT NULL,
     PRIMARY KEY (community_id, report_id, position)
 );
+-- Shown, never searched: ANALYZE need not sort it.
+ALTER TABLE {schema}.report_timeline ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.report_statistics (
     community_id uuid NOT NULL,
     month text NOT NULL,
@@ -531,7 +534,7 @@ struct TimelineRow {
     actor_id: Option<Uuid>,
     actor_role: Option<String>,
     at: i64,
-    detail: serde_json::Value,
+    detail: JsonText,
 }
 
 impl TableRow for TimelineRow {
@@ -573,12 +576,12 @@ impl TimelineRow {
             ),
             None => (None, None),
         };
-        let detail: serde_json::Value = decode(event)?;
-        let detail = match detail {
-            serde_json::Value::Object(mut wrapper) if wrapper.len() == 1 => wrapper
-                .remove(&event.event_type)
-                .unwrap_or(serde_json::Value::Null),
-            other => other,
+        // The event's fields, without the wrapper naming its type.
+        let detail = match decode::<HashMap<String, Box<RawValue>>>(event) {
+            Ok(mut wrapper) if wrapper.len() == 1 => {
+                wrapper.remove(&event.event_type).unwrap_or_default()
+            }
+            _ => event.payload.clone(),
         };
         Ok(TimelineRow {
             community_id: event.community_id.as_uuid(),
@@ -588,7 +591,7 @@ impl TimelineRow {
             actor_id,
             actor_role,
             at: event_time(report_event),
-            detail,
+            detail: Json(detail),
         })
     }
 }

@@ -10,12 +10,17 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
+
+/// JSON text for a `json` column (an event's payload, or part of it):
+/// written as it is, never parsed into a tree and back.
+pub(crate) type JsonText = Json<Box<RawValue>>;
 
 /// Runs a statement through the connection's statement cache.
 pub(crate) async fn execute(
