@@ -178,10 +178,9 @@ pub async fn start_building(
     Ok(generation)
 }
 
-/// Completes a generation filled from zero ([`crate::Projection::finish_fill`]),
-/// then makes its secondary indexes (a rebuild's; a replay's is read once,
-/// by primary key or whole, and gets none) and refreshes the planner's
-/// statistics of its tables.
+/// Completes a generation filled from zero ([`crate::Projection::finish_fill`]).
+/// A rebuild's then gets its secondary indexes and fresh planner statistics;
+/// a replay's gets neither, as it is read once, by primary key or whole.
 pub async fn finish_building(
     pool: &Pool,
     projection: &dyn Projection,
@@ -193,11 +192,12 @@ pub async fn finish_building(
     let transaction = client.transaction().await?;
     projection.finish_fill(&transaction, &schema).await?;
     transaction.commit().await?;
-    if building == Building::Rebuild {
-        let (_, indexes) = ddl(projection, &schema);
-        for index in indexes {
-            client.batch_execute(&index).await?;
-        }
+    if building == Building::Scratch {
+        return Ok(());
+    }
+    let (_, indexes) = ddl(projection, &schema);
+    for index in indexes {
+        client.batch_execute(&index).await?;
     }
     analyze(&client, &schema).await
 }

@@ -20,9 +20,9 @@ use domain::report::{ReportEvent, Reporter};
 use domain::suggestion::{Outcome, SuggestionEvent};
 use domain::values::Timestamp;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use store::{CommunityId, RecordedEvent};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::community_info;
@@ -102,13 +102,15 @@ CREATE TABLE {schema}.score_counts (
     residents integer NOT NULL,
     PRIMARY KEY (community_id, metric, scope, period, score)
 );
--- A generation being filled from zero stages its score additions here;
--- they are summed into scores once it is filled.
+-- A generation being filled from zero stages its score additions here,
+-- placed (the grid's parent, the local time) as they were folded; they are
+-- summed into scores once it is filled.
 CREATE TABLE {schema}.score_adds (
     community_id uuid NOT NULL,
     metric text NOT NULL,
-    scope text NOT NULL,
-    period text NOT NULL,
+    grid uuid,
+    parent uuid,
+    local timestamp NOT NULL,
     resident_id uuid NOT NULL,
     delta numeric NOT NULL,
     position bigint NOT NULL
@@ -181,7 +183,7 @@ impl Projection for LeaderboardsProjection {
                  WITH summed AS ( \
                      SELECT community_id, metric, scope, period, resident_id, \
                          sum(delta) AS score, max(position) AS reached_position \
-                     FROM {schema}.score_adds GROUP BY 1, 2, 3, 4, 5), \
+                     FROM {schema}.score_adds, {BOARDS_SQL} GROUP BY 1, 2, 3, 4, 5), \
                  inserted AS ( \
                      INSERT INTO {schema}.scores (community_id, metric, scope, period, \
                          resident_id, score, reached_position) SELECT * FROM summed) \
@@ -306,7 +308,7 @@ impl TableRow for ReportRecord {
 /// Something added to a resident's score on every board the change counts
 /// on: the community's, the grid's and its level 1 grid's; all time, the
 /// month and the week of `at` in the community's time zone.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct ScoreAdd {
     metric: &'static str,
     grid: Option<Uuid>,
@@ -316,32 +318,68 @@ struct ScoreAdd {
     position: i64,
 }
 
-/// The additions summed per resident and board, in the community's time
-/// zone (a CTE named `summed`: metric, scope, period, resident, delta and
-/// the position of the last addition).
-const SUMMED_SQL: &str = "WITH placed AS ( \
+/// A batch's additions as the parameters `$2`..`$7` of [`PLACED_SQL`]:
+/// one array per field, sent in binary.
+struct AddColumns {
+    metrics: Vec<&'static str>,
+    grids: Vec<Option<Uuid>>,
+    ats: Vec<i64>,
+    residents: Vec<Uuid>,
+    deltas: Vec<Decimal>,
+    positions: Vec<i64>,
+}
+
+impl AddColumns {
+    fn of(adds: &[ScoreAdd]) -> Self {
+        AddColumns {
+            metrics: adds.iter().map(|a| a.metric).collect(),
+            grids: adds.iter().map(|a| a.grid).collect(),
+            ats: adds.iter().map(|a| a.at).collect(),
+            residents: adds.iter().map(|a| a.resident).collect(),
+            deltas: adds.iter().map(|a| a.delta).collect(),
+            positions: adds.iter().map(|a| a.position).collect(),
+        }
+    }
+
+    fn params<'a>(&'a self, community: &'a Uuid) -> [&'a (dyn ToSql + Sync); 7] {
+        [
+            community,
+            &self.metrics,
+            &self.grids,
+            &self.ats,
+            &self.residents,
+            &self.deltas,
+            &self.positions,
+        ]
+    }
+}
+
+/// The additions (`$2`..`$7`, see [`AddColumns`]) placed: the grid's level
+/// 1 grid, and the local time in the community's time zone (a CTE named
+/// `placed`).
+const PLACED_SQL: &str = "WITH placed AS ( \
          SELECT d.*, to_timestamp(d.at / 1000000.0) AT TIME ZONE coalesce( \
              (SELECT time_zone FROM {schema}.communities WHERE community_id = $1), \
              'Asia/Shanghai') AS local, \
              (SELECT parent_id FROM {schema}.grids g \
               WHERE g.community_id = $1 AND g.grid_id = d.grid) AS parent \
-         FROM jsonb_to_recordset($2) AS d(metric text, grid uuid, at bigint, \
-             resident uuid, delta numeric, position bigint)), \
-     summed AS ( \
-         SELECT metric, scope, period, resident, sum(delta) AS delta, \
-             max(position) AS position \
-         FROM placed, \
-             LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
-             LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
-                 ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
-         WHERE scope IS NOT NULL GROUP BY 1, 2, 3, 4)";
+         FROM unnest($2::text[], $3::uuid[], $4::bigint[], $5::uuid[], $6::numeric[], \
+             $7::bigint[]) AS d(metric, grid, at, resident, delta, position))";
+
+/// Every board a placed addition counts on: its scope (the community, the
+/// grid, the level 1 grid) and period (all time, the month, the ISO week).
+const BOARDS_SQL: &str =
+    "LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
+     LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
+         ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
+     WHERE scope IS NOT NULL";
 
 /// Writes a batch's additions. Added: each score moved once by the sum of
 /// its additions (reached at the last of them), and the counts per score
 /// moved from each old score to each new one. Scores new to the board are
 /// plain inserts: a batch holds its generation's checkpoint row locked, so
-/// no other writer can add the same score meanwhile. Staged: the sums go
-/// to `score_adds` as they are.
+/// no other writer can add the same score meanwhile. Staged: placed, and
+/// put in `score_adds`.
 async fn write_scores(
     transaction: &Transaction<'_>,
     schema: &str,
@@ -352,22 +390,28 @@ async fn write_scores(
     if adds.is_empty() {
         return Ok(());
     }
+    let columns = AddColumns::of(adds);
+    let params = columns.params(&community);
+    let placed = PLACED_SQL.replace("{schema}", schema);
+    if scores == Scores::Stage {
+        let sql = format!(
+            "{placed} INSERT INTO {schema}.score_adds (community_id, metric, grid, parent, local, \
+             resident_id, delta, position) \
+             SELECT $1, metric, grid, parent, local, resident, delta, position FROM placed"
+        );
+        execute(transaction, &sql, &params).await?;
+        return Ok(());
+    }
     // A batch's scores are summed in memory, not spilled to disk.
     transaction
         .batch_execute("SET LOCAL work_mem = '64MB'")
         .await?;
-    let summed = SUMMED_SQL.replace("{schema}", schema);
-    if scores == Scores::Stage {
-        let sql = format!(
-            "{summed} INSERT INTO {schema}.score_adds (community_id, metric, scope, period, \
-             resident_id, delta, position) \
-             SELECT $1, metric, scope, period, resident, delta, position FROM summed"
-        );
-        execute(transaction, &sql, &[&community, &Json(adds)]).await?;
-        return Ok(());
-    }
     let sql = format!(
-        "{summed}, \
+        "{placed}, \
+         summed AS ( \
+             SELECT metric, scope, period, resident, sum(delta) AS delta, \
+                 max(position) AS position \
+             FROM placed, {BOARDS_SQL} GROUP BY 1, 2, 3, 4), \
          moved AS ( \
              SELECT summed.*, old.score AS old, coalesce(old.score, 0) + summed.delta AS new \
              FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
@@ -392,7 +436,7 @@ async fn write_scores(
          ON CONFLICT (community_id, metric, scope, period, score) \
          DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
     );
-    execute(transaction, &sql, &[&community, &Json(adds)]).await?;
+    execute(transaction, &sql, &params).await?;
     let sql =
         format!("DELETE FROM {schema}.score_counts WHERE community_id = $1 AND residents = 0");
     execute(transaction, &sql, &[&community]).await?;

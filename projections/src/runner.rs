@@ -182,6 +182,30 @@ impl ProjectionRunner {
         community: CommunityId,
         until: i64,
     ) -> Result<u64, ProjectionError> {
+        self.fold_all_to(folds, community, until, None).await
+    }
+
+    /// As [`ProjectionRunner::catch_up_all_to`], into generations being
+    /// filled from zero: each is finished ([`generation::finish_building`])
+    /// as soon as it has folded the lot, while the others still fold.
+    pub async fn fill_all_to(
+        &self,
+        folds: &[(Arc<dyn Projection>, i32)],
+        community: CommunityId,
+        until: i64,
+        building: generation::Building,
+    ) -> Result<u64, ProjectionError> {
+        self.fold_all_to(folds, community, until, Some(building))
+            .await
+    }
+
+    async fn fold_all_to(
+        &self,
+        folds: &[(Arc<dyn Projection>, i32)],
+        community: CommunityId,
+        until: i64,
+        finish: Option<generation::Building>,
+    ) -> Result<u64, ProjectionError> {
         let mut states = Vec::with_capacity(folds.len());
         for (projection, generation) in folds {
             states.push(self.generation(&**projection, *generation).await?);
@@ -211,7 +235,7 @@ impl ProjectionRunner {
             Ok::<u64, ProjectionError>(read)
         };
         let folding = folds.iter().zip(states).zip(receivers).map(
-            |(((projection, _), mut state), mut batches)| async move {
+            |(((projection, number), mut state), mut batches)| async move {
                 while let Some(events) = batches.recv().await {
                     // Until the checkpoint passes the batch: another runner
                     // may have moved it meanwhile (then fold the rest).
@@ -232,6 +256,10 @@ impl ProjectionRunner {
                         )
                         .await?;
                     }
+                }
+                if let Some(building) = finish {
+                    generation::finish_building(self.pool(), &**projection, *number, building)
+                        .await?;
                 }
                 Ok::<(), ProjectionError>(())
             },

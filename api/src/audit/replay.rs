@@ -60,15 +60,7 @@ pub async fn replay(
         .into_iter()
         .zip(replayed.generations.iter().map(|(_, number)| *number))
         .collect();
-    let filled = async {
-        runner
-            .catch_up_all_to(&folds, community, replayed.position)
-            .await?;
-        let indexed = folds.iter().map(|(projection, number)| {
-            generation::finish_building(store.pool(), &**projection, *number, Building::Scratch)
-        });
-        futures::future::try_join_all(indexed).await
-    };
+    let filled = runner.fill_all_to(&folds, community, replayed.position, Building::Scratch);
     if let Err(error) = filled.await {
         replayed.discard(store).await?;
         return Err(error);
