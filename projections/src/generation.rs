@@ -188,13 +188,11 @@ pub async fn finish_building(
     building: Building,
 ) -> Result<(), ProjectionError> {
     let schema = schema_name(projection.name(), generation);
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
-    projection.finish_fill(&transaction, &schema).await?;
-    transaction.commit().await?;
+    projection.finish_fill(pool, &schema).await?;
     if building == Building::Scratch {
         return Ok(());
     }
+    let client = pool.get().await?;
     let (_, indexes) = ddl(projection, &schema);
     for index in indexes {
         client.batch_execute(&index).await?;

@@ -172,27 +172,38 @@ impl Projection for LeaderboardsProjection {
         fold_batch(transaction, schema, events, Scores::Stage).await
     }
 
-    async fn finish_fill(
-        &self,
-        transaction: &Transaction<'_>,
-        schema: &str,
-    ) -> Result<(), ProjectionError> {
-        transaction
-            .batch_execute(&format!(
-                "SET LOCAL work_mem = '256MB'; \
-                 WITH summed AS ( \
+    /// One statement per kind of period, each on its own connection (their
+    /// boards are apart, so they run side by side), then the staged
+    /// additions are dropped.
+    async fn finish_fill(&self, pool: &Pool, schema: &str) -> Result<(), ProjectionError> {
+        let kinds = ["all", "month:%", "week:%"].map(|kind| async move {
+            let mut client = pool.get().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .batch_execute("SET LOCAL work_mem = '256MB'")
+                .await?;
+            let sql = format!(
+                "WITH summed AS ( \
                      SELECT community_id, metric, scope, period, resident_id, \
                          sum(delta) AS score, max(position) AS reached_position \
-                     FROM {schema}.score_adds, {BOARDS_SQL} GROUP BY 1, 2, 3, 4, 5), \
+                     FROM {schema}.score_adds, {BOARDS_SQL} AND period LIKE $1 \
+                     GROUP BY 1, 2, 3, 4, 5), \
                  inserted AS ( \
                      INSERT INTO {schema}.scores (community_id, metric, scope, period, \
                          resident_id, score, reached_position) SELECT * FROM summed) \
                  INSERT INTO {schema}.score_counts (community_id, metric, scope, period, \
                      score, residents) \
                  SELECT community_id, metric, scope, period, score, count(*) FROM summed \
-                 GROUP BY 1, 2, 3, 4, 5; \
-                 TRUNCATE {schema}.score_adds"
-            ))
+                 GROUP BY 1, 2, 3, 4, 5"
+            );
+            transaction.execute(&sql, &[&kind]).await?;
+            transaction.commit().await?;
+            Ok::<(), ProjectionError>(())
+        });
+        futures::future::try_join_all(kinds).await?;
+        let client = pool.get().await?;
+        client
+            .batch_execute(&format!("TRUNCATE {schema}.score_adds"))
             .await?;
         Ok(())
     }

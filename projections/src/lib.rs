@@ -27,7 +27,7 @@ pub use progress::Progress;
 pub use runner::{Change, ProjectionRunner, RunnerConfig};
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Pool, Transaction};
 use store::RecordedEvent;
 
 /// A read model: its tables, and how a batch of events changes them.
@@ -67,13 +67,9 @@ pub trait Projection: Send + Sync + 'static {
             .await
     }
 
-    /// Completes a generation filled with [`Projection::fill_batch`], in one
-    /// transaction, before its secondary indexes are built.
-    async fn finish_fill(
-        &self,
-        _transaction: &Transaction<'_>,
-        _schema: &str,
-    ) -> Result<(), ProjectionError> {
+    /// Completes a generation filled with [`Projection::fill_batch`], once
+    /// the fill is complete, before its secondary indexes are built.
+    async fn finish_fill(&self, _pool: &Pool, _schema: &str) -> Result<(), ProjectionError> {
         Ok(())
     }
 }
