@@ -519,12 +519,18 @@ impl Batch {
             execute(transaction, &sql, &[&community, &Json(&wallets)]).await?;
             // A new row took its `next_expiry` above; a row already there
             // changes it only when an event said it.
-            let sql = format!(
-                "UPDATE {schema}.wallets w SET next_expiry = d.next_expiry \
-                 FROM jsonb_to_recordset($2) AS {columns} \
-                 WHERE d.sets_expiry AND w.community_id = $1 AND w.resident_id = d.resident_id"
-            );
-            execute(transaction, &sql, &[&community, &Json(&wallets)]).await?;
+            let setting: Vec<&WalletChange> = wallets
+                .into_iter()
+                .filter(|wallet| wallet.sets_expiry)
+                .collect();
+            if !setting.is_empty() {
+                let sql = format!(
+                    "UPDATE {schema}.wallets w SET next_expiry = d.next_expiry \
+                     FROM jsonb_to_recordset($2) AS {columns} \
+                     WHERE w.community_id = $1 AND w.resident_id = d.resident_id"
+                );
+                execute(transaction, &sql, &[&community, &Json(&setting)]).await?;
+            }
         }
         Ok(())
     }
