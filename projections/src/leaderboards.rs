@@ -172,11 +172,11 @@ impl Projection for LeaderboardsProjection {
         fold_batch(transaction, schema, events, Scores::Stage).await
     }
 
-    /// One statement per kind of period, each on its own connection (their
-    /// boards are apart, so they run side by side), then the staged
-    /// additions are dropped.
+    /// One statement per period (all time, months, weeks), each on its own
+    /// connection (their boards are apart, so they run side by side), then
+    /// the staged additions are dropped.
     async fn finish_fill(&self, pool: &Pool, schema: &str) -> Result<(), ProjectionError> {
-        let kinds = ["all", "month:%", "week:%"].map(|kind| async move {
+        let kinds = PERIODS_SQL.map(|period| async move {
             let mut client = pool.get().await?;
             let transaction = client.transaction().await?;
             transaction
@@ -186,7 +186,7 @@ impl Projection for LeaderboardsProjection {
                 "WITH summed AS ( \
                      SELECT community_id, metric, scope, period, resident_id, \
                          sum(delta) AS score, max(position) AS reached_position \
-                     FROM {schema}.score_adds, {BOARDS_SQL} AND period LIKE $1 \
+                     FROM {schema}.score_adds, {boards} \
                      GROUP BY 1, 2, 3, 4, 5), \
                  inserted AS ( \
                      INSERT INTO {schema}.scores (community_id, metric, scope, period, \
@@ -194,9 +194,10 @@ impl Projection for LeaderboardsProjection {
                  INSERT INTO {schema}.score_counts (community_id, metric, scope, period, \
                      score, residents) \
                  SELECT community_id, metric, scope, period, score, count(*) FROM summed \
-                 GROUP BY 1, 2, 3, 4, 5"
+                 GROUP BY 1, 2, 3, 4, 5",
+                boards = boards_sql(&[period])
             );
-            transaction.execute(&sql, &[&kind]).await?;
+            transaction.execute(&sql, &[]).await?;
             transaction.commit().await?;
             Ok::<(), ProjectionError>(())
         });
@@ -377,13 +378,24 @@ const PLACED_SQL: &str = "WITH placed AS ( \
          FROM unnest($2::text[], $3::uuid[], $4::bigint[], $5::uuid[], $6::numeric[], \
              $7::bigint[]) AS d(metric, grid, at, resident, delta, position))";
 
-/// Every board a placed addition counts on: its scope (the community, the
-/// grid, the level 1 grid) and period (all time, the month, the ISO week).
-const BOARDS_SQL: &str =
-    "LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
-     LATERAL (VALUES ('all'), ('month:' || to_char(local, 'YYYY-MM')), \
-         ('week:' || to_char(local, 'IYYY-\"W\"IW'))) AS p(period) \
-     WHERE scope IS NOT NULL";
+/// The periods a placed addition counts in: all time, the month and the
+/// ISO week of its local time.
+const PERIODS_SQL: [&str; 3] = [
+    "'all'",
+    "'month:' || to_char(local, 'YYYY-MM')",
+    "'week:' || to_char(local, 'IYYY-\"W\"IW')",
+];
+
+/// Every board a placed addition counts on, in the periods given: its
+/// scope (the community, the grid, the level 1 grid) and period.
+fn boards_sql(periods: &[&str]) -> String {
+    let periods: Vec<String> = periods.iter().map(|p| format!("({p})")).collect();
+    format!(
+        "LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
+         LATERAL (VALUES {}) AS p(period) WHERE scope IS NOT NULL",
+        periods.join(", ")
+    )
+}
 
 /// Writes a batch's additions. Added: each score moved once by the sum of
 /// its additions (reached at the last of them), and the counts per score
@@ -422,7 +434,7 @@ async fn write_scores(
          summed AS ( \
              SELECT metric, scope, period, resident, sum(delta) AS delta, \
                  max(position) AS position \
-             FROM placed, {BOARDS_SQL} GROUP BY 1, 2, 3, 4), \
+             FROM placed, {boards} GROUP BY 1, 2, 3, 4), \
          moved AS ( \
              SELECT summed.*, old.score AS old, coalesce(old.score, 0) + summed.delta AS new \
              FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
@@ -445,7 +457,8 @@ async fn write_scores(
              UNION ALL SELECT metric, scope, period, new, 1 FROM moved) counted \
          GROUP BY 2, 3, 4, 5 \
          ON CONFLICT (community_id, metric, scope, period, score) \
-         DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents"
+         DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents",
+        boards = boards_sql(&PERIODS_SQL)
     );
     execute(transaction, &sql, &params).await?;
     let sql =
