@@ -41,9 +41,11 @@ CREATE TABLE {schema}.movements (
     amount numeric NOT NULL CHECK (amount > 0),
     kind text NOT NULL,
     detail json NOT NULL,
-    at bigint NOT NULL,
-    PRIMARY KEY (community_id, position)
+    at bigint NOT NULL
 );
+-- Its key, as an index a generation filled from zero makes once filled:
+-- rows are only ever appended.
+CREATE UNIQUE INDEX movements_key ON {schema}.movements (community_id, position);
 -- Shown, never searched: ANALYZE need not sort it.
 ALTER TABLE {schema}.movements ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.accounts (
@@ -81,9 +83,11 @@ CREATE TABLE {schema}.wallet_lines (
     held numeric NOT NULL,
     redemption_id uuid,
     detail json NOT NULL,
-    at bigint NOT NULL,
-    PRIMARY KEY (community_id, resident_id, position)
+    at bigint NOT NULL
 );
+-- Its key, as an index a generation filled from zero makes once filled:
+-- rows are only ever appended.
+CREATE UNIQUE INDEX wallet_lines_key ON {schema}.wallet_lines (community_id, resident_id, position);
 -- Shown, never searched: ANALYZE need not sort it.
 ALTER TABLE {schema}.wallet_lines ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.gifts (
@@ -241,7 +245,7 @@ impl TableRow for MovementRow {
 }
 
 /// An amount added to the flows of the month of `at`.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Flow {
     at: i64,
     kind: &'static str,
@@ -494,13 +498,16 @@ impl Batch {
             let sql = format!(
                 "INSERT INTO {schema}.flows (community_id, month, kind, amount) \
                  SELECT $1, {month}, kind, sum(amount) \
-                 FROM jsonb_to_recordset($2) AS d(at bigint, kind text, amount numeric) \
+                 FROM unnest($2::bigint[], $3::text[], $4::numeric[]) AS d(at, kind, amount) \
                  GROUP BY 2, 3 \
                  ON CONFLICT (community_id, month, kind) DO UPDATE \
                  SET amount = {schema}.flows.amount + excluded.amount",
                 month = month_of(schema, "d.at")
             );
-            execute(transaction, &sql, &[&community, &Json(&self.flows)]).await?;
+            let ats: Vec<i64> = self.flows.iter().map(|f| f.at).collect();
+            let kinds: Vec<&str> = self.flows.iter().map(|f| f.kind).collect();
+            let amounts: Vec<Decimal> = self.flows.iter().map(|f| f.amount).collect();
+            execute(transaction, &sql, &[&community, &ats, &kinds, &amounts]).await?;
         }
         if !self.wallets.is_empty() {
             let wallets: Vec<&WalletChange> = self.wallets.values().collect();
@@ -509,14 +516,30 @@ impl Batch {
             let sql = format!(
                 "INSERT INTO {schema}.wallets (community_id, resident_id, balance, held, earned, \
                  redeemed, next_expiry, last_position) \
-                 SELECT $1, resident_id, balance, held, earned, redeemed, next_expiry, \
-                     last_position FROM jsonb_to_recordset($2) AS {columns} \
+                 SELECT $1, d.* FROM unnest($2::uuid[], $3::numeric[], $4::numeric[], \
+                     $5::numeric[], $6::numeric[], $7::bigint[], $8::bigint[]) \
+                     AS d(resident_id, balance, held, earned, redeemed, next_expiry, last_position) \
                  ON CONFLICT (community_id, resident_id) DO UPDATE SET balance = excluded.balance, \
                  held = excluded.held, earned = {schema}.wallets.earned + excluded.earned, \
                  redeemed = {schema}.wallets.redeemed + excluded.redeemed, \
                  last_position = excluded.last_position"
             );
-            execute(transaction, &sql, &[&community, &Json(&wallets)]).await?;
+            let residents: Vec<Uuid> = wallets.iter().map(|w| w.resident_id).collect();
+            let balances: Vec<Decimal> = wallets.iter().map(|w| w.balance).collect();
+            let held: Vec<Decimal> = wallets.iter().map(|w| w.held).collect();
+            let earned: Vec<Decimal> = wallets.iter().map(|w| w.earned).collect();
+            let redeemed: Vec<Decimal> = wallets.iter().map(|w| w.redeemed).collect();
+            let expiries: Vec<Option<i64>> = wallets.iter().map(|w| w.next_expiry).collect();
+            let positions: Vec<i64> = wallets.iter().map(|w| w.last_position).collect();
+            execute(
+                transaction,
+                &sql,
+                &[
+                    &community, &residents, &balances, &held, &earned, &redeemed, &expiries,
+                    &positions,
+                ],
+            )
+            .await?;
             // A new row took its `next_expiry` above; a row already there
             // changes it only when an event said it.
             let setting: Vec<&WalletChange> = wallets

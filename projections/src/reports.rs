@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::report::{DeadlineKind, Place, ReportEvent, Reporter, SubmitReport};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::RecordedEvent;
 use tokio_postgres::types::{Json, ToSql};
@@ -78,9 +78,11 @@ CREATE TABLE {schema}.report_timeline (
     actor_id uuid,
     actor_role text,
     at bigint NOT NULL,
-    detail json NOT NULL,
-    PRIMARY KEY (community_id, report_id, position)
+    detail json NOT NULL
 );
+-- Its key, as an index a generation filled from zero makes once filled:
+-- rows are only ever appended.
+CREATE UNIQUE INDEX report_timeline_key ON {schema}.report_timeline (community_id, report_id, position);
 -- Shown, never searched: ANALYZE need not sort it.
 ALTER TABLE {schema}.report_timeline ALTER COLUMN detail SET STATISTICS 0;
 CREATE TABLE {schema}.report_statistics (
@@ -597,7 +599,7 @@ impl TimelineRow {
 }
 
 /// One addition to `report_statistics`, in the month of `at`.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Count {
     at: i64,
     category: String,
@@ -645,8 +647,9 @@ async fn add_counts(
          accepted, resolved, escalated, reopened) \
          SELECT $1, {month}, category, sum(received), sum(accepted), sum(resolved), \
              sum(escalated), sum(reopened) \
-         FROM jsonb_to_recordset($2) AS d(at bigint, category text, received integer, \
-             accepted integer, resolved integer, escalated integer, reopened integer) \
+         FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::integer[], $6::integer[], \
+             $7::integer[], $8::integer[]) \
+             AS d(at, category, received, accepted, resolved, escalated, reopened) \
          GROUP BY 2, 3 \
          ON CONFLICT (community_id, month, category) DO UPDATE SET \
              received = {schema}.report_statistics.received + excluded.received, \
@@ -656,7 +659,30 @@ async fn add_counts(
              reopened = {schema}.report_statistics.reopened + excluded.reopened",
         month = month_of(schema, "d.at"),
     );
-    execute(transaction, &sql, &[&community, &Json(counts)]).await?;
+    let column = |f: fn(&Count) -> i32| counts.iter().map(f).collect::<Vec<i32>>();
+    let ats: Vec<i64> = counts.iter().map(|c| c.at).collect();
+    let categories: Vec<&str> = counts.iter().map(|c| c.category.as_str()).collect();
+    let (received, accepted, resolved) = (
+        column(|c| c.received),
+        column(|c| c.accepted),
+        column(|c| c.resolved),
+    );
+    let (escalated, reopened) = (column(|c| c.escalated), column(|c| c.reopened));
+    execute(
+        transaction,
+        &sql,
+        &[
+            &community,
+            &ats,
+            &categories,
+            &received,
+            &accepted,
+            &resolved,
+            &escalated,
+            &reopened,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
