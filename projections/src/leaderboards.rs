@@ -29,7 +29,7 @@ use crate::community_info;
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, load_rows, query, replace_rows, TableRow};
+use crate::sql::{column, execute, load_rows, query, replace_rows, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "leaderboards";
@@ -344,12 +344,12 @@ struct AddColumns {
 impl AddColumns {
     fn of(adds: &[ScoreAdd]) -> Self {
         AddColumns {
-            metrics: adds.iter().map(|a| a.metric).collect(),
-            grids: adds.iter().map(|a| a.grid).collect(),
-            ats: adds.iter().map(|a| a.at).collect(),
-            residents: adds.iter().map(|a| a.resident).collect(),
-            deltas: adds.iter().map(|a| a.delta).collect(),
-            positions: adds.iter().map(|a| a.position).collect(),
+            metrics: column(adds, |a| a.metric),
+            grids: column(adds, |a| a.grid),
+            ats: column(adds, |a| a.at),
+            residents: column(adds, |a| a.resident),
+            deltas: column(adds, |a| a.delta),
+            positions: column(adds, |a| a.position),
         }
     }
 

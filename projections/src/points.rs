@@ -16,7 +16,6 @@ use deadpool_postgres::Transaction;
 use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
 use domain::values::Actor;
 use rust_decimal::Decimal;
-use serde::Serialize;
 use store::RecordedEvent;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
@@ -25,7 +24,7 @@ pub use self::queries::*;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows, JsonText, TableRow};
+use crate::sql::{column, execute, insert_rows, JsonText, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "points";
@@ -253,7 +252,7 @@ struct Flow {
 }
 
 /// What a batch did to one wallet's row.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct WalletChange {
     resident_id: Uuid,
     balance: Decimal,
@@ -483,16 +482,16 @@ impl Batch {
             let sql = format!(
                 "INSERT INTO {schema}.accounts (community_id, account, balance) \
                  SELECT $1, account, balance \
-                 FROM jsonb_to_recordset($2) AS d(account text, balance numeric) \
+                 FROM unnest($2::text[], $3::numeric[]) AS d(account, balance) \
                  ON CONFLICT (community_id, account) DO UPDATE \
                  SET balance = {schema}.accounts.balance + excluded.balance"
             );
-            let accounts: Vec<serde_json::Value> = self
+            let (accounts, balances): (Vec<&str>, Vec<Decimal>) = self
                 .accounts
                 .iter()
-                .map(|(account, balance)| serde_json::json!({"account": account, "balance": balance}))
-                .collect();
-            execute(transaction, &sql, &[&community, &Json(&accounts)]).await?;
+                .map(|(account, balance)| (account.as_str(), *balance))
+                .unzip();
+            execute(transaction, &sql, &[&community, &accounts, &balances]).await?;
         }
         if !self.flows.is_empty() {
             let sql = format!(
@@ -504,15 +503,13 @@ impl Batch {
                  SET amount = {schema}.flows.amount + excluded.amount",
                 month = month_of(schema, "d.at")
             );
-            let ats: Vec<i64> = self.flows.iter().map(|f| f.at).collect();
-            let kinds: Vec<&str> = self.flows.iter().map(|f| f.kind).collect();
-            let amounts: Vec<Decimal> = self.flows.iter().map(|f| f.amount).collect();
+            let flows = &self.flows;
+            let (ats, kinds) = (column(flows, |f| f.at), column(flows, |f| f.kind));
+            let amounts = column(flows, |f| f.amount);
             execute(transaction, &sql, &[&community, &ats, &kinds, &amounts]).await?;
         }
         if !self.wallets.is_empty() {
             let wallets: Vec<&WalletChange> = self.wallets.values().collect();
-            let columns = "d(resident_id uuid, balance numeric, held numeric, earned numeric, \
-                 redeemed numeric, next_expiry bigint, sets_expiry boolean, last_position bigint)";
             let sql = format!(
                 "INSERT INTO {schema}.wallets (community_id, resident_id, balance, held, earned, \
                  redeemed, next_expiry, last_position) \
@@ -524,19 +521,18 @@ impl Batch {
                  redeemed = {schema}.wallets.redeemed + excluded.redeemed, \
                  last_position = excluded.last_position"
             );
-            let residents: Vec<Uuid> = wallets.iter().map(|w| w.resident_id).collect();
-            let balances: Vec<Decimal> = wallets.iter().map(|w| w.balance).collect();
-            let held: Vec<Decimal> = wallets.iter().map(|w| w.held).collect();
-            let earned: Vec<Decimal> = wallets.iter().map(|w| w.earned).collect();
-            let redeemed: Vec<Decimal> = wallets.iter().map(|w| w.redeemed).collect();
-            let expiries: Vec<Option<i64>> = wallets.iter().map(|w| w.next_expiry).collect();
-            let positions: Vec<i64> = wallets.iter().map(|w| w.last_position).collect();
             execute(
                 transaction,
                 &sql,
                 &[
-                    &community, &residents, &balances, &held, &earned, &redeemed, &expiries,
-                    &positions,
+                    &community,
+                    &column(&wallets, |w| w.resident_id),
+                    &column(&wallets, |w| w.balance),
+                    &column(&wallets, |w| w.held),
+                    &column(&wallets, |w| w.earned),
+                    &column(&wallets, |w| w.redeemed),
+                    &column(&wallets, |w| w.next_expiry),
+                    &column(&wallets, |w| w.last_position),
                 ],
             )
             .await?;
@@ -549,10 +545,12 @@ impl Batch {
             if !setting.is_empty() {
                 let sql = format!(
                     "UPDATE {schema}.wallets w SET next_expiry = d.next_expiry \
-                     FROM jsonb_to_recordset($2) AS {columns} \
+                     FROM unnest($2::uuid[], $3::bigint[]) AS d(resident_id, next_expiry) \
                      WHERE w.community_id = $1 AND w.resident_id = d.resident_id"
                 );
-                execute(transaction, &sql, &[&community, &Json(&setting)]).await?;
+                let residents = column(&setting, |w| w.resident_id);
+                let expiries = column(&setting, |w| w.next_expiry);
+                execute(transaction, &sql, &[&community, &residents, &expiries]).await?;
             }
         }
         Ok(())

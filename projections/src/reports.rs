@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{execute, insert_rows, load_rows, replace_rows, JsonText, TableRow};
+use crate::sql::{column, execute, insert_rows, load_rows, replace_rows, JsonText, TableRow};
 use crate::Projection;
 
 pub const NAME: &str = "reports";
@@ -659,27 +659,18 @@ async fn add_counts(
              reopened = {schema}.report_statistics.reopened + excluded.reopened",
         month = month_of(schema, "d.at"),
     );
-    let column = |f: fn(&Count) -> i32| counts.iter().map(f).collect::<Vec<i32>>();
-    let ats: Vec<i64> = counts.iter().map(|c| c.at).collect();
-    let categories: Vec<&str> = counts.iter().map(|c| c.category.as_str()).collect();
-    let (received, accepted, resolved) = (
-        column(|c| c.received),
-        column(|c| c.accepted),
-        column(|c| c.resolved),
-    );
-    let (escalated, reopened) = (column(|c| c.escalated), column(|c| c.reopened));
     execute(
         transaction,
         &sql,
         &[
             &community,
-            &ats,
-            &categories,
-            &received,
-            &accepted,
-            &resolved,
-            &escalated,
-            &reopened,
+            &column(counts, |c| c.at),
+            &column(counts, |c| c.category.as_str()),
+            &column(counts, |c| c.received),
+            &column(counts, |c| c.accepted),
+            &column(counts, |c| c.resolved),
+            &column(counts, |c| c.escalated),
+            &column(counts, |c| c.reopened),
         ],
     )
     .await?;

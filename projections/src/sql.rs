@@ -2,9 +2,10 @@
 //!
 //! A batch is folded in memory and written set-based: the rows a batch
 //! touched are loaded with one query, changed in Rust, and written back with
-//! one `COPY` per table; sums (counts, balances, flows) travel as one JSON
-//! array per table and are added in one statement. Statements per event
-//! would cap a replay at a few thousand events a second.
+//! one `COPY` per table; sums (counts, balances, flows) travel as one binary
+//! array per column ([`column`], read back with `unnest`) and are added in
+//! one statement. Statements per event would cap a replay at a few thousand
+//! events a second.
 
 use std::collections::HashMap;
 
@@ -21,6 +22,11 @@ use crate::error::ProjectionError;
 /// JSON text for a `json` column (an event's payload, or part of it):
 /// written as it is, never parsed into a tree and back.
 pub(crate) type JsonText = Json<Box<RawValue>>;
+
+/// One field of every row, as an array parameter (`unnest($n::type[])`).
+pub(crate) fn column<'r, T, U>(rows: &'r [T], field: impl Fn(&'r T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}
 
 /// Runs a statement through the connection's statement cache.
 pub(crate) async fn execute(
