@@ -32,6 +32,8 @@ use crate::runner::{decode, entity_id, Change};
 use crate::sql::{column, execute, load_rows, query, replace_rows, TableRow};
 use crate::Projection;
 
+mod fill;
+
 pub const NAME: &str = "leaderboards";
 
 pub struct LeaderboardsProjection;
@@ -161,8 +163,8 @@ impl Projection for LeaderboardsProjection {
     }
 
     /// The batch's score additions are staged, and summed into the scores
-    /// once the generation is filled: one sort of all of them instead of a
-    /// lookup and a write per score and batch.
+    /// once the generation is filled: summed once instead of a lookup and a
+    /// write per score and batch.
     async fn fill_batch(
         &self,
         transaction: &Transaction<'_>,
@@ -172,41 +174,9 @@ impl Projection for LeaderboardsProjection {
         fold_batch(transaction, schema, events, Scores::Stage).await
     }
 
-    /// One statement per period (all time, months, weeks), each on its own
-    /// connection (their boards are apart, so they run side by side), then
-    /// the staged additions are dropped.
+    /// The staged additions summed into every board (see [`fill`]).
     async fn finish_fill(&self, pool: &Pool, schema: &str) -> Result<(), ProjectionError> {
-        let kinds = PERIODS_SQL.map(|period| async move {
-            let mut client = pool.get().await?;
-            let transaction = client.transaction().await?;
-            transaction
-                .batch_execute("SET LOCAL work_mem = '256MB'")
-                .await?;
-            let sql = format!(
-                "WITH summed AS ( \
-                     SELECT community_id, metric, scope, period, resident_id, \
-                         sum(delta) AS score, max(position) AS reached_position \
-                     FROM {schema}.score_adds, {boards} \
-                     GROUP BY 1, 2, 3, 4, 5), \
-                 inserted AS ( \
-                     INSERT INTO {schema}.scores (community_id, metric, scope, period, \
-                         resident_id, score, reached_position) SELECT * FROM summed) \
-                 INSERT INTO {schema}.score_counts (community_id, metric, scope, period, \
-                     score, residents) \
-                 SELECT community_id, metric, scope, period, score, count(*) FROM summed \
-                 GROUP BY 1, 2, 3, 4, 5",
-                boards = boards_sql(&[period])
-            );
-            transaction.execute(&sql, &[]).await?;
-            transaction.commit().await?;
-            Ok::<(), ProjectionError>(())
-        });
-        futures::future::try_join_all(kinds).await?;
-        let client = pool.get().await?;
-        client
-            .batch_execute(&format!("TRUNCATE {schema}.score_adds"))
-            .await?;
-        Ok(())
+        fill::finish(pool, schema).await
     }
 }
 
@@ -386,10 +356,10 @@ const PERIODS_SQL: [&str; 3] = [
     "'week:' || to_char(local, 'IYYY-\"W\"IW')",
 ];
 
-/// Every board a placed addition counts on, in the periods given: its
-/// scope (the community, the grid, the level 1 grid) and period.
-fn boards_sql(periods: &[&str]) -> String {
-    let periods: Vec<String> = periods.iter().map(|p| format!("({p})")).collect();
+/// Every board a placed addition counts on: its scope (the community, the
+/// grid, the level 1 grid) and period.
+fn boards_sql() -> String {
+    let periods: Vec<String> = PERIODS_SQL.iter().map(|p| format!("({p})")).collect();
     format!(
         "LATERAL (VALUES ('community'), (grid::text), (parent::text)) AS s(scope), \
          LATERAL (VALUES {}) AS p(period) WHERE scope IS NOT NULL",
@@ -458,7 +428,7 @@ async fn write_scores(
          GROUP BY 2, 3, 4, 5 \
          ON CONFLICT (community_id, metric, scope, period, score) \
          DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents",
-        boards = boards_sql(&PERIODS_SQL)
+        boards = boards_sql()
     );
     execute(transaction, &sql, &params).await?;
     let sql =
