@@ -508,8 +508,15 @@ impl Batch {
             let amounts = column(flows, |f| f.amount);
             execute(transaction, &sql, &[&community, &ats, &kinds, &amounts]).await?;
         }
-        if !self.wallets.is_empty() {
-            let wallets: Vec<&WalletChange> = self.wallets.values().collect();
+        // A new row takes its `next_expiry` as given; a row already there
+        // changes it only when one of the batch's events said it: those
+        // wallets and the others are written apart, each row once.
+        let (setting, keeping): (Vec<&WalletChange>, Vec<&WalletChange>) =
+            self.wallets.values().partition(|wallet| wallet.sets_expiry);
+        for (wallets, sets_expiry) in [(setting, true), (keeping, false)] {
+            if wallets.is_empty() {
+                continue;
+            }
             let sql = format!(
                 "INSERT INTO {schema}.wallets (community_id, resident_id, balance, held, earned, \
                  redeemed, next_expiry, last_position) \
@@ -519,6 +526,8 @@ impl Batch {
                  ON CONFLICT (community_id, resident_id) DO UPDATE SET balance = excluded.balance, \
                  held = excluded.held, earned = {schema}.wallets.earned + excluded.earned, \
                  redeemed = {schema}.wallets.redeemed + excluded.redeemed, \
+                 next_expiry = CASE WHEN $9 THEN excluded.next_expiry \
+                     ELSE {schema}.wallets.next_expiry END, \
                  last_position = excluded.last_position"
             );
             execute(
@@ -533,25 +542,10 @@ impl Batch {
                     &column(&wallets, |w| w.redeemed),
                     &column(&wallets, |w| w.next_expiry),
                     &column(&wallets, |w| w.last_position),
+                    &sets_expiry,
                 ],
             )
             .await?;
-            // A new row took its `next_expiry` above; a row already there
-            // changes it only when an event said it.
-            let setting: Vec<&WalletChange> = wallets
-                .into_iter()
-                .filter(|wallet| wallet.sets_expiry)
-                .collect();
-            if !setting.is_empty() {
-                let sql = format!(
-                    "UPDATE {schema}.wallets w SET next_expiry = d.next_expiry \
-                     FROM unnest($2::uuid[], $3::bigint[]) AS d(resident_id, next_expiry) \
-                     WHERE w.community_id = $1 AND w.resident_id = d.resident_id"
-                );
-                let residents = column(&setting, |w| w.resident_id);
-                let expiries = column(&setting, |w| w.next_expiry);
-                execute(transaction, &sql, &[&community, &residents, &expiries]).await?;
-            }
         }
         Ok(())
     }
