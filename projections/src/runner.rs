@@ -59,9 +59,11 @@ impl Default for RunnerConfig {
     }
 }
 
-/// A generation's tables are analyzed when this many events have been
+/// A live generation's tables are analyzed when this many events have been
 /// folded into them: a schema filled from empty would otherwise be read with
-/// plans made for empty tables (a scan where an index lookup belongs).
+/// plans made for empty tables (a scan where an index lookup belongs). One
+/// being filled from zero is not: nothing reads it but its own fold, by
+/// primary key, and a rebuild's is analyzed once filled.
 const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
 
 /// How many batches a replay reads ahead of its slowest projection.
@@ -416,9 +418,10 @@ impl ProjectionRunner {
         generation.checkpoints.insert(community, last);
         let before = generation.folded;
         generation.folded += events.len() as u64;
-        if ANALYZE_AT_FOLDED
-            .iter()
-            .any(|at| before < *at && generation.folded >= *at)
+        if !generation.filling
+            && ANALYZE_AT_FOLDED
+                .iter()
+                .any(|at| before < *at && generation.folded >= *at)
         {
             generation::analyze(&client, &schema).await?;
         }
