@@ -17,6 +17,9 @@ pub enum ProjectionError {
     /// Test hook: the runner was told to fail here, mid-batch.
     #[error("stopped on purpose at position {0}")]
     Interrupted(i64),
+    /// A row's value does not fit its column's type (a bug, not bad input).
+    #[error("a row for {table} cannot be written: {reason}")]
+    Unwritable { table: String, reason: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     /// A process that follows the log (rather than folding it into tables)

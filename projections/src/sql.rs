@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use deadpool_postgres::{GenericClient, Transaction};
+use futures::SinkExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -98,6 +99,10 @@ pub(crate) async fn replace_rows<T: TableRow>(
     insert_rows(transaction, table, rows.values()).await
 }
 
+/// Bytes of `COPY` data sent per message: few large messages rather than
+/// one every few kilobytes, each a hand-over to the connection's task.
+const COPY_CHUNK: usize = 256 * 1024;
+
 /// Appends `rows` to `table` with a binary `COPY`: no statement per row,
 /// and no text for PostgreSQL to parse.
 pub(crate) async fn insert_rows<'r, T: TableRow + 'r>(
@@ -115,15 +120,40 @@ pub(crate) async fn insert_rows<'r, T: TableRow + 'r>(
         .await?;
     let types: Vec<Type> = typed.columns().iter().map(|c| c.type_().clone()).collect();
     let sink = transaction
-        .copy_in(&format!(
+        .copy_in::<_, Bytes>(&format!(
             "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    let mut writer = std::pin::pin!(writer);
+    let mut sink = std::pin::pin!(sink);
+    let mut data = BytesMut::with_capacity(COPY_CHUNK * 2);
+    // The binary format's header: signature, flags, no extension.
+    data.put_slice(b"PGCOPY\n\xff\r\n\0");
+    data.put_i32(0);
+    data.put_i32(0);
     for row in rows {
-        writer.as_mut().write(&row.values()).await?;
+        let values = row.values();
+        data.put_i16(values.len() as i16);
+        for (value, type_) in values.into_iter().zip(&types) {
+            let at = data.len();
+            data.put_i32(0);
+            let written = value.to_sql_checked(type_, &mut data).map_err(|error| {
+                ProjectionError::Unwritable {
+                    table: table.to_string(),
+                    reason: error.to_string(),
+                }
+            })?;
+            let length = match written {
+                IsNull::Yes => -1,
+                IsNull::No => (data.len() - at - 4) as i32,
+            };
+            data[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        }
+        if data.len() >= COPY_CHUNK {
+            sink.send(data.split().freeze()).await?;
+        }
     }
-    writer.finish().await?;
+    data.put_i16(-1);
+    sink.send(data.split().freeze()).await?;
+    sink.as_mut().finish().await?;
     Ok(())
 }
