@@ -10,7 +10,7 @@
 //! (few) instead of counting residents (many). Ties are listed by who
 //! reached the score first, then by id, so the order is deterministic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
@@ -199,12 +199,21 @@ async fn fold_batch(
         return Ok(());
     };
     let mut decoded = Vec::with_capacity(events.len());
+    // The reports the batch needs, but for those it submits: their rows
+    // cannot be stored yet.
     let mut touched = Vec::new();
+    let mut submitted = HashSet::new();
     for event in events {
         let followed = match event.stream_type.as_str() {
             "Report" => {
-                touched.push(entity_id(event, "report")?);
-                Followed::Report(decode(event)?)
+                let report_event = decode(event)?;
+                let report = entity_id(event, "report")?;
+                if let ReportEvent::ReportSubmitted(_) = &report_event {
+                    submitted.insert(report);
+                } else {
+                    touched.push(report);
+                }
+                Followed::Report(report_event)
             }
             "Wallet" => {
                 let wallet_event = decode(event)?;
@@ -219,14 +228,14 @@ async fn fold_batch(
         };
         decoded.push(followed);
     }
+    touched.retain(|report| !submitted.contains(report));
     touched.sort_unstable();
     touched.dedup();
     let table = format!("{schema}.reports");
-    let reports = load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
-        .await?
-        .into_iter()
-        .map(|row| (row.report_id, row))
-        .collect();
+    let stored =
+        load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched).await?;
+    let stored_ids: Vec<Uuid> = stored.iter().map(|row| row.report_id).collect();
+    let reports = stored.into_iter().map(|row| (row.report_id, row)).collect();
     let mut fold = Fold {
         transaction,
         schema,
@@ -244,7 +253,8 @@ async fn fold_batch(
             Followed::Nothing => {}
         }
     }
-    replace_rows(transaction, &table, "report_id", community, &fold.reports).await?;
+    let keyed = (table.as_str(), "report_id");
+    replace_rows(transaction, keyed, community, &stored_ids, &fold.reports).await?;
     write_scores(transaction, schema, community, &fold.adds, scores).await
 }
 

@@ -1,7 +1,7 @@
 //! Reports: the list with its filters, each report's timeline, each grid's
 //! problem ledger and the community's statistics per category and month.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -130,28 +130,38 @@ impl Projection for ReportsProjection {
         };
         let mut grids = community_info::Grids::load(transaction, schema, community).await?;
         let mut decoded = Vec::with_capacity(events.len());
+        // The reports the batch changes, but for those it submits: their
+        // rows cannot be stored yet.
         let mut touched = Vec::new();
+        let mut submitted = HashSet::new();
         for event in events {
             if event.stream_type != "Report" {
                 decoded.push(None);
                 continue;
             }
             let report_event: ReportEvent = decode(event)?;
-            touched.push(entity_id(event, "report")?);
-            if let ReportEvent::ReportMerged { original, .. } = &report_event {
-                touched.push(original.0);
+            let report = entity_id(event, "report")?;
+            match &report_event {
+                ReportEvent::ReportSubmitted(_) => {
+                    submitted.insert(report);
+                }
+                ReportEvent::ReportMerged { original, .. } => {
+                    touched.extend([report, original.0]);
+                }
+                _ => touched.push(report),
             }
             decoded.push(Some(report_event));
         }
+        touched.retain(|report| !submitted.contains(report));
         touched.sort_unstable();
         touched.dedup();
         let table = format!("{schema}.reports");
-        let mut rows: HashMap<Uuid, ReportRecord> =
+        let stored =
             load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
-                .await?
-                .into_iter()
-                .map(|row| (row.report_id, row))
-                .collect();
+                .await?;
+        let stored_ids: Vec<Uuid> = stored.iter().map(|row| row.report_id).collect();
+        let mut rows: HashMap<Uuid, ReportRecord> =
+            stored.into_iter().map(|row| (row.report_id, row)).collect();
         let mut timeline = Vec::new();
         let mut counts = Vec::new();
         for (event, report_event) in events.iter().zip(decoded) {
@@ -180,7 +190,8 @@ impl Projection for ReportsProjection {
             }
             timeline.push(TimelineRow::of(event, report, &report_event)?);
         }
-        replace_rows(transaction, &table, "report_id", community, &rows).await?;
+        let keyed = (table.as_str(), "report_id");
+        replace_rows(transaction, keyed, community, &stored_ids, &rows).await?;
         insert_rows(transaction, &format!("{schema}.report_timeline"), &timeline).await?;
         add_counts(transaction, schema, community, &counts).await
     }

@@ -81,21 +81,22 @@ pub(crate) trait TableRow {
     fn values(&self) -> Vec<&(dyn ToSql + Sync)>;
 }
 
-/// Writes `rows` (by their `key` column's value) in place of the
-/// community's rows with the same keys.
+/// Writes `rows` (by their `key` column's value) back: the community's rows
+/// whose keys are in `stored` (those [`load_rows`] found) are deleted, and
+/// every row of `rows` is appended. A key the batch did not find stored is
+/// not stored meanwhile: a batch holds its generation's checkpoint row
+/// locked, so no other writer adds to its tables.
 pub(crate) async fn replace_rows<T: TableRow>(
     transaction: &Transaction<'_>,
-    table: &str,
-    key: &str,
+    (table, key): (&str, &str),
     community: Uuid,
+    stored: &[Uuid],
     rows: &HashMap<Uuid, T>,
 ) -> Result<(), ProjectionError> {
-    if rows.is_empty() {
-        return Ok(());
+    if !stored.is_empty() {
+        let sql = format!("DELETE FROM {table} WHERE community_id = $1 AND {key} = ANY($2)");
+        execute(transaction, &sql, &[&community, &stored]).await?;
     }
-    let keys: Vec<Uuid> = rows.keys().copied().collect();
-    let sql = format!("DELETE FROM {table} WHERE community_id = $1 AND {key} = ANY($2)");
-    execute(transaction, &sql, &[&community, &keys]).await?;
     insert_rows(transaction, table, rows.values()).await
 }
 
