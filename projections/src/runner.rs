@@ -372,6 +372,14 @@ impl ProjectionRunner {
         let schema = schema_name(projection.name(), generation.number);
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
+        if generation.filling {
+            // Nothing waits on a generation being filled batch by batch: a
+            // crash may lose its last batches (never half of one), and the
+            // fill goes on from the checkpoint that was kept.
+            transaction
+                .batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+        }
         let stored: i64 = transaction
             .query_one(
                 "SELECT position FROM projection_checkpoints WHERE projection = $1 \
