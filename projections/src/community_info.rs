@@ -74,7 +74,12 @@ impl Grids {
 
     /// The level 1 grid a grid lies in (itself for a level 1 or unknown grid).
     pub(crate) fn level1(&self, grid: Uuid) -> Uuid {
-        self.parents.get(&grid).copied().flatten().unwrap_or(grid)
+        self.parent(grid).unwrap_or(grid)
+    }
+
+    /// A grid's parent (none for a level 1 or unknown grid).
+    pub(crate) fn parent(&self, grid: Uuid) -> Option<Uuid> {
+        self.parents.get(&grid).copied().flatten()
     }
 }
 

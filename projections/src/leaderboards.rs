@@ -25,11 +25,11 @@ use store::{CommunityId, RecordedEvent};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::community_info;
+use crate::community_info::{self, Grids};
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{column, execute, load_rows, query, replace_rows, TableRow};
+use crate::sql::{column, execute, insert_rows, load_rows, query, replace_rows, TableRow};
 use crate::Projection;
 
 mod fill;
@@ -105,14 +105,15 @@ CREATE TABLE {schema}.score_counts (
     PRIMARY KEY (community_id, metric, scope, period, score)
 );
 -- A generation being filled from zero stages its score additions here,
--- placed (the grid's parent, the local time) as they were folded; they are
--- summed into scores once it is filled.
+-- placed (the grid's parent, the community's time zone) as they were
+-- folded; they are summed into scores once it is filled.
 CREATE TABLE {schema}.score_adds (
     community_id uuid NOT NULL,
     metric text NOT NULL,
     grid uuid,
     parent uuid,
-    local timestamp NOT NULL,
+    time_zone text,
+    at bigint NOT NULL,
     resident_id uuid NOT NULL,
     delta numeric NOT NULL,
     position bigint NOT NULL
@@ -242,9 +243,19 @@ async fn fold_batch(
         reports,
         adds: Vec::new(),
     };
+    // Staged additions are placed here; added ones are placed in SQL.
+    let mut grids = match scores {
+        Scores::Stage => Some(Grids::load(transaction, schema, community).await?),
+        Scores::Add => None,
+    };
     for (event, followed) in events.iter().zip(decoded) {
         match followed {
-            Followed::Community => fold.community(event).await?,
+            Followed::Community => {
+                fold.community(event).await?;
+                if let Some(grids) = &mut grids {
+                    grids.follow(event)?;
+                }
+            }
             Followed::Report(report_event) => fold.report(event, report_event)?,
             Followed::Suggestion(suggestion_event) => {
                 fold.suggestion(event, suggestion_event).await?
@@ -255,7 +266,10 @@ async fn fold_batch(
     }
     let keyed = (table.as_str(), "report_id");
     replace_rows(transaction, keyed, community, &stored_ids, &fold.reports).await?;
-    write_scores(transaction, schema, community, &fold.adds, scores).await
+    match grids {
+        Some(grids) => stage(transaction, schema, community, &fold.adds, &grids).await,
+        None => write_scores(transaction, schema, community, &fold.adds).await,
+    }
 }
 
 /// A batch's event, decoded for what this read model follows.
@@ -377,18 +391,82 @@ fn boards_sql() -> String {
     )
 }
 
-/// Writes a batch's additions. Added: each score moved once by the sum of
-/// its additions (reached at the last of them), and the counts per score
-/// moved from each old score to each new one. Scores new to the board are
-/// plain inserts: a batch holds its generation's checkpoint row locked, so
-/// no other writer can add the same score meanwhile. Staged: placed, and
-/// put in `score_adds`.
+/// Stages a batch's additions in `score_adds`, placed as the batch leaves
+/// the community's set-up: the grid's level 1 grid (none for a level 1 or
+/// unknown grid) and the community's time zone.
+async fn stage(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    community: Uuid,
+    adds: &[ScoreAdd],
+    grids: &Grids,
+) -> Result<(), ProjectionError> {
+    if adds.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("SELECT time_zone FROM {schema}.communities WHERE community_id = $1");
+    let time_zone: Option<String> = query(transaction, &sql, &[&community])
+        .await?
+        .first()
+        .map(|row| row.get(0));
+    let rows: Vec<StagedAdd> = adds
+        .iter()
+        .map(|add| StagedAdd {
+            community,
+            add,
+            parent: add.grid.and_then(|grid| grids.parent(grid)),
+            time_zone: time_zone.as_deref(),
+        })
+        .collect();
+    insert_rows(transaction, &format!("{schema}.score_adds"), &rows).await
+}
+
+/// A row of `score_adds`.
+struct StagedAdd<'a> {
+    community: Uuid,
+    add: &'a ScoreAdd,
+    parent: Option<Uuid>,
+    time_zone: Option<&'a str>,
+}
+
+impl TableRow for StagedAdd<'_> {
+    const COLUMNS: &'static [&'static str] = &[
+        "community_id",
+        "metric",
+        "grid",
+        "parent",
+        "time_zone",
+        "at",
+        "resident_id",
+        "delta",
+        "position",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.community,
+            &self.add.metric,
+            &self.add.grid,
+            &self.parent,
+            &self.time_zone,
+            &self.add.at,
+            &self.add.resident,
+            &self.add.delta,
+            &self.add.position,
+        ]
+    }
+}
+
+/// Writes a batch's additions: each score moved once by the sum of its
+/// additions (reached at the last of them), and the counts per score moved
+/// from each old score to each new one. Scores new to the board are plain
+/// inserts: a batch holds its generation's checkpoint row locked, so no
+/// other writer can add the same score meanwhile.
 async fn write_scores(
     transaction: &Transaction<'_>,
     schema: &str,
     community: Uuid,
     adds: &[ScoreAdd],
-    scores: Scores,
 ) -> Result<(), ProjectionError> {
     if adds.is_empty() {
         return Ok(());
@@ -396,15 +474,6 @@ async fn write_scores(
     let columns = AddColumns::of(adds);
     let params = columns.params(&community);
     let placed = PLACED_SQL.replace("{schema}", schema);
-    if scores == Scores::Stage {
-        let sql = format!(
-            "{placed} INSERT INTO {schema}.score_adds (community_id, metric, grid, parent, local, \
-             resident_id, delta, position) \
-             SELECT $1, metric, grid, parent, local, resident, delta, position FROM placed"
-        );
-        execute(transaction, &sql, &params).await?;
-        return Ok(());
-    }
     // A batch's scores are summed in memory, not spilled to disk.
     transaction
         .batch_execute("SET LOCAL work_mem = '64MB'")
