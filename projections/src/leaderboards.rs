@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
-use domain::community::CommunityEvent;
+use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
 use domain::points::{GrantSource, WalletEvent};
 use domain::report::{ReportEvent, Reporter};
 use domain::suggestion::{Outcome, SuggestionEvent};
@@ -29,7 +29,7 @@ use crate::community_info::{self, Grids};
 use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{column, execute, insert_rows, load_rows, query, replace_rows, TableRow};
+use crate::sql::{column, execute, insert_rows, load_rows, query, replace_rows, Loaded, TableRow};
 use crate::Projection;
 
 mod fill;
@@ -112,7 +112,7 @@ CREATE TABLE {schema}.score_adds (
     metric text NOT NULL,
     grid uuid,
     parent uuid,
-    time_zone text,
+    time_zone text NOT NULL,
     at bigint NOT NULL,
     resident_id uuid NOT NULL,
     delta numeric NOT NULL,
@@ -229,18 +229,20 @@ async fn fold_batch(
         };
         decoded.push(followed);
     }
-    touched.retain(|report| !submitted.contains(report));
-    touched.sort_unstable();
-    touched.dedup();
     let table = format!("{schema}.reports");
-    let stored =
-        load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched).await?;
-    let stored_ids: Vec<Uuid> = stored.iter().map(|row| row.report_id).collect();
-    let reports = stored.into_iter().map(|row| (row.report_id, row)).collect();
+    let keyed = (table.as_str(), "report_id");
+    let Loaded { stored, rows } = load_rows(
+        transaction,
+        keyed,
+        community,
+        (touched, &submitted),
+        |row: &ReportRecord| row.report_id,
+    )
+    .await?;
     let mut fold = Fold {
         transaction,
         schema,
-        reports,
+        reports: rows,
         adds: Vec::new(),
     };
     // Staged additions are placed here; added ones are placed in SQL.
@@ -264,8 +266,7 @@ async fn fold_batch(
             Followed::Nothing => {}
         }
     }
-    let keyed = (table.as_str(), "report_id");
-    replace_rows(transaction, keyed, community, &stored_ids, &fold.reports).await?;
+    replace_rows(transaction, keyed, community, &stored, &fold.reports).await?;
     match grids {
         Some(grids) => stage(transaction, schema, community, &fold.adds, &grids).await,
         None => write_scores(transaction, schema, community, &fold.adds).await,
@@ -393,7 +394,8 @@ fn boards_sql() -> String {
 
 /// Stages a batch's additions in `score_adds`, placed as the batch leaves
 /// the community's set-up: the grid's level 1 grid (none for a level 1 or
-/// unknown grid) and the community's time zone.
+/// unknown grid) and the community's time zone (the default zone before it
+/// is registered, as the live fold reads it).
 async fn stage(
     transaction: &Transaction<'_>,
     schema: &str,
@@ -405,17 +407,17 @@ async fn stage(
         return Ok(());
     }
     let sql = format!("SELECT time_zone FROM {schema}.communities WHERE community_id = $1");
-    let time_zone: Option<String> = query(transaction, &sql, &[&community])
+    let time_zone: String = query(transaction, &sql, &[&community])
         .await?
         .first()
-        .map(|row| row.get(0));
+        .map_or_else(|| DEFAULT_TIME_ZONE.to_string(), |row| row.get(0));
     let rows: Vec<StagedAdd> = adds
         .iter()
         .map(|add| StagedAdd {
             community,
             add,
             parent: add.grid.and_then(|grid| grids.parent(grid)),
-            time_zone: time_zone.as_deref(),
+            time_zone: &time_zone,
         })
         .collect();
     insert_rows(transaction, &format!("{schema}.score_adds"), &rows).await
@@ -426,7 +428,7 @@ struct StagedAdd<'a> {
     community: Uuid,
     add: &'a ScoreAdd,
     parent: Option<Uuid>,
-    time_zone: Option<&'a str>,
+    time_zone: &'a str,
 }
 
 impl TableRow for StagedAdd<'_> {

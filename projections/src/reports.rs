@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::community_info::{self, month_of};
 use crate::error::ProjectionError;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{column, execute, insert_rows, load_rows, replace_rows, JsonText, TableRow};
+use crate::sql::{
+    column, execute, insert_rows, load_rows, replace_rows, JsonText, Loaded, TableRow,
+};
 use crate::Projection;
 
 pub const NAME: &str = "reports";
@@ -152,16 +154,16 @@ impl Projection for ReportsProjection {
             }
             decoded.push(Some(report_event));
         }
-        touched.retain(|report| !submitted.contains(report));
-        touched.sort_unstable();
-        touched.dedup();
         let table = format!("{schema}.reports");
-        let stored =
-            load_rows::<ReportRecord>(transaction, &table, "report_id", community, &touched)
-                .await?;
-        let stored_ids: Vec<Uuid> = stored.iter().map(|row| row.report_id).collect();
-        let mut rows: HashMap<Uuid, ReportRecord> =
-            stored.into_iter().map(|row| (row.report_id, row)).collect();
+        let keyed = (table.as_str(), "report_id");
+        let Loaded { stored, mut rows } = load_rows(
+            transaction,
+            keyed,
+            community,
+            (touched, &submitted),
+            |row: &ReportRecord| row.report_id,
+        )
+        .await?;
         let mut timeline = Vec::new();
         let mut counts = Vec::new();
         for (event, report_event) in events.iter().zip(decoded) {
@@ -190,8 +192,7 @@ impl Projection for ReportsProjection {
             }
             timeline.push(TimelineRow::of(event, report, &report_event)?);
         }
-        let keyed = (table.as_str(), "report_id");
-        replace_rows(transaction, keyed, community, &stored_ids, &rows).await?;
+        replace_rows(transaction, keyed, community, &stored, &rows).await?;
         insert_rows(transaction, &format!("{schema}.report_timeline"), &timeline).await?;
         add_counts(transaction, schema, community, &counts).await
     }

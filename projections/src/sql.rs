@@ -7,7 +7,7 @@
 //! one statement. Statements per event would cap a replay at a few thousand
 //! events a second.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -49,28 +49,43 @@ pub(crate) async fn query(
     Ok(client.query(&statement, params).await?)
 }
 
+/// The rows a batch loaded to change, keyed by id ([`load_rows`]).
+pub(crate) struct Loaded<T> {
+    /// The keys found stored: the rows [`replace_rows`] deletes.
+    pub(crate) stored: Vec<Uuid>,
+    pub(crate) rows: HashMap<Uuid, T>,
+}
+
 /// The rows of `table` (qualified) of one community whose `key` column is
-/// one of `keys`, as `T` (whose fields are named as the columns).
+/// one of `touched`, as `T` (whose fields are named as the columns), keyed
+/// by `key_of`. Keys in `new` (rows the batch itself creates, which cannot
+/// be stored yet) are not looked up.
 pub(crate) async fn load_rows<T: DeserializeOwned>(
     transaction: &Transaction<'_>,
-    table: &str,
-    key: &str,
+    (table, key): (&str, &str),
     community: Uuid,
-    keys: &[Uuid],
-) -> Result<Vec<T>, ProjectionError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    (mut touched, new): (Vec<Uuid>, &HashSet<Uuid>),
+    key_of: impl Fn(&T) -> Uuid,
+) -> Result<Loaded<T>, ProjectionError> {
+    touched.retain(|id| !new.contains(id));
+    touched.sort_unstable();
+    touched.dedup();
+    let mut loaded = Loaded {
+        stored: Vec::new(),
+        rows: HashMap::new(),
+    };
+    if touched.is_empty() {
+        return Ok(loaded);
     }
     let sql =
         format!("SELECT to_jsonb(t) FROM {table} t WHERE community_id = $1 AND {key} = ANY($2)");
-    query(transaction, &sql, &[&community, &keys])
-        .await?
-        .iter()
-        .map(|row| {
-            let Json(value): Json<T> = row.try_get(0)?;
-            Ok(value)
-        })
-        .collect()
+    for row in query(transaction, &sql, &[&community, &touched]).await? {
+        let Json(value): Json<T> = row.try_get(0)?;
+        let id = key_of(&value);
+        loaded.stored.push(id);
+        loaded.rows.insert(id, value);
+    }
+    Ok(loaded)
 }
 
 /// A row of a read model's table, written with `COPY`.

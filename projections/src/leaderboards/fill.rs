@@ -115,8 +115,7 @@ async fn sum_range(
     let sql = format!(
         "SELECT community_id, metric, grid::text, parent::text, {periods}, resident_id, delta, \
              position \
-         FROM (SELECT *, to_timestamp(at / 1000000.0) AT TIME ZONE \
-                 coalesce(time_zone, 'Asia/Shanghai') AS local \
+         FROM (SELECT *, to_timestamp(at / 1000000.0) AT TIME ZONE time_zone AS local \
              FROM {schema}.score_adds \
              WHERE resident_id >= $1 AND ($2::uuid IS NULL OR resident_id < $2)) staged",
         periods = PERIODS_SQL.join(", ")
