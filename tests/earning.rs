@@ -5,7 +5,7 @@ use civic_ledger::commands::Commands;
 use civic_ledger::directory::Directory;
 use civic_ledger::points::earning::EarningProcess;
 use civic_ledger::points::PointsDesk;
-use projections::generation::{ensure_live, start_building, Building};
+use projections::generation::{ensure_live, Builder, Building};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::{json, Value};
 use store::CommunityId;
@@ -109,7 +109,9 @@ async fn the_earning_process_killed_after_a_grant_and_before_its_checkpoint_gran
     let runs = twins.map(|process| {
         let store = app.store.clone();
         async move {
-            let generation = start_building(store.pool(), &process, Building::Rebuild)
+            let mut builder = Builder::new(store.pool()).await.unwrap();
+            let generation = builder
+                .start(store.pool(), &process, Building::Rebuild)
                 .await
                 .unwrap();
             let runner = ProjectionRunner::new(store, RunnerConfig::default());

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use projections::generation::{finish_building, live, schema_name, start_building, Building};
+use projections::generation::{
+    discard_abandoned, finish_building, live, schema_name, Builder, Building,
+};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::json;
 
@@ -167,7 +169,9 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
 
         // A second generation, folded in batches of 7 and stopped in the
         // middle of a batch.
-        let generation = start_building(&pool, &*projection, Building::Rebuild)
+        let mut builder = Builder::new(&pool).await.unwrap();
+        let generation = builder
+            .start(&pool, &*projection, Building::Rebuild)
             .await
             .unwrap();
         let interrupted = ProjectionRunner::new(
@@ -272,8 +276,10 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
     let (head, f) = history(&app).await;
     let pool = app.store.pool().clone();
     let mut folds = Vec::new();
+    let mut builder = Builder::new(&pool).await.unwrap();
     for projection in projections::all() {
-        let generation = start_building(&pool, &*projection, Building::Scratch)
+        let generation = builder
+            .start(&pool, &*projection, Building::Scratch)
             .await
             .unwrap();
         folds.push((projection, generation));
@@ -344,5 +350,143 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
         );
         let checkpoint = checkpoint(&app, name, *generation).await;
         assert_eq!(checkpoint, head, "{name}");
+    }
+}
+
+/// The generations being built, by projection and number.
+async fn being_built(app: &TestApp) -> Vec<(String, i32)> {
+    let rows = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT projection, generation FROM projection_generations \
+             WHERE state = 'building' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+async fn schema_exists(app: &TestApp, schema: &str) -> bool {
+    app.db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 1
+}
+
+/// Sweeps until `expected` have been dropped (a closed connection's locks
+/// are released once its server process has noticed), for up to 10 s.
+async fn sweep_until(app: &TestApp, expected: usize) -> Vec<(String, i32)> {
+    let mut dropped = Vec::new();
+    for _ in 0..200 {
+        dropped.extend(discard_abandoned(app.store.pool()).await.unwrap());
+        if dropped.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    dropped.sort();
+    dropped
+}
+
+#[tokio::test]
+async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_built_is_kept() {
+    let app = TestApp::spawn_with(crate::app::Options {
+        run_earning: false,
+        ..crate::app::Options::default()
+    })
+    .await;
+    let (head, f) = history(&app).await;
+    let pool = app.store.pool().clone();
+    let lives: Vec<Option<i32>> = futures::future::join_all(
+        projections::all()
+            .iter()
+            .map(|projection| live(&pool, projection.name())),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+
+    // A rebuild under way, in the test's hands.
+    let reports = projections::by_name("reports").unwrap();
+    let mut kept = Builder::new(&pool).await.unwrap();
+    let kept_generation = kept
+        .start(&pool, &*reports, Building::Rebuild)
+        .await
+        .unwrap();
+
+    // A replay interrupted as soon as it has started every generation, as
+    // by an auditor's Ctrl-C: its future is dropped, nothing discards.
+    let store = app.store.clone();
+    let community = store::CommunityId::new(f.community);
+    let replay =
+        tokio::spawn(
+            async move { civic_ledger::audit::replay::replay(&store, community, head).await },
+        );
+    let mut waited = 0;
+    while being_built(&app).await.len() < 1 + projections::all().len() && !replay.is_finished() {
+        assert!(waited < 1000, "the replay never started its generations");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        waited += 1;
+    }
+    replay.abort();
+    // Aborted mid-way, or done and its result dropped here: either way
+    // nothing discarded its generations.
+    drop(replay.await);
+    let left: Vec<(String, i32)> = being_built(&app)
+        .await
+        .into_iter()
+        .filter(|built| *built != ("reports".to_string(), kept_generation))
+        .collect();
+    let mut names: Vec<&str> = left.iter().map(|(name, _)| name.as_str()).collect();
+    names.dedup();
+    let mut all: Vec<&str> = projections::all().iter().map(|p| p.name()).collect();
+    all.sort();
+    assert_eq!(names, all, "the replay left one generation per read model");
+
+    // The next sweep drops exactly those, with their schemas.
+    assert_eq!(sweep_until(&app, left.len()).await, left);
+    for (name, generation) in &left {
+        assert!(!schema_exists(&app, &schema_name(name, *generation)).await);
+    }
+    // The rebuild still being built is untouched, by this sweep and by a
+    // new replay's, which runs to the end and discards its own.
+    assert_eq!(
+        being_built(&app).await,
+        vec![("reports".to_string(), kept_generation)]
+    );
+    let replayed = civic_ledger::audit::replay::replay(&app.store, community, head)
+        .await
+        .unwrap();
+    assert!(schema_exists(&app, &replayed.schema("reports").unwrap()).await);
+    replayed.discard(&app.store).await.unwrap();
+    assert_eq!(
+        being_built(&app).await,
+        vec![("reports".to_string(), kept_generation)]
+    );
+    assert!(discard_abandoned(&pool).await.unwrap().is_empty());
+    assert!(schema_exists(&app, &schema_name("reports", kept_generation)).await);
+
+    // Once its builder is gone, it goes too; the live generations stay.
+    drop(kept);
+    assert_eq!(
+        sweep_until(&app, 1).await,
+        vec![("reports".to_string(), kept_generation)]
+    );
+    assert!(being_built(&app).await.is_empty());
+    for (projection, before) in projections::all().iter().zip(lives) {
+        let name = projection.name();
+        assert_eq!(live(&pool, name).await.unwrap(), before, "{name}");
+        assert!(schema_exists(&app, &schema_name(name, before.unwrap())).await);
     }
 }

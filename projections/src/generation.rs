@@ -4,7 +4,7 @@
 //! promotes it. The retired generation's schema stays until the next
 //! rebuild, so queries already reading it finish undisturbed.
 
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::{ClientWrapper, GenericClient, Object, Pool};
 
 use crate::error::ProjectionError;
 use crate::Projection;
@@ -159,23 +159,98 @@ fn ddl(projection: &dyn Projection, schema: &str) -> (Vec<String>, Vec<String>) 
         })
 }
 
-/// Starts a new generation to be filled from position zero (with
-/// [`crate::Projection::fill_batch`]), without its secondary indexes until
-/// [`finish_building`].
-pub async fn start_building(
-    pool: &Pool,
-    projection: &dyn Projection,
-    building: Building,
-) -> Result<i32, ProjectionError> {
+/// Starts generations to be filled from position zero (with
+/// [`crate::Projection::fill_batch`]), and keeps them claimed while it
+/// lives: its own connection holds a lock per generation it started. A
+/// builder that stops without discarding or promoting them (an error, a
+/// replay interrupted by its auditor, a killed process) closes that
+/// connection, PostgreSQL releases the locks, and the next generation
+/// started anywhere drops what it left ([`discard_abandoned`]).
+pub struct Builder {
+    client: ClientWrapper,
+}
+
+impl Builder {
+    /// A builder on a connection of its own, taken out of the pool: it is
+    /// closed, never handed back, when the builder is dropped.
+    pub async fn new(pool: &Pool) -> Result<Self, ProjectionError> {
+        let client = Object::take(pool.get().await?);
+        Ok(Builder { client })
+    }
+
+    /// Starts a new generation of `projection`, without its secondary
+    /// indexes until [`finish_building`], after dropping the generations
+    /// other builders abandoned.
+    pub async fn start(
+        &mut self,
+        pool: &Pool,
+        projection: &dyn Projection,
+        building: Building,
+    ) -> Result<i32, ProjectionError> {
+        discard_abandoned(pool).await?;
+        let transaction = self.client.transaction().await?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+            .await?;
+        let generation = next_generation(&transaction, projection.name()).await?;
+        // Held by the session, past this transaction's commit: no sweep can
+        // see the new generation unclaimed.
+        transaction
+            .execute(
+                "SELECT pg_advisory_lock(hashtext($1), $2)",
+                &[&projection.name(), &generation],
+            )
+            .await?;
+        create(&transaction, projection, generation, Some(building)).await?;
+        transaction.commit().await?;
+        Ok(generation)
+    }
+}
+
+/// Drops every generation still being built whose builder is gone (its
+/// claim released: see [`Builder`]), with its schema and checkpoints, and
+/// returns them. A generation being built by a live builder is left alone,
+/// in this process or another.
+pub async fn discard_abandoned(pool: &Pool) -> Result<Vec<(String, i32)>, ProjectionError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
         .await?;
-    let generation = next_generation(&transaction, projection.name()).await?;
-    create(&transaction, projection, generation, Some(building)).await?;
+    // The lock taken here is the transaction's: it is released at commit,
+    // and this connection never holds a builder's claim.
+    let abandoned = transaction
+        .query(
+            "SELECT projection, generation FROM projection_generations \
+             WHERE state = 'building' AND pg_try_advisory_xact_lock(hashtext(projection), generation) \
+             ORDER BY projection, generation",
+            &[],
+        )
+        .await?;
+    let mut discarded = Vec::new();
+    for row in abandoned {
+        let (projection, generation): (String, i32) = (row.get(0), row.get(1));
+        transaction
+            .execute(
+                "DELETE FROM projection_generations WHERE projection = $1 AND generation = $2",
+                &[&projection, &generation],
+            )
+            .await?;
+        transaction
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                schema_name(&projection, generation)
+            ))
+            .await?;
+        tracing::warn!(
+            projection,
+            generation,
+            "dropped a generation its builder abandoned"
+        );
+        discarded.push((projection, generation));
+    }
     transaction.commit().await?;
-    Ok(generation)
+    Ok(discarded)
 }
 
 /// Completes a generation filled from zero ([`crate::Projection::finish_fill`]).
@@ -292,7 +367,8 @@ pub async fn live_schema(pool: &Pool, projection: &str) -> Result<String, Projec
     Ok(schema_name(projection, generation))
 }
 
-/// Drops a generation that was built and never promoted (a replay's).
+/// Drops a generation that was built and never promoted (a replay's), its
+/// builder still holding it.
 pub async fn discard(
     pool: &Pool,
     projection: &str,

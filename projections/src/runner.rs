@@ -274,9 +274,10 @@ impl ProjectionRunner {
     /// Rebuilds a projection from position zero into a new generation while
     /// the live one keeps serving, then promotes it. Returns the generation.
     pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
-        let generation =
-            generation::start_building(self.pool(), projection, generation::Building::Rebuild)
-                .await?;
+        let mut builder = generation::Builder::new(self.pool()).await?;
+        let generation = builder
+            .start(self.pool(), projection, generation::Building::Rebuild)
+            .await?;
         self.catch_up(projection, generation).await?;
         generation::finish_building(
             self.pool(),

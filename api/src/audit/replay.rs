@@ -8,11 +8,15 @@ use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde::Serialize;
 use store::{CommunityId, EventStore};
 
-/// The scratch generations of one replay.
+/// The scratch generations of one replay, claimed by its builder until
+/// they are discarded: a replay dropped half way (an error, an auditor's
+/// interrupt, a killed process) leaves them to the next generation started
+/// ([`generation::discard_abandoned`]).
 pub struct Replayed {
     pub community: CommunityId,
     pub position: i64,
     generations: Vec<(&'static str, i32)>,
+    builder: generation::Builder,
 }
 
 impl Replayed {
@@ -44,9 +48,14 @@ pub async fn replay(
         community,
         position: until.clamp(0, head.position),
         generations: Vec::new(),
+        builder: generation::Builder::new(store.pool()).await?,
     };
     for projection in projections::all() {
-        match generation::start_building(store.pool(), &*projection, Building::Scratch).await {
+        let started = replayed
+            .builder
+            .start(store.pool(), &*projection, Building::Scratch)
+            .await;
+        match started {
             Ok(number) => replayed.generations.push((projection.name(), number)),
             Err(error) => {
                 replayed.discard(store).await?;
