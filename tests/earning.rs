@@ -110,10 +110,7 @@ async fn the_earning_process_killed_after_a_grant_and_before_its_checkpoint_gran
         let store = app.store.clone();
         async move {
             let mut builder = Builder::new(store.pool()).await.unwrap();
-            let generation = builder
-                .start(store.pool(), &process, Building::Rebuild)
-                .await
-                .unwrap();
+            let generation = builder.start(&process, Building::Rebuild).await.unwrap();
             let runner = ProjectionRunner::new(store, RunnerConfig::default());
             runner.catch_up(&process, generation).await
         }

@@ -171,7 +171,7 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
         // middle of a batch.
         let mut builder = Builder::new(&pool).await.unwrap();
         let generation = builder
-            .start(&pool, &*projection, Building::Rebuild)
+            .start(&*projection, Building::Rebuild)
             .await
             .unwrap();
         let interrupted = ProjectionRunner::new(
@@ -279,7 +279,7 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
     let mut builder = Builder::new(&pool).await.unwrap();
     for projection in projections::all() {
         let generation = builder
-            .start(&pool, &*projection, Building::Scratch)
+            .start(&*projection, Building::Scratch)
             .await
             .unwrap();
         folds.push((projection, generation));
@@ -420,10 +420,7 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
     // A rebuild under way, in the test's hands.
     let reports = projections::by_name("reports").unwrap();
     let mut kept = Builder::new(&pool).await.unwrap();
-    let kept_generation = kept
-        .start(&pool, &*reports, Building::Rebuild)
-        .await
-        .unwrap();
+    let kept_generation = kept.start(&*reports, Building::Rebuild).await.unwrap();
 
     // A replay interrupted as soon as it has started every generation, as
     // by an auditor's Ctrl-C: its future is dropped, nothing discards.

@@ -164,30 +164,29 @@ fn ddl(projection: &dyn Projection, schema: &str) -> (Vec<String>, Vec<String>) 
 /// lives: its own connection holds a lock per generation it started. A
 /// builder that stops without discarding or promoting them (an error, a
 /// replay interrupted by its auditor, a killed process) closes that
-/// connection, PostgreSQL releases the locks, and the next generation
-/// started anywhere drops what it left ([`discard_abandoned`]).
+/// connection, PostgreSQL releases the locks, and the next builder made
+/// anywhere drops what it left ([`discard_abandoned`]).
 pub struct Builder {
     client: ClientWrapper,
 }
 
 impl Builder {
     /// A builder on a connection of its own, taken out of the pool: it is
-    /// closed, never handed back, when the builder is dropped.
+    /// closed, never handed back, when the builder is dropped. The
+    /// generations other builders abandoned are dropped first.
     pub async fn new(pool: &Pool) -> Result<Self, ProjectionError> {
+        discard_abandoned(pool).await?;
         let client = Object::take(pool.get().await?);
         Ok(Builder { client })
     }
 
     /// Starts a new generation of `projection`, without its secondary
-    /// indexes until [`finish_building`], after dropping the generations
-    /// other builders abandoned.
+    /// indexes until [`finish_building`].
     pub async fn start(
         &mut self,
-        pool: &Pool,
         projection: &dyn Projection,
         building: Building,
     ) -> Result<i32, ProjectionError> {
-        discard_abandoned(pool).await?;
         let transaction = self.client.transaction().await?;
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])

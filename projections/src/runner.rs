@@ -276,7 +276,7 @@ impl ProjectionRunner {
     pub async fn rebuild(&self, projection: &dyn Projection) -> Result<i32, ProjectionError> {
         let mut builder = generation::Builder::new(self.pool()).await?;
         let generation = builder
-            .start(self.pool(), projection, generation::Building::Rebuild)
+            .start(projection, generation::Building::Rebuild)
             .await?;
         self.catch_up(projection, generation).await?;
         generation::finish_building(

@@ -10,8 +10,8 @@ use store::{CommunityId, EventStore};
 
 /// The scratch generations of one replay, claimed by its builder until
 /// they are discarded: a replay dropped half way (an error, an auditor's
-/// interrupt, a killed process) leaves them to the next generation started
-/// ([`generation::discard_abandoned`]).
+/// interrupt, a killed process) leaves them to the next builder, which
+/// drops them ([`generation::discard_abandoned`]).
 pub struct Replayed {
     pub community: CommunityId,
     pub position: i64,
@@ -53,7 +53,7 @@ pub async fn replay(
     for projection in projections::all() {
         let started = replayed
             .builder
-            .start(store.pool(), &*projection, Building::Scratch)
+            .start(&*projection, Building::Scratch)
             .await;
         match started {
             Ok(number) => replayed.generations.push((projection.name(), number)),
