@@ -93,6 +93,15 @@ impl TestApp {
         TestApp::spawn_with(Options::default()).await
     }
 
+    /// Without the earning process: nothing appends behind the test's back.
+    pub async fn spawn_quiet() -> TestApp {
+        TestApp::spawn_with(Options {
+            run_earning: false,
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(options: Options) -> TestApp {
         // Server logs show with a failing test's output.
         let _ = tracing_subscriber::fmt()

@@ -641,12 +641,7 @@ async fn the_trail_filters_by_actor_stream_type_and_time_and_the_past_is_folded_
 
 #[tokio::test]
 async fn a_replay_as_of_a_past_position_is_what_the_live_read_models_were_then() {
-    // Without the earning process, nothing appends behind the test's back.
-    let app = TestApp::spawn_with(crate::app::Options {
-        run_earning: false,
-        ..crate::app::Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_quiet().await;
     let counter = app.counter().await;
     let f = &counter.f;
     let gift = app.gift(&counter, "2", 9).await;

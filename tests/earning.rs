@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use store::CommunityId;
 use uuid::Uuid;
 
-use crate::app::{accept, act, code_of, submit, Options, TestApp, SUBMIT};
+use crate::app::{accept, act, code_of, submit, TestApp, SUBMIT};
 
 /// How many events of `event_type` a stream holds.
 async fn count_events(app: &TestApp, community: Uuid, stream: &str, event_type: &str) -> usize {
@@ -46,11 +46,7 @@ fn line(kind: &str, reason: &str, amount: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn the_earning_process_killed_after_a_grant_and_before_its_checkpoint_grants_once() {
-    let app = TestApp::spawn_with(Options {
-        run_earning: false,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_quiet().await;
     let counter = app.counter().await;
     let f = &counter.f;
     let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;

@@ -152,12 +152,7 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
 
 #[tokio::test]
 async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebuilds_the_same() {
-    // Without the earning process, nothing appends behind the test's back.
-    let app = TestApp::spawn_with(crate::app::Options {
-        run_earning: false,
-        ..crate::app::Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_quiet().await;
     let (head, f) = history(&app).await;
     assert!(head > 30, "enough history to stop in the middle: {head}");
     let pool = app.store.pool().clone();
@@ -268,11 +263,7 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
 
 #[tokio::test]
 async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_live_ones() {
-    let app = TestApp::spawn_with(crate::app::Options {
-        run_earning: false,
-        ..crate::app::Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_quiet().await;
     let (head, f) = history(&app).await;
     let pool = app.store.pool().clone();
     let mut folds = Vec::new();
@@ -400,11 +391,7 @@ async fn sweep_until(app: &TestApp, expected: usize) -> Vec<(String, i32)> {
 
 #[tokio::test]
 async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_built_is_kept() {
-    let app = TestApp::spawn_with(crate::app::Options {
-        run_earning: false,
-        ..crate::app::Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_quiet().await;
     let (head, f) = history(&app).await;
     let pool = app.store.pool().clone();
     let lives: Vec<Option<i32>> = futures::future::join_all(
