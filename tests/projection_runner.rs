@@ -473,4 +473,19 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
         assert_eq!(live(&pool, name).await.unwrap(), before, "{name}");
         assert!(schema_exists(&app, &schema_name(name, before.unwrap())).await);
     }
+
+    // A builder's connection leaves the pool for good and the pool makes
+    // another: builders, however many, never shrink it.
+    let size = pool.status().max_size;
+    for _ in 0..=size {
+        drop(Builder::new(&pool).await.unwrap());
+    }
+    let lent = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures::future::try_join_all((0..size).map(|_| pool.get())),
+    )
+    .await
+    .expect("the pool still lends its whole size at once")
+    .unwrap();
+    assert_eq!(lent.len(), size);
 }
