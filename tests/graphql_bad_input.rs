@@ -151,7 +151,85 @@ async fn bad_input_is_refused_with_its_code_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(too_large.status(), 413);
+    let body: Value = too_large.json().await.expect("a GraphQL error body");
+    assert_eq!(code_of(&body), "PAYLOAD_TOO_LARGE", "{body}");
 
     assert_eq!(stored_counts(&app).await, before, "nothing was stored");
+    app.stop().await;
+}
+
+/// `depth` fragments, each spreading the one below twice.
+fn exploding_query(depth: usize) -> String {
+    let mut query = String::from("query { ...F0 }\n");
+    for level in 0..depth {
+        let next = level + 1;
+        query.push_str(&format!(
+            "fragment F{level} on Query {{ a: __typename ...F{next} b: __typename ...F{next} }}\n"
+        ));
+    }
+    query.push_str(&format!("fragment F{depth} on Query {{ __typename }}\n"));
+    query
+}
+
+#[tokio::test]
+async fn costly_query_shapes_are_refused_before_they_run_and_file_nothing() {
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let before = stored_counts(&app).await;
+    let exploding = exploding_query(18);
+    assert!(
+        exploding.len() < 1_500,
+        "a small query: {}",
+        exploding.len()
+    );
+    let aliased = |n: usize| {
+        let fields: String = (0..n)
+            .map(|i| format!("r{i}: submitReport(communityId: $c, report: $r) {{ position }} "))
+            .collect();
+        format!("mutation($c: UUID!, $r: ReportInput!) {{ {fields} }}")
+    };
+    let report = json!({"c": f.community, "r": {"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "垃圾"}});
+    let resident = Some(f.resident.as_str());
+    let table: Vec<(&str, Option<&str>, String, Value)> = vec![
+        (
+            "exploding fragments, anonymous",
+            None,
+            exploding.clone(),
+            json!({}),
+        ),
+        (
+            "exploding fragments, signed in",
+            resident,
+            exploding.clone(),
+            json!({}),
+        ),
+        (
+            "100 aliased submitReport, signed in",
+            resident,
+            aliased(100),
+            report.clone(),
+        ),
+        (
+            "2 aliased submitReport, anonymous",
+            None,
+            aliased(2),
+            report.clone(),
+        ),
+    ];
+    for (what, token, query, variables) in table {
+        let response = app.gql(token, &query, variables).await;
+        assert_eq!(
+            code_of(&response),
+            "QUERY_TOO_COMPLEX",
+            "{what}: {response}"
+        );
+    }
+    assert_eq!(stored_counts(&app).await, before, "nothing was filed");
+
+    // Within the bounds, the same shapes run.
+    let small = app.gql(None, &exploding_query(3), json!({})).await;
+    assert_eq!(code_of(&small), "OK", "{small}");
+    let two = app.gql(resident, &aliased(2), report).await;
+    assert_eq!(code_of(&two), "OK", "{two}");
     app.stop().await;
 }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod bad_input;
 mod cli;
+mod client_keys;
 mod content;
 mod cqrs_aggregates;
 mod earning;

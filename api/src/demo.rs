@@ -318,8 +318,8 @@ pub async fn seed(desk: &PointsDesk) -> anyhow::Result<bool> {
     let meta = RequestMeta {
         request_id: "demo-seed".to_string(),
         client: Some("serve --demo".to_string()),
-        idempotency_key: None,
         actor: Some(by),
+        ..RequestMeta::default()
     };
     let now = commands.clock().now();
     for command in set_up(by, now) {

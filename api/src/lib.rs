@@ -15,6 +15,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod graphql;
+pub mod idempotency;
 pub mod metrics;
 pub mod points;
 pub mod ratelimit;

@@ -15,7 +15,9 @@ use store::EventStore;
 
 use crate::auth::Viewer;
 use crate::commands::RequestMeta;
+use crate::error::ApiError;
 use crate::graphql::{with_error_codes, ApiSchema, App};
+use crate::idempotency::ClientKey;
 
 /// How long in-flight requests may run after a stop signal.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
@@ -94,8 +96,10 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(body)
 }
 
-/// Who sent the request, where from, and with which retry key.
-fn request_meta(request: &HttpRequest) -> RequestMeta {
+/// Who sent the request, where from, and with which retry key. A key that
+/// breaks the rule refuses the request: ignoring it would let a retry pay
+/// twice.
+fn request_meta(request: &HttpRequest) -> Result<RequestMeta, ApiError> {
     let header = |name: &str| {
         request
             .headers()
@@ -103,16 +107,69 @@ fn request_meta(request: &HttpRequest) -> RequestMeta {
             .and_then(|value| value.to_str().ok())
             .map(str::to_string)
     };
-    RequestMeta {
+    Ok(RequestMeta {
         request_id: header("x-request-id")
             .filter(|id| id.len() <= 100)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         // The peer, not X-Forwarded-For: a client must not choose the key
         // its rate limit is counted under.
         client: request.peer_addr().map(|address| address.ip().to_string()),
-        idempotency_key: header("idempotency-key"),
+        client_key: request
+            .headers()
+            .get("idempotency-key")
+            .map(|value| ClientKey::parse(value.as_bytes()))
+            .transpose()?,
+        idempotency: None,
         actor: None,
+    })
+}
+
+/// The request's body, at most `REQUEST_BODY_BYTES_MAX` bytes: a longer one
+/// (by its `Content-Length`, or once that many bytes arrived) is refused
+/// with 413 and a GraphQL error body, before the rest is read.
+async fn bounded_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, HttpResponse> {
+    use futures::StreamExt;
+    let too_large = || {
+        refused(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            &ApiError::new(
+                "PAYLOAD_TOO_LARGE",
+                format!("the request body is over {REQUEST_BODY_BYTES_MAX} bytes"),
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > REQUEST_BODY_BYTES_MAX as u64) {
+        return Err(too_large());
     }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            refused(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                &ApiError::new("BAD_REQUEST", format!("the body did not arrive: {error}")),
+            )
+        })?;
+        if body.len() + chunk.len() > REQUEST_BODY_BYTES_MAX {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A refusal of the whole request, as a GraphQL error body.
+fn refused(status: actix_web::http::StatusCode, error: &ApiError) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"errors": [{
+        "message": error.message,
+        "extensions": {"code": error.code}
+    }]}))
 }
 
 fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
@@ -127,8 +184,12 @@ fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
 async fn graphql(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let body = match bounded_body(&request, payload).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let parsed: Result<async_graphql::Request, _> = serde_json::from_slice(&body);
     let graphql_request = match parsed {
         Ok(parsed) => parsed,
@@ -139,9 +200,11 @@ async fn graphql(
             }]}))
         }
     };
-    let graphql_request = graphql_request
-        .data(viewer(&state, &request))
-        .data(request_meta(&request));
+    let meta = match request_meta(&request) {
+        Ok(meta) => meta,
+        Err(error) => return refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
+    };
+    let graphql_request = graphql_request.data(viewer(&state, &request)).data(meta);
     let response = with_error_codes(state.schema.execute(graphql_request).await);
     HttpResponse::Ok().json(response)
 }
@@ -156,7 +219,12 @@ async fn graphql_ws(
 ) -> actix_web::Result<HttpResponse> {
     let tokens = state.app.tokens.clone();
     let from_header = viewer(&state, &request);
-    let meta = request_meta(&request);
+    let meta = request_meta(&request).map_err(|error| {
+        actix_web::error::InternalError::from_response(
+            error.message.clone(),
+            refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
+        )
+    })?;
     GraphQLSubscription::new(state.schema.clone())
         .on_connection_init(move |value| async move {
             let authorization = ["Authorization", "authorization"]

@@ -93,7 +93,9 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
         ));
     }
     let request_hash = match &request.idempotency_key {
-        Some(_) => request_hash(&request, &encoded),
+        Some(_) => request
+            .request_fingerprint
+            .unwrap_or_else(|| request_hash(&request, &encoded)),
         None => [0; 32],
     };
     if let Some(key) = &request.idempotency_key {

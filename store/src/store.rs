@@ -325,29 +325,38 @@ impl EventStore {
         Ok(low)
     }
 
-    /// The first outcome stored for an idempotency key, marked as replayed;
-    /// `None` when the key was not used. Lets a caller answer a retry before
-    /// deciding again against state the first attempt already changed.
+    /// The first outcome stored for an idempotency key, marked as replayed,
+    /// with the fingerprint of the request that made it; `None` when the key
+    /// was not used. Lets a caller answer a retry before deciding again
+    /// against state the first attempt already changed.
     pub async fn idempotent_outcome(
         &self,
         community_id: CommunityId,
         key: &crate::types::IdempotencyKey,
-    ) -> Result<Option<crate::types::AppendOutcome>, StoreError> {
+    ) -> Result<Option<crate::types::KeyedOutcome>, StoreError> {
         let client = self.inner.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT outcome FROM idempotency_keys WHERE community_id = $1 \
+                "SELECT request_hash, outcome FROM idempotency_keys WHERE community_id = $1 \
                  AND idempotency_key = $2",
                 &[&community_id.as_uuid(), &key.as_str()],
             )
             .await?;
-        Ok(row.map(|row| {
-            let outcome: tokio_postgres::types::Json<crate::types::AppendOutcome> = row.get(0);
-            crate::types::AppendOutcome {
-                replayed: true,
-                ..outcome.0
-            }
-        }))
+        row.map(|row| {
+            let hash: Vec<u8> = row.get(0);
+            let outcome: tokio_postgres::types::Json<crate::types::AppendOutcome> = row.get(1);
+            let request_hash = hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a request hash is not 32 bytes".into()))?;
+            Ok(crate::types::KeyedOutcome {
+                request_hash,
+                outcome: crate::types::AppendOutcome {
+                    replayed: true,
+                    ..outcome.0
+                },
+            })
+        })
+        .transpose()
     }
 
     /// The day (days since 1970-01-01) a moment falls on in a time zone's

@@ -195,6 +195,11 @@ pub struct AppendRequest {
     pub community_id: CommunityId,
     pub streams: Vec<StreamAppend>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// What a repeat with the same key must match to be answered with the
+    /// first outcome. `None`: the hash of the request's events. A caller
+    /// whose events differ between retries (they carry the time of the
+    /// command) names the request itself instead: its operation and input.
+    pub request_fingerprint: Option<[u8; 32]>,
 }
 
 impl AppendRequest {
@@ -203,6 +208,7 @@ impl AppendRequest {
             community_id,
             streams: Vec::new(),
             idempotency_key: None,
+            request_fingerprint: None,
         }
     }
 
@@ -227,9 +233,26 @@ impl AppendRequest {
         self
     }
 
+    /// Idempotent under `key`, a repeat matching when its `fingerprint`
+    /// (the caller's digest of what was asked) is the same.
+    pub fn idempotent_as(mut self, key: IdempotencyKey, fingerprint: [u8; 32]) -> Self {
+        self.idempotency_key = Some(key);
+        self.request_fingerprint = Some(fingerprint);
+        self
+    }
+
     pub fn event_count(&self) -> usize {
         self.streams.iter().map(|s| s.events.len()).sum()
     }
+}
+
+/// An idempotency key's first outcome, with the fingerprint of the request
+/// that made it, so a repeat can be told from another request under the
+/// same key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyedOutcome {
+    pub request_hash: [u8; 32],
+    pub outcome: AppendOutcome,
 }
 
 /// A stream's version after an append.

@@ -159,8 +159,9 @@ fn meta(actor: Actor, key: Option<String>) -> RequestMeta {
     RequestMeta {
         request_id: format!("bench-{}", Uuid::new_v4()),
         client: Some("bench".into()),
-        idempotency_key: key,
+        idempotency: key.map(crate::idempotency::Idempotency::server),
         actor: Some(actor),
+        ..RequestMeta::default()
     }
 }
 

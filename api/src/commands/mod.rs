@@ -24,6 +24,7 @@ use self::streams::{StateCache, StreamLocks};
 use crate::clock::Clock;
 use crate::content::{store_all, Prepared};
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::{self, Idempotency};
 
 /// Attempts of one command when other writers keep changing its stream.
 const CONFLICT_ATTEMPTS_MAX: usize = 10;
@@ -37,7 +38,11 @@ const STREAM_EVENTS_MAX: i64 = 100_000;
 pub struct RequestMeta {
     pub request_id: String,
     pub client: Option<String>,
-    pub idempotency_key: Option<String>,
+    /// The key the client sent, checked; never stored as it is.
+    pub client_key: Option<crate::idempotency::ClientKey>,
+    /// The key the store records: the client's, scoped to caller and
+    /// operation (see `idempotency`), or one the server made.
+    pub idempotency: Option<Idempotency>,
     pub actor: Option<domain::values::Actor>,
 }
 
@@ -48,8 +53,8 @@ impl RequestMeta {
         if let Some(client) = &self.client {
             metadata.insert("client".to_string(), client.clone());
         }
-        if let Some(key) = &self.idempotency_key {
-            metadata.insert("idempotency_key".to_string(), key.clone());
+        if let Some(idempotency) = &self.idempotency {
+            metadata.insert("idempotency_key".to_string(), idempotency.key.clone());
         }
         if let Some(actor) = &self.actor {
             metadata.insert("actor_id".to_string(), actor.person.to_string());
@@ -369,11 +374,13 @@ impl Commands {
         community: CommunityId,
         meta: &RequestMeta,
     ) -> ApiResult<Option<AppendOutcome>> {
-        match &meta.idempotency_key {
-            Some(key) => {
-                let key = IdempotencyKey::parse(key.clone())?;
-                Ok(self.store.idempotent_outcome(community, &key).await?)
-            }
+        let Some(idempotency) = &meta.idempotency else {
+            return Ok(None);
+        };
+        let key = IdempotencyKey::parse(idempotency.key.clone())?;
+        match self.store.idempotent_outcome(community, &key).await? {
+            Some(first) if idempotency.matches(&first.request_hash) => Ok(Some(first.outcome)),
+            Some(_) => Err(idempotency::reused()),
             None => Ok(None),
         }
     }
@@ -401,8 +408,12 @@ impl Commands {
                 vec![event],
             );
         }
-        if let Some(key) = &meta.idempotency_key {
-            request = request.idempotent(IdempotencyKey::parse(key.clone())?);
+        if let Some(idempotency) = &meta.idempotency {
+            let key = IdempotencyKey::parse(idempotency.key.clone())?;
+            request = match idempotency.fingerprint {
+                Some(fingerprint) => request.idempotent_as(key, fingerprint),
+                None => request.idempotent(key),
+            };
         }
         self.store
             .append(request)
@@ -412,6 +423,7 @@ impl Commands {
                     "CONFLICT",
                     "someone changed this at the same moment; try again",
                 ),
+                StoreError::IdempotencyKeyReused { .. } => idempotency::reused(),
                 other => other.into(),
             })
     }

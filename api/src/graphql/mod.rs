@@ -2,6 +2,7 @@
 //! the read models and the commands, with role checks on every field.
 
 mod audit;
+pub mod cost;
 mod patrols;
 mod points;
 mod points_query;
@@ -26,6 +27,7 @@ use crate::auth::{Tokens, Viewer};
 use crate::commands::{Commands, RequestMeta};
 use crate::directory::Directory;
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::{ClientKey, Idempotency};
 use crate::ratelimit::RateLimiter;
 use crate::signup::Signup;
 
@@ -84,6 +86,7 @@ fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, subscription::Subs
         Mutation::default(),
         subscription::Subscription,
     )
+    .extension(cost::QueryCost)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
 }
@@ -105,31 +108,90 @@ pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
 }
 
+/// The request's meta for the field being resolved: the client's
+/// idempotency key, if it sent one, scoped to the caller and to this field
+/// and its arguments.
 pub(crate) fn meta(ctx: &Context<'_>) -> RequestMeta {
-    ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default()
+    let mut meta = ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default();
+    meta.idempotency = meta.client_key.as_ref().map(|key| scoped(ctx, &meta, key));
+    meta
 }
 
-/// A value derived from the request's idempotency key, so that a retried
-/// request decides exactly as the first did (same ids, same salts) and the
-/// store can answer it with the first outcome. `None` without a key.
+/// A client key scoped to who is calling and what this field asks.
+pub(crate) fn scoped(ctx: &Context<'_>, meta: &RequestMeta, key: &ClientKey) -> Idempotency {
+    let caller = match viewer(ctx) {
+        Viewer::Member(claims) => format!("person:{}", claims.sub),
+        // The address the server vouches for, not anything the client
+        // chose (a fingerprint, a header from an untrusted peer).
+        _ => format!("anonymous:{}", meta.client.as_deref().unwrap_or("-")),
+    };
+    let field = ctx.field();
+    let mut arguments = String::new();
+    // Arguments that cannot be resolved fail the field anyway; they
+    // fingerprint as empty here.
+    for (name, value) in field.arguments().unwrap_or_default() {
+        arguments.push_str(name.as_str());
+        arguments.push('=');
+        canonical_value(&value, &mut arguments);
+        arguments.push(';');
+    }
+    Idempotency::client(&caller, key, field.name(), arguments.as_bytes())
+}
+
+/// A GraphQL value written the same way whatever order the client gave an
+/// input object's fields in.
+fn canonical_value(value: &async_graphql::Value, out: &mut String) {
+    use async_graphql::Value;
+    match value {
+        Value::Object(fields) => {
+            let mut sorted: Vec<_> = fields.iter().collect();
+            sorted.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            out.push('{');
+            for (name, field) in sorted {
+                out.push_str(&serde_json::to_string(name.as_str()).expect("a string"));
+                out.push(':');
+                canonical_value(field, out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        Value::List(items) => {
+            out.push('[');
+            for item in items {
+                canonical_value(item, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A value derived from the request's scoped idempotency key, so that a
+/// retried request decides exactly as the first did (same ids, same salts)
+/// and the store can answer it with the first outcome. `None` without a
+/// key. Keyed with the server's secret: nothing in the log, the trail or
+/// an export lets anyone derive it.
 pub(crate) fn retry_seed(ctx: &Context<'_>, purpose: &str) -> Option<[u8; 32]> {
-    let key = meta(ctx).idempotency_key?;
-    Some(seed_of(ctx, &key, purpose))
+    let idempotency = meta(ctx).idempotency?;
+    Some(seed_of(ctx, &idempotency, purpose))
 }
 
-fn seed_of(ctx: &Context<'_>, key: &str, purpose: &str) -> [u8; 32] {
+fn seed_of(ctx: &Context<'_>, idempotency: &Idempotency, purpose: &str) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut mac =
         <Hmac<sha2::Sha256>>::new_from_slice(&app(ctx).retry_key).expect("any key length");
-    mac.update(key.as_bytes());
+    mac.update(idempotency.key.as_bytes());
+    mac.update(b"\0");
+    mac.update(&idempotency.fingerprint.unwrap_or_default());
     mac.update(b"\0");
     mac.update(purpose.as_bytes());
     mac.finalize().into_bytes().into()
 }
 
-/// An id derived from an idempotency key: the same on every retry.
-pub(crate) fn derived_id(ctx: &Context<'_>, key: &str, purpose: &str) -> Uuid {
-    id_from_seed(seed_of(ctx, key, purpose))
+/// An id derived from a scoped idempotency key: the same on every retry.
+pub(crate) fn derived_id(ctx: &Context<'_>, idempotency: &Idempotency, purpose: &str) -> Uuid {
+    id_from_seed(seed_of(ctx, idempotency, purpose))
 }
 
 fn id_from_seed(seed: [u8; 32]) -> Uuid {

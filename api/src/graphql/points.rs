@@ -15,13 +15,14 @@ use store::CommunityId;
 use uuid::Uuid;
 
 use super::types::Written;
-use super::{app, decimal, derived_id, meta, new_id, retry_seed, viewer};
+use super::{app, decimal, derived_id, meta, new_id, retry_seed, scoped, viewer};
 use crate::auth::Claims;
 use crate::clock::to_datetime;
 use crate::commands::{report_stream, Ran, RequestMeta};
 use crate::content;
 use crate::directory::{counter_centre, staff_scope};
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::ClientKey;
 use crate::points::{Finish, GrantRequest, PlaceRequest, Reversal};
 
 #[derive(Default)]
@@ -44,7 +45,10 @@ pub struct PlaceRedemptionInput {
     #[graphql(default = 1)]
     pub quantity: u32,
     /// Chosen by the counter device for this redemption and sent again on
-    /// every retry of it: a retry holds nothing twice.
+    /// every retry of it: a retry holds nothing twice. 1 to 100 printable
+    /// ASCII characters without spaces (`!` to `~`), else `VALIDATION`;
+    /// scoped to the clerk, like the `Idempotency-Key` header (the same key
+    /// with another input is `CONFLICT`).
     pub idempotency_key: String,
 }
 
@@ -423,17 +427,12 @@ impl PointsMutation {
         input: PlaceRedemptionInput,
     ) -> ApiResult<RedemptionPayload> {
         let (claims, mut meta) = acting(ctx, community_id, &[Role::Clerk, Role::Admin])?;
-        let key = input.idempotency_key.trim();
-        if key.is_empty() || key.len() > 100 || key.chars().any(char::is_control) {
-            return Err(ApiError::validation(
-                "idempotencyKey: 1 to 100 printable characters",
-            ));
-        }
-        // Keys are the counter device's: scoped to the clerk, so that two
-        // devices cannot collide.
-        let key = format!("counter:{}:{key}", claims.sub);
-        let redemption = RedemptionId(derived_id(ctx, &key, "redemption"));
-        meta.idempotency_key = Some(key);
+        // The counter device's key, by the same rule and scoped the same
+        // way as the header's: to the clerk, this field and its input.
+        let key = ClientKey::parse(input.idempotency_key.as_bytes())?;
+        let idempotency = scoped(ctx, &meta, &key);
+        let redemption = RedemptionId(derived_id(ctx, &idempotency, "redemption"));
+        meta.idempotency = Some(idempotency);
         let app = app(ctx);
         let community = CommunityId::new(community_id);
         let setup = app.points.community(community).await?;

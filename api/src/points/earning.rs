@@ -24,6 +24,7 @@ use store::{CommunityId, RecordedEvent};
 use super::{wallet_stream, GrantRequest, PointsDesk, Reversal};
 use crate::commands::{report_stream, suggestion_stream, RequestMeta};
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::Idempotency;
 
 pub const NAME: &str = "earning";
 
@@ -285,7 +286,8 @@ fn process_meta(position: i64, key: String) -> RequestMeta {
     RequestMeta {
         request_id: format!("{NAME}-{position}"),
         client: Some(format!("{NAME}-process")),
-        idempotency_key: Some(format!("{NAME}:{key}")),
+        client_key: None,
+        idempotency: Some(Idempotency::server(format!("{NAME}:{key}"))),
         actor: None,
     }
 }
