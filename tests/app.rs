@@ -71,6 +71,9 @@ pub struct TestApp {
 
 pub struct Options {
     pub anonymous_burst: u32,
+    pub rates: civic_ledger::ratelimit::SubmissionRates,
+    /// Trusted reverse proxies (the tests' requests come from 127.0.0.1).
+    pub trusted_proxies: &'static str,
     pub runner: projections::RunnerConfig,
     /// Whether the server follows the log (read models, earning process).
     pub run_projections: bool,
@@ -81,6 +84,13 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             anonymous_burst: 100,
+            rates: civic_ledger::ratelimit::SubmissionRates {
+                anonymous_burst: 100,
+                anonymous_community_burst: 1_000,
+                member_burst: 1_000,
+                ..Default::default()
+            },
+            trusted_proxies: "",
             runner: projections::RunnerConfig::default(),
             run_projections: true,
             run_earning: true,
@@ -121,7 +131,12 @@ impl TestApp {
         settings.run_projections = options.run_projections;
         settings.run_earning = options.run_earning;
         settings.runner = options.runner;
-        settings.anonymous_burst = options.anonymous_burst;
+        settings.submission_rates = civic_ledger::ratelimit::SubmissionRates {
+            anonymous_burst: options.anonymous_burst,
+            ..options.rates
+        };
+        settings.trusted_proxies =
+            civic_ledger::clients::TrustedProxies::parse(options.trusted_proxies).unwrap();
         settings.pool_size_max = 8;
         let application = Application::build(&db.config, settings)
             .await

@@ -17,6 +17,7 @@ mod idempotency;
 mod ordering;
 mod points;
 mod projection_runner;
+mod rate_limits;
 mod report_flows;
 mod residents;
 mod server;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::seals::{SealPolicy, Sealer};
 use crate::auth::Tokens;
+use crate::clients::TrustedProxies;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::Commands;
 use crate::deadlines::DeadlineWatcher;
@@ -24,7 +25,7 @@ use crate::graphql::{build_schema, App};
 use crate::points::earning::EarningProcess;
 use crate::points::sweeper::PointsSweeper;
 use crate::points::PointsDesk;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, SubmissionLimits, SubmissionRates};
 use crate::secrets::Secrets;
 use crate::server::{self, AppState};
 use crate::signup::{CodeSender, LogCodeSender, Signup};
@@ -50,9 +51,11 @@ pub struct Settings {
     /// Whether it runs the earning process with them (another may).
     pub run_earning: bool,
     pub freshness_timeout: Duration,
-    /// Anonymous submissions per client: a burst, then per minute.
-    pub anonymous_burst: u32,
-    pub anonymous_per_minute: u32,
+    /// How fast reports and suggestions may come, per budget.
+    pub submission_rates: SubmissionRates,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (reverse proxies); from anyone else those headers are ignored.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -71,8 +74,8 @@ impl Settings {
             run_projections: true,
             run_earning: true,
             freshness_timeout: Duration::from_secs(5),
-            anonymous_burst: 10,
-            anonymous_per_minute: 6,
+            submission_rates: SubmissionRates::default(),
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }
@@ -150,12 +153,8 @@ impl Application {
             points,
             sealer,
             runner,
-            anonymous_limiter: RateLimiter::new(
-                "anonymous submissions",
-                settings.anonymous_burst,
-                settings.anonymous_per_minute,
-            ),
-            signup_limiter: RateLimiter::new("sign-up attempts", 20, 10),
+            submission_limits: SubmissionLimits::new(settings.submission_rates),
+            signup_limiter: RateLimiter::new("sign-up attempts", "this address", 20, 10),
             freshness_timeout: settings.freshness_timeout,
             retry_key: settings.secrets.token_key.clone(),
         });
@@ -168,6 +167,7 @@ impl Application {
                 store: store.clone(),
                 schema: build_schema(app.clone()),
                 app: app.clone(),
+                trusted_proxies: Arc::new(settings.trusted_proxies),
             },
         )?;
         Ok(Application {

@@ -54,6 +54,11 @@ pub enum Command {
         /// Leave the projections to a separate `civic-ledger project run`.
         #[arg(long)]
         no_projections: bool,
+        /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers
+        /// name the client (comma-separated addresses and networks, e.g.
+        /// `127.0.0.1,10.0.0.0/8`); from any other peer they are ignored.
+        #[arg(long, env = "CIVIC_LEDGER_TRUSTED_PROXIES", default_value = "")]
+        trusted_proxies: String,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -207,10 +212,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             pool_size_max,
             demo,
             no_projections,
+            trusted_proxies,
         } => {
             let mut settings = Settings::new(&listen, Secrets::load(&cli.data_dir)?);
             settings.pool_size_max = pool_size_max;
             settings.run_projections = !no_projections;
+            settings.trusted_proxies = crate::clients::TrustedProxies::parse(&trusted_proxies)
+                .map_err(|error| anyhow::anyhow!(error))?;
             serve(&database, settings, demo).await
         }
         Command::Migrate => migrate(&database).await,

@@ -12,6 +12,10 @@ use store::StoreError;
 pub struct ApiError {
     pub code: &'static str,
     pub message: String,
+    /// With `RATE_LIMITED`: when to try again, as
+    /// `extensions.retryAfterSeconds` (and HTTP `Retry-After` when the
+    /// whole request was refused).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +23,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_seconds: None,
         }
     }
     pub fn unauthenticated(message: impl Into<String>) -> Self {
@@ -33,8 +38,11 @@ impl ApiError {
     pub fn validation(message: impl Into<String>) -> Self {
         ApiError::new("VALIDATION", message)
     }
-    pub fn rate_limited(message: impl Into<String>) -> Self {
-        ApiError::new("RATE_LIMITED", message)
+    pub fn rate_limited(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new("RATE_LIMITED", message)
+        }
     }
     pub fn internal(error: impl std::fmt::Display) -> Self {
         // The detail goes to the log, not to the client.
@@ -72,7 +80,12 @@ impl From<ProjectionError> for ApiError {
 
 impl From<ApiError> for async_graphql::Error {
     fn from(error: ApiError) -> Self {
-        async_graphql::Error::new(error.message).extend_with(|_, e| e.set("code", error.code))
+        async_graphql::Error::new(error.message).extend_with(|_, e| {
+            e.set("code", error.code);
+            if let Some(seconds) = error.retry_after_seconds {
+                e.set("retryAfterSeconds", seconds);
+            }
+        })
     }
 }
 

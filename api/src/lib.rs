@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod commands;
 pub mod content;

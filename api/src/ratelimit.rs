@@ -11,6 +11,8 @@ use crate::error::{ApiError, ApiResult};
 
 pub struct RateLimiter {
     what: &'static str,
+    /// Whose budget it is, for the refusal ("this client", "this community").
+    whose: &'static str,
     burst: f64,
     per_second: f64,
     keys_max: usize,
@@ -18,10 +20,12 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `burst` at once, then `per_minute` a minute.
-    pub fn new(what: &'static str, burst: u32, per_minute: u32) -> Self {
+    /// `burst` at once, then `per_minute` a minute, for each key.
+    pub fn new(what: &'static str, whose: &'static str, burst: u32, per_minute: u32) -> Self {
+        assert!(per_minute > 0, "a limiter refills");
         RateLimiter {
             what,
+            whose,
             burst: f64::from(burst),
             per_second: f64::from(per_minute) / 60.0,
             keys_max: 100_000,
@@ -52,13 +56,90 @@ impl RateLimiter {
         *last = now;
         if *tokens < 1.0 {
             let wait = Duration::from_secs_f64((1.0 - *tokens) / self.per_second);
-            return Err(ApiError::rate_limited(format!(
-                "too many {} from this client; try again in {} s",
-                self.what,
-                wait.as_secs().max(1)
-            )));
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(ApiError::rate_limited(
+                format!(
+                    "too many {} from {}; try again in {seconds} s",
+                    self.what, self.whose
+                ),
+                seconds,
+            ));
         }
         *tokens -= 1.0;
         Ok(())
+    }
+}
+
+/// How fast submissions (reports and suggestions) may come, per budget.
+#[derive(Clone, Copy, Debug)]
+pub struct SubmissionRates {
+    /// Per anonymous client address in a community: a burst, then per minute.
+    pub anonymous_burst: u32,
+    pub anonymous_per_minute: u32,
+    /// All anonymous submissions to one community together, so that many
+    /// addresses (a botnet, a rotating proxy) cannot flood its ledger.
+    pub anonymous_community_burst: u32,
+    pub anonymous_community_per_minute: u32,
+    /// Per signed-in caller in a community.
+    pub member_burst: u32,
+    pub member_per_minute: u32,
+}
+
+impl Default for SubmissionRates {
+    fn default() -> Self {
+        SubmissionRates {
+            anonymous_burst: 10,
+            anonymous_per_minute: 6,
+            anonymous_community_burst: 200,
+            anonymous_community_per_minute: 120,
+            member_burst: 30,
+            member_per_minute: 20,
+        }
+    }
+}
+
+/// The budgets a submission is counted against. Keys are things a client
+/// cannot rotate at will: the address the server vouches for (never a
+/// fingerprint the client chose), the token's subject, the community.
+pub struct SubmissionLimits {
+    anonymous_client: RateLimiter,
+    anonymous_community: RateLimiter,
+    member: RateLimiter,
+}
+
+impl SubmissionLimits {
+    pub fn new(rates: SubmissionRates) -> Self {
+        SubmissionLimits {
+            anonymous_client: RateLimiter::new(
+                "anonymous submissions",
+                "this address",
+                rates.anonymous_burst,
+                rates.anonymous_per_minute,
+            ),
+            anonymous_community: RateLimiter::new(
+                "anonymous submissions",
+                "all addresses to this community",
+                rates.anonymous_community_burst,
+                rates.anonymous_community_per_minute,
+            ),
+            member: RateLimiter::new(
+                "submissions",
+                "this account",
+                rates.member_burst,
+                rates.member_per_minute,
+            ),
+        }
+    }
+
+    /// Counts an anonymous submission from `client` to `community`.
+    pub fn anonymous(&self, community: uuid::Uuid, client: &str) -> ApiResult<()> {
+        self.anonymous_client
+            .check(&format!("{community}|{client}"))?;
+        self.anonymous_community.check(&community.to_string())
+    }
+
+    /// Counts a signed-in caller's submission to `community`.
+    pub fn member(&self, community: uuid::Uuid, subject: uuid::Uuid) -> ApiResult<()> {
+        self.member.check(&format!("{community}|{subject}"))
     }
 }

@@ -14,6 +14,7 @@ use store::migrate::{applied_migration_version, latest_migration_version};
 use store::EventStore;
 
 use crate::auth::Viewer;
+use crate::clients::TrustedProxies;
 use crate::commands::RequestMeta;
 use crate::error::ApiError;
 use crate::graphql::{with_error_codes, ApiSchema, App};
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: EventStore,
     pub schema: ApiSchema,
     pub app: Arc<App>,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Binds the routes to `listener`. actix-web stops gracefully on SIGINT and
@@ -99,7 +101,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Who sent the request, where from, and with which retry key. A key that
 /// breaks the rule refuses the request: ignoring it would let a retry pay
 /// twice.
-fn request_meta(request: &HttpRequest) -> Result<RequestMeta, ApiError> {
+fn request_meta(state: &AppState, request: &HttpRequest) -> Result<RequestMeta, ApiError> {
     let header = |name: &str| {
         request
             .headers()
@@ -111,9 +113,14 @@ fn request_meta(request: &HttpRequest) -> Result<RequestMeta, ApiError> {
         request_id: header("x-request-id")
             .filter(|id| id.len() <= 100)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        // The peer, not X-Forwarded-For: a client must not choose the key
-        // its rate limit is counted under.
-        client: request.peer_addr().map(|address| address.ip().to_string()),
+        // The peer, or the client a trusted proxy names: a client must not
+        // choose the key its rate limit is counted under.
+        client: request.peer_addr().map(|address| {
+            state
+                .trusted_proxies
+                .client(address.ip(), request.headers())
+                .to_string()
+        }),
         client_key: request
             .headers()
             .get("idempotency-key")
@@ -200,13 +207,43 @@ async fn graphql(
             }]}))
         }
     };
-    let meta = match request_meta(&request) {
+    let meta = match request_meta(&state, &request) {
         Ok(meta) => meta,
         Err(error) => return refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
     };
     let graphql_request = graphql_request.data(viewer(&state, &request)).data(meta);
     let response = with_error_codes(state.schema.execute(graphql_request).await);
-    HttpResponse::Ok().json(response)
+    match refused_retry_after(&response) {
+        Some(seconds) => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", seconds.to_string()))
+            .json(response),
+        None => HttpResponse::Ok().json(response),
+    }
+}
+
+/// When every error of a response with no data is `RATE_LIMITED`, the
+/// whole request was refused: how long to wait (the longest asked).
+fn refused_retry_after(response: &async_graphql::Response) -> Option<u64> {
+    let nothing_done = match &response.data {
+        async_graphql::Value::Null => true,
+        async_graphql::Value::Object(fields) => {
+            fields.values().all(|v| *v == async_graphql::Value::Null)
+        }
+        _ => false,
+    };
+    if !nothing_done || response.errors.is_empty() {
+        return None;
+    }
+    response.errors.iter().try_fold(0_u64, |longest, error| {
+        let extensions = error.extensions.as_ref()?;
+        if extensions.get("code")? != &async_graphql::Value::from("RATE_LIMITED") {
+            return None;
+        }
+        match extensions.get("retryAfterSeconds")? {
+            async_graphql::Value::Number(n) => Some(longest.max(n.as_u64()?)),
+            _ => None,
+        }
+    })
 }
 
 /// `GET /graphql` with a WebSocket upgrade: subscriptions over
@@ -219,7 +256,7 @@ async fn graphql_ws(
 ) -> actix_web::Result<HttpResponse> {
     let tokens = state.app.tokens.clone();
     let from_header = viewer(&state, &request);
-    let meta = request_meta(&request).map_err(|error| {
+    let meta = request_meta(&state, &request).map_err(|error| {
         actix_web::error::InternalError::from_response(
             error.message.clone(),
             refused(actix_web::http::StatusCode::BAD_REQUEST, &error),

@@ -28,7 +28,7 @@ use crate::commands::{Commands, RequestMeta};
 use crate::directory::Directory;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{ClientKey, Idempotency};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, SubmissionLimits};
 use crate::signup::Signup;
 
 /// A query may nest this deep (the deepest useful one is about 8).
@@ -48,8 +48,8 @@ pub struct App {
     pub runner: ProjectionRunner,
     pub signup: Signup,
     pub tokens: Tokens,
-    /// Anonymous submissions per client.
-    pub anonymous_limiter: RateLimiter,
+    /// Submissions per anonymous address, per community, per account.
+    pub submission_limits: SubmissionLimits,
     /// Sign-up code requests and attempts per client.
     pub signup_limiter: RateLimiter,
     /// How long a query waits for the read models to reach `atLeast`.

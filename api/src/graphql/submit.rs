@@ -202,6 +202,9 @@ fn reporter(
             if claims.role == Role::Auditor {
                 return Err(ApiError::forbidden("auditors change nothing"));
             }
+            app(ctx)
+                .submission_limits
+                .member(community_id, claims.sub)?;
             meta.actor = Some(claims.actor());
             Ok((Reporter::Resident(claims.actor().person), None, meta))
         }
@@ -213,8 +216,13 @@ fn reporter(
                     "client_fingerprint: at most 200 bytes",
                 ));
             }
-            let client = format!("{}|{fingerprint}", meta.client.as_deref().unwrap_or("-"));
-            app(ctx).anonymous_limiter.check(&client)?;
+            let address = meta.client.as_deref().unwrap_or("-");
+            // Limited by the address alone: the fingerprint is the client's
+            // to choose, so a new one each time must not buy a new budget.
+            app(ctx)
+                .submission_limits
+                .anonymous(community_id, address)?;
+            let client = format!("{address}|{fingerprint}");
             let secret = match retry_seed(ctx, "claim") {
                 Some(seed) => hex::encode(&seed[..16]),
                 None => Uuid::new_v4().simple().to_string(),
