@@ -146,11 +146,14 @@ mod tests {
         map
     }
 
+    /// (peer, headers, the client it names).
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn the_client_is_read_only_through_trusted_proxies() {
         let proxies = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").unwrap();
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[Case] = &[
             (
                 "198.51.100.7",
                 &[("x-forwarded-for", "203.0.113.9")],
