@@ -21,5 +21,6 @@ mod rate_limits;
 mod report_flows;
 mod residents;
 mod server;
+mod staff_rules;
 mod subscriptions;
 mod tampering;

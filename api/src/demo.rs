@@ -284,6 +284,7 @@ fn staff(by: Actor, at: Timestamp) -> Vec<CommunityCommand> {
             daily_limit: Some(Decimal::from(100)),
             expiry_days: Some(365),
             hold_minutes: PointsRules::HOLD_MINUTES_DEFAULT,
+            staff_earn: false,
         },
         at,
     });

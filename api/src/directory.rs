@@ -9,7 +9,7 @@ use domain::community::Community;
 use domain::values::{CentreId, DepartmentId, GridId, PersonId, Role};
 use store::CommunityId;
 
-use crate::auth::Claims;
+use crate::auth::{Claims, Viewer};
 use crate::commands::{Commands, Loaded, COMMUNITY_STREAM};
 use crate::error::{ApiError, ApiResult};
 
@@ -105,6 +105,34 @@ pub fn staff_scope(community: &Community, claims: &Claims) -> ApiResult<Scope> {
                 department: member.department,
             })
         }
+    }
+}
+
+/// The caller as the server vouches for them: a staff member's token counts
+/// only while the community's staff record still says so, for every
+/// mutation, read and subscription alike, so a removed worker, clerk or
+/// department member is refused everywhere at once (not only where a
+/// resolver remembers to look).
+pub async fn vouched(directory: &Directory, commands: &Commands, viewer: Viewer) -> Viewer {
+    let Viewer::Member(claims) = &viewer else {
+        return viewer;
+    };
+    if matches!(claims.role, Role::Admin | Role::Auditor | Role::Citizen) {
+        return viewer;
+    }
+    let checked = match directory
+        .community(commands, CommunityId::new(claims.community))
+        .await
+    {
+        Ok(community) => staff_scope(&community, claims).map(drop),
+        Err(error) if error.code == "NOT_FOUND" => Err(ApiError::forbidden(
+            "not on this community's staff in this role",
+        )),
+        Err(error) => Err(error),
+    };
+    match checked {
+        Ok(()) => viewer,
+        Err(error) => Viewer::Refused(error),
     }
 }
 

@@ -16,6 +16,7 @@ use store::EventStore;
 use crate::auth::Viewer;
 use crate::clients::TrustedProxies;
 use crate::commands::RequestMeta;
+use crate::directory::vouched;
 use crate::error::ApiError;
 use crate::graphql::{with_error_codes, ApiSchema, App};
 use crate::idempotency::ClientKey;
@@ -179,12 +180,15 @@ fn refused(status: actix_web::http::StatusCode, error: &ApiError) -> HttpRespons
     }]}))
 }
 
-fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
+/// The bearer of the request's token, as far as the server vouches for
+/// them (a removed staff member's token is refused).
+async fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
     let authorization = request
         .headers()
         .get("authorization")
         .map(|value| value.to_str().unwrap_or("?"));
-    Viewer::from_authorization(&state.app.tokens, authorization)
+    let viewer = Viewer::from_authorization(&state.app.tokens, authorization);
+    vouched(&state.app.directory, &state.app.commands, viewer).await
 }
 
 /// `POST /graphql`: one GraphQL request as JSON.
@@ -211,7 +215,9 @@ async fn graphql(
         Ok(meta) => meta,
         Err(error) => return refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
     };
-    let graphql_request = graphql_request.data(viewer(&state, &request)).data(meta);
+    let graphql_request = graphql_request
+        .data(viewer(&state, &request).await)
+        .data(meta);
     let response = with_error_codes(state.schema.execute(graphql_request).await);
     match refused_retry_after(&response) {
         Some(seconds) => HttpResponse::TooManyRequests()
@@ -255,7 +261,8 @@ async fn graphql_ws(
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let tokens = state.app.tokens.clone();
-    let from_header = viewer(&state, &request);
+    let app = state.app.clone();
+    let from_header = viewer(&state, &request).await;
     let meta = request_meta(&state, &request).map_err(|error| {
         actix_web::error::InternalError::from_response(
             error.message.clone(),
@@ -268,7 +275,10 @@ async fn graphql_ws(
                 .iter()
                 .find_map(|key| value.get(key).and_then(|v| v.as_str()).map(str::to_string));
             let viewer = match authorization {
-                Some(header) => Viewer::from_authorization(&tokens, Some(&header)),
+                Some(header) => {
+                    let viewer = Viewer::from_authorization(&tokens, Some(&header));
+                    vouched(&app.directory, &app.commands, viewer).await
+                }
                 None => from_header,
             };
             let mut data = async_graphql::Data::default();

@@ -133,12 +133,10 @@ pub fn parse_phone(phone: &str) -> ApiResult<String> {
 }
 
 fn parse_display_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > DISPLAY_NAME_CHARS_MAX || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(format!(
-            "display name: 1 to {DISPLAY_NAME_CHARS_MAX} printable characters"
-        )));
-    }
-    Ok(name.to_string())
+    Ok(domain::values::plain_text(
+        "display name",
+        name,
+        domain::values::Lines::One,
+        DISPLAY_NAME_CHARS_MAX,
+    )?)
 }

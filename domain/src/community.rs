@@ -84,6 +84,12 @@ pub struct PointsRules {
     pub expiry_days: Option<u32>,
     /// A redemption not completed within this many minutes is released.
     pub hold_minutes: u32,
+    /// Whether staff earn for their own work: reports and suggestions they
+    /// file acting in a staff role (a grid worker's patrol findings among
+    /// them). Off by default: staff earn nothing for their own work. Either
+    /// way, nobody earns for a report they accepted themselves.
+    #[serde(default)]
+    pub staff_earn: bool,
 }
 
 impl Default for PointsRules {
@@ -96,12 +102,28 @@ impl Default for PointsRules {
             daily_limit: None,
             expiry_days: None,
             hold_minutes: PointsRules::HOLD_MINUTES_DEFAULT,
+            staff_earn: false,
         }
     }
 }
 
 impl PointsRules {
     pub const HOLD_MINUTES_DEFAULT: u32 = 15;
+
+    /// Whether `earner` earns for a report or suggestion: not for one they
+    /// filed acting in a staff role (unless `staff_earn`), and never for a
+    /// report they accepted themselves.
+    pub fn earns(
+        &self,
+        earner: PersonId,
+        filed_as_staff: bool,
+        accepted_by: Option<PersonId>,
+    ) -> bool {
+        if accepted_by == Some(earner) {
+            return false;
+        }
+        self.staff_earn || !filed_as_staff
+    }
     const HOLD_MINUTES_MAX: u32 = 24 * 60;
     const EXPIRY_DAYS_MAX: u32 = 3_650;
 
@@ -749,15 +771,7 @@ impl Community {
 }
 
 fn parse_name(field: &str, name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > NAME_CHARS_MAX || name.chars().any(char::is_control) {
-        return Err(DomainError::validation(
-            field,
-            format!("1 to {NAME_CHARS_MAX} printable characters"),
-        ));
-    }
-    Ok(name.to_string())
+    crate::values::plain_text(field, name, crate::values::Lines::One, NAME_CHARS_MAX)
 }
 
 #[cfg(test)]

@@ -26,10 +26,14 @@ pub enum PatrolCommand {
         site_grid: GridId,
         at: Timestamp,
     },
+    /// `grid`: the grid the finding's site, or the report it opens, lies
+    /// in, looked up; a finding outside the worker's grids is refused, as a
+    /// check-in there is.
     RecordFinding {
         by: Actor,
         text: ContentHash,
         site: Option<SiteId>,
+        grid: Option<GridId>,
         report: Option<ReportId>,
         at: Timestamp,
     },
@@ -165,10 +169,16 @@ impl Patrol {
                 by,
                 text,
                 site,
+                grid,
                 report,
                 at,
             } => {
                 self.under_way(by, at)?;
+                if grid.is_some_and(|grid| !self.grids.contains(&grid)) {
+                    return Err(DomainError::Forbidden(
+                        "the finding lies outside the worker's grids".into(),
+                    ));
+                }
                 Ok(PatrolEvent::PatrolFindingRecorded {
                     text,
                     site,
@@ -344,6 +354,20 @@ mod tests {
                 by: worker(),
                 text: text.clone(),
                 site: Some(site()),
+                grid: Some(GridId(Uuid::from_u128(11))),
+                report,
+                at: at(12),
+            })
+            .then_expect_error(DomainError::Forbidden(
+                "the finding lies outside the worker's grids".into(),
+            ));
+        Given::with(())
+            .given(walked.clone())
+            .when(PatrolCommand::RecordFinding {
+                by: worker(),
+                text: text.clone(),
+                site: Some(site()),
+                grid: Some(grid()),
                 report,
                 at: at(12),
             })

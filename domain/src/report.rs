@@ -346,6 +346,8 @@ impl DomainEvent for ReportEvent {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub state: ReportState,
+    /// Who accepted the report (nobody earns for a report they accepted).
+    pub accepted_by: Option<PersonId>,
     pub submission: Option<Box<SubmitReport>>,
     pub assignee: Option<PersonId>,
     /// The department the report was escalated to, if it was.
@@ -374,7 +376,10 @@ impl Report {
                 self.state = ReportState::Submitted;
                 self.submission = Some(submission);
             }
-            ReportAccepted { .. } => self.state = ReportState::Accepted,
+            ReportAccepted { by, .. } => {
+                self.state = ReportState::Accepted;
+                self.accepted_by = Some(by.person);
+            }
             ReportRejected { .. } => self.state = ReportState::Rejected,
             ReportAssigned { worker, .. } => {
                 self.state = ReportState::Assigned;

@@ -222,28 +222,69 @@ impl<'de> Deserialize<'de> for ContentHash {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Text(String);
 
+/// One line (a name, a code typed by hand) or several (a report's text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lines {
+    One,
+    Many,
+}
+
+/// Characters that render as nothing: zero-width spaces and joiners, the
+/// word joiner, the byte-order mark, the soft hyphen, the Mongolian vowel
+/// separator.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}'
+    )
+}
+
+/// Bidirectional embeddings, overrides and isolates: they make a text
+/// display in another order than it is stored ("Trojan source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The one rule for text people type, names and texts alike: refused when
+/// it holds a control character (tab and newlines allowed in `Lines::Many`
+/// only), a bidirectional override, or renders as nothing (only spaces and
+/// invisible characters); otherwise trimmed of surrounding white space and
+/// invisible characters, and at most `chars_max` characters.
+pub fn plain_text(
+    field: &str,
+    text: &str,
+    lines: Lines,
+    chars_max: usize,
+) -> Result<String, DomainError> {
+    let allowed_control = |c: char| lines == Lines::Many && matches!(c, '\n' | '\r' | '\t');
+    if text.chars().any(|c| c.is_control() && !allowed_control(c)) {
+        return Err(DomainError::validation(
+            field,
+            "control characters are not allowed",
+        ));
+    }
+    if text.chars().any(is_bidi_control) {
+        return Err(DomainError::validation(
+            field,
+            "bidirectional override characters are not allowed",
+        ));
+    }
+    let trimmed = text.trim_matches(|c: char| c.is_whitespace() || is_invisible(c));
+    let chars = trimmed.chars().count();
+    if chars == 0 || chars > chars_max {
+        return Err(DomainError::validation(
+            field,
+            format!("1 to {chars_max} visible characters"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
 impl Text {
     pub const CHARS_MAX: usize = 2_000;
 
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let trimmed = text.trim();
-        let chars = trimmed.chars().count();
-        if chars == 0 || chars > Self::CHARS_MAX {
-            return Err(DomainError::validation(
-                "text",
-                format!("1 to {} characters", Self::CHARS_MAX),
-            ));
-        }
-        if trimmed
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(DomainError::validation(
-                "text",
-                "control characters are not allowed",
-            ));
-        }
-        Ok(Text(trimmed.to_string()))
+        plain_text("text", text, Lines::Many, Self::CHARS_MAX).map(Text)
     }
     pub fn as_str(&self) -> &str {
         &self.0

@@ -188,6 +188,8 @@ impl Projection for ReportsProjection {
                     position: event.position,
                     event_type: event.event_type.clone(),
                     state: row.state.clone(),
+                    hidden: row.hidden,
+                    reporter: row.reporter_id,
                 });
             }
             timeline.push(TimelineRow::of(event, report, &report_event)?);

@@ -29,6 +29,10 @@ pub struct Change {
     pub position: i64,
     pub event_type: String,
     pub state: String,
+    /// Whether the report is hidden after this change: only staff and its
+    /// reporter may hear of it.
+    pub hidden: bool,
+    pub reporter: Option<Uuid>,
 }
 
 #[derive(Clone, Debug)]

@@ -454,12 +454,8 @@ impl ErasureMutation {
         reason: String,
     ) -> ApiResult<ErasurePayload> {
         let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(crate::error::ApiError::validation(
-                "reason: 1 to 500 characters",
-            ));
-        }
+        let reason =
+            &domain::values::plain_text("reason", &reason, domain::values::Lines::Many, 500)?;
         let erased = crate::audit::erasure::erase_resident(
             app(ctx).commands.store(),
             CommunityId::new(community_id),

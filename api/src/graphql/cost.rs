@@ -214,17 +214,84 @@ impl Extension for QueryCostExtension {
             Some(Viewer::Member(_)) => &MEMBER_BOUNDS,
             _ => &ANONYMOUS_BOUNDS,
         };
-        match check(&document, query.len(), bounds) {
-            Ok(_) => Ok(document),
-            Err(refusal) => {
-                let mut error = ServerError::new(refusal.message, None);
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", "QUERY_TOO_COMPLEX");
-                Err(error)
+        let refusal = match check(&document, query.len(), bounds) {
+            Ok(_) => match control_character(&document, variables) {
+                None => return Ok(document),
+                Some(message) => (message, "VALIDATION"),
+            },
+            Err(refusal) => (refusal.message, "QUERY_TOO_COMPLEX"),
+        };
+        let mut error = ServerError::new(refusal.0, None);
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", refusal.1);
+        Err(error)
+    }
+}
+
+/// Whether `c` may travel in a string at all: control characters other
+/// than tab and line breaks are refused in every argument and variable
+/// (texts, names, filters, keys), before any reaches a rule or PostgreSQL
+/// (which cannot store NUL), so each is `VALIDATION`, never `INTERNAL`.
+fn forbidden_in_strings(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
+}
+
+/// The first string of the request (a variable or an argument written in
+/// the query) holding a forbidden control character, said as a refusal.
+fn control_character(document: &ExecutableDocument, variables: &Variables) -> Option<String> {
+    let refusal = |where_: &str| Some(format!("{where_}: control characters are not allowed"));
+    for (name, value) in variables.iter() {
+        if value_has_control(value) {
+            return refusal(&format!("${name}"));
+        }
+    }
+    let mut sets: Vec<&SelectionSet> = document
+        .operations
+        .iter()
+        .map(|(_, operation)| &operation.node.selection_set.node)
+        .chain(
+            document
+                .fragments
+                .values()
+                .map(|fragment| &fragment.node.selection_set.node),
+        )
+        .collect();
+    while let Some(set) = sets.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    for (name, value) in &field.node.arguments {
+                        // Variables inside are checked with the variables.
+                        let literal = value
+                            .node
+                            .clone()
+                            .into_const_with(|_| Ok::<_, ()>(async_graphql::Value::Null))
+                            .unwrap_or_default();
+                        if value_has_control(&literal) {
+                            return refusal(name.node.as_str());
+                        }
+                    }
+                    sets.push(&field.node.selection_set.node);
+                }
+                Selection::InlineFragment(inline) => sets.push(&inline.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
             }
         }
+    }
+    None
+}
+
+fn value_has_control(value: &async_graphql::Value) -> bool {
+    use async_graphql::Value;
+    match value {
+        Value::String(text) => text.chars().any(forbidden_in_strings),
+        Value::List(items) => items.iter().any(value_has_control),
+        Value::Object(fields) => fields.iter().any(|(name, field)| {
+            name.as_str().chars().any(forbidden_in_strings) || value_has_control(field)
+        }),
+        _ => false,
     }
 }
 

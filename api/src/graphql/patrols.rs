@@ -145,15 +145,15 @@ impl PatrolMutation {
             .directory
             .community(&app.commands, community_key)
             .await?;
-        let site = match &site_code {
+        let (site, site_grid) = match &site_code {
             Some(code) => {
                 let code = SiteCode::parse(code)?;
-                let (site, _) = community.site_by_code(&code).ok_or_else(|| {
+                let (site, details) = community.site_by_code(&code).ok_or_else(|| {
                     ApiError::not_found(format!("no active site with code {code}"))
                 })?;
-                Some(site)
+                (Some(site), Some(details.grid))
             }
-            None => None,
+            None => (None, None),
         };
         let finding = content::prepare_text(&text, retry_seed(ctx, "text"))?;
         let at = app.commands.clock().now();
@@ -178,10 +178,12 @@ impl PatrolMutation {
             None => None,
         };
         let report_id = opened.as_ref().map(|(submit, _)| submit.report);
+        let grid = site_grid.or(opened.as_ref().map(|(submit, _)| submit.grid));
         let command = PatrolCommand::RecordFinding {
             by: actor,
             text: finding.hash.clone(),
             site,
+            grid,
             report: report_id,
             at,
         };

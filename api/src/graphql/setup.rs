@@ -71,6 +71,12 @@ pub struct PointsRulesInput {
     /// Minutes a redemption holds points and stock before it is released.
     #[graphql(default = 15)]
     pub hold_minutes: u32,
+    /// Whether staff earn for reports and suggestions they file acting in a
+    /// staff role (patrol findings among them). Default false: staff earn
+    /// nothing for their own work. Nobody ever earns for a report they
+    /// accepted themselves.
+    #[graphql(default = false)]
+    pub staff_earn: bool,
 }
 
 /// Runs a set-up command as the community's admin; returns the position.
@@ -116,10 +122,7 @@ impl SetupMutation {
     ) -> ApiResult<Written> {
         viewer(ctx).with_role(community_id, &[Role::Admin])?;
         let store = app(ctx).commands.store();
-        let trimmed = name.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 100 {
-            return Err(ApiError::validation("name: 1 to 100 characters"));
-        }
+        let trimmed = &domain::values::plain_text("name", &name, domain::values::Lines::One, 100)?;
         match store
             .create_community(CommunityId::new(community_id), trimmed)
             .await
@@ -263,6 +266,7 @@ impl SetupMutation {
                 .transpose()?,
             expiry_days: rules.expiry_days,
             hold_minutes: rules.hold_minutes,
+            staff_earn: rules.staff_earn,
         };
         let position = run(ctx, community_id, |by, at| {
             CommunityCommand::SetPointsRules {

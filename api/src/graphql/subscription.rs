@@ -6,6 +6,7 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
+use super::types::sees_reporter;
 use super::types::ReportState;
 use super::{app, viewer};
 use crate::error::ApiError;
@@ -34,13 +35,16 @@ impl Subscription {
         community_id: Uuid,
         grid_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = ReportChange>, ApiError> {
-        viewer(ctx).member_of(community_id)?;
+        let claims = viewer(ctx).member_of(community_id)?.clone();
         let app = app(ctx);
         let changes = BroadcastStream::new(app.runner.subscribe_changes());
         Ok(changes.filter_map(move |change| {
             let change = change.ok().filter(|change| {
                 change.community.as_uuid() == community_id
                     && grid_id.is_none_or(|grid| change.grid == grid || change.level1_grid == grid)
+                    // The same rule as the report lists: a hidden report
+                    // only to staff and to its reporter.
+                    && (!change.hidden || sees_reporter(Some(&claims), change.reporter))
             });
             async move {
                 change.map(|change| ReportChange {

@@ -108,6 +108,19 @@ impl EarningProcess {
             return Ok(());
         };
         let setup = self.desk.community(community).await?;
+        let submitted = self
+            .desk
+            .commands()
+            .store()
+            .read_stream(community, &report_stream(report_id.0), 1, 1)
+            .await?;
+        let filed_as_staff = submitted.first().is_some_and(filed_as_staff);
+        if !setup
+            .points_rules
+            .earns(resident, filed_as_staff, report.accepted_by)
+        {
+            return Ok(());
+        }
         let accepted_points = setup
             .categories
             .get(&submission.category)
@@ -179,6 +192,10 @@ impl EarningProcess {
             return Ok(());
         };
         let setup = self.desk.community(community).await?;
+        let as_staff = first.first().is_some_and(filed_as_staff);
+        if !setup.points_rules.earns(resident, as_staff, None) {
+            return Ok(());
+        }
         let rules = &setup.points_rules;
         let amount = if partly {
             rules.suggestion_partly_adopted
@@ -271,6 +288,15 @@ struct Earn {
     amount: Decimal,
     grid: Option<GridId>,
     at: Timestamp,
+}
+
+/// Whether the event that filed a report or suggestion was appended by
+/// someone acting in a staff role (its metadata says who acted, and how).
+fn filed_as_staff(submitted: &RecordedEvent) -> bool {
+    submitted
+        .metadata
+        .get("actor_role")
+        .is_some_and(|role| role != "citizen")
 }
 
 /// States a report reaches only after it was accepted.

@@ -317,14 +317,8 @@ impl Gift {
                 "only the community's admin offers gifts".into(),
             ));
         }
-        let name = name.trim().to_string();
-        let chars = name.chars().count();
-        if chars == 0 || chars > NAME_CHARS_MAX || name.chars().any(char::is_control) {
-            return Err(DomainError::validation(
-                "name",
-                format!("1 to {NAME_CHARS_MAX} printable characters"),
-            ));
-        }
+        let name =
+            crate::values::plain_text("name", &name, crate::values::Lines::One, NAME_CHARS_MAX)?;
         if stock > STOCK_MAX {
             return Err(DomainError::validation(
                 "stock",
