@@ -89,8 +89,8 @@ async fn a_report_from_a_site_code_is_worked_and_confirmed() {
             .await;
         let ledger = &data["gridLedgers"][0];
         assert_eq!(
-            ledger["open"], 1,
-            "confirmed but not closed is still open: {ledger}"
+            ledger["open"], 0,
+            "confirmed waits for no work, so it is not open: {ledger}"
         );
         assert_eq!(ledger["resolvedThisMonth"], 1, "{ledger}");
         assert_eq!(ledger["medianFirstResponseSeconds"], 3600, "{ledger}");

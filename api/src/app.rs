@@ -126,18 +126,20 @@ impl Application {
             tasks.extend(runner.spawn(following, shutdown_rx.clone()));
         }
         if let Some(interval) = settings.deadline_interval {
-            let watcher = DeadlineWatcher::new(commands.clone());
+            let watcher =
+                DeadlineWatcher::new(commands.clone()).with_stalls(runner.stalls().clone());
             tasks.push(watcher.spawn(interval, shutdown_rx.clone()));
         }
         if let Some(interval) = settings.points_sweep_interval {
-            let sweeper = PointsSweeper::new(points.clone());
+            let sweeper = PointsSweeper::new(points.clone()).with_stalls(runner.stalls().clone());
             tasks.push(sweeper.spawn(interval, shutdown_rx.clone()));
         }
         let sealer = Sealer::new(
             store.clone(),
             &settings.secrets.seal_key,
             settings.seal_policy,
-        );
+        )
+        .with_stalls(runner.stalls().clone());
         if let Some(interval) = settings.seal_interval {
             tasks.push(sealer.clone().spawn(interval, shutdown_rx));
         }

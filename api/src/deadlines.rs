@@ -11,18 +11,32 @@ use tokio::task::JoinHandle;
 
 use crate::commands::{report_stream, Commands, RequestMeta};
 use crate::error::ApiResult;
+use projections::stalls::Stalls;
 
 /// Missed deadlines handled per community per tick; the rest wait a tick.
 const PER_TICK_MAX: i64 = 500;
+/// The first pause before a community it is stuck in is tried again.
+const STUCK_DELAY: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct DeadlineWatcher {
     commands: Commands,
+    stalls: Stalls,
 }
+
+pub const PROCESS: &str = "deadline-watcher";
 
 impl DeadlineWatcher {
     pub fn new(commands: Commands) -> Self {
-        DeadlineWatcher { commands }
+        DeadlineWatcher {
+            commands,
+            stalls: Stalls::default(),
+        }
+    }
+
+    /// Notes where it is stuck in `stalls` (the server shares one).
+    pub fn with_stalls(self, stalls: Stalls) -> Self {
+        DeadlineWatcher { stalls, ..self }
     }
 
     /// Records every deadline missed by now; returns how many it recorded.
@@ -34,18 +48,40 @@ impl DeadlineWatcher {
             client: Some("deadline-watcher".to_string()),
             ..RequestMeta::default()
         };
-        let mut recorded = 0;
-        for community in store.communities().await? {
-            let due = projections::reports::missed_deadlines(
-                store.pool(),
-                community,
-                now.micros(),
-                PER_TICK_MAX,
+        let meta = &meta;
+        let recorded = self
+            .stalls
+            .each_community(
+                PROCESS,
+                store.communities().await?,
+                STUCK_DELAY,
+                |community| async move {
+                    self.tick_community(community, now, meta)
+                        .await
+                        .map_err(|error| error.describe())
+                },
             )
-            .await?;
-            for (report, kind) in due {
-                recorded += usize::from(self.record(community, report, kind, &meta).await?);
-            }
+            .await;
+        Ok(recorded.into_iter().sum())
+    }
+
+    async fn tick_community(
+        &self,
+        community: CommunityId,
+        now: domain::values::Timestamp,
+        meta: &RequestMeta,
+    ) -> ApiResult<usize> {
+        let store = self.commands.store();
+        let due = projections::reports::missed_deadlines(
+            store.pool(),
+            community,
+            now.micros(),
+            PER_TICK_MAX,
+        )
+        .await?;
+        let mut recorded = 0;
+        for (report, kind) in due {
+            recorded += usize::from(self.record(community, report, kind, meta).await?);
         }
         Ok(recorded)
     }

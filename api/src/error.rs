@@ -44,6 +44,11 @@ impl ApiError {
             ..ApiError::new("RATE_LIMITED", message)
         }
     }
+    /// Code and message, for logs and stall reports.
+    pub fn describe(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+
     pub fn internal(error: impl std::fmt::Display) -> Self {
         // The detail goes to the log, not to the client.
         tracing::error!(%error, "internal error");

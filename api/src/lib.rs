@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod clients;
 pub mod clock;

@@ -90,6 +90,32 @@ fn histogram(
 
 /// Appends each live projection's lag (head position minus checkpoint, the
 /// largest over communities).
+/// Where each background process is stuck, per community: the position it
+/// cannot get past (0 when its failure is not about one event) and how many
+/// tries failed in a row.
+pub fn render_stalls(out: &mut String, stalls: &[projections::stalls::Stall]) {
+    out.push_str("# HELP civic_ledger_process_stuck_position The position a background process cannot get past in a community; 0 when the failure is not about one event.\n");
+    out.push_str("# TYPE civic_ledger_process_stuck_position gauge\n");
+    for stall in stalls {
+        let _ = writeln!(
+            out,
+            "civic_ledger_process_stuck_position{{process=\"{}\",community=\"{}\"}} {}",
+            stall.process,
+            stall.community,
+            stall.position.unwrap_or(0)
+        );
+    }
+    out.push_str("# HELP civic_ledger_process_stuck_failures Failed tries in a row of a background process in a community.\n");
+    out.push_str("# TYPE civic_ledger_process_stuck_failures gauge\n");
+    for stall in stalls {
+        let _ = writeln!(
+            out,
+            "civic_ledger_process_stuck_failures{{process=\"{}\",community=\"{}\"}} {}",
+            stall.process, stall.community, stall.failures
+        );
+    }
+}
+
 pub fn render_lag(out: &mut String, lags: &[(String, i64)]) {
     out.push_str(
         "# HELP civic_ledger_projection_lag_events Events a projection is behind the log.\n",

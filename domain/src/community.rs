@@ -222,6 +222,13 @@ pub enum CommunityCommand {
         person: PersonId,
         at: Timestamp,
     },
+    /// Corrects the community's time zone (an IANA name, looked up by the
+    /// caller in the zone database the server ships).
+    SetTimeZone {
+        by: Actor,
+        time_zone: String,
+        at: Timestamp,
+    },
     /// A fixed day of the month for patrols (1 to 28), or none.
     SetPatrolDay {
         by: Actor,
@@ -300,6 +307,13 @@ pub enum CommunityEvent {
         day: Option<u8>,
         at: Timestamp,
     },
+    /// From now on the community's calendar (months, days, weeks of the
+    /// read models) is in this zone.
+    TimeZoneSet {
+        by: Actor,
+        time_zone: String,
+        at: Timestamp,
+    },
     DuplicateWindowSet {
         by: Actor,
         hours: u32,
@@ -330,6 +344,7 @@ impl DomainEvent for CommunityEvent {
             CommunityEvent::StaffAssigned { .. } => "StaffAssigned",
             CommunityEvent::StaffRemoved { .. } => "StaffRemoved",
             CommunityEvent::PatrolDaySet { .. } => "PatrolDaySet",
+            CommunityEvent::TimeZoneSet { .. } => "TimeZoneSet",
             CommunityEvent::DuplicateWindowSet { .. } => "DuplicateWindowSet",
             CommunityEvent::CentreAdded { .. } => "CentreAdded",
             CommunityEvent::PointsRulesSet { .. } => "PointsRulesSet",
@@ -403,6 +418,7 @@ impl Community {
                 self.staff.remove(&person);
             }
             PatrolDaySet { day, .. } => self.patrol_day = day,
+            TimeZoneSet { time_zone, .. } => self.time_zone = time_zone,
             DuplicateWindowSet { hours, .. } => self.duplicate_window_hours = hours,
             CentreAdded { centre, name, .. } => {
                 self.centres.insert(centre, name);
@@ -465,6 +481,7 @@ impl Community {
             | AssignStaff { by, .. }
             | RemoveStaff { by, .. }
             | SetPatrolDay { by, .. }
+            | SetTimeZone { by, .. }
             | SetDuplicateWindow { by, .. }
             | AddCentre { by, .. }
             | SetPointsRules { by, .. } => *by,
@@ -533,6 +550,10 @@ impl Community {
                 }
                 Ok(CommunityEvent::StaffRemoved { by, person, at })
             }
+            SetTimeZone { by, time_zone, at } => {
+                let time_zone = plausible_time_zone(Some(time_zone))?;
+                Ok(CommunityEvent::TimeZoneSet { by, time_zone, at })
+            }
             SetPatrolDay { by, day, at } => {
                 if day.is_some_and(|d| !(1..=28).contains(&d)) {
                     return Err(DomainError::validation(
@@ -591,20 +612,7 @@ impl Community {
             ));
         }
         let name = parse_name("name", &name)?;
-        let time_zone = time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
-        let (area, city) = time_zone.split_once('/').unwrap_or_default();
-        let plausible = |part: &str| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-+/".contains(&b))
-        };
-        if !plausible(area) || !plausible(city) || time_zone.len() > 64 {
-            return Err(DomainError::validation(
-                "time_zone",
-                "an IANA name such as Asia/Shanghai",
-            ));
-        }
+        let time_zone = plausible_time_zone(time_zone)?;
         Ok(CommunityEvent::CommunityRegistered {
             by,
             name,
@@ -697,11 +705,12 @@ impl Community {
                 return Err(DomainError::NotFound(format!("department {department}")));
             }
         }
-        let points = category.accepted_report_points;
-        if points.is_sign_negative() || points.scale() > 2 {
+        // The same bounds as every rule amount, so that what a rule
+        // promises can be granted.
+        if !rule_amount_ok(category.accepted_report_points) {
             return Err(DomainError::validation(
                 "points",
-                "not negative, at most two decimals",
+                "0 to a billion, at most two decimals",
             ));
         }
         Ok(CommunityEvent::CategoryDefined {
@@ -768,6 +777,26 @@ impl Community {
             at,
         })
     }
+}
+
+/// A zone name of the IANA shape (`Area/Location`); that it is a zone the
+/// server knows is looked up before the command.
+fn plausible_time_zone(time_zone: Option<String>) -> Result<String, DomainError> {
+    let time_zone = time_zone.unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
+    let (area, city) = time_zone.split_once('/').unwrap_or_default();
+    let plausible = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-+/".contains(&b))
+    };
+    if !plausible(area) || !plausible(city) || time_zone.len() > 64 {
+        return Err(DomainError::validation(
+            "time_zone",
+            "an IANA name such as Asia/Shanghai",
+        ));
+    }
+    Ok(time_zone)
 }
 
 fn parse_name(field: &str, name: &str) -> Result<String, DomainError> {

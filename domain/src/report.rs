@@ -32,12 +32,36 @@ pub enum ReportState {
 }
 
 impl ReportState {
-    /// Open reports can still be worked on, commented on and supported.
+    /// The states of an open report: waiting for the community to solve
+    /// it. A resolved report waits for its reporter's confirmation, not for
+    /// work, and is not open; reopened, it is open again (in progress).
+    pub const OPEN: [ReportState; 5] = [
+        ReportState::Submitted,
+        ReportState::Accepted,
+        ReportState::Assigned,
+        ReportState::Escalated,
+        ReportState::InProgress,
+    ];
+
+    /// Open: see [`ReportState::OPEN`]. Every figure that counts open
+    /// reports, and the duplicate check, use this.
     pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
+    }
+
+    /// Active reports can still be commented on, supported and merged
+    /// into: open, resolved or confirmed (not yet rejected, closed or
+    /// merged).
+    pub fn is_active(self) -> bool {
         !matches!(
             self,
             ReportState::New | ReportState::Rejected | ReportState::Closed | ReportState::Merged
         )
+    }
+
+    /// The state's name as the log and the read models write it.
+    pub fn serialized(self) -> String {
+        self.name()
     }
 
     fn name(self) -> String {
@@ -708,7 +732,7 @@ impl Report {
     }
 
     fn expect_open(&self, action: &str) -> Result<(), DomainError> {
-        if self.state.is_open() {
+        if self.state.is_active() {
             Ok(())
         } else {
             Err(self.illegal(action))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use domain::community::CommunityEvent;
+use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
 use store::RecordedEvent;
 use uuid::Uuid;
 
@@ -83,6 +83,35 @@ impl Grids {
     }
 }
 
+/// The zone the read models keep for a community: the one its events name
+/// when PostgreSQL (whose calendar the read models compute in) knows it, or
+/// else the default zone. The server refuses unknown zones, but an older
+/// history may hold one, and it must not stop the folds of that community:
+/// it reads as the default until an admin corrects it (`TimeZoneSet`).
+async fn readable_time_zone(
+    transaction: &Transaction<'_>,
+    event: &RecordedEvent,
+    time_zone: &str,
+) -> Result<String, ProjectionError> {
+    let statement = transaction
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+        .await?;
+    let known: bool = transaction
+        .query_one(&statement, &[&time_zone])
+        .await?
+        .get(0);
+    if known {
+        return Ok(time_zone.to_string());
+    }
+    tracing::warn!(
+        community = %event.community_id,
+        position = event.position,
+        time_zone,
+        "unknown time zone in the log; the read models use {DEFAULT_TIME_ZONE} until it is corrected"
+    );
+    Ok(DEFAULT_TIME_ZONE.to_string())
+}
+
 /// Folds a community set-up event; other events are left alone.
 pub(crate) async fn apply(
     transaction: &Transaction<'_>,
@@ -97,6 +126,7 @@ pub(crate) async fn apply(
         CommunityEvent::CommunityRegistered {
             name, time_zone, ..
         } => {
+            let time_zone = readable_time_zone(transaction, event, &time_zone).await?;
             let sql = format!(
                 "INSERT INTO {schema}.communities (community_id, name, time_zone) \
                  VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
@@ -117,6 +147,15 @@ pub(crate) async fn apply(
             let parent = parent.map(|p| p.0);
             transaction
                 .execute(&statement, &[&community, &grid.0, &parent, &name])
+                .await?;
+        }
+        CommunityEvent::TimeZoneSet { time_zone, .. } => {
+            let time_zone = readable_time_zone(transaction, event, &time_zone).await?;
+            let sql =
+                format!("UPDATE {schema}.communities SET time_zone = $2 WHERE community_id = $1");
+            let statement = transaction.prepare_cached(&sql).await?;
+            transaction
+                .execute(&statement, &[&community, &time_zone])
                 .await?;
         }
         CommunityEvent::PatrolDaySet { day, .. } => {

@@ -36,6 +36,24 @@ pub async fn ensure_live(pool: &Pool, projection: &dyn Projection) -> Result<i32
 }
 
 /// The live generation, if there is one.
+/// Whether `projection`'s live generation was folded by an older fold than
+/// the code's, with no generation of the current fold being built: then it
+/// is to be rebuilt.
+pub async fn is_stale(pool: &Pool, projection: &dyn Projection) -> Result<bool, ProjectionError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT \
+               coalesce((SELECT fold_version FROM projection_generations \
+                         WHERE projection = $1 AND state = 'live'), $2) < $2 \
+               AND NOT EXISTS (SELECT 1 FROM projection_generations WHERE projection = $1 \
+                         AND state = 'building' AND fold_version >= $2)",
+            &[&projection.name(), &projection.fold_version()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 pub async fn live(pool: &Pool, projection: &str) -> Result<Option<i32>, ProjectionError> {
     let client = pool.get().await?;
     live_in(&client, projection).await
@@ -118,9 +136,14 @@ async fn create(
     };
     client
         .execute(
-            "INSERT INTO projection_generations (projection, generation, state) \
-             VALUES ($1, $2, $3)",
-            &[&projection.name(), &generation, &state],
+            "INSERT INTO projection_generations (projection, generation, state, fold_version) \
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &projection.name(),
+                &generation,
+                &state,
+                &projection.fold_version(),
+            ],
         )
         .await?;
     let (mut tables, indexes) = ddl(projection, &schema);

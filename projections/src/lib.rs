@@ -18,6 +18,7 @@ pub mod progress;
 pub mod reports;
 pub mod runner;
 mod sql;
+pub mod stalls;
 pub mod suggestions;
 
 use std::sync::Arc;
@@ -38,6 +39,14 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Creates the projection's tables in the schema named `{schema}`.
     fn tables_sql(&self) -> String;
+
+    /// The version of the fold: raised whenever a change to the fold
+    /// changes what it stores for the same events (a corrected figure). A
+    /// runner that finds the live generation folded by an older version
+    /// rebuilds it into a new generation while the old one serves.
+    fn fold_version(&self) -> i32 {
+        1
+    }
 
     /// Folds a batch of one community's events (in position order) into the
     /// tables in `schema`, inside the transaction that also moves the

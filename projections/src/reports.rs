@@ -116,6 +116,11 @@ impl Projection for ReportsProjection {
         NAME
     }
 
+    /// 2: statistics count a report resolved again after a reopen once.
+    fn fold_version(&self) -> i32 {
+        2
+    }
+
     fn tables_sql(&self) -> String {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }
@@ -471,7 +476,9 @@ fn fold(
         ReportResolved { .. } => {
             row.set_state("resolved");
             row.resolved_at = Some(at);
-            Some(Counter::Resolved)
+            // Resolved counts reports, not resolutions: a report resolved
+            // again after a reopen was counted the first time.
+            (row.reopen_count == 0).then_some(Counter::Resolved)
         }
         ReportConfirmed { .. } => {
             row.set_state("confirmed");

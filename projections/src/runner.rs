@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::ProjectionError;
 use crate::generation::{self, schema_name};
 use crate::progress::Progress;
+use crate::stalls::Stalls;
 use crate::Projection;
 
 /// A report changed: told to live subscribers after the change committed,
@@ -83,6 +84,7 @@ pub struct ProjectionRunner {
     config: RunnerConfig,
     progress: Progress,
     changes: broadcast::Sender<Change>,
+    stalls: Stalls,
 }
 
 impl ProjectionRunner {
@@ -92,7 +94,13 @@ impl ProjectionRunner {
             config,
             progress: Progress::default(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
+            stalls: Stalls::default(),
         }
+    }
+
+    /// Where the live projections are stuck, per community.
+    pub fn stalls(&self) -> &Stalls {
+        &self.stalls
     }
 
     pub fn progress(&self) -> &Progress {
@@ -124,6 +132,7 @@ impl ProjectionRunner {
     }
 
     async fn follow(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
+        self.rebuild_if_stale(&projection).await;
         let mut followed: Option<Generation> = None;
         while !*shutdown.borrow() {
             let mut log = self.store.watch_log();
@@ -146,6 +155,32 @@ impl ProjectionRunner {
                     _ = tokio::time::sleep(self.config.idle_recheck) => {}
                     _ = shutdown.changed() => {}
                 }
+            }
+        }
+    }
+
+    /// Starts a rebuild, beside the following, when the live generation was
+    /// folded by an older fold; the following switches to the new
+    /// generation once it is promoted.
+    async fn rebuild_if_stale(&self, projection: &Arc<dyn Projection>) {
+        match generation::is_stale(self.pool(), &**projection).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    fold_version = projection.fold_version(),
+                    "the live generation was folded by an older fold; rebuilding it"
+                );
+                let runner = self.clone();
+                let projection = projection.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = runner.rebuild(&*projection).await {
+                        tracing::error!(projection = projection.name(), %error, "the rebuild failed; the next start tries again");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::error!(projection = projection.name(), %error, "could not read the live generation's fold version")
             }
         }
     }
@@ -317,7 +352,39 @@ impl ProjectionRunner {
     ) -> Result<bool, ProjectionError> {
         let mut progressed = false;
         for community in self.store.communities().await? {
-            progressed |= self.step(projection, generation, community, live).await?;
+            if !live {
+                // A rebuild or a replay must fail loudly, not skip.
+                progressed |= self.step(projection, generation, community, live).await?;
+                continue;
+            }
+            // Live, one community's failure holds up that community alone.
+            let name = projection.name();
+            if !self.stalls.due(name, community) {
+                continue;
+            }
+            match self.step(projection, generation, community, live).await {
+                Ok(stepped) => {
+                    self.stalls.cleared(name, community);
+                    progressed |= stepped;
+                }
+                Err(error) => {
+                    let position = match &error {
+                        ProjectionError::Process { position, .. }
+                        | ProjectionError::Undecodable { position, .. }
+                        | ProjectionError::Interrupted(position) => Some(*position),
+                        _ => generation.checkpoints.get(&community).map(|c| c + 1),
+                    };
+                    // Its checkpoint is read again on the next try.
+                    generation.checkpoints.remove(&community);
+                    self.stalls.failed(
+                        name,
+                        community,
+                        position,
+                        &error.to_string(),
+                        self.config.retry_delay,
+                    );
+                }
+            }
         }
         Ok(progressed)
     }

@@ -154,6 +154,30 @@ impl EventStore {
         Ok(())
     }
 
+    /// Removes a community that holds no event (a registration refused
+    /// after its row was made), so a refusal leaves nothing behind. A
+    /// community with any event is left as it is.
+    pub async fn forget_empty_community(&self, id: CommunityId) -> Result<(), StoreError> {
+        let mut client = self.inner.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let removed = transaction
+            .execute(
+                "DELETE FROM community_heads WHERE community_id = $1 AND last_position = 0",
+                &[&id.as_uuid()],
+            )
+            .await?;
+        if removed == 1 {
+            transaction
+                .execute(
+                    "DELETE FROM communities WHERE community_id = $1",
+                    &[&id.as_uuid()],
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     /// Appends atomically to one or several streams of one community. Waits
     /// for the community's writer to commit the batch this append joins.
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {

@@ -11,6 +11,8 @@ use store::{CommunityId, EventStore, Seal, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use projections::stalls::Stalls;
+
 /// When to seal a community again.
 #[derive(Clone, Copy, Debug)]
 pub struct SealPolicy {
@@ -32,7 +34,12 @@ pub struct Sealer {
     store: EventStore,
     key: SigningKey,
     policy: SealPolicy,
+    stalls: Stalls,
 }
+
+pub const PROCESS: &str = "sealer";
+/// The first pause before a community it is stuck in is tried again.
+const STUCK_DELAY: Duration = Duration::from_secs(60);
 
 /// The signing key a secret seeds.
 pub fn signing_key(secret: &[u8]) -> SigningKey {
@@ -45,7 +52,13 @@ impl Sealer {
             store,
             key: signing_key(secret),
             policy,
+            stalls: Stalls::default(),
         }
+    }
+
+    /// Notes where it is stuck in `stalls` (the server shares one).
+    pub fn with_stalls(self, stalls: Stalls) -> Self {
+        Sealer { stalls, ..self }
     }
 
     pub fn public_key(&self) -> [u8; 32] {
@@ -55,11 +68,24 @@ impl Sealer {
     /// Seals every community whose head moved far enough or long enough
     /// ago; returns how many it sealed.
     pub async fn tick(&self) -> Result<usize, StoreError> {
-        let mut sealed = 0;
-        for community in self.store.communities().await? {
+        let sealed = self
+            .stalls
+            .each_community(
+                PROCESS,
+                self.store.communities().await?,
+                STUCK_DELAY,
+                |community| self.tick_community(community),
+            )
+            .await;
+        Ok(sealed.into_iter().filter(|sealed| *sealed).count())
+    }
+
+    /// Seals one community if it is due; true when it sealed.
+    async fn tick_community(&self, community: CommunityId) -> Result<bool, StoreError> {
+        {
             let head = self.store.head(community).await?;
             if head.position == 0 {
-                continue;
+                return Ok(false);
             }
             let due = match self.store.latest_seal(community).await? {
                 None => true,
@@ -72,10 +98,9 @@ impl Sealer {
             };
             if due {
                 self.seal(community, head.position, head.hash).await?;
-                sealed += 1;
             }
+            Ok(due)
         }
-        Ok(sealed)
     }
 
     pub async fn seal(

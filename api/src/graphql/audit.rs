@@ -302,9 +302,9 @@ impl AuditTrailQuery {
         .await?;
         Ok(WalletAsOf {
             position,
-            balance: wallet.balance.to_string(),
-            held: wallet.held.to_string(),
-            available: wallet.available().to_string(),
+            balance: super::amount(wallet.balance),
+            held: super::amount(wallet.held),
+            available: super::amount(wallet.available()),
         })
     }
 
@@ -365,12 +365,12 @@ impl AuditTrailQuery {
         let balances = ledger.balances();
         Ok(TrialBalanceAsOf {
             position,
-            total: balances.values().sum::<rust_decimal::Decimal>().to_string(),
+            total: super::amount(balances.values().sum::<rust_decimal::Decimal>()),
             accounts: balances
                 .iter()
                 .map(|(account, balance)| AccountLine {
                     account: projections::points::account_name(*account),
-                    balance: balance.to_string(),
+                    balance: super::amount(*balance),
                 })
                 .collect(),
         })

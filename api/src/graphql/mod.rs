@@ -240,14 +240,39 @@ pub(crate) async fn fresh(
     }
 }
 
-/// A decimal amount from a string such as "12.50" (amounts travel as
-/// strings so that no client rounds them through a float).
+/// The most integer digits a decimal string in may have (a billion, the
+/// most points anything holds, has ten).
+const DECIMAL_INTEGER_DIGITS_MAX: usize = 10;
+
+/// A decimal amount from a string (amounts travel as strings so that no
+/// client rounds them through a float). The one grammar for every decimal
+/// in: 1 to 10 digits, then optionally a point and 1 or 2 digits
+/// (`12`, `12.5`, `12.50`); no sign, exponent, underscore, or space inside.
+/// The value's own bounds are the rule's that takes it.
 pub(crate) fn decimal(field: &str, text: &str) -> ApiResult<rust_decimal::Decimal> {
     let text = text.trim();
-    let parsed = (text.len() <= 32)
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    let valid = (1..=DECIMAL_INTEGER_DIGITS_MAX).contains(&whole.len())
+        && digits(whole)
+        && digits(fraction)
+        && fraction.len() <= 2
+        && !(text.contains('.') && fraction.is_empty());
+    let parsed = valid
         .then(|| text.parse::<rust_decimal::Decimal>().ok())
         .flatten();
-    parsed.ok_or_else(|| ApiError::validation(format!("{field}: a decimal number such as 12.50")))
+    parsed.ok_or_else(|| {
+        ApiError::validation(format!(
+            "{field}: digits with at most 2 decimals, such as 12 or 12.50"
+        ))
+    })
+}
+
+/// A decimal going out: the one canonical form every amount leaves the API
+/// in, the shortest that says its value (`25`, `25.5`, `0.05`, `0`), the
+/// same as in the log.
+pub(crate) fn amount(value: impl Into<rust_decimal::Decimal>) -> String {
+    value.into().normalize().to_string()
 }
 
 /// A page size from `first`: 1 to 100, 20 when not given.

@@ -107,7 +107,7 @@ fn placed_payload(
         gift_id: placement.gift.0,
         centre_id: placement.centre.0,
         quantity: placement.quantity,
-        points: placement.points.to_string(),
+        points: super::amount(placement.points),
         expires_at: to_datetime(placement.expires_at.micros()),
         replayed,
     }
@@ -137,7 +137,7 @@ async fn grant_payload(
 ) -> ApiResult<GrantPayload> {
     let (outcome, event) = app(ctx).points.wallet_outcome(community, ran).await?;
     let (amount, withheld) = match &event {
-        WalletEvent::PointsGranted { amount, .. } => (amount.to_string(), None),
+        WalletEvent::PointsGranted { amount, .. } => (super::amount(*amount), None),
         WalletEvent::GrantWithheld { reason, .. } => {
             ("0".to_string(), Some(withheld_name(*reason)))
         }
@@ -153,7 +153,7 @@ async fn grant_payload(
         position: outcome.last_position,
         amount,
         withheld,
-        balance: event.balance_and_held().0.to_string(),
+        balance: super::amount(event.balance_and_held().0),
     })
 }
 
@@ -327,9 +327,9 @@ impl PointsMutation {
             ) => Ok(ReversalPayload {
                 resident_id: resident.0,
                 position: outcome.last_position,
-                amount: amount.to_string(),
-                shortfall: shortfall.to_string(),
-                balance: balance.to_string(),
+                amount: super::amount(amount),
+                shortfall: super::amount(shortfall),
+                balance: super::amount(balance),
             }),
             _ => Err(ApiError::new(
                 "CONFLICT",

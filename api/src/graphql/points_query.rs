@@ -18,6 +18,15 @@ use store::CommunityId;
 use uuid::Uuid;
 
 use super::points::RedemptionStatus;
+
+/// The accounts besides wallets, as `trialBalance` lists them.
+const SYSTEM_ACCOUNTS: [domain::points::Account; 5] = [
+    domain::points::Account::Minted,
+    domain::points::Account::Issuing,
+    domain::points::Account::Redeemed,
+    domain::points::Account::Expired,
+    domain::points::Account::Reversed,
+];
 use super::query::decode_cursor;
 use super::{app, fresh, page_size, viewer};
 use crate::auth::{Claims, Viewer};
@@ -127,7 +136,8 @@ pub struct StatementLineNode {
 
 #[derive(SimpleObject)]
 pub struct AccountBalance {
-    /// minted, issuing, redeemed, expired, reversed
+    /// One of minted, issuing, redeemed, expired, reversed: the trial
+    /// balance lists all five, in that order, zero or not.
     pub account: String,
     pub balance: String,
 }
@@ -221,7 +231,7 @@ impl From<RedemptionRow> for RedemptionNode {
             resident_id: row.resident_id,
             placed_by: row.placed_by,
             quantity: row.quantity,
-            points: row.points.to_string(),
+            points: super::amount(row.points),
             status: status.into(),
             placed_at: to_datetime(row.placed_at),
             expires_at: to_datetime(row.expires_at),
@@ -328,10 +338,10 @@ fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<C
     let mut node = StatementLineNode {
         position: line.position,
         kind: line.kind,
-        amount: line.amount.to_string(),
-        balance: line.balance.to_string(),
-        held: line.held.to_string(),
-        available: (line.balance - line.held).to_string(),
+        amount: super::amount(line.amount),
+        balance: super::amount(line.balance),
+        held: super::amount(line.held),
+        available: super::amount(line.balance - line.held),
         reason: String::new(),
         withheld_reason: None,
         report_id: None,
@@ -376,7 +386,7 @@ fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<C
             ..
         } => {
             node.report_id = Some(report.0);
-            node.shortfall = Some(shortfall.to_string());
+            node.shortfall = Some(super::amount(shortfall));
             node.by = by.map(|by| by.person.0);
             node.reason = match reason {
                 ReversalReason::Fraudulent { note: hash } => {
@@ -401,7 +411,7 @@ fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {
         }
         GrantSource::VolunteerService { service, hours } => {
             node.grant_id = Some(service.0);
-            node.hours = Some(hours.to_string());
+            node.hours = Some(super::amount(*hours));
         }
         GrantSource::Manual { grant, .. } => node.grant_id = Some(grant.0),
     }
@@ -468,7 +478,7 @@ impl PointsQuery {
             .into_iter()
             .map(|(at, amount)| ExpiringPoints {
                 at: to_datetime(at.micros()),
-                amount: amount.to_string(),
+                amount: super::amount(amount),
             })
             .collect();
         let (earned, redeemed) = row.map_or((Decimal::ZERO, Decimal::ZERO), |row| {
@@ -476,11 +486,11 @@ impl PointsQuery {
         });
         Ok(WalletNode {
             resident_id: resident,
-            balance: wallet.state.balance.to_string(),
-            held: wallet.state.held.to_string(),
-            available: wallet.state.available().to_string(),
-            earned: earned.to_string(),
-            redeemed: redeemed.to_string(),
+            balance: super::amount(wallet.state.balance),
+            held: super::amount(wallet.state.held),
+            available: super::amount(wallet.state.available()),
+            earned: super::amount(earned),
+            redeemed: super::amount(redeemed),
             expiring,
             community_id,
             statement_visible,
@@ -499,18 +509,27 @@ impl PointsQuery {
         let pool = app(ctx).commands.store().pool();
         let trial =
             projections::points::trial_balance(pool, CommunityId::new(community_id)).await?;
+        // Every system account the schema names, zero or not, in its order.
+        let accounts = SYSTEM_ACCOUNTS
+            .iter()
+            .map(|account| {
+                let name = projections::points::account_name(*account);
+                let balance = trial
+                    .accounts
+                    .iter()
+                    .find(|(stored, _)| *stored == name)
+                    .map_or(Decimal::ZERO, |(_, balance)| *balance);
+                AccountBalance {
+                    account: name,
+                    balance: super::amount(balance),
+                }
+            })
+            .collect();
         Ok(TrialBalanceNode {
-            accounts: trial
-                .accounts
-                .into_iter()
-                .map(|(account, balance)| AccountBalance {
-                    account,
-                    balance: balance.to_string(),
-                })
-                .collect(),
-            wallets: trial.wallets_total.to_string(),
+            accounts,
+            wallets: super::amount(trial.wallets_total),
             wallet_count: trial.wallet_count,
-            total: trial.total.to_string(),
+            total: super::amount(trial.total),
             position: trial.position,
         })
     }
@@ -537,11 +556,11 @@ impl PointsQuery {
             .into_iter()
             .map(|month| MonthFlowsNode {
                 month: month.month,
-                minted: month.minted.to_string(),
-                granted: month.granted.to_string(),
-                redeemed: month.redeemed.to_string(),
-                expired: month.expired.to_string(),
-                reversed: month.reversed.to_string(),
+                minted: super::amount(month.minted),
+                granted: super::amount(month.granted),
+                redeemed: super::amount(month.redeemed),
+                expired: super::amount(month.expired),
+                reversed: super::amount(month.reversed),
             })
             .collect())
     }
@@ -674,7 +693,7 @@ impl PointsQuery {
                 let days = app
                     .commands
                     .store()
-                    .local_day(&setup.time_zone, now)
+                    .local_day(crate::calendar::zone_of(&setup), now)
                     .await?;
                 NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
                     .ok_or_else(|| ApiError::internal("a day out of range"))?
@@ -708,6 +727,7 @@ impl PointsQuery {
                 .clone()
                 .map(|row| row.points)
                 .sum::<Decimal>()
+                .normalize()
                 .to_string(),
             gifts_handed_over: completed.map(|row| row.quantity).sum(),
             redemptions: rows.into_iter().map(RedemptionNode::from).collect(),
@@ -799,7 +819,7 @@ impl PointsQuery {
                 .get(&s.resident_id)
                 .cloned()
                 .unwrap_or_else(|| anonymised(s.resident_id)),
-            score: s.score.normalize().to_string(),
+            score: super::amount(s.score),
             resident_id: staff.then_some(s.resident_id),
             is_you: you == Some(s.resident_id),
         };
@@ -907,7 +927,7 @@ fn gift_node(gift: projections::points::GiftRow) -> GiftNode {
         gift_id: gift.gift_id,
         centre_id: gift.centre_id,
         name: gift.name,
-        price: gift.price.to_string(),
+        price: super::amount(gift.price),
         stock: gift.stock,
         held: gift.held,
         handed_over: gift.handed_over,

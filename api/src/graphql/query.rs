@@ -324,20 +324,23 @@ impl CoreQuery {
         }
         let app = app(ctx);
         let store = app.commands.store();
-        let head = store.head(CommunityId::new(community_id)).await?.position;
+        let community = CommunityId::new(community_id);
+        let head = store.head(community).await?.position;
+        let stalls = app.runner.stalls().of(community);
+        let mut names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
+        names.push(crate::points::earning::NAME);
         let mut lags = Vec::new();
-        for projection in projections::all() {
-            let checkpoint = projections::progress::live_checkpoint(
-                store.pool(),
-                projection.name(),
-                CommunityId::new(community_id),
-            )
-            .await?;
+        for name in names {
+            let checkpoint =
+                projections::progress::live_checkpoint(store.pool(), name, community).await?;
+            let stall = stalls.iter().find(|stall| stall.process == name);
             lags.push(ProjectionLag {
-                name: projection.name().to_string(),
+                name: name.to_string(),
                 checkpoint,
                 head,
                 lag: head - checkpoint,
+                stuck_at_position: stall.and_then(|stall| stall.position),
+                failures: stall.map_or(0, |stall| stall.failures),
             });
         }
         Ok(lags)
@@ -346,10 +349,20 @@ impl CoreQuery {
 
 #[derive(async_graphql::SimpleObject)]
 pub struct ProjectionLag {
+    /// A read model's name, or `earning` (the earning process).
     pub name: String,
+    /// The last position it folded in this community.
     pub checkpoint: i64,
+    /// The community's last position.
     pub head: i64,
+    /// head - checkpoint.
     pub lag: i64,
+    /// Set while it cannot get past this community's event at this
+    /// position: it retries with a growing pause, and every other
+    /// community goes on. Null while it flows.
+    pub stuck_at_position: Option<i64>,
+    /// Failed tries at the stuck position in a row (0 while it flows).
+    pub failures: u32,
 }
 
 fn parse_month(month: &str) -> ApiResult<()> {

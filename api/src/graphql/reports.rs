@@ -434,8 +434,10 @@ impl ReportMutation {
             .commands
             .load::<Report>(CommunityId::new(community_id), &report_stream(original_id))
             .await?;
-        if !original.state.state.is_open() {
-            return Err(ApiError::validation("the original must be an open report"));
+        if !original.state.state.is_active() {
+            return Err(ApiError::validation(
+                "the original must be an active report (not rejected, closed or merged)",
+            ));
         }
         let (payload, _) = act(
             ctx,

@@ -39,7 +39,8 @@ pub struct CategoryInput {
     pub resolution_hours: u32,
     /// Where reports of this category are escalated.
     pub department_id: Option<Uuid>,
-    /// Points for an accepted report: a decimal string, at most 2 decimals.
+    /// Points for an accepted report: a decimal string (digits, at most 2
+    /// decimals, no sign or exponent), 0 to a billion, like every rule amount.
     pub accepted_report_points: String,
 }
 
@@ -57,7 +58,10 @@ pub struct StaffInput {
 }
 
 /// What residents earn besides a category's points for an accepted report.
-/// Amounts are decimal strings with at most 2 decimals; "0" earns nothing.
+/// Amounts are decimal strings by the one grammar of every decimal in: 1 to
+/// 10 digits, optionally a point and 1 or 2 digits (`12`, `12.5`, `12.50`;
+/// no sign, exponent or underscore), from 0 to a billion; "0" earns
+/// nothing. Amounts go out in their shortest form (`12.5`, `0`).
 #[derive(InputObject)]
 pub struct PointsRulesInput {
     pub resolved_report_bonus: String,
@@ -103,6 +107,20 @@ async fn run(
     Ok(outcome.last_position)
 }
 
+/// A zone of the IANA database the server ships, spelled as it spells it:
+/// the read models' calendars work in it, so an unknown one is refused
+/// here, not found out later.
+fn known_time_zone(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if crate::calendar::is_known_zone(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ApiError::validation(
+            "timeZone: a zone of the IANA database, such as Asia/Shanghai",
+        ))
+    }
+}
+
 fn written(id: Uuid, position: i64) -> Written {
     Written {
         id: ID(id.to_string()),
@@ -122,22 +140,32 @@ impl SetupMutation {
     ) -> ApiResult<Written> {
         viewer(ctx).with_role(community_id, &[Role::Admin])?;
         let store = app(ctx).commands.store();
+        // Everything that can be refused is checked before the community's
+        // row is made, so a refusal leaves nothing behind.
         let trimmed = &domain::values::plain_text("name", &name, domain::values::Lines::One, 100)?;
-        match store
-            .create_community(CommunityId::new(community_id), trimmed)
-            .await
-        {
-            Ok(()) | Err(StoreError::CommunityExists(_)) => {}
+        let time_zone = time_zone.as_deref().map(known_time_zone).transpose()?;
+        let community = CommunityId::new(community_id);
+        let created = match store.create_community(community, trimmed).await {
+            Ok(()) => true,
+            Err(StoreError::CommunityExists(_)) => false,
             Err(error) => return Err(error.into()),
-        }
-        let position = run(ctx, community_id, |by, at| CommunityCommand::Register {
+        };
+        let registered = run(ctx, community_id, |by, at| CommunityCommand::Register {
             by,
             name: name.clone(),
             time_zone: time_zone.clone(),
             at,
         })
-        .await?;
-        Ok(written(community_id, position))
+        .await;
+        match registered {
+            Ok(position) => Ok(written(community_id, position)),
+            Err(error) => {
+                if created {
+                    store.forget_empty_community(community).await?;
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn add_grid(
@@ -352,6 +380,29 @@ impl SetupMutation {
     }
 
     /// A fixed day of the month (1 to 28) for patrols, or null for none.
+    /// Corrects the community's time zone (an IANA name the server knows,
+    /// such as `Asia/Shanghai`). Events from now on fall in its calendar;
+    /// months, weeks and days already folded stay where they fell until an
+    /// operator rebuilds the read models that keep them
+    /// (`civic-ledger project rebuild reports|leaderboards|patrols|points`),
+    /// which folds the whole history in the zone each event was recorded
+    /// under.
+    async fn set_time_zone(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        time_zone: String,
+    ) -> ApiResult<Written> {
+        let time_zone = known_time_zone(&time_zone)?;
+        let position = run(ctx, community_id, |by, at| CommunityCommand::SetTimeZone {
+            by,
+            time_zone: time_zone.clone(),
+            at,
+        })
+        .await?;
+        Ok(written(community_id, position))
+    }
+
     async fn set_patrol_day(
         &self,
         ctx: &Context<'_>,

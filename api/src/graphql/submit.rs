@@ -4,7 +4,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use domain::community::Community;
-use domain::report::{Place, ReportCommand, Reporter, SubmitReport};
+use domain::report::{Place, Report, ReportCommand, ReportEvent, Reporter, SubmitReport};
 use domain::suggestion::{Suggestion, SuggestionCommand};
 use domain::values::{
     CategoryCode, ContentHash, GeoPoint, GridId, ReportId, Role, SiteCode, SiteId, SuggestionId,
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use store::CommunityId;
 use uuid::Uuid;
 
-use super::{app, meta, new_id, retry_seed, viewer};
+use super::{app, meta, new_id, retry_seed, viewer, App};
 use crate::auth::Viewer;
 use crate::commands::{report_stream, suggestion_stream, RequestMeta};
 use crate::content::{self, Prepared};
@@ -127,6 +127,69 @@ fn hash_of(text: &str) -> ApiResult<ContentHash> {
 
 /// A report's submission, all facts looked up, with its text and photos
 /// prepared for storing.
+/// Events of the log's tail read at most for reports the read model has not
+/// folded yet; past that, only the newest are looked at.
+const DUPLICATE_TAIL_EVENTS_MAX: i64 = 5_000;
+/// Candidates from the read model checked against their streams at most.
+const DUPLICATE_CANDIDATES_MAX: i64 = 5;
+
+/// The newest open report at `site` in `category` submitted since `since`
+/// (not `own`, so a retry does not find its first attempt): a new report
+/// there is likely its duplicate. It does not rest on the read model having
+/// caught up: reports submitted after the read model's checkpoint are read
+/// from the log, and every candidate's state is its own stream's, so only
+/// a truly open report is named.
+async fn likely_duplicate(
+    app: &App,
+    community: CommunityId,
+    site: SiteId,
+    category: &CategoryCode,
+    since: i64,
+    own: ReportId,
+) -> ApiResult<Option<ReportId>> {
+    let store = app.commands.store();
+    let (folded_candidates, folded) = projections::reports::open_reports_at(
+        store.pool(),
+        community,
+        site.0,
+        category.as_str(),
+        since,
+        DUPLICATE_CANDIDATES_MAX,
+    )
+    .await?;
+    let head = store.head(community).await?.position;
+    let mut position = (folded + 1).max(head - DUPLICATE_TAIL_EVENTS_MAX + 1);
+    let mut newer = Vec::new();
+    while position <= head {
+        let events = store.read_log(community, position, 1_000).await?;
+        let Some(last) = events.last() else { break };
+        position = last.position + 1;
+        for event in events.iter().filter(|e| e.event_type == "ReportSubmitted") {
+            let ReportEvent::ReportSubmitted(submitted) = event.decode::<ReportEvent>()? else {
+                continue;
+            };
+            let at_site = matches!(submitted.place, Place::Site { site: s, .. } if s == site);
+            if at_site && submitted.category == *category && submitted.at.micros() >= since {
+                newer.push(submitted.report);
+            }
+        }
+    }
+    let candidates = newer
+        .into_iter()
+        .rev()
+        .chain(folded_candidates.into_iter().map(ReportId));
+    for candidate in candidates.filter(|candidate| *candidate != own) {
+        let loaded = app
+            .commands
+            .load::<Report>(community, &report_stream(candidate.0))
+            .await?;
+        if loaded.state.state.is_open() {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
+}
+
 pub async fn submission(
     ctx: &Context<'_>,
     community_id: CommunityId,
@@ -152,17 +215,8 @@ pub async fn submission(
     let likely_duplicate_of = match located.site {
         Some(site) => {
             let window = i64::from(community.duplicate_window_hours) * Timestamp::MICROS_PER_HOUR;
-            projections::reports::open_report_at(
-                app(ctx).commands.store().pool(),
-                community_id,
-                site.0,
-                code.as_str(),
-                at.micros() - window,
-            )
-            .await?
-            .map(ReportId)
-            // A retry must not find its own first attempt.
-            .filter(|found| *found != report)
+            let since = at.micros() - window;
+            likely_duplicate(app(ctx), community_id, site, &code, since, report).await?
         }
         None => None,
     };

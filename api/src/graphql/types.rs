@@ -30,6 +30,12 @@ fn from_name<T: for<'de> Deserialize<'de>>(name: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
+/// A report's state. Open (waiting for work): SUBMITTED, ACCEPTED,
+/// ASSIGNED, ESCALATED, IN_PROGRESS. RESOLVED waits for the reporter's (or
+/// an inspector's) confirmation; CONFIRMED may be closed or reopened
+/// (reopened, it is IN_PROGRESS again). Finished for good: REJECTED, CLOSED,
+/// MERGED. Points: the category's on acceptance, the resolution bonus on
+/// confirmation. Who moves each state: `docs/REPORTS.md`.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportState {
@@ -378,8 +384,16 @@ pub struct GridLedgerNode {
     pub grid_id: Uuid,
     pub parent_id: Option<Uuid>,
     pub name: String,
+    /// Open reports of the grid (a level 1 grid counts the grids inside
+    /// it): SUBMITTED, ACCEPTED, ASSIGNED, ESCALATED or IN_PROGRESS. A
+    /// RESOLVED or CONFIRMED report waits for confirmation, not for work,
+    /// and is not open.
     pub open: i64,
+    /// SUBMITTED reports past their first-response deadline, and open
+    /// reports past their resolution deadline.
     pub overdue: i64,
+    /// Reports whose last resolution falls in the current month of the
+    /// community's calendar (each report once).
     pub resolved_this_month: i64,
     /// Median seconds from submission to first response.
     pub median_first_response_seconds: Option<i64>,
@@ -408,11 +422,16 @@ pub struct CategoryMonthNode {
     /// `YYYY-MM` in the community's time zone.
     pub month: String,
     pub category: String,
+    /// Reports submitted in the month.
     pub received: i32,
+    /// Reports accepted in the month.
     pub accepted: i32,
+    /// Distinct reports resolved for the first time in the month: a
+    /// resolution after a reopen is not counted again.
     pub resolved: i32,
     /// Escalations to a department and escalations for a missed deadline.
     pub escalated: i32,
+    /// Reopenings in the month.
     pub reopened: i32,
 }
 
@@ -628,7 +647,7 @@ impl CommunityNode {
                     first_response_hours: category.first_response_hours,
                     resolution_hours: category.resolution_hours,
                     department_id: category.department.map(|d| d.0),
-                    accepted_report_points: category.accepted_report_points.to_string(),
+                    accepted_report_points: super::amount(category.accepted_report_points),
                 })
                 .collect(),
             departments: c

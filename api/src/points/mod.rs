@@ -140,7 +140,7 @@ impl PointsDesk {
         let day = self
             .commands
             .store()
-            .local_day(&setup.time_zone, request.at.micros())
+            .local_day(crate::calendar::zone_of(&setup), request.at.micros())
             .await?;
         let expires_at = rules
             .expiry_days

@@ -13,14 +13,19 @@ use tokio::task::JoinHandle;
 use super::{Finish, PointsDesk};
 use crate::commands::RequestMeta;
 use crate::error::{ApiError, ApiResult};
+use projections::stalls::Stalls;
 
 /// Holds released and wallets expired per community per tick; the rest
 /// wait a tick.
 const PER_TICK_MAX: i64 = 500;
+/// The first pause before a community it is stuck in is tried again.
+const STUCK_DELAY: Duration = Duration::from_secs(60);
+pub const PROCESS: &str = "points-sweeper";
 
 #[derive(Clone)]
 pub struct PointsSweeper {
     desk: PointsDesk,
+    stalls: Stalls,
 }
 
 /// What one tick did.
@@ -32,7 +37,15 @@ pub struct Swept {
 
 impl PointsSweeper {
     pub fn new(desk: PointsDesk) -> Self {
-        PointsSweeper { desk }
+        PointsSweeper {
+            desk,
+            stalls: Stalls::default(),
+        }
+    }
+
+    /// Notes where it is stuck in `stalls` (the server shares one).
+    pub fn with_stalls(self, stalls: Stalls) -> Self {
+        PointsSweeper { stalls, ..self }
     }
 
     pub async fn tick(&self) -> ApiResult<Swept> {
@@ -44,8 +57,37 @@ impl PointsSweeper {
             client: Some("points-sweeper".to_string()),
             ..RequestMeta::default()
         };
+        let meta = &meta;
+        let swept = self
+            .stalls
+            .each_community(
+                PROCESS,
+                store.communities().await?,
+                STUCK_DELAY,
+                |community| async move {
+                    self.sweep_community(community, now, meta)
+                        .await
+                        .map_err(|error| error.describe())
+                },
+            )
+            .await;
+        Ok(swept
+            .into_iter()
+            .fold(Swept::default(), |total, one| Swept {
+                holds_released: total.holds_released + one.holds_released,
+                wallets_expired: total.wallets_expired + one.wallets_expired,
+            }))
+    }
+
+    async fn sweep_community(
+        &self,
+        community: CommunityId,
+        now: domain::values::Timestamp,
+        meta: &RequestMeta,
+    ) -> ApiResult<Swept> {
+        let store = self.desk.commands().store();
         let mut swept = Swept::default();
-        for community in store.communities().await? {
+        {
             let pool = store.pool();
             let holds =
                 projections::points::holds_due(pool, community, now.micros(), PER_TICK_MAX).await?;
@@ -54,7 +96,7 @@ impl PointsSweeper {
                     .desk
                     .finish(
                         community,
-                        &meta,
+                        meta,
                         RedemptionId(redemption),
                         Finish::Release,
                         None,
@@ -66,8 +108,7 @@ impl PointsSweeper {
                 projections::points::expiries_due(pool, community, now.micros(), PER_TICK_MAX)
                     .await?;
             for resident in wallets {
-                swept.wallets_expired +=
-                    usize::from(self.expire(community, resident, &meta).await?);
+                swept.wallets_expired += usize::from(self.expire(community, resident, meta).await?);
             }
         }
         Ok(swept)

@@ -137,7 +137,7 @@ fn register() {
         })
         .then_expect_error(DomainError::validation(
             "name",
-            "1 to 100 printable characters",
+            "1 to 100 visible characters",
         ));
 }
 
@@ -304,11 +304,15 @@ fn categories_have_sane_deadlines_and_points() {
         ),
         (
             category(4, 72, "-1"),
-            DomainError::validation("points", "not negative, at most two decimals"),
+            DomainError::validation("points", "0 to a billion, at most two decimals"),
         ),
         (
             category(4, 72, "0.001"),
-            DomainError::validation("points", "not negative, at most two decimals"),
+            DomainError::validation("points", "0 to a billion, at most two decimals"),
+        ),
+        (
+            category(4, 72, "999999999999"),
+            DomainError::validation("points", "0 to a billion, at most two decimals"),
         ),
     ];
     for (bad, error) in refused {

@@ -879,7 +879,8 @@ fn events_fold_into_the_state_a_reader_expects() {
     }
     assert_eq!(report.state, ReportState::Confirmed);
     assert_eq!(report.assignee, Some(PersonId(id(WORKER))));
-    assert!(report.state.is_open());
+    assert!(report.state.is_active());
+    assert!(!report.state.is_open(), "confirmed waits for no work");
     // Events round-trip through JSON with only integers and strings inside,
     // as the event store requires.
     fn integers_only(value: &serde_json::Value) -> bool {

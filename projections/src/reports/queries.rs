@@ -11,16 +11,15 @@ use crate::error::ProjectionError;
 use crate::generation::live_schema;
 use crate::sql::query;
 
-/// States in which a report is no longer worked on.
-const FINISHED_STATES: &str = "('rejected', 'closed', 'merged')";
+/// The states of an open report (`ReportState::OPEN`), as SQL.
+const OPEN_STATES: &str = "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
 
 /// SQL: the report `r` is overdue at the time in parameter `$n`; the same
 /// rule as [`ReportRow::is_overdue`].
 fn overdue_sql(n: usize) -> String {
     format!(
         "((r.state = 'submitted' AND r.first_response_due <= ${n}) OR \
-          (r.state NOT IN ('resolved', 'confirmed', 'rejected', 'closed', 'merged') \
-           AND r.resolution_due <= ${n}))"
+          (r.state IN {OPEN_STATES} AND r.resolution_due <= ${n}))"
     )
 }
 
@@ -121,16 +120,18 @@ impl ReportRow {
         }
     }
 
-    /// Still worked on: not rejected, closed or merged.
+    /// Open: waiting for work (`ReportState::OPEN`).
     pub fn is_open(&self) -> bool {
-        !matches!(self.state.as_str(), "rejected" | "closed" | "merged")
+        matches!(
+            self.state.as_str(),
+            "submitted" | "accepted" | "assigned" | "escalated" | "in_progress"
+        )
     }
 
     /// Past a deadline it still waits for at `now`; the same rule as
     /// `overdue_sql`.
     pub fn is_overdue(&self, now: i64) -> bool {
-        let waits_for_resolution =
-            self.is_open() && !matches!(self.state.as_str(), "resolved" | "confirmed");
+        let waits_for_resolution = self.is_open();
         (self.state == "submitted" && self.first_response_due <= now)
             || (waits_for_resolution && self.resolution_due <= now)
     }
@@ -302,7 +303,7 @@ pub async fn grid_ledgers(
              AT TIME ZONE c.time_zone) * 1000000)::bigint AS at \
              FROM {schema}.communities c WHERE c.community_id = $1) \
          SELECT g.grid_id, g.parent_id, g.name, \
-             count(r.report_id) FILTER (WHERE r.state NOT IN {FINISHED_STATES}), \
+             count(r.report_id) FILTER (WHERE r.state IN {OPEN_STATES}), \
              count(r.report_id) FILTER (WHERE {overdue}), \
              count(r.report_id) FILTER (WHERE r.resolved_at >= (SELECT at FROM month_start)), \
              (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.first_response_at - r.submitted_at))::bigint, \
@@ -425,29 +426,34 @@ pub async fn missed_deadlines(
         .collect())
 }
 
-/// The newest open report at the same site and category submitted at or
-/// after `since`: a new report there is likely its duplicate.
-pub async fn open_report_at(
+/// The newest open reports (at most `limit`) at the same site and
+/// category submitted at or after `since`, newest first, with the position
+/// the read model had folded when it answered: a new report there is likely
+/// a duplicate of one of them.
+pub async fn open_reports_at(
     pool: &Pool,
     community: CommunityId,
     site: Uuid,
     category: &str,
     since: i64,
-) -> Result<Option<Uuid>, ProjectionError> {
+    limit: i64,
+) -> Result<(Vec<Uuid>, i64), ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
+    // Read before the rows: whatever the rows miss lies after it.
+    let folded = crate::progress::live_checkpoint(pool, NAME, community).await?;
     let sql = format!(
         "SELECT report_id FROM {schema}.reports WHERE community_id = $1 AND site_id = $2 \
-         AND category = $3 AND submitted_at >= $4 AND state NOT IN {FINISHED_STATES} \
-         ORDER BY submitted_at DESC LIMIT 1"
+         AND category = $3 AND submitted_at >= $4 AND state IN {OPEN_STATES} \
+         ORDER BY submitted_at DESC LIMIT $5"
     );
     let client = pool.get().await?;
     let rows = query(
         &client,
         &sql,
-        &[&community.as_uuid(), &site, &category, &since],
+        &[&community.as_uuid(), &site, &category, &since, &limit],
     )
     .await?;
-    Ok(rows.first().map(|row| row.get(0)))
+    Ok((rows.iter().map(|row| row.get(0)).collect(), folded))
 }
 
 /// A grid on the "cleanest street" board for a stretch of time.
@@ -514,4 +520,16 @@ pub async fn grid_standings(
             rank: row.get(6),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod open_states {
+    #[test]
+    fn the_sql_open_states_are_the_domains() {
+        let names: Vec<String> = domain::report::ReportState::OPEN
+            .iter()
+            .map(|state| format!("'{}'", state.serialized()))
+            .collect();
+        assert_eq!(super::OPEN_STATES, format!("({})", names.join(", ")));
+    }
 }
