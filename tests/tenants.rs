@@ -297,3 +297,64 @@ async fn an_unknown_zone_in_an_older_history_stalls_nothing_and_an_admin_correct
     assert_eq!(code_of(&not_admin), "FORBIDDEN", "{not_admin}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_corrected_time_zone_rebuilds_the_calendar_read_models_for_the_whole_history() {
+    let app = TestApp::spawn_with(Options {
+        runner: projections::RunnerConfig {
+            rebuild_check: Duration::from_millis(100),
+            ..projections::RunnerConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let f = app.fixture().await;
+    // 2026-11-30 20:00 UTC: already December in Shanghai, still November
+    // in Los Angeles.
+    app.clock.advance_minutes((28 * 24 + 20) * 60);
+    let (_, at) = submit(&app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    let months = |at: i64| {
+        let f = &f;
+        let app = &app;
+        async move {
+            let data = app
+                .ok(
+                    Some(&f.admin),
+                    "query($c: UUID!, $at: Int) { statistics(communityId: $c, atLeast: $at) { month received } }",
+                    json!({"c": f.community, "at": at}),
+                )
+                .await;
+            data["statistics"].clone()
+        }
+    };
+    assert_eq!(
+        months(at).await,
+        json!([{"month": "2026-12", "received": 1}])
+    );
+    let client = app.db.client().await;
+    let live = "SELECT generation FROM projection_generations WHERE projection = 'reports' AND state = 'live'";
+    let before: i32 = client.query_one(live, &[]).await.unwrap().get(0);
+    let set = app
+        .ok(
+            Some(&f.admin),
+            "mutation($c: UUID!) { setTimeZone(communityId: $c, timeZone: \"America/Los_Angeles\") { position } }",
+            json!({"c": f.community}),
+        )
+        .await;
+    let at = set["setTimeZone"]["position"].as_i64().unwrap();
+    let mut after = before;
+    for _ in 0..200 {
+        after = client.query_one(live, &[]).await.unwrap().get(0);
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(after, before, "a new generation of reports was promoted");
+    assert_eq!(
+        months(at).await,
+        json!([{"month": "2026-11", "received": 1}]),
+        "the history is counted in the corrected zone"
+    );
+    app.stop().await;
+}

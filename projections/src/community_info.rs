@@ -126,6 +126,22 @@ pub(crate) async fn apply(
         CommunityEvent::CommunityRegistered {
             name, time_zone, ..
         } => {
+            // A correction is what the zone should have been all along: a
+            // fold from zero (the rebuild `setTimeZone` asks for) counts the
+            // whole history in the corrected zone.
+            let corrected = store::trail::newest_payload(
+                &**transaction,
+                event.community_id,
+                &event.stream_id,
+                "TimeZoneSet",
+            )
+            .await?
+            .and_then(|payload| serde_json::from_value::<CommunityEvent>(payload).ok())
+            .and_then(|corrected| match corrected {
+                CommunityEvent::TimeZoneSet { time_zone, .. } => Some(time_zone),
+                _ => None,
+            });
+            let time_zone = corrected.unwrap_or(time_zone);
             let time_zone = readable_time_zone(transaction, event, &time_zone).await?;
             let sql = format!(
                 "INSERT INTO {schema}.communities (community_id, name, time_zone) \

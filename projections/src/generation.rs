@@ -39,19 +39,44 @@ pub async fn ensure_live(pool: &Pool, projection: &dyn Projection) -> Result<i32
 /// Whether `projection`'s live generation was folded by an older fold than
 /// the code's, with no generation of the current fold being built: then it
 /// is to be rebuilt.
+/// A rebuild is also due when one was asked for after the live generation
+/// was made ([`request_rebuild`]).
 pub async fn is_stale(pool: &Pool, projection: &dyn Projection) -> Result<bool, ProjectionError> {
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT \
-               coalesce((SELECT fold_version FROM projection_generations \
-                         WHERE projection = $1 AND state = 'live'), $2) < $2 \
+            "WITH live AS (SELECT fold_version, created_at FROM projection_generations \
+                           WHERE projection = $1 AND state = 'live'), \
+                  asked AS (SELECT max(requested_at) AS at FROM projection_rebuild_requests \
+                           WHERE projection = $1) \
+             SELECT EXISTS (SELECT 1 FROM live WHERE fold_version < $2 \
+                               OR created_at < (SELECT at FROM asked)) \
                AND NOT EXISTS (SELECT 1 FROM projection_generations WHERE projection = $1 \
-                         AND state = 'building' AND fold_version >= $2)",
+                         AND state = 'building' AND fold_version >= $2 \
+                         AND created_at >= coalesce((SELECT at FROM asked), '-infinity'))",
             &[&projection.name(), &projection.fold_version()],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Asks every runner to rebuild these projections (their live generations
+/// were folded with a set-up since corrected, such as a time zone).
+pub async fn request_rebuild(
+    pool: &Pool,
+    projections: &[&str],
+    reason: &str,
+) -> Result<(), ProjectionError> {
+    let client = pool.get().await?;
+    for projection in projections {
+        client
+            .execute(
+                "INSERT INTO projection_rebuild_requests (projection, reason) VALUES ($1, $2)",
+                &[projection, &reason],
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn live(pool: &Pool, projection: &str) -> Result<Option<i32>, ProjectionError> {

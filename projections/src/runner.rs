@@ -47,6 +47,9 @@ pub struct RunnerConfig {
     pub idle_recheck: Duration,
     /// How long to wait after a failure before trying again.
     pub retry_delay: Duration,
+    /// How often a follower checks whether its live generation must be
+    /// rebuilt (an older fold, or a rebuild asked for).
+    pub rebuild_check: Duration,
     /// Test hook: fail, mid-batch, on reaching this position (the batch's
     /// earlier events already folded inside the transaction).
     pub interrupt_at_position: Option<i64>,
@@ -59,6 +62,7 @@ impl Default for RunnerConfig {
             replay_batch_size: 10_000,
             idle_recheck: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
+            rebuild_check: Duration::from_secs(30),
             interrupt_at_position: None,
         }
     }
@@ -132,9 +136,13 @@ impl ProjectionRunner {
     }
 
     async fn follow(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
-        self.rebuild_if_stale(&projection).await;
         let mut followed: Option<Generation> = None;
+        let mut rebuild_checked: Option<std::time::Instant> = None;
         while !*shutdown.borrow() {
+            if rebuild_checked.is_none_or(|at| at.elapsed() >= self.config.rebuild_check) {
+                self.rebuild_if_stale(&projection).await;
+                rebuild_checked = Some(std::time::Instant::now());
+            }
             let mut log = self.store.watch_log();
             log.borrow_and_update();
             let progressed = match self.follow_once(&*projection, &mut followed).await {

@@ -205,4 +205,43 @@ mod tests {
         stalls.cleared("earning", a);
         assert!(stalls.all().is_empty());
     }
+
+    #[tokio::test]
+    async fn a_community_whose_work_fails_does_not_stop_the_others() {
+        let stalls = Stalls::default();
+        let communities: Vec<CommunityId> = (0..4).map(|_| CommunityId::random()).collect();
+        let poisoned = communities[1];
+        let run = |stalls: Stalls, communities: Vec<CommunityId>| async move {
+            stalls
+                .each_community(
+                    "sealer",
+                    communities,
+                    Duration::from_secs(60),
+                    |community| async move {
+                        if community == poisoned {
+                            Err("a seal cannot be written")
+                        } else {
+                            Ok(community)
+                        }
+                    },
+                )
+                .await
+        };
+        let done = run(stalls.clone(), communities.clone()).await;
+        let others: Vec<CommunityId> = communities
+            .iter()
+            .copied()
+            .filter(|c| *c != poisoned)
+            .collect();
+        assert_eq!(done, others, "every other community was worked, in order");
+        assert_eq!(stalls.of(poisoned).len(), 1);
+        // Paused: the next tick does not try it again at once.
+        let again = run(stalls.clone(), communities.clone()).await;
+        assert_eq!(again, others);
+        assert_eq!(
+            stalls.of(poisoned)[0].failures,
+            1,
+            "not retried during its pause"
+        );
+    }
 }

@@ -72,3 +72,22 @@ impl EventStore {
         rows.iter().map(recorded_event).collect()
     }
 }
+
+/// The newest payload of `event_type` in one stream of a community (its
+/// set-up's newest correction, say), read inside the caller's transaction
+/// so that a fold sees the log as of its own snapshot.
+pub async fn newest_payload(
+    client: &impl tokio_postgres::GenericClient,
+    community: crate::types::CommunityId,
+    stream_id: &str,
+    event_type: &str,
+) -> Result<Option<serde_json::Value>, crate::error::StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT payload FROM events WHERE community_id = $1 AND stream_id = $2 \
+             AND event_type = $3 ORDER BY stream_version DESC LIMIT 1",
+            &[&community.as_uuid(), &stream_id, &event_type],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}

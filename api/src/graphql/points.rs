@@ -168,6 +168,9 @@ impl PointsMutation {
         &self,
         ctx: &Context<'_>,
         community_id: Uuid,
+        #[graphql(
+            desc = "A decimal string: 1 to 10 digits, optionally a point and 1 or 2 digits (12, 12.5, 12.50; no sign, exponent or underscore), more than 0, at most a billion."
+        )]
         amount: String,
         note: String,
     ) -> ApiResult<Written> {
@@ -196,6 +199,9 @@ impl PointsMutation {
         ctx: &Context<'_>,
         community_id: Uuid,
         resident_id: Uuid,
+        #[graphql(
+            desc = "A decimal string: 1 to 10 digits, optionally a point and 1 or 2 digits (12, 12.5, 12.50; no sign, exponent or underscore), more than 0, at most a billion."
+        )]
         amount: String,
         reason: String,
     ) -> ApiResult<GrantPayload> {
@@ -345,6 +351,9 @@ impl PointsMutation {
         community_id: Uuid,
         centre_id: Uuid,
         name: String,
+        #[graphql(
+            desc = "A decimal string: 1 to 10 digits, optionally a point and 1 or 2 digits (12, 12.5, 12.50; no sign, exponent or underscore), more than 0, at most a billion."
+        )]
         price: String,
         stock: u32,
     ) -> ApiResult<Written> {

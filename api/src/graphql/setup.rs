@@ -107,6 +107,15 @@ async fn run(
     Ok(outcome.last_position)
 }
 
+/// The read models that keep days, weeks or months of a community's
+/// calendar, rebuilt when its zone is corrected.
+const ZONE_DEPENDENT_READ_MODELS: [&str; 4] = [
+    projections::reports::NAME,
+    projections::leaderboards::NAME,
+    projections::patrols::NAME,
+    projections::points::NAME,
+];
+
 /// A zone of the IANA database the server ships, spelled as it spells it:
 /// the read models' calendars work in it, so an unknown one is refused
 /// here, not found out later.
@@ -381,12 +390,11 @@ impl SetupMutation {
 
     /// A fixed day of the month (1 to 28) for patrols, or null for none.
     /// Corrects the community's time zone (an IANA name the server knows,
-    /// such as `Asia/Shanghai`). Events from now on fall in its calendar;
-    /// months, weeks and days already folded stay where they fell until an
-    /// operator rebuilds the read models that keep them
-    /// (`civic-ledger project rebuild reports|leaderboards|patrols|points`),
-    /// which folds the whole history in the zone each event was recorded
-    /// under.
+    /// such as `Asia/Shanghai`): what it should have been all along. Events
+    /// from now on fall in its calendar at once; the read models that keep
+    /// months, weeks and days (reports, leaderboards, patrols, points) are
+    /// rebuilt through new generations, in the background while the old
+    /// ones serve, and then count the whole history in the corrected zone.
     async fn set_time_zone(
         &self,
         ctx: &Context<'_>,
@@ -399,6 +407,12 @@ impl SetupMutation {
             time_zone: time_zone.clone(),
             at,
         })
+        .await?;
+        projections::generation::request_rebuild(
+            app(ctx).commands.store().pool(),
+            &ZONE_DEPENDENT_READ_MODELS,
+            &format!("community {community_id}: time zone corrected to {time_zone}"),
+        )
         .await?;
         Ok(written(community_id, position))
     }
