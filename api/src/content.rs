@@ -1,4 +1,4 @@
-//! What residents type or attach, kept beside the log (DESIGN §5). Each
+//! What residents type or attach, kept beside the log (docs/DESIGN.md §5). Each
 //! piece is stored with a random salt, so its hash in the log cannot be
 //! matched against guessed texts, and two residents writing the same words
 //! get separate pieces (erasing one leaves the other).

@@ -1,5 +1,5 @@
 //! Where the database comes from: `DATABASE_URL`, or a private PostgreSQL
-//! server in the data directory (DESIGN §4).
+//! server in the data directory (docs/DESIGN.md §4).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

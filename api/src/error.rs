@@ -1,5 +1,5 @@
 //! Every refusal the API gives, with the stable code clients see in
-//! `extensions.code` (DESIGN §7).
+//! `extensions.code` (docs/DESIGN.md §7).
 
 use async_graphql::ErrorExtensions;
 use domain::DomainError;

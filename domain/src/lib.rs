@@ -1,5 +1,5 @@
 //! The civic-ledger domain: aggregates, commands, events and value types
-//! (DESIGN §5). Pure: no IO, no SQL, no HTTP, no clock reads; what a command
+//! (docs/DESIGN.md §5). Pure: no IO, no SQL, no HTTP, no clock reads; what a command
 //! needs from outside (the time, a category's deadlines, a site's grid) comes
 //! in the command.
 

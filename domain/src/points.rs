@@ -1,4 +1,4 @@
-//! The points economy (DESIGN §5): a community's budget, residents' wallets,
+//! The points economy (docs/DESIGN.md §5): a community's budget, residents' wallets,
 //! gifts at centres and two-phase redemptions at their counters.
 //!
 //! Points move by double entry between accounts ([`Account`]): the minted

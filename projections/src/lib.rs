@@ -1,4 +1,4 @@
-//! The read side (DESIGN §6): the projection runner and every read model.
+//! The read side (docs/DESIGN.md §6): the projection runner and every read model.
 //!
 //! A projection folds one community's events, in position order, into its
 //! own tables; its checkpoint is written in the same transaction as the

@@ -1,4 +1,4 @@
-//! Content beside the log (DESIGN §5): what residents type or attach is kept
+//! Content beside the log (docs/DESIGN.md §5): what residents type or attach is kept
 //! here under its SHA-256, and events carry only the hash. Erasing removes the
 //! body and leaves a tombstone; the log and its hash chain are untouched.
 

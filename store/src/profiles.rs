@@ -1,4 +1,4 @@
-//! The erasable profiles of residents (DESIGN §5) and their one-time sign-up
+//! The erasable profiles of residents (docs/DESIGN.md §5) and their one-time sign-up
 //! codes. Phone numbers are found by a keyed hash the caller computes; codes
 //! are kept only as hashes.
 

@@ -1,4 +1,4 @@
-//! Erasing a resident (DESIGN §5): their profile and every piece of content
+//! Erasing a resident (docs/DESIGN.md §5): their profile and every piece of content
 //! they typed or attached go; the log, its hashes, its seals and every total
 //! stay, and they remain a pseudonymous id. Each erased piece keeps a
 //! tombstone (when, by whom, why), which the export lists.

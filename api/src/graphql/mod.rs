@@ -1,4 +1,4 @@
-//! The GraphQL API (DESIGN §7): queries, mutations and subscriptions over
+//! The GraphQL API (docs/DESIGN.md §7): queries, mutations and subscriptions over
 //! the read models and the commands, with role checks on every field.
 
 mod audit;

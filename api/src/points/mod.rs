@@ -1,4 +1,4 @@
-//! The points economy's commands (DESIGN §5). Each one changes several
+//! The points economy's commands (docs/DESIGN.md §5). Each one changes several
 //! streams of a community in one append: a grant the resident's wallet and
 //! the budget; a redemption its own stream, the wallet and the gift. The
 //! streams' expected versions make that safe under any concurrency: a
