@@ -73,17 +73,11 @@ impl Aggregate for VolunteerHours {
     }
 }
 
-type Framework = CqrsFramework<VolunteerHours, PersistedEventStore<CqrsRepository, VolunteerHours>>;
+type Framework = store::cqrs::StoreCqrs<VolunteerHours>;
 
+/// The embedder's one call: a framework on the store.
 fn framework(store: &EventStore, snapshot_size: Option<usize>) -> Framework {
-    let event_store = match snapshot_size {
-        Some(size) => PersistedEventStore::new_snapshot_store(
-            CqrsRepository::with_snapshots(store.clone(), size),
-            size,
-        ),
-        None => PersistedEventStore::new_event_store(CqrsRepository::new(store.clone())),
-    };
-    CqrsFramework::new(event_store, vec![], ())
+    store::cqrs::cqrs_framework(store.clone(), vec![], (), snapshot_size)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,9 +223,39 @@ fn aggregate_ids_name_their_community() {
         "report-1",
         "not-a-uuid/report-1",
         &format!("{community}/"),
+        &format!("{community}/with space"),
     ] {
-        assert!(store::parse_aggregate_id(bad).is_err(), "{bad:?}");
+        let error = store::parse_aggregate_id(bad).unwrap_err().to_string();
+        assert!(
+            error.contains("<community uuid>/<stream id>"),
+            "{bad:?}: {error}"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_connects_from_a_url_and_gets_a_clear_error_for_a_bad_aggregate_id() {
+    let db = TestDb::new().await;
+    let store = EventStore::connect_url(&db.url(), store::StoreConfig::default())
+        .await
+        .expect("a URL connects");
+    let community = community(&store).await;
+    let cqrs = framework(&store, None);
+    let id = aggregate_id(community, &stream("volunteer-7"));
+    cqrs.execute(&id, 2).await.expect("a command on a good id");
+    assert_eq!(db.event_count().await, 1);
+    let refused = cqrs.execute("volunteer-7", 2).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("<community uuid>/<stream id>"),
+        "{refused}"
+    );
+    assert_eq!(db.event_count().await, 1, "nothing stored for a bad id");
+    let bad_url = EventStore::connect_url("not a url at all", store::StoreConfig::default()).await;
+    assert!(
+        matches!(bad_url, Err(store::StoreError::Invalid { .. })),
+        "{:?}",
+        bad_url.err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,12 +26,50 @@ pub fn aggregate_id(community_id: CommunityId, stream_id: &StreamId) -> String {
 }
 
 pub fn parse_aggregate_id(aggregate_id: &str) -> Result<(CommunityId, StreamId), StoreError> {
+    let shape = |why: &str| {
+        StoreError::invalid(
+            "aggregate_id",
+            format!(
+                "`{}` is not `<community uuid>/<stream id>` ({why}); make ids with `aggregate_id`",
+                aggregate_id.chars().take(200).collect::<String>()
+            ),
+        )
+    };
     let (community, stream) = aggregate_id
         .split_once('/')
-        .ok_or_else(|| StoreError::invalid("aggregate_id", "expected <community>/<stream>"))?;
-    let community = Uuid::parse_str(community)
-        .map_err(|_| StoreError::invalid("aggregate_id", "the community is not a UUID"))?;
-    Ok((CommunityId::new(community), StreamId::parse(stream)?))
+        .ok_or_else(|| shape("no `/`"))?;
+    let community =
+        Uuid::parse_str(community).map_err(|_| shape("the part before `/` is not a UUID"))?;
+    let stream = StreamId::parse(stream).map_err(|_| shape("the stream id is not a valid one"))?;
+    Ok((CommunityId::new(community), stream))
+}
+
+/// The event store as cqrs-es runs aggregates on it.
+pub type StoreCqrs<A> =
+    cqrs_es::CqrsFramework<A, cqrs_es::persist::PersistedEventStore<CqrsRepository, A>>;
+
+/// A `CqrsFramework` for aggregate `A` on `store`, with `queries` run after
+/// each command and `services` given to `handle`: the one call an embedder
+/// needs (as cqrs-es's own PostgreSQL store offers). Aggregate ids are
+/// `aggregate_id(community, stream)`. `snapshot_size`: take a snapshot
+/// every that many events (a long stream loads from it); `None`, never.
+pub fn cqrs_framework<A>(
+    store: EventStore,
+    queries: Vec<Box<dyn cqrs_es::Query<A>>>,
+    services: A::Services,
+    snapshot_size: Option<usize>,
+) -> StoreCqrs<A>
+where
+    A: cqrs_es::Aggregate,
+{
+    let event_store = match snapshot_size {
+        Some(size) => cqrs_es::persist::PersistedEventStore::new_snapshot_store(
+            CqrsRepository::with_snapshots(store, size),
+            size,
+        ),
+        None => cqrs_es::persist::PersistedEventStore::new_event_store(CqrsRepository::new(store)),
+    };
+    cqrs_es::CqrsFramework::new(event_store, queries, services)
 }
 
 /// Adapts [`EventStore`] to cqrs-es.

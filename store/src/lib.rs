@@ -26,6 +26,10 @@ pub mod types;
 pub mod verify;
 mod writer;
 
+/// The PostgreSQL client the store runs on, for embedders that build a
+/// `tokio_postgres::Config` themselves.
+pub use tokio_postgres;
+
 pub use content::{Content, ContentHash, Tombstone};
 pub use cqrs::{aggregate_id, parse_aggregate_id, CqrsRepository};
 pub use error::{SignupRefusal, StoreError};

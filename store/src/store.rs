@@ -72,6 +72,16 @@ pub(crate) const EVENT_COLUMNS: &str = "community_id, position, stream_id, strea
 
 impl EventStore {
     /// Connects a pool to PostgreSQL. Run the migrations first.
+    /// [`EventStore::connect`] from a PostgreSQL URL
+    /// (`postgres://user@host:port/database`, or with `host=/run/postgresql`
+    /// for a socket), for embedders that have a URL, not a `Config`.
+    pub async fn connect_url(url: &str, config: StoreConfig) -> Result<EventStore, StoreError> {
+        let pg_config = url.parse::<tokio_postgres::Config>().map_err(|error| {
+            StoreError::invalid("database_url", format!("not a PostgreSQL URL: {error}"))
+        })?;
+        EventStore::connect(pg_config, config).await
+    }
+
     pub async fn connect(
         mut pg_config: tokio_postgres::Config,
         config: StoreConfig,
@@ -299,12 +309,17 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = bounded_limit(limit)?;
         let client = self.inner.pool.get().await?;
+        // On a prepared statement each connection keeps, like `read_log`:
+        // loading a stream is the commands' most frequent read.
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
+                 AND stream_version >= $3 AND stream_version < $3 + $4 ORDER BY stream_version"
+            ))
+            .await?;
         let rows = client
             .query(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 AND stream_id = $2 \
-                     AND stream_version >= $3 AND stream_version < $3 + $4 ORDER BY stream_version"
-                ),
+                &statement,
                 &[&community_id.as_uuid(), &stream_id, &from_version, &limit],
             )
             .await?;
