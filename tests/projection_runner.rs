@@ -241,15 +241,33 @@ async fn a_projection_stopped_mid_batch_resumes_to_the_same_read_model_and_rebui
         .await;
     assert_eq!(data["report"]["id"], report.to_string());
     assert_eq!(data["reports"]["edges"].as_array().unwrap().len(), 6);
-    let metrics = app
-        .http
-        .get(app.url.replace("/graphql", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The reports read model answered; the others fold the same write on
+    // their own tasks: give them a moment (on a loaded machine, one pass).
+    let caught_up = |metrics: &str| {
+        ["reports", "suggestions", "patrols"]
+            .iter()
+            .all(|projection| {
+                metrics.contains(&format!(
+                    "civic_ledger_projection_lag_events{{projection=\"{projection}\"}} 0"
+                ))
+            })
+    };
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = app
+            .http
+            .get(app.url.replace("/graphql", "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if caught_up(&metrics) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for projection in ["reports", "suggestions", "patrols"] {
         assert!(
             metrics.contains(&format!(

@@ -46,6 +46,7 @@ pub mod error;
 pub mod patrol;
 pub mod points;
 pub mod report;
+pub mod streams;
 pub mod suggestion;
 pub mod values;
 

@@ -8,6 +8,7 @@
 //! is which movement is [`Movement::of_wallet`] and [`Movement::of_budget`].
 
 pub mod budget;
+pub mod counter;
 pub mod gift;
 pub mod redemption;
 pub mod wallet;

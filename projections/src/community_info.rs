@@ -1,6 +1,7 @@
 //! What several read models need to know of a community's set-up: its time
 //! zone (months and days are the community's), patrol day and grids.
 
+use domain::streams::StreamKind;
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
@@ -118,7 +119,7 @@ pub(crate) async fn apply(
     schema: &str,
     event: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    if event.stream_type != "Community" {
+    if crate::runner::kind(event) != Some(StreamKind::Community) {
         return Ok(());
     }
     let community = event.community_id.as_uuid();

@@ -10,6 +10,7 @@
 //! (few) instead of counting residents (many). Ties are listed by who
 //! reached the score first, then by id, so the order is deterministic.
 
+use domain::streams::StreamKind;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -205,8 +206,8 @@ async fn fold_batch(
     let mut touched = Vec::new();
     let mut submitted = HashSet::new();
     for event in events {
-        let followed = match event.stream_type.as_str() {
-            "Report" => {
+        let followed = match crate::runner::kind(event) {
+            Some(StreamKind::Report) => {
                 let report_event = decode(event)?;
                 let report = entity_id(event, "report")?;
                 if let ReportEvent::ReportSubmitted(_) = &report_event {
@@ -216,15 +217,15 @@ async fn fold_batch(
                 }
                 Followed::Report(report_event)
             }
-            "Wallet" => {
+            Some(StreamKind::Wallet) => {
                 let wallet_event = decode(event)?;
                 if let WalletEvent::PointsReversed { report, .. } = &wallet_event {
                     touched.push(report.0);
                 }
                 Followed::Wallet(wallet_event)
             }
-            "Suggestion" => Followed::Suggestion(decode(event)?),
-            "Community" => Followed::Community,
+            Some(StreamKind::Suggestion) => Followed::Suggestion(decode(event)?),
+            Some(StreamKind::Community) => Followed::Community,
             _ => Followed::Nothing,
         };
         decoded.push(followed);

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
 use domain::community::CommunityEvent;
 use domain::patrol::PatrolEvent;
+use domain::streams::StreamKind;
 use domain::values::Role;
 use store::{CommunityId, RecordedEvent};
 use uuid::Uuid;
@@ -74,9 +75,9 @@ async fn apply(
 ) -> Result<(), ProjectionError> {
     community_info::apply(transaction, schema, event).await?;
     let community = event.community_id.as_uuid();
-    match event.stream_type.as_str() {
-        "Community" => workers(transaction, schema, event).await,
-        "Patrol" => {
+    match crate::runner::kind(event) {
+        Some(StreamKind::Community) => workers(transaction, schema, event).await,
+        Some(StreamKind::Patrol) => {
             let patrol = patrol_id(event)?;
             let (sql, at) = match decode::<PatrolEvent>(event)? {
                 PatrolEvent::PatrolStarted { worker, at, .. } => {

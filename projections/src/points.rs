@@ -8,6 +8,7 @@
 
 mod queries;
 
+use domain::streams::StreamKind;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
@@ -166,18 +167,22 @@ impl Projection for PointsProjection {
                 schema,
                 event,
             };
-            match event.stream_type.as_str() {
-                "Community" => community_info::apply(transaction, schema, event).await?,
-                "Budget" => {
+            match crate::runner::kind(event) {
+                Some(StreamKind::Community) => {
+                    community_info::apply(transaction, schema, event).await?
+                }
+                Some(StreamKind::Budget) => {
                     let budget_event = decode::<BudgetEvent>(event)?;
                     if let BudgetEvent::BudgetFunded { at, .. } = &budget_event {
                         let movement = Movement::of_budget(&budget_event);
                         batch.movement(event, movement, "minted", at.micros())?;
                     }
                 }
-                "Wallet" => batch.wallet(event, decode::<WalletEvent>(event)?)?,
-                "Gift" => fold.gift(decode::<GiftEvent>(event)?).await?,
-                "Redemption" => fold.redemption(decode::<RedemptionEvent>(event)?).await?,
+                Some(StreamKind::Wallet) => batch.wallet(event, decode::<WalletEvent>(event)?)?,
+                Some(StreamKind::Gift) => fold.gift(decode::<GiftEvent>(event)?).await?,
+                Some(StreamKind::Redemption) => {
+                    fold.redemption(decode::<RedemptionEvent>(event)?).await?
+                }
                 _ => {}
             }
         }

@@ -1,6 +1,7 @@
 //! Reports: the list with its filters, each report's timeline, each grid's
 //! problem ledger and the community's statistics per category and month.
 
+use domain::streams::StreamKind;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -142,7 +143,7 @@ impl Projection for ReportsProjection {
         let mut touched = Vec::new();
         let mut submitted = HashSet::new();
         for event in events {
-            if event.stream_type != "Report" {
+            if crate::runner::kind(event) != Some(StreamKind::Report) {
                 decoded.push(None);
                 continue;
             }
@@ -172,7 +173,7 @@ impl Projection for ReportsProjection {
         let mut timeline = Vec::new();
         let mut counts = Vec::new();
         for (event, report_event) in events.iter().zip(decoded) {
-            if event.stream_type == "Community" {
+            if crate::runner::kind(event) == Some(StreamKind::Community) {
                 community_info::apply(transaction, schema, event).await?;
                 grids.follow(event)?;
             }

@@ -18,6 +18,12 @@ use crate::progress::Progress;
 use crate::stalls::Stalls;
 use crate::Projection;
 
+/// The kind of stream an event belongs to; `None` for one this code does
+/// not know.
+pub fn kind(event: &RecordedEvent) -> Option<domain::streams::StreamKind> {
+    domain::streams::StreamKind::of(&event.stream_type)
+}
+
 /// A report changed: told to live subscribers after the change committed,
 /// so a query made on hearing it sees the change.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
 use domain::report::Reporter;
+use domain::streams::StreamKind;
 use domain::suggestion::SuggestionEvent;
 use store::{CommunityId, RecordedEvent};
 use tokio_postgres::Row;
@@ -68,7 +69,7 @@ async fn apply(
     schema: &str,
     event: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    if event.stream_type != "Suggestion" {
+    if crate::runner::kind(event) != Some(StreamKind::Suggestion) {
         return Ok(());
     }
     let community = event.community_id.as_uuid();

@@ -6,6 +6,7 @@
 //! stock goes below zero; every hold is completed, cancelled or released
 //! once its time has run out.
 
+use domain::streams::StreamKind;
 use std::collections::{BTreeMap, HashMap};
 
 use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
@@ -56,14 +57,16 @@ impl LedgerChecker {
         let position = event.position;
         let undecodable =
             |error: store::StoreError| failure(position, "undecodable", error.to_string());
-        match event.stream_type.as_str() {
-            "Budget" => self.budget(position, &event.decode().map_err(undecodable)?),
-            "Wallet" => {
+        match projections::runner::kind(event) {
+            Some(StreamKind::Budget) => {
+                self.budget(position, &event.decode().map_err(undecodable)?)
+            }
+            Some(StreamKind::Wallet) => {
                 let resident = stream_uuid(event, "wallet")?;
                 self.wallet(position, resident, &event.decode().map_err(undecodable)?)
             }
-            "Gift" => gift(position, &event.decode().map_err(undecodable)?),
-            "Redemption" => {
+            Some(StreamKind::Gift) => gift(position, &event.decode().map_err(undecodable)?),
+            Some(StreamKind::Redemption) => {
                 let redemption = stream_uuid(event, "redemption")?;
                 self.redemption(position, redemption, event.decode().map_err(undecodable)?);
                 Ok(())

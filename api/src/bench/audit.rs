@@ -153,8 +153,8 @@ async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow:
         .map(new_event)
         .collect::<anyhow::Result<_>>()?;
     let request = AppendRequest::new(community).stream(
-        StreamId::parse("community")?,
-        StreamType::parse("Community")?,
+        StreamId::parse(domain::streams::COMMUNITY)?,
+        StreamType::parse(domain::streams::StreamKind::Community.name())?,
         ExpectedVersion::NoStream,
         events,
     );
@@ -167,8 +167,8 @@ async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow:
         at,
     };
     let request = AppendRequest::new(community).stream(
-        StreamId::parse("budget")?,
-        StreamType::parse("Budget")?,
+        StreamId::parse(domain::streams::BUDGET)?,
+        StreamType::parse(domain::streams::StreamKind::Budget.name())?,
         ExpectedVersion::NoStream,
         vec![new_event(&funded)?],
     );
@@ -230,14 +230,14 @@ fn report_streams(
     };
     Ok(request
         .stream(
-            StreamId::parse(format!("report-{}", report.0))?,
-            StreamType::parse("Report")?,
+            StreamId::parse(domain::streams::report(report.0))?,
+            StreamType::parse(domain::streams::StreamKind::Report.name())?,
             ExpectedVersion::NoStream,
             vec![new_event(&submitted)?, new_event(&accepted)?],
         )
         .stream(
-            StreamId::parse(format!("wallet-{}", resident.0))?,
-            StreamType::parse("Wallet")?,
+            StreamId::parse(domain::streams::wallet(resident.0))?,
+            StreamType::parse(domain::streams::StreamKind::Wallet.name())?,
             ExpectedVersion::NoStream,
             vec![new_event(&granted)?],
         ))

@@ -282,7 +282,7 @@ impl Commands {
                 store_all(&self.store, community, contents).await?;
                 stored = true;
             }
-            match self.append(community, meta, decision.decided).await {
+            match self.try_append(community, meta, decision.decided).await? {
                 Ok(outcome) if outcome.replayed => return Ok(Ran::Repeated(outcome)),
                 Ok(outcome) => {
                     for (stream_id, version, state) in decision.after {
@@ -291,14 +291,14 @@ impl Commands {
                     }
                     return Ok(Ran::Appended(outcome, decision.value));
                 }
-                Err(ApiError {
-                    code: "CONFLICT", ..
-                }) if attempt < CONFLICT_ATTEMPTS_MAX => {
+                // A stream moved under us (only that: a key used for
+                // another request, or a refusal, is not retried).
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
                     self.cache.forget(community_id, streams);
                     read_fresh = true;
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(append_error(error)),
             }
         }
     }
@@ -349,13 +349,11 @@ impl Commands {
             if attempt == 1 {
                 store_all(&self.store, community, contents).await?;
             }
-            match self.append(community, meta, vec![decided]).await {
-                Err(ApiError {
-                    code: "CONFLICT", ..
-                }) if attempt < CONFLICT_ATTEMPTS_MAX => {
+            match self.try_append(community, meta, vec![decided]).await? {
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(append_error(error)),
                 Ok(outcome) => {
                     loaded.state.apply(event);
                     loaded.version += 1;
@@ -393,6 +391,21 @@ impl Commands {
         meta: &RequestMeta,
         decided: Vec<Decided>,
     ) -> ApiResult<AppendOutcome> {
+        self.try_append(community, meta, decided)
+            .await?
+            .map_err(append_error)
+    }
+
+    /// Appends, answering the store's own refusal as it is (outside) so the
+    /// command loops can tell a stream that moved (`StoreError::Conflict`,
+    /// retried) from every other refusal; a request that cannot be built
+    /// is the error inside.
+    async fn try_append(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        decided: Vec<Decided>,
+    ) -> ApiResult<Result<AppendOutcome, StoreError>> {
         let mut request = AppendRequest::new(community);
         for part in decided {
             let expected = match part.expected_version {
@@ -415,17 +428,19 @@ impl Commands {
                 None => request.idempotent(key),
             };
         }
-        self.store
-            .append(request)
-            .await
-            .map_err(|error| match error {
-                StoreError::Conflict { .. } => ApiError::new(
-                    "CONFLICT",
-                    "someone changed this at the same moment; try again",
-                ),
-                StoreError::IdempotencyKeyReused { .. } => idempotency::reused(),
-                other => other.into(),
-            })
+        Ok(self.store.append(request).await)
+    }
+}
+
+/// What a client hears of a store refusal of an append.
+fn append_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict { .. } => ApiError::new(
+            "CONFLICT",
+            "someone changed this at the same moment; try again",
+        ),
+        StoreError::IdempotencyKeyReused { .. } => idempotency::reused(),
+        other => other.into(),
     }
 }
 
@@ -455,14 +470,7 @@ where
     })
 }
 
-pub fn report_stream(report: uuid::Uuid) -> String {
-    format!("report-{report}")
-}
-pub fn suggestion_stream(suggestion: uuid::Uuid) -> String {
-    format!("suggestion-{suggestion}")
-}
-pub fn patrol_stream(patrol: uuid::Uuid) -> String {
-    format!("patrol-{patrol}")
-}
-/// Each community has one stream for its set-up.
-pub const COMMUNITY_STREAM: &str = "community";
+pub use domain::streams::{
+    patrol as patrol_stream, report as report_stream, suggestion as suggestion_stream,
+    COMMUNITY as COMMUNITY_STREAM,
+};

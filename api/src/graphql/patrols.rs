@@ -12,13 +12,10 @@ use uuid::Uuid;
 use super::submit::{submission, ReportInput};
 use super::types::Written;
 use super::{app, meta, new_id, retry_seed, viewer};
-use crate::commands::{decided, patrol_stream, report_stream, RequestMeta};
-use crate::content::{self, store_all};
+use crate::commands::{patrol_stream, report_stream, Decision, Loaded, Ran, RequestMeta};
+use crate::content;
 use crate::directory::staff_scope;
 use crate::error::{ApiError, ApiResult};
-
-/// Attempts of a finding that opens a report, when others write at once.
-const FINDING_ATTEMPTS_MAX: usize = 5;
 
 #[derive(Default)]
 pub struct PatrolMutation;
@@ -187,41 +184,40 @@ impl PatrolMutation {
             report: report_id,
             at,
         };
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            if let Some(first) = app.commands.first_outcome(community_key, &meta).await? {
-                break first;
-            }
-            let patrol = app
-                .commands
-                .load::<Patrol>(community_key, &patrol_stream(patrol_id))
-                .await?;
-            let mut parts = vec![decided::<Patrol>(
-                &patrol_stream(patrol_id),
-                patrol.version,
-                &patrol.state.decide(command.clone())?,
-            )?];
-            let mut pieces = vec![finding.clone()];
-            if let Some((submit, report_pieces)) = &opened {
-                let event =
-                    Report::default().decide(ReportCommand::Submit(Box::new(submit.clone())))?;
-                parts.push(decided::<Report>(
-                    &report_stream(submit.report.0),
-                    0,
-                    &event,
-                )?);
-                pieces.extend(report_pieces.iter().cloned());
-            }
-            if attempt == 1 {
-                store_all(app.commands.store(), community_key, &pieces).await?;
-            }
-            match app.commands.append(community_key, &meta, parts).await {
-                Err(ApiError {
-                    code: "CONFLICT", ..
-                }) if attempt < FINDING_ATTEMPTS_MAX => continue,
-                result => break result?,
-            }
+        // The finding and the report it opens are one append, decided and
+        // retried (on conflicts, with backoff) by the one command loop.
+        let patrol_id_stream = patrol_stream(patrol_id);
+        let mut streams = vec![patrol_id_stream.clone()];
+        let mut pieces = vec![finding.clone()];
+        if let Some((submit, report_pieces)) = &opened {
+            streams.push(report_stream(submit.report.0));
+            pieces.extend(report_pieces.iter().cloned());
+        }
+        let commands = &app.commands;
+        let (command, opened, patrol_id_stream) = (&command, &opened, &patrol_id_stream);
+        let ran = commands
+            .execute_all(community_key, &streams, &meta, &pieces, || async move {
+                let patrol = commands
+                    .load_kept::<Patrol>(community_key, patrol_id_stream)
+                    .await?;
+                let event = patrol.state.decide(command.clone())?;
+                let mut decision = Decision::new(()).with(patrol_id_stream, &patrol, &event)?;
+                if let Some((submit, _)) = opened {
+                    let new_report = Loaded {
+                        state: Report::default(),
+                        version: 0,
+                    };
+                    let submitted = new_report
+                        .state
+                        .decide(ReportCommand::Submit(Box::new(submit.clone())))?;
+                    decision =
+                        decision.with(&report_stream(submit.report.0), &new_report, &submitted)?;
+                }
+                Ok(decision)
+            })
+            .await?;
+        let outcome = match ran {
+            Ran::Appended(outcome, ()) | Ran::Repeated(outcome) => outcome,
         };
         Ok(FindingPayload {
             patrol_id,

@@ -374,12 +374,8 @@ impl SubmitMutation {
         let (site, details) = community
             .site_by_code(&code)
             .ok_or_else(|| ApiError::not_found(format!("no active site with code {code}")))?;
+        // The domain decides where suggestion boxes stand.
         let site_kind = details.kind;
-        if site_kind != domain::community::SiteKind::MicroSpace {
-            return Err(ApiError::validation(
-                "suggestion boxes stand at micro-spaces",
-            ));
-        }
         let suggestion = SuggestionId(new_id(ctx, "suggestion"));
         let at = app.commands.clock().now();
         let (outcome, _) = app

@@ -14,6 +14,7 @@ use deadpool_postgres::Transaction;
 use domain::points::wallet::ReversalReason;
 use domain::points::{GrantSource, Wallet};
 use domain::report::{Report, ReportEvent, ReportState, Reporter};
+use domain::streams::StreamKind;
 use domain::suggestion::{Outcome, SuggestionEvent};
 use domain::values::{GridId, PersonId, Points, ReportId, SuggestionId, Timestamp};
 use projections::runner::{decode, entity_id};
@@ -58,9 +59,9 @@ impl Projection for EarningProcess {
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
         for event in events {
-            let followed = match event.stream_type.as_str() {
-                "Report" => self.follow_report(event).await,
-                "Suggestion" => self.follow_suggestion(event).await,
+            let followed = match projections::runner::kind(event) {
+                Some(StreamKind::Report) => self.follow_report(event).await,
+                Some(StreamKind::Suggestion) => self.follow_suggestion(event).await,
                 _ => Ok(()),
             };
             followed.map_err(|error: ApiError| ProjectionError::Process {

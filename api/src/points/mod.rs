@@ -9,9 +9,9 @@ pub mod sweeper;
 
 use domain::community::Community;
 use domain::points::redemption::Placement;
-use domain::points::wallet::{ReleaseReason, ReversalReason};
+use domain::points::wallet::ReversalReason;
 use domain::points::{
-    Budget, BudgetCommand, Gift, GiftCommand, Grant, GrantSource, Redemption, RedemptionCommand,
+    counter, Budget, BudgetCommand, Gift, GiftCommand, Grant, GrantSource, Redemption,
     RedemptionStatus, Wallet, WalletCommand, WalletEvent,
 };
 use domain::values::{
@@ -20,25 +20,16 @@ use domain::values::{
 use domain::Decide;
 use rust_decimal::Decimal;
 use store::{AppendOutcome, CommunityId};
-use uuid::Uuid;
 
 use crate::commands::{Commands, Decision, Ran, RequestMeta};
 use crate::content::Prepared;
 use crate::directory::Directory;
 use crate::error::{ApiError, ApiResult};
 
-/// Each community has one issuing account.
-pub const BUDGET_STREAM: &str = "budget";
-
-pub fn wallet_stream(resident: Uuid) -> String {
-    format!("wallet-{resident}")
-}
-pub fn gift_stream(gift: Uuid) -> String {
-    format!("gift-{gift}")
-}
-pub fn redemption_stream(redemption: Uuid) -> String {
-    format!("redemption-{redemption}")
-}
+pub use domain::streams::{
+    gift as gift_stream, redemption as redemption_stream, wallet as wallet_stream,
+    BUDGET as BUDGET_STREAM,
+};
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
 
@@ -71,13 +62,7 @@ pub struct PlaceRequest {
     pub centre: Option<CentreId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finish {
-    Complete(Actor),
-    Cancel(Actor),
-    /// The hold ran out (the sweeper).
-    Release,
-}
+pub use domain::points::counter::Finish;
 
 #[derive(Clone)]
 pub struct PointsDesk {
@@ -201,7 +186,9 @@ impl PointsDesk {
             .await?;
         let wallet_event = events
             .iter()
-            .find(|event| event.stream_type == "Wallet")
+            .find(|event| {
+                projections::runner::kind(event) == Some(domain::streams::StreamKind::Wallet)
+            })
             .ok_or_else(|| {
                 ApiError::new(
                     "CONFLICT",
@@ -295,24 +282,17 @@ impl PointsDesk {
                 let redemption = commands
                     .load_kept::<Redemption>(community, &redemption_id)
                     .await?;
-                let placed = redemption
-                    .state
-                    .decide(RedemptionCommand::Place(Box::new(placement.clone())))?;
                 let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
-                let held = wallet.state.decide(WalletCommand::Hold {
-                    redemption: request.redemption,
-                    amount: points,
-                    at,
-                })?;
-                let stock = gift.state.decide(GiftCommand::HoldStock {
-                    redemption: request.redemption,
-                    quantity: request.quantity,
-                    at,
-                })?;
+                let decided = counter::place(
+                    &redemption.state,
+                    &wallet.state,
+                    &gift.state,
+                    placement.clone(),
+                )?;
                 Decision::new(placement)
-                    .with(&redemption_id, &redemption, &placed)?
-                    .with(&wallet_id, &wallet, &held)?
-                    .with(&gift_id, &gift, &stock)
+                    .with(&redemption_id, &redemption, &decided.redemption)?
+                    .with(&wallet_id, &wallet, &decided.wallet)?
+                    .with(&gift_id, &gift, &decided.gift)
             })
             .await
     }
@@ -362,41 +342,21 @@ impl PointsDesk {
         let gift_id = gift_stream(placement.gift.0);
         let streams = [redemption_id.clone(), wallet_id.clone(), gift_id.clone()];
         let commands = &self.commands;
-        let (redemption_command, wallet_command, gift_command) = match finish {
-            Finish::Complete(by) => (
-                RedemptionCommand::Complete { by, at },
-                WalletCommand::Redeem { redemption, at },
-                GiftCommand::HandOver { redemption, at },
-            ),
-            Finish::Cancel(by) => (
-                RedemptionCommand::Cancel { by, at },
-                release(redemption, ReleaseReason::Cancelled, at),
-                GiftCommand::ReleaseStock { redemption, at },
-            ),
-            Finish::Release => (
-                RedemptionCommand::Release { at },
-                release(redemption, ReleaseReason::Expired, at),
-                GiftCommand::ReleaseStock { redemption, at },
-            ),
-        };
-        let commands_of = (&redemption_command, &wallet_command, &gift_command);
         self.commands
             .execute_all(community, &streams, meta, &[], || async {
-                let (redemption_command, wallet_command, gift_command) = commands_of;
                 let loaded = commands
                     .load_kept::<Redemption>(community, &redemption_id)
                     .await?;
-                let finished = loaded.state.decide(redemption_command.clone())?;
                 let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
-                let wallet_event = wallet.state.decide(wallet_command.clone())?;
                 let gift = commands.load_kept::<Gift>(community, &gift_id).await?;
-                let gift_event = gift.state.decide(gift_command.clone())?;
+                let decided =
+                    counter::finish(&loaded.state, &wallet.state, &gift.state, finish, at)?;
                 let mut after = loaded.state.clone();
-                cqrs_es::Aggregate::apply(&mut after, finished.clone());
+                cqrs_es::Aggregate::apply(&mut after, decided.redemption.clone());
                 Decision::new(after.status)
-                    .with(&redemption_id, &loaded, &finished)?
-                    .with(&wallet_id, &wallet, &wallet_event)?
-                    .with(&gift_id, &gift, &gift_event)
+                    .with(&redemption_id, &loaded, &decided.redemption)?
+                    .with(&wallet_id, &wallet, &decided.wallet)?
+                    .with(&gift_id, &gift, &decided.gift)
             })
             .await
     }
@@ -421,14 +381,6 @@ impl PointsDesk {
                 Ok(command)
             })
             .await
-    }
-}
-
-fn release(redemption: RedemptionId, reason: ReleaseReason, at: Timestamp) -> WalletCommand {
-    WalletCommand::ReleaseHold {
-        redemption,
-        reason,
-        at,
     }
 }
 

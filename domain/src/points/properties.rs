@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::redemption::Placement;
-use super::wallet::{ReleaseReason, ReversalReason};
+use super::wallet::ReversalReason;
 use super::*;
 use crate::values::{
     Actor, CentreId, ContentHash, GiftId, Points, RedemptionId, ReportId, Role, Timestamp,
@@ -223,84 +223,70 @@ impl Ledger {
         }
     }
 
+    /// Places through the counter's own command, as the desk does.
     fn place(&mut self, wallet: u128, quantity: u32, at: Timestamp) {
         let id = RedemptionId(Uuid::from_u128(10_000 + self.redemptions.len() as u128));
-        let points = self.gift.price * Decimal::from(quantity);
-        let stock = self.gift.decide(GiftCommand::HoldStock {
+        let placement = Placement {
             redemption: id,
+            resident: resident(wallet),
+            gift: GiftId(Uuid::from_u128(4)),
+            centre: CentreId(Uuid::from_u128(3)),
             quantity,
+            points: self.gift.price * Decimal::from(quantity),
+            by: clerk(),
+            expires_at: at.plus_hours(1_000),
             at,
-        });
-        let held = self
-            .wallets
-            .entry(wallet)
-            .or_default()
-            .decide(WalletCommand::Hold {
-                redemption: id,
-                amount: Points::parse(points).unwrap(),
-                at,
-            });
-        // Both or neither, as one append of both streams.
-        if let (Ok(stock), Ok(_)) = (stock, held) {
-            self.gift.apply(stock);
-            self.wallet_event(
-                wallet,
-                WalletCommand::Hold {
-                    redemption: id,
-                    amount: Points::parse(points).unwrap(),
-                    at,
-                },
-            );
-            let mut redemption = Redemption::default();
-            let placed = redemption
-                .decide(RedemptionCommand::Place(Box::new(Placement {
-                    redemption: id,
-                    resident: resident(wallet),
-                    gift: GiftId(Uuid::from_u128(4)),
-                    centre: CentreId(Uuid::from_u128(3)),
-                    quantity,
-                    points,
-                    by: clerk(),
-                    expires_at: at.plus_hours(1_000),
-                    at,
-                })))
-                .unwrap();
-            redemption.apply(placed);
-            self.redemptions.push((wallet, id, redemption));
-        }
-    }
-
-    fn finish(&mut self, n: usize, complete: bool, at: Timestamp) {
-        let (wallet, id, redemption) = &mut self.redemptions[n];
-        let (wallet, id) = (*wallet, *id);
-        let command = if complete {
-            RedemptionCommand::Complete { by: clerk(), at }
-        } else {
-            RedemptionCommand::Cancel { by: clerk(), at }
         };
-        let Ok(event) = redemption.decide(command) else {
+        let mut redemption = Redemption::default();
+        let state = self.wallets.entry(wallet).or_default().clone();
+        // All three or none, as the one append of three streams.
+        let Ok(decided) = counter::place(&redemption, &state, &self.gift, placement) else {
             return;
         };
-        redemption.apply(event);
-        let (wallet_command, gift_command) = if complete {
-            (
-                WalletCommand::Redeem { redemption: id, at },
-                GiftCommand::HandOver { redemption: id, at },
-            )
-        } else {
-            (
-                WalletCommand::ReleaseHold {
-                    redemption: id,
-                    reason: ReleaseReason::Cancelled,
-                    at,
-                },
-                GiftCommand::ReleaseStock { redemption: id, at },
-            )
+        self.apply_counter(wallet, &mut redemption, decided);
+        self.redemptions.push((wallet, id, redemption));
+    }
+
+    /// Completes or cancels through the counter's own command.
+    fn finish(&mut self, n: usize, complete: bool, at: Timestamp) {
+        let (wallet, mut redemption) = {
+            let (wallet, _, redemption) = &self.redemptions[n];
+            (*wallet, redemption.clone())
         };
-        self.wallet_event(wallet, wallet_command)
-            .expect("a placed redemption's hold is there");
-        let stock = self.gift.decide(gift_command).expect("and its stock");
-        self.gift.apply(stock);
+        let finish = if complete {
+            counter::Finish::Complete(clerk())
+        } else {
+            counter::Finish::Cancel(clerk())
+        };
+        let state = self.wallets.entry(wallet).or_default().clone();
+        let decided = match counter::finish(&redemption, &state, &self.gift, finish, at) {
+            Ok(decided) => decided,
+            // Only a redemption that is no longer placed refuses: a placed
+            // one's hold and stock are always there to finish.
+            Err(error) => {
+                assert_ne!(redemption.status, RedemptionStatus::Placed, "{error}");
+                return;
+            }
+        };
+        self.apply_counter(wallet, &mut redemption, decided);
+        self.redemptions[n].2 = redemption;
+    }
+
+    fn apply_counter(
+        &mut self,
+        wallet: u128,
+        redemption: &mut Redemption,
+        decided: counter::CounterEvents,
+    ) {
+        redemption.apply(decided.redemption);
+        self.gift.apply(decided.gift);
+        let event = decided.wallet;
+        self.wallets.entry(wallet).or_default().apply(event.clone());
+        self.statements
+            .entry(wallet)
+            .or_default()
+            .push(event.balance_and_held().0);
+        self.move_points(Movement::of_wallet(resident(wallet), &event));
     }
 
     fn check(&self) {
