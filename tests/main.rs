@@ -4,18 +4,18 @@
 mod app;
 mod audit;
 mod authorization;
+/// The store's test fixtures, kept beside the store's own tests (some only
+/// they use).
+#[path = "../store/tests/helpers.rs"]
+#[allow(dead_code)]
 mod helpers;
 
-mod bad_input;
 mod cli;
 mod client_keys;
-mod content;
 mod cqrs_aggregates;
 mod earning;
 mod figures;
 mod graphql_bad_input;
-mod idempotency;
-mod ordering;
 mod points;
 mod projection_runner;
 mod rate_limits;
@@ -24,6 +24,5 @@ mod residents;
 mod server;
 mod staff_rules;
 mod subscriptions;
-mod tampering;
 mod tenants;
 mod values;
