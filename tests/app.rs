@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use civic_ledger::app::{Application, Settings};
+use civic_ledger::system::{Application, Settings};
 use civic_ledger::auth::{TokenRequest, Tokens};
-use civic_ledger::clock::ManualClock;
-use civic_ledger::deadlines::DeadlineWatcher;
-use civic_ledger::points::sweeper::PointsSweeper;
-use civic_ledger::points::PointsDesk;
-use civic_ledger::secrets::Secrets;
-use civic_ledger::signup::CodeSender;
+use app::clock::ManualClock;
+use app::deadlines::DeadlineWatcher;
+use app::points::sweeper::PointsSweeper;
+use app::points::PointsDesk;
+use app::secrets::Secrets;
+use app::signup::CodeSender;
 use domain::values::{Role, Timestamp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -65,13 +65,13 @@ pub struct TestApp {
     pub watcher: DeadlineWatcher,
     pub points: PointsDesk,
     pub sweeper: PointsSweeper,
-    pub sealer: civic_ledger::audit::seals::Sealer,
+    pub sealer: app::audit::seals::Sealer,
     handle: actix_web::dev::ServerHandle,
 }
 
 pub struct Options {
     pub anonymous_burst: u32,
-    pub rates: civic_ledger::ratelimit::SubmissionRates,
+    pub rates: app::ratelimit::SubmissionRates,
     /// Trusted reverse proxies (the tests' requests come from 127.0.0.1).
     pub trusted_proxies: &'static str,
     pub runner: projections::RunnerConfig,
@@ -84,7 +84,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             anonymous_burst: 100,
-            rates: civic_ledger::ratelimit::SubmissionRates {
+            rates: app::ratelimit::SubmissionRates {
                 anonymous_burst: 100,
                 anonymous_community_burst: 1_000,
                 member_burst: 1_000,
@@ -131,7 +131,7 @@ impl TestApp {
         settings.run_projections = options.run_projections;
         settings.run_earning = options.run_earning;
         settings.runner = options.runner;
-        settings.submission_rates = civic_ledger::ratelimit::SubmissionRates {
+        settings.submission_rates = app::ratelimit::SubmissionRates {
             anonymous_burst: options.anonymous_burst,
             ..options.rates
         };

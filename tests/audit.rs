@@ -1,8 +1,8 @@
 //! Audit: verifying the chain and the points ledger, from the database and
 //! from an export alone, and naming the first position that fails.
 
-use civic_ledger::audit::export::{export, verify_export};
-use civic_ledger::audit::{verify, AuditReport};
+use app::audit::export::{export, verify_export};
+use app::audit::{verify, AuditReport};
 use serde_json::{json, Value};
 use store::{
     AppendRequest, CommunityId, EventType, ExpectedVersion, NewEvent, StreamId, StreamType,
@@ -685,7 +685,7 @@ async fn a_replay_as_of_a_past_position_is_what_the_live_read_models_were_then()
     app.placed(&counter.clerk, f.community, f.resident_id, gift, "r-2")
         .await;
 
-    let replayed = civic_ledger::audit::replay::replay(&app.store, community, then)
+    let replayed = app::audit::replay::replay(&app.store, community, then)
         .await
         .unwrap();
     for projection in projections::all() {
@@ -720,7 +720,7 @@ async fn a_replay_as_of_a_past_position_is_what_the_live_read_models_were_then()
             "{name}: replayed with the live tables and keys, unlogged"
         );
     }
-    let summary = civic_ledger::audit::replay::summary(&app.store, &replayed)
+    let summary = app::audit::replay::summary(&app.store, &replayed)
         .await
         .unwrap();
     assert_eq!(summary.trial_balance.total, "0");

@@ -1,10 +1,10 @@
 //! The earning process: what reports and suggestions earn, exactly once,
 //! whatever crashes or runs twice.
 
-use civic_ledger::commands::Commands;
-use civic_ledger::directory::Directory;
-use civic_ledger::points::earning::EarningProcess;
-use civic_ledger::points::PointsDesk;
+use app::commands::Commands;
+use app::directory::Directory;
+use app::points::earning::EarningProcess;
+use app::points::PointsDesk;
 use projections::generation::{ensure_live, Builder, Building};
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::{json, Value};

@@ -1069,9 +1069,9 @@ async fn a_gifts_stock_history_says_who_changed_it_and_why() {
 /// its own writes, which the other one's writes make stale.
 #[tokio::test]
 async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refuse() {
-    use civic_ledger::commands::{Commands, Ran, RequestMeta};
-    use civic_ledger::directory::Directory;
-    use civic_ledger::points::{PlaceRequest, PointsDesk};
+    use app::commands::{Commands, Ran, RequestMeta};
+    use app::directory::Directory;
+    use app::points::{PlaceRequest, PointsDesk};
     use domain::values::{Actor, GiftId, PersonId, RedemptionId};
 
     let app = TestApp::spawn().await;
@@ -1106,7 +1106,7 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
             match desk.place(community, &meta, request).await {
                 Ok(Ran::Appended(..)) => "OK".to_string(),
                 Ok(Ran::Repeated(_)) => "REPEATED".to_string(),
-                Err(error) => error.code.to_string(),
+                Err(error) => error.code().to_string(),
             }
         }
     };
@@ -1118,7 +1118,7 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
         grant: domain::values::GrantId(Uuid::new_v4()),
         reason: domain::values::ContentHash::parse(&"a".repeat(64)).unwrap(),
     };
-    let request = civic_ledger::points::GrantRequest {
+    let request = app::points::GrantRequest {
         resident: PersonId(f.resident_id),
         source: grant,
         amount: domain::values::Points::parse(10.into()).unwrap(),
@@ -1127,7 +1127,7 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
             role: Role::Admin,
         }),
         grid: None,
-        at: civic_ledger::clock::Clock::now(&*app.clock),
+        at: app::clock::Clock::now(&*app.clock),
     };
     let meta = RequestMeta::default();
     assert!(matches!(

@@ -433,7 +433,7 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
     let community = store::CommunityId::new(f.community);
     let replay =
         tokio::spawn(
-            async move { civic_ledger::audit::replay::replay(&store, community, head).await },
+            async move { app::audit::replay::replay(&store, community, head).await },
         );
     let mut waited = 0;
     while being_built(&app).await.len() < 1 + projections::all().len() && !replay.is_finished() {
@@ -467,7 +467,7 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
         being_built(&app).await,
         vec![("reports".to_string(), kept_generation)]
     );
-    let replayed = civic_ledger::audit::replay::replay(&app.store, community, head)
+    let replayed = app::audit::replay::replay(&app.store, community, head)
         .await
         .unwrap();
     assert!(schema_exists(&app, &replayed.schema("reports").unwrap()).await);

@@ -48,7 +48,7 @@ impl TestApp {
 fn rates(anonymous: u32, community: u32, member: u32) -> Options {
     Options {
         anonymous_burst: anonymous,
-        rates: civic_ledger::ratelimit::SubmissionRates {
+        rates: app::ratelimit::SubmissionRates {
             anonymous_burst: anonymous,
             anonymous_per_minute: 1,
             anonymous_community_burst: community,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use civic_ledger::commands::{RequestMeta, COMMUNITY_STREAM};
+use app::commands::{RequestMeta, COMMUNITY_STREAM};
 use domain::community::{Community, CommunityCommand};
 use domain::values::{Actor, PersonId, Role};
 use serde_json::{json, Value};

@@ -10,11 +10,11 @@ use projections::{ProjectionRunner, RunnerConfig};
 use store::migrate::run_migrations;
 use store::{EventStore, StoreConfig};
 
-use crate::app::{Application, Settings};
 use crate::auth::{TokenRequest, Tokens};
-use crate::database::Database;
-use crate::secrets::Secrets;
+use crate::system::{Application, Settings};
 use crate::telemetry;
+use app::database::Database;
+use app::secrets::Secrets;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -168,11 +168,11 @@ pub enum AuditCommand {
 #[derive(Subcommand, Debug)]
 pub enum BenchTarget {
     /// The event store: appends and reads, each next to raw SQL.
-    Store(crate::bench::StoreBenchArgs),
+    Store(bench::StoreBenchArgs),
     /// The points economy: redemptions at counters and leaderboard reads.
-    Points(crate::bench::points::PointsBenchArgs),
+    Points(bench::points::PointsBenchArgs),
     /// Audit: verifying a large history next to a plain read; replaying it.
-    Audit(crate::bench::audit::AuditBenchArgs),
+    Audit(bench::audit::AuditBenchArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -226,13 +226,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => audit(&database, command).await,
         Command::Bench {
             target: BenchTarget::Store(args),
-        } => crate::bench::store(&database, args).await,
+        } => bench::store(&database, args).await,
         Command::Bench {
             target: BenchTarget::Points(args),
-        } => crate::bench::points::run(&database, args).await,
+        } => bench::points::run(&database, args).await,
         Command::Bench {
             target: BenchTarget::Audit(args),
-        } => crate::bench::audit::run(&database, args).await,
+        } => bench::audit::run(&database, args).await,
         Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.
@@ -242,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Prints the report; an error (exit code 1) unless everything holds.
-fn report(report: &crate::audit::AuditReport) -> anyhow::Result<()> {
+fn report(report: &app::audit::AuditReport) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(report)?);
     match &report.first_failure {
         None => Ok(()),
@@ -259,7 +259,7 @@ fn verify_file(file: &std::path::Path, seal_key: Option<&str>) -> anyhow::Result
     let opened =
         std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?;
     let trusted = seal_key.map(parse_key).transpose()?;
-    let verified = crate::audit::export::verify_export(std::io::BufReader::new(opened), trusted)?;
+    let verified = app::audit::export::verify_export(std::io::BufReader::new(opened), trusted)?;
     report(&verified)
 }
 
@@ -285,7 +285,7 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
             let community = store::CommunityId::new(community.context("--community")?);
             let trusted = seal_key.as_deref().map(parse_key).transpose()?;
             let to = to.unwrap_or(i64::MAX);
-            let verified = crate::audit::verify(&store, community, from, to, trusted).await?;
+            let verified = app::audit::verify(&store, community, from, to, trusted).await?;
             report(&verified)
         }
         AuditCommand::Replay {
@@ -299,8 +299,8 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
                 (None, Some(time)) => store.position_at(community, time).await?,
                 (None, None) => anyhow::bail!("--to-position or --to-time"),
             };
-            let replayed = crate::audit::replay::replay(&store, community, until).await?;
-            let summary = crate::audit::replay::summary(&store, &replayed).await;
+            let replayed = app::audit::replay::replay(&store, community, until).await?;
+            let summary = app::audit::replay::summary(&store, &replayed).await;
             replayed.discard(&store).await?;
             println!("{}", serde_json::to_string_pretty(&summary?)?);
             Ok(())
@@ -312,7 +312,7 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
         } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            crate::audit::export::export(
+            app::audit::export::export(
                 &store,
                 store::CommunityId::new(community),
                 from,
@@ -341,16 +341,14 @@ fn issue_token(data_dir: &std::path::Path, command: &TokenCommand) -> anyhow::Re
         serde_json::from_value(serde_json::Value::String(role.clone()))
             .map_err(|_| anyhow::anyhow!("unknown role `{role}`"))?;
     let tokens = Tokens::new(&Secrets::load(data_dir)?.token_key);
-    let token = tokens
-        .issue(TokenRequest {
-            subject: *subject,
-            role,
-            community: *community,
-            grids: grids.clone(),
-            centre: *centre,
-            lifetime: std::time::Duration::from_secs(ttl_hours * 3600),
-        })
-        .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    let token = tokens.issue(TokenRequest {
+        subject: *subject,
+        role,
+        community: *community,
+        grids: grids.clone(),
+        centre: *centre,
+        lifetime: std::time::Duration::from_secs(ttl_hours * 3600),
+    })?;
     println!("{token}");
     Ok(())
 }
@@ -366,13 +364,13 @@ async fn project(database: &Database, command: ProjectCommand) -> anyhow::Result
     let result = match command {
         ProjectCommand::Run => {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let commands = crate::commands::Commands::new(
+            let commands = app::commands::Commands::new(
                 store.clone(),
-                std::sync::Arc::new(crate::clock::SystemClock),
+                std::sync::Arc::new(app::clock::SystemClock),
             );
             let points =
-                crate::points::PointsDesk::new(commands, crate::directory::Directory::default());
-            let tasks = runner.spawn(crate::app::followers(&points), stopped);
+                app::points::PointsDesk::new(commands, app::directory::Directory::default());
+            let tasks = runner.spawn(crate::system::followers(&points), stopped);
             tokio::signal::ctrl_c().await?;
             let _ = stop.send(true);
             for task in tasks {
@@ -418,7 +416,7 @@ async fn serve(database: &Database, settings: Settings, demo: bool) -> anyhow::R
     let application = Application::build(&database.pg_config, settings).await?;
     let address = application.address;
     if demo {
-        let seeded = crate::demo::seed(&application.app.points).await?;
+        let seeded = bench::demo::seed(&application.app.points).await?;
         print_demo(&application, seeded)?;
     }
     tracing::info!(%address, "civic-ledger listening");
@@ -429,7 +427,7 @@ async fn serve(database: &Database, settings: Settings, demo: bool) -> anyhow::R
 }
 
 fn print_demo(application: &Application, seeded: bool) -> anyhow::Result<()> {
-    use crate::demo;
+    use bench::demo;
     use domain::values::Role;
     let token = |subject, role| {
         application
@@ -443,7 +441,7 @@ fn print_demo(application: &Application, seeded: bool) -> anyhow::Result<()> {
                 centre: (role == Role::Clerk).then_some(demo::CENTRE),
                 lifetime: std::time::Duration::from_secs(12 * 3600),
             })
-            .map_err(|error| anyhow::anyhow!("{}", error.message))
+            .map_err(anyhow::Error::from)
     };
     println!(
         "demo community {} ({}):",

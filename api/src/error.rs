@@ -1,6 +1,9 @@
-//! Every refusal the API gives, with the stable code clients see in
-//! `extensions.code` (docs/DESIGN.md §7).
+//! Refusals as GraphQL and HTTP show them: the stable code in
+//! `extensions.code` (docs/DESIGN.md §7). The application's [`AppError`]
+//! becomes one here; the codes only the adapters give (`STALE`,
+//! `QUERY_TOO_COMPLEX`, `PAYLOAD_TOO_LARGE`, `BAD_REQUEST`) start here.
 
+use app::error::AppError;
 use async_graphql::ErrorExtensions;
 use domain::DomainError;
 use projections::ProjectionError;
@@ -27,59 +30,52 @@ impl ApiError {
         }
     }
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        ApiError::new("UNAUTHENTICATED", message)
+        AppError::unauthenticated(message).into()
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new("FORBIDDEN", message)
+        AppError::forbidden(message).into()
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new("NOT_FOUND", message)
+        AppError::not_found(message).into()
     }
+    /// A malformed argument; `message` names it.
     pub fn validation(message: impl Into<String>) -> Self {
         ApiError::new("VALIDATION", message)
     }
-    pub fn rate_limited(message: impl Into<String>, retry_after_seconds: u64) -> Self {
-        ApiError {
-            retry_after_seconds: Some(retry_after_seconds),
-            ..ApiError::new("RATE_LIMITED", message)
-        }
-    }
-    /// Code and message, for logs and stall reports.
-    pub fn describe(&self) -> String {
-        format!("{}: {}", self.code, self.message)
-    }
-
     pub fn internal(error: impl std::fmt::Display) -> Self {
-        // The detail goes to the log, not to the client.
-        tracing::error!(%error, "internal error");
-        ApiError::new("INTERNAL", "internal error; it was logged")
+        AppError::internal(error).into()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        let retry_after_seconds = match &error {
+            AppError::RateLimited { retry_after, .. } => retry_after.map(|d| d.as_secs()),
+            _ => None,
+        };
+        ApiError {
+            code: error.code(),
+            message: error.to_string(),
+            retry_after_seconds,
+        }
     }
 }
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        ApiError::new(error.code(), error.to_string())
+        AppError::from(error).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error.code() {
-            "INTERNAL" | "CORRUPT" => ApiError::internal(error),
-            code => ApiError::new(code, error.to_string()),
-        }
+        AppError::from(error).into()
     }
 }
 
 impl From<ProjectionError> for ApiError {
     fn from(error: ProjectionError) -> Self {
-        match error {
-            ProjectionError::Store(error) => error.into(),
-            other => match other.code() {
-                "INTERNAL" => ApiError::internal(other),
-                code => ApiError::new(code, other.to_string()),
-            },
-        }
+        AppError::from(error).into()
     }
 }
 

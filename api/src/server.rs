@@ -13,13 +13,13 @@ use serde_json::json;
 use store::migrate::{applied_migration_version, latest_migration_version};
 use store::EventStore;
 
-use crate::auth::Viewer;
 use crate::clients::TrustedProxies;
-use crate::commands::RequestMeta;
-use crate::directory::vouched;
 use crate::error::ApiError;
 use crate::graphql::{with_error_codes, ApiSchema, App};
-use crate::idempotency::ClientKey;
+use app::caller::Viewer;
+use app::commands::RequestMeta;
+use app::directory::vouched;
+use app::idempotency::ClientKey;
 
 /// How long in-flight requests may run after a stop signal.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
@@ -188,7 +188,7 @@ async fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
         .headers()
         .get("authorization")
         .map(|value| value.to_str().unwrap_or("?"));
-    let viewer = Viewer::from_authorization(&state.app.tokens, authorization);
+    let viewer = crate::auth::viewer_from_authorization(&state.app.tokens, authorization);
     vouched(&state.app.directory, &state.app.commands, viewer).await
 }
 
@@ -277,7 +277,7 @@ async fn graphql_ws(
                 .find_map(|key| value.get(key).and_then(|v| v.as_str()).map(str::to_string));
             let viewer = match authorization {
                 Some(header) => {
-                    let viewer = Viewer::from_authorization(&tokens, Some(&header));
+                    let viewer = crate::auth::viewer_from_authorization(&tokens, Some(&header));
                     vouched(&app.directory, &app.commands, viewer).await
                 }
                 None => from_header,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{app, viewer};
 use crate::error::ApiResult;
+use app::caller::Viewer;
 
 #[derive(Default)]
 pub struct AuditQuery;
@@ -61,12 +62,12 @@ impl AuditQuery {
         community_id: Uuid,
         #[graphql(default = 20)] first: i32,
     ) -> ApiResult<Vec<SealNode>> {
-        if let crate::auth::Viewer::Refused(error) = viewer(ctx) {
-            return Err(error.clone());
+        if let Viewer::Refused(error) = viewer(ctx) {
+            return Err(error.clone().into());
         }
         let limit = super::page_size(Some(first))?;
         let store = app(ctx).commands.store();
-        let mut seals = crate::audit::all_seals(store, CommunityId::new(community_id)).await?;
+        let mut seals = app::audit::all_seals(store, CommunityId::new(community_id)).await?;
         seals.reverse();
         seals.truncate(limit as usize);
         Ok(seals
@@ -93,7 +94,7 @@ impl AuditQuery {
     ) -> ApiResult<AuditVerification> {
         viewer(ctx).with_role(community_id, &[Role::Auditor])?;
         let app = app(ctx);
-        let report = crate::audit::verify(
+        let report = app::audit::verify(
             app.commands.store(),
             CommunityId::new(community_id),
             from,
@@ -296,7 +297,7 @@ impl AuditTrailQuery {
         let wallet: domain::points::Wallet = fold_until(
             ctx,
             community,
-            &crate::points::wallet_stream(resident_id),
+            &app::points::wallet_stream(resident_id),
             position,
         )
         .await?;
@@ -322,7 +323,7 @@ impl AuditTrailQuery {
         let report: domain::report::Report = fold_until(
             ctx,
             community,
-            &crate::commands::report_stream(report_id),
+            &app::commands::report_stream(report_id),
             position,
         )
         .await?;
@@ -351,7 +352,7 @@ impl AuditTrailQuery {
         let community = CommunityId::new(community_id);
         let position = position_of(ctx, community, &as_of).await?;
         let store = app(ctx).commands.store();
-        let ledger = crate::audit::ledger_as_of(store, community, position)
+        let ledger = app::audit::ledger_as_of(store, community, position)
             .await?
             .map_err(|failure| {
                 crate::error::ApiError::new(
@@ -456,7 +457,7 @@ impl ErasureMutation {
         let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
         let reason =
             &domain::values::plain_text("reason", &reason, domain::values::Lines::Many, 500)?;
-        let erased = crate::audit::erasure::erase_resident(
+        let erased = app::audit::erasure::erase_resident(
             app(ctx).commands.store(),
             CommunityId::new(community_id),
             resident_id,

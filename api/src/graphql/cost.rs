@@ -18,7 +18,7 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 
-use crate::auth::Viewer;
+use app::caller::Viewer;
 
 /// Bounds on one request's query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

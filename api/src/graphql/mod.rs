@@ -23,13 +23,13 @@ use projections::ProjectionRunner;
 use store::CommunityId;
 use uuid::Uuid;
 
-use crate::auth::{Tokens, Viewer};
-use crate::commands::{Commands, RequestMeta};
-use crate::directory::Directory;
+use app::caller::Viewer;
+use app::commands::RequestMeta;
+use app::idempotency::{ClientKey, Idempotency};
+use app::services::{Request, Services};
+
+use crate::auth::Tokens;
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{ClientKey, Idempotency};
-use crate::ratelimit::{RateLimiter, SubmissionLimits};
-use crate::signup::Signup;
 
 /// A query may nest this deep (the deepest useful one is about 8).
 pub const DEPTH_MAX: usize = 15;
@@ -39,23 +39,21 @@ pub const COMPLEXITY_MAX: usize = 2_000;
 pub const PAGE_SIZE_MAX: i32 = 100;
 pub const PAGE_SIZE_DEFAULT: i32 = 20;
 
-/// Everything the resolvers share.
+/// Everything the resolvers share: the application's services, and what
+/// only the adapter needs.
 pub struct App {
-    pub commands: Commands,
-    pub directory: Directory,
-    pub points: crate::points::PointsDesk,
-    pub sealer: crate::audit::seals::Sealer,
+    pub services: Services,
     pub runner: ProjectionRunner,
-    pub signup: Signup,
     pub tokens: Tokens,
-    /// Submissions per anonymous address, per community, per account.
-    pub submission_limits: SubmissionLimits,
-    /// Sign-up code requests and attempts per client.
-    pub signup_limiter: RateLimiter,
     /// How long a query waits for the read models to reach `atLeast`.
     pub freshness_timeout: Duration,
-    /// Keys idempotent retries' derived values (report ids, salts).
-    pub retry_key: Vec<u8>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 #[derive(MergedObject, Default)]
@@ -167,45 +165,21 @@ fn canonical_value(value: &async_graphql::Value, out: &mut String) {
     }
 }
 
-/// A value derived from the request's scoped idempotency key, so that a
-/// retried request decides exactly as the first did (same ids, same salts)
-/// and the store can answer it with the first outcome. `None` without a
-/// key. Keyed with the server's secret: nothing in the log, the trail or
-/// an export lets anyone derive it.
+/// A value derived from the request's scoped idempotency key (see
+/// [`Services::retry_seed`]).
 pub(crate) fn retry_seed(ctx: &Context<'_>, purpose: &str) -> Option<[u8; 32]> {
-    let idempotency = meta(ctx).idempotency?;
-    Some(seed_of(ctx, &idempotency, purpose))
-}
-
-fn seed_of(ctx: &Context<'_>, idempotency: &Idempotency, purpose: &str) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let mut mac =
-        <Hmac<sha2::Sha256>>::new_from_slice(&app(ctx).retry_key).expect("any key length");
-    mac.update(idempotency.key.as_bytes());
-    mac.update(b"\0");
-    mac.update(&idempotency.fingerprint.unwrap_or_default());
-    mac.update(b"\0");
-    mac.update(purpose.as_bytes());
-    mac.finalize().into_bytes().into()
-}
-
-/// An id derived from a scoped idempotency key: the same on every retry.
-pub(crate) fn derived_id(ctx: &Context<'_>, idempotency: &Idempotency, purpose: &str) -> Uuid {
-    id_from_seed(seed_of(ctx, idempotency, purpose))
-}
-
-fn id_from_seed(seed: [u8; 32]) -> Uuid {
-    let mut bytes = [0_u8; 16];
-    bytes.copy_from_slice(&seed[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    app(ctx).retry_seed(&meta(ctx), purpose)
 }
 
 /// A new id: random, or derived from the idempotency key on a retry.
 pub(crate) fn new_id(ctx: &Context<'_>, purpose: &str) -> Uuid {
-    match retry_seed(ctx, purpose) {
-        Some(seed) => id_from_seed(seed),
-        None => Uuid::new_v4(),
-    }
+    app(ctx).new_id(&meta(ctx), purpose)
+}
+
+/// The call as the application sees it: the vouched caller and this
+/// field's meta.
+pub(crate) fn request(ctx: &Context<'_>) -> Request {
+    Request::new(viewer(ctx).clone(), meta(ctx))
 }
 
 /// Waits until `projection` has folded `community` up to `at_least`.

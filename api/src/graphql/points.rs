@@ -15,15 +15,15 @@ use store::CommunityId;
 use uuid::Uuid;
 
 use super::types::Written;
-use super::{app, decimal, derived_id, meta, new_id, retry_seed, scoped, viewer};
-use crate::auth::Claims;
-use crate::clock::to_datetime;
-use crate::commands::{report_stream, Ran, RequestMeta};
-use crate::content;
-use crate::directory::{counter_centre, staff_scope};
+use super::{app, decimal, meta, new_id, retry_seed, scoped, viewer};
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::ClientKey;
-use crate::points::{Finish, GrantRequest, PlaceRequest, Reversal};
+use app::caller::Claims;
+use app::clock::to_datetime;
+use app::commands::{report_stream, Ran, RequestMeta};
+use app::content;
+use app::directory::{counter_centre, staff_scope};
+use app::idempotency::ClientKey;
+use app::points::{Finish, GrantRequest, PlaceRequest, Reversal};
 
 #[derive(Default)]
 pub struct PointsMutation;
@@ -440,7 +440,7 @@ impl PointsMutation {
         // way as the header's: to the clerk, this field and its input.
         let key = ClientKey::parse(input.idempotency_key.as_bytes())?;
         let idempotency = scoped(ctx, &meta, &key);
-        let redemption = RedemptionId(derived_id(ctx, &idempotency, "redemption"));
+        let redemption = RedemptionId(app(ctx).derived_id(&idempotency, "redemption"));
         meta.idempotency = Some(idempotency);
         let app = app(ctx);
         let community = CommunityId::new(community_id);

@@ -29,11 +29,11 @@ const SYSTEM_ACCOUNTS: [domain::points::Account; 5] = [
 ];
 use super::query::decode_cursor;
 use super::{app, fresh, page_size, viewer};
-use crate::auth::{Claims, Viewer};
-use crate::clock::to_datetime;
-use crate::directory::counter_centre;
 use crate::error::{ApiError, ApiResult};
-use crate::points::wallet_stream;
+use app::caller::Claims;
+use app::clock::to_datetime;
+use app::directory::counter_centre;
+use app::points::wallet_stream;
 
 #[derive(Default)]
 pub struct PointsQuery;
@@ -323,7 +323,7 @@ impl WalletNode {
             let cursor = line.position.to_string();
             let (mut node, note) = statement_line(line)?;
             if let Some(hash) = note {
-                node.note = crate::content::text_of(store, community, hash.as_str()).await?;
+                node.note = app::content::text_of(store, community, hash.as_str()).await?;
             }
             connection.edges.push(Edge::new(cursor, node));
         }
@@ -419,17 +419,13 @@ fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {
 
 /// Admins and auditors read every part of the ledger.
 fn bookkeeper(ctx: &Context<'_>, community_id: Uuid) -> ApiResult<()> {
-    viewer(ctx)
-        .with_role(community_id, &[Role::Admin, Role::Auditor])
-        .map(drop)
+    viewer(ctx).with_role(community_id, &[Role::Admin, Role::Auditor])?;
+    Ok(())
 }
 
 /// The public side: anonymous callers and the community's members.
 fn public_reader<'a>(ctx: &Context<'a>, community_id: Uuid) -> ApiResult<Option<&'a Claims>> {
-    match viewer(ctx) {
-        Viewer::Anonymous => Ok(None),
-        other => other.member_of(community_id).map(Some),
-    }
+    Ok(viewer(ctx).reader_of(community_id)?)
 }
 
 #[Object]
@@ -458,7 +454,7 @@ impl PointsQuery {
         if let Some(position) = at_least {
             fresh(
                 ctx,
-                crate::points::earning::NAME,
+                app::points::earning::NAME,
                 community_id,
                 Some(position),
             )
@@ -612,7 +608,7 @@ impl PointsQuery {
         let mut nodes = Vec::with_capacity(lines.len());
         for line in lines {
             let reason = match &line.reason_hash {
-                Some(hash) => crate::content::text_of(store, community, hash).await?,
+                Some(hash) => app::content::text_of(store, community, hash).await?,
                 None => None,
             };
             nodes.push(GiftStockLine {
@@ -693,7 +689,7 @@ impl PointsQuery {
                 let days = app
                     .commands
                     .store()
-                    .local_day(crate::calendar::zone_of(&setup), now)
+                    .local_day(app::calendar::zone_of(&setup), now)
                     .await?;
                 NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
                     .ok_or_else(|| ApiError::internal("a day out of range"))?

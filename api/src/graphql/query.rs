@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::types::*;
 use super::{app, fresh, page_size, viewer};
-use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult};
+use app::caller::{Claims, Viewer};
 
 #[derive(Default)]
 pub struct CoreQuery;
@@ -56,7 +56,7 @@ pub(super) fn decode_cursor(cursor: &str) -> ApiResult<(i64, Uuid)> {
 }
 
 /// Staff roles that see every report, hidden ones included.
-fn sees_hidden(claims: &crate::auth::Claims) -> bool {
+fn sees_hidden(claims: &Claims) -> bool {
     is_report_staff(Some(claims))
 }
 
@@ -77,7 +77,7 @@ impl CoreQuery {
                 role: Some(claims.role.into()),
                 community_id: Some(claims.community),
             }),
-            Viewer::Refused(error) => Err(error.clone()),
+            Viewer::Refused(error) => Err(error.clone().into()),
         }
     }
 
@@ -85,7 +85,7 @@ impl CoreQuery {
     /// to anonymous callers.
     async fn site(&self, ctx: &Context<'_>, community_id: Uuid, code: String) -> ApiResult<Site> {
         if let Viewer::Refused(error) = viewer(ctx) {
-            return Err(error.clone());
+            return Err(error.clone().into());
         }
         let app = app(ctx);
         let community = app
@@ -328,7 +328,7 @@ impl CoreQuery {
         let head = store.head(community).await?.position;
         let stalls = app.runner.stalls().of(community);
         let mut names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
-        names.push(crate::points::earning::NAME);
+        names.push(app::points::earning::NAME);
         let mut lags = Vec::new();
         for name in names {
             let checkpoint =

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::types::{RoleName, SiteKindName, Written};
 use super::{app, decimal, meta, new_id, viewer};
-use crate::commands::COMMUNITY_STREAM;
 use crate::error::{ApiError, ApiResult};
+use app::commands::COMMUNITY_STREAM;
 
 #[derive(Default)]
 pub struct SetupMutation;
@@ -121,7 +121,7 @@ const ZONE_DEPENDENT_READ_MODELS: [&str; 4] = [
 /// here, not found out later.
 fn known_time_zone(name: &str) -> ApiResult<String> {
     let name = name.trim();
-    if crate::calendar::is_known_zone(name) {
+    if app::calendar::is_known_zone(name) {
         Ok(name.to_string())
     } else {
         Err(ApiError::validation(

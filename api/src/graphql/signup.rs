@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{app, meta};
 use crate::auth::TokenRequest;
 use crate::error::ApiResult;
-use crate::signup::CODE_LIFETIME;
+use app::signup::CODE_LIFETIME;
 
 /// How long a resident's token lives.
 const RESIDENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -1,17 +1,13 @@
 //! Reviewing and answering suggestions: the community's admins, always
-//! with a public answer.
+//! with a public answer (`app::suggestions`).
 
+use app::suggestions::SuggestionAction;
 use async_graphql::{Context, Enum, Object, ID};
-use domain::suggestion::{Outcome, Suggestion, SuggestionCommand};
-use domain::values::Role;
-use store::CommunityId;
 use uuid::Uuid;
 
 use super::types::Written;
-use super::{app, meta, retry_seed, viewer};
-use crate::commands::suggestion_stream;
-use crate::content::{self, Prepared};
-use crate::error::{ApiError, ApiResult};
+use super::{app, request};
+use crate::error::ApiResult;
 
 #[derive(Default)]
 pub struct SuggestionMutation;
@@ -24,36 +20,18 @@ pub enum SuggestionOutcome {
     Declined,
 }
 
-async fn run(
+async fn act(
     ctx: &Context<'_>,
     community_id: Uuid,
     suggestion_id: Uuid,
-    contents: &[Prepared],
-    command: impl Fn(domain::values::Actor, domain::values::Timestamp) -> SuggestionCommand,
+    action: SuggestionAction,
 ) -> ApiResult<Written> {
-    let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
-    let app = app(ctx);
-    let mut meta = meta(ctx);
-    meta.actor = Some(claims.actor());
-    let at = app.commands.clock().now();
-    let (outcome, _) = app
-        .commands
-        .execute::<Suggestion>(
-            CommunityId::new(community_id),
-            &suggestion_stream(suggestion_id),
-            &meta,
-            contents,
-            |suggestion| {
-                if suggestion.state == domain::suggestion::SuggestionState::New {
-                    return Err(ApiError::not_found(format!("suggestion {suggestion_id}")));
-                }
-                Ok(command(claims.actor(), at))
-            },
-        )
+    let written = app(ctx)
+        .act_on_suggestion(&request(ctx), community_id, suggestion_id, action)
         .await?;
     Ok(Written {
         id: ID(suggestion_id.to_string()),
-        position: outcome.last_position,
+        position: written.position,
     })
 }
 
@@ -65,9 +43,12 @@ impl SuggestionMutation {
         community_id: Uuid,
         suggestion_id: Uuid,
     ) -> ApiResult<Written> {
-        run(ctx, community_id, suggestion_id, &[], |by, at| {
-            SuggestionCommand::StartReview { by, at }
-        })
+        act(
+            ctx,
+            community_id,
+            suggestion_id,
+            SuggestionAction::StartReview,
+        )
         .await
     }
 
@@ -80,17 +61,10 @@ impl SuggestionMutation {
         outcome: SuggestionOutcome,
         answer: String,
     ) -> ApiResult<Written> {
-        let answer = content::prepare_text(&answer, retry_seed(ctx, "answer"))?;
-        let hash = answer.hash.clone();
-        let outcome: Outcome = outcome.into();
-        run(ctx, community_id, suggestion_id, &[answer], |by, at| {
-            SuggestionCommand::Answer {
-                by,
-                outcome,
-                answer: hash.clone(),
-                at,
-            }
-        })
-        .await
+        let action = SuggestionAction::Answer {
+            outcome: outcome.into(),
+            answer,
+        };
+        act(ctx, community_id, suggestion_id, action).await
     }
 }

@@ -3,7 +3,6 @@
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use domain::community::Community;
-use domain::values::Role;
 use projections::patrols::PatrolDuty;
 use projections::reports::{CategoryMonth, GridLedger, ReportRow, TimelineEntry};
 use projections::suggestions::SuggestionRow;
@@ -12,10 +11,11 @@ use store::CommunityId;
 use uuid::Uuid;
 
 use super::app;
-use crate::auth::{Claims, Viewer};
-use crate::clock::to_datetime;
-use crate::content;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use app::caller::{Claims, Viewer};
+use app::clock::to_datetime;
+use app::content;
+pub use app::reports::{is_report_staff, sees_reporter};
 
 /// The read model's name of a schema enum value, e.g. `in_progress`.
 pub fn name_of<T: Serialize>(value: T) -> String {
@@ -79,24 +79,6 @@ pub enum SiteKindName {
     MicroSpace,
     ParkGate,
     StreetCorner,
-}
-
-/// Staff who work reports, and auditors: they see hidden reports, who
-/// reported what, and each step's stored fields.
-pub fn is_report_staff(claims: Option<&Claims>) -> bool {
-    claims.is_some_and(|claims| {
-        matches!(
-            claims.role,
-            Role::Admin | Role::GridWorker | Role::Department | Role::Inspector | Role::Auditor
-        )
-    })
-}
-
-/// Who sees a report's reporter: report staff and the reporter. Never the
-/// public.
-pub fn sees_reporter(claims: Option<&Claims>, reporter: Option<Uuid>) -> bool {
-    is_report_staff(claims)
-        || claims.is_some_and(|claims| reporter.is_some() && reporter == Some(claims.sub))
 }
 
 pub fn claims_of(viewer: &Viewer) -> Option<&Claims> {
@@ -168,12 +150,15 @@ impl ReportNode {
             &self.row.text_hash,
         )
         .await
+        .map_err(ApiError::from)
     }
     /// Photo links; empty once redacted or erased.
     async fn photos(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
         match (&self.row.photos_hash, self.row.photos_redacted) {
             (Some(hash), false) => {
-                content::photos_of(app(ctx).commands.store(), self.community(), hash).await
+                content::photos_of(app(ctx).commands.store(), self.community(), hash)
+                    .await
+                    .map_err(ApiError::from)
             }
             _ => Ok(Vec::new()),
         }
@@ -366,7 +351,9 @@ impl TimelineEntryNode {
         let redaction = self.entry.event_type == "ReportTextRedacted";
         match hash {
             Some(hash) if !redaction && hash.len() == 64 => {
-                content::text_of(app(ctx).commands.store(), self.community, hash).await
+                content::text_of(app(ctx).commands.store(), self.community, hash)
+                    .await
+                    .map_err(ApiError::from)
             }
             _ => Ok(None),
         }
@@ -470,6 +457,7 @@ impl SuggestionNode {
             &self.row.text_hash,
         )
         .await
+        .map_err(ApiError::from)
     }
     async fn anonymous(&self) -> bool {
         self.row.anonymous
@@ -488,7 +476,9 @@ impl SuggestionNode {
     /// The community's public answer.
     async fn answer(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         match &self.row.answer_hash {
-            Some(hash) => content::text_of(app(ctx).commands.store(), self.community, hash).await,
+            Some(hash) => content::text_of(app(ctx).commands.store(), self.community, hash)
+                .await
+                .map_err(ApiError::from),
             None => Ok(None),
         }
     }

@@ -24,7 +24,7 @@ use store::{AppendOutcome, CommunityId};
 use crate::commands::{Commands, Decision, Ran, RequestMeta};
 use crate::content::Prepared;
 use crate::directory::Directory;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 pub use domain::streams::{
     gift as gift_stream, redemption as redemption_stream, wallet as wallet_stream,
@@ -82,7 +82,7 @@ impl PointsDesk {
         &self.commands
     }
 
-    pub async fn community(&self, community: CommunityId) -> ApiResult<std::sync::Arc<Community>> {
+    pub async fn community(&self, community: CommunityId) -> AppResult<std::sync::Arc<Community>> {
         self.directory.community(&self.commands, community).await
     }
 
@@ -93,7 +93,7 @@ impl PointsDesk {
         by: Actor,
         amount: Points,
         note: Prepared,
-    ) -> ApiResult<AppendOutcome> {
+    ) -> AppResult<AppendOutcome> {
         self.community(community).await?;
         let at = self.commands.clock().now();
         let hash = note.hash.clone();
@@ -119,7 +119,7 @@ impl PointsDesk {
         meta: &RequestMeta,
         request: GrantRequest,
         contents: &[Prepared],
-    ) -> ApiResult<Ran<WalletEvent>> {
+    ) -> AppResult<Ran<WalletEvent>> {
         let setup = self.community(community).await?;
         let rules = &setup.points_rules;
         let day = self
@@ -173,7 +173,7 @@ impl PointsDesk {
         &self,
         community: CommunityId,
         ran: Ran<WalletEvent>,
-    ) -> ApiResult<(AppendOutcome, WalletEvent)> {
+    ) -> AppResult<(AppendOutcome, WalletEvent)> {
         let outcome = match ran {
             Ran::Appended(outcome, event) => return Ok((outcome, event)),
             Ran::Repeated(outcome) => outcome,
@@ -190,10 +190,7 @@ impl PointsDesk {
                 projections::runner::kind(event) == Some(domain::streams::StreamKind::Wallet)
             })
             .ok_or_else(|| {
-                ApiError::new(
-                    "CONFLICT",
-                    "the idempotency key was used for another command",
-                )
+                AppError::conflict("the idempotency key was used for another command")
             })?;
         Ok((outcome, wallet_event.decode::<WalletEvent>()?))
     }
@@ -205,8 +202,8 @@ impl PointsDesk {
         meta: &RequestMeta,
         resident: PersonId,
         contents: &[Prepared],
-        command: impl Fn(&Wallet) -> ApiResult<WalletCommand>,
-    ) -> ApiResult<Ran<WalletEvent>> {
+        command: impl Fn(&Wallet) -> AppResult<WalletCommand>,
+    ) -> AppResult<Ran<WalletEvent>> {
         let wallet_id = wallet_stream(resident.0);
         let commands = &self.commands;
         let command = &command;
@@ -231,7 +228,7 @@ impl PointsDesk {
         meta: &RequestMeta,
         reversal: Reversal,
         contents: &[Prepared],
-    ) -> ApiResult<Ran<WalletEvent>> {
+    ) -> AppResult<Ran<WalletEvent>> {
         let at = self.commands.clock().now();
         self.on_wallet(community, meta, reversal.resident, contents, |_| {
             Ok(WalletCommand::Reverse {
@@ -251,7 +248,7 @@ impl PointsDesk {
         community: CommunityId,
         meta: &RequestMeta,
         request: PlaceRequest,
-    ) -> ApiResult<Ran<Placement>> {
+    ) -> AppResult<Ran<Placement>> {
         let setup = self.community(community).await?;
         let at = self.commands.clock().now();
         let expires_at = Timestamp::from_micros(
@@ -302,14 +299,14 @@ impl PointsDesk {
         &self,
         community: CommunityId,
         redemption: RedemptionId,
-    ) -> ApiResult<(RedemptionStatus, Placement)> {
+    ) -> AppResult<(RedemptionStatus, Placement)> {
         let loaded = self
             .commands
             .load::<Redemption>(community, &redemption_stream(redemption.0))
             .await?;
         match loaded.state.placement {
             Some(placement) => Ok((loaded.state.status, placement)),
-            None => Err(ApiError::not_found(format!("redemption {redemption}"))),
+            None => Err(AppError::not_found(format!("redemption {redemption}"))),
         }
     }
 
@@ -322,17 +319,17 @@ impl PointsDesk {
         redemption: RedemptionId,
         finish: Finish,
         centre: Option<CentreId>,
-    ) -> ApiResult<Ran<RedemptionStatus>> {
+    ) -> AppResult<Ran<RedemptionStatus>> {
         // A placement never changes: what this process kept of it will do.
         let kept = self
             .commands
             .load_kept::<Redemption>(community, &redemption_stream(redemption.0))
             .await?;
         let Some(placement) = kept.state.placement else {
-            return Err(ApiError::not_found(format!("redemption {redemption}")));
+            return Err(AppError::not_found(format!("redemption {redemption}")));
         };
         if centre.is_some_and(|centre| centre != placement.centre) {
-            return Err(ApiError::forbidden(
+            return Err(AppError::forbidden(
                 "the redemption was placed at another centre",
             ));
         }
@@ -369,8 +366,8 @@ impl PointsDesk {
         gift: GiftId,
         centre: Option<CentreId>,
         contents: &[Prepared],
-        command: impl Fn(&Gift) -> ApiResult<GiftCommand>,
-    ) -> ApiResult<(AppendOutcome, Gift)> {
+        command: impl Fn(&Gift) -> AppResult<GiftCommand>,
+    ) -> AppResult<(AppendOutcome, Gift)> {
         self.community(community).await?;
         self.commands
             .execute::<Gift>(community, &gift_stream(gift.0), meta, contents, |state| {
@@ -385,12 +382,12 @@ impl PointsDesk {
 }
 
 /// The centre a gift is offered at, which must be the clerk's own.
-fn offered_at(gift: &Gift, clerk_centre: Option<CentreId>) -> ApiResult<CentreId> {
+fn offered_at(gift: &Gift, clerk_centre: Option<CentreId>) -> AppResult<CentreId> {
     let Some(centre) = gift.centre.filter(|_| gift.offered) else {
-        return Err(ApiError::not_found("gift"));
+        return Err(AppError::not_found("gift"));
     };
     if clerk_centre.is_some_and(|clerk| clerk != centre) {
-        return Err(ApiError::forbidden("the gift is offered at another centre"));
+        return Err(AppError::forbidden("the gift is offered at another centre"));
     }
     Ok(centre)
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use store::profiles::{CodeAttempt, CodeRequest, Resident};
 use store::{CommunityId, EventStore};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 pub const CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
 const CODES_PER_HOUR_MAX: i64 = 5;
@@ -68,7 +68,7 @@ impl Signup {
         community: CommunityId,
         phone: &str,
         display_name: &str,
-    ) -> ApiResult<()> {
+    ) -> AppResult<()> {
         let phone = parse_phone(phone)?;
         let display_name = parse_display_name(display_name)?;
         let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
@@ -83,9 +83,10 @@ impl Signup {
                 codes_per_hour_max: CODES_PER_HOUR_MAX,
             })
             .await?;
-        self.sender.send(&phone, &code).await.map_err(|error| {
-            ApiError::new("UNAVAILABLE", format!("the code was not sent: {error}"))
-        })
+        self.sender
+            .send(&phone, &code)
+            .await
+            .map_err(|error| AppError::Unavailable(format!("the code was not sent: {error}")))
     }
 
     pub async fn verify_code(
@@ -93,11 +94,11 @@ impl Signup {
         community: CommunityId,
         phone: &str,
         code: &str,
-    ) -> ApiResult<Resident> {
+    ) -> AppResult<Resident> {
         let phone = parse_phone(phone)?;
         let code = code.trim();
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::validation("a code is 6 digits"));
+            return Err(AppError::validation("code", "a code is 6 digits"));
         }
         Ok(self
             .store
@@ -118,21 +119,22 @@ fn code_hash(code: &str) -> [u8; 32] {
 }
 
 /// E.164-like: an optional `+`, then 6 to 15 digits; spaces and dashes go.
-pub fn parse_phone(phone: &str) -> ApiResult<String> {
+pub fn parse_phone(phone: &str) -> AppResult<String> {
     let cleaned: String = phone
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
         .collect();
     let digits = cleaned.strip_prefix('+').unwrap_or(&cleaned);
     if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::validation(
-            "phone: 6 to 15 digits, optionally after +",
+        return Err(AppError::validation(
+            "phone",
+            "6 to 15 digits, optionally after +",
         ));
     }
     Ok(cleaned)
 }
 
-fn parse_display_name(name: &str) -> ApiResult<String> {
+fn parse_display_name(name: &str) -> AppResult<String> {
     Ok(domain::values::plain_text(
         "display name",
         name,

@@ -23,7 +23,7 @@ use store::{
 use self::streams::{StateCache, StreamLocks};
 use crate::clock::Clock;
 use crate::content::{store_all, Prepared};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 use crate::idempotency::{self, Idempotency};
 
 /// Attempts of one command when other writers keep changing its stream.
@@ -58,7 +58,10 @@ impl RequestMeta {
         }
         if let Some(actor) = &self.actor {
             metadata.insert("actor_id".to_string(), actor.person.to_string());
-            metadata.insert("actor_role".to_string(), crate::auth::role_name(actor.role));
+            metadata.insert(
+                "actor_role".to_string(),
+                crate::caller::role_name(actor.role),
+            );
         }
         metadata
     }
@@ -102,7 +105,7 @@ impl<T> Decision<T> {
         stream_id: &str,
         loaded: &Loaded<A>,
         event: &A::Event,
-    ) -> ApiResult<Self>
+    ) -> AppResult<Self>
     where
         A: Aggregate + Clone + 'static,
         A::Event: Serialize + Clone,
@@ -157,7 +160,7 @@ impl Commands {
         community: CommunityId,
         stream_id: &str,
         mut loaded: Loaded<A>,
-    ) -> ApiResult<Loaded<A>>
+    ) -> AppResult<Loaded<A>>
     where
         A: Aggregate,
         A::Event: DeserializeOwned,
@@ -178,7 +181,7 @@ impl Commands {
                 loaded.version = event.stream_version;
             }
             if loaded.version > STREAM_EVENTS_MAX {
-                return Err(ApiError::internal(format!(
+                return Err(AppError::internal(format!(
                     "stream {stream_id} is too long"
                 )));
             }
@@ -189,7 +192,7 @@ impl Commands {
     }
 
     /// The aggregate as of now: from the cache, brought up to date.
-    pub async fn load<A>(&self, community: CommunityId, stream_id: &str) -> ApiResult<Loaded<A>>
+    pub async fn load<A>(&self, community: CommunityId, stream_id: &str) -> AppResult<Loaded<A>>
     where
         A: Aggregate + Default + Clone + 'static,
         A::Event: DeserializeOwned,
@@ -227,7 +230,7 @@ impl Commands {
         &self,
         community: CommunityId,
         stream_id: &str,
-    ) -> ApiResult<Loaded<A>>
+    ) -> AppResult<Loaded<A>>
     where
         A: Aggregate + Default + Clone + 'static,
         A::Event: DeserializeOwned,
@@ -252,10 +255,10 @@ impl Commands {
         meta: &RequestMeta,
         contents: &[Prepared],
         decide: F,
-    ) -> ApiResult<Ran<T>>
+    ) -> AppResult<Ran<T>>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = ApiResult<Decision<T>>>,
+        Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
         let _turn = self.locks.lock(community.as_uuid(), streams).await;
         let community_id = community.as_uuid();
@@ -314,8 +317,8 @@ impl Commands {
         stream_id: &str,
         meta: &RequestMeta,
         contents: &[Prepared],
-        command: impl Fn(&A) -> ApiResult<A::Command>,
-    ) -> ApiResult<(AppendOutcome, A)>
+        command: impl Fn(&A) -> AppResult<A::Command>,
+    ) -> AppResult<(AppendOutcome, A)>
     where
         A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
@@ -371,7 +374,7 @@ impl Commands {
         &self,
         community: CommunityId,
         meta: &RequestMeta,
-    ) -> ApiResult<Option<AppendOutcome>> {
+    ) -> AppResult<Option<AppendOutcome>> {
         let Some(idempotency) = &meta.idempotency else {
             return Ok(None);
         };
@@ -390,7 +393,7 @@ impl Commands {
         community: CommunityId,
         meta: &RequestMeta,
         decided: Vec<Decided>,
-    ) -> ApiResult<AppendOutcome> {
+    ) -> AppResult<AppendOutcome> {
         self.try_append(community, meta, decided)
             .await?
             .map_err(append_error)
@@ -405,7 +408,7 @@ impl Commands {
         community: CommunityId,
         meta: &RequestMeta,
         decided: Vec<Decided>,
-    ) -> ApiResult<Result<AppendOutcome, StoreError>> {
+    ) -> AppResult<Result<AppendOutcome, StoreError>> {
         let mut request = AppendRequest::new(community);
         for part in decided {
             let expected = match part.expected_version {
@@ -433,12 +436,11 @@ impl Commands {
 }
 
 /// What a client hears of a store refusal of an append.
-fn append_error(error: StoreError) -> ApiError {
+fn append_error(error: StoreError) -> AppError {
     match error {
-        StoreError::Conflict { .. } => ApiError::new(
-            "CONFLICT",
-            "someone changed this at the same moment; try again",
-        ),
+        StoreError::Conflict { .. } => {
+            AppError::Contended("someone changed this at the same moment; try again".into())
+        }
         StoreError::IdempotencyKeyReused { .. } => idempotency::reused(),
         other => other.into(),
     }
@@ -453,12 +455,12 @@ fn conflict_pause(attempt: usize) -> std::time::Duration {
 }
 
 /// The event an aggregate decided, ready to append to its stream.
-pub fn decided<A>(stream_id: &str, version: i64, event: &A::Event) -> ApiResult<Decided>
+pub fn decided<A>(stream_id: &str, version: i64, event: &A::Event) -> AppResult<Decided>
 where
     A: Aggregate,
     A::Event: Serialize,
 {
-    let payload = serde_json::to_value(event).map_err(ApiError::internal)?;
+    let payload = serde_json::to_value(event).map_err(AppError::internal)?;
     Ok(Decided {
         stream_id: StreamId::parse(stream_id)?,
         stream_type: A::TYPE,

@@ -20,7 +20,7 @@ use store::{
 };
 use uuid::Uuid;
 
-use crate::database::Database;
+use app::database::Database;
 
 /// Reports per append: each adds a report stream and a wallet stream.
 const REPORTS_PER_APPEND: i64 = 30;
@@ -85,7 +85,7 @@ async fn measure(
 
     eprintln!("bench: verifying");
     let started = Instant::now();
-    let report = crate::audit::verify(&store, community, 1, i64::MAX, None).await?;
+    let report = app::audit::verify(&store, community, 1, i64::MAX, None).await?;
     let verify_eps = report.to_position as f64 / started.elapsed().as_secs_f64();
     eprintln!("bench: reading the same rows with plain SQL");
     let started = Instant::now();
@@ -95,10 +95,10 @@ async fn measure(
     let replay_events = args.replay_events.min(events);
     eprintln!("bench: replaying {replay_events} events into every read model");
     let started = Instant::now();
-    let replayed = crate::audit::replay::replay(&store, community, replay_events).await?;
+    let replayed = app::audit::replay::replay(&store, community, replay_events).await?;
     // What `audit replay` prints is read from the scratch tables: that
     // read is part of a replay.
-    crate::audit::replay::summary(&store, &replayed).await?;
+    app::audit::replay::summary(&store, &replayed).await?;
     let replay_eps = replay_events as f64 / started.elapsed().as_secs_f64();
     replayed.discard(&store).await?;
     store.shutdown().await;

@@ -24,7 +24,7 @@ use store::{CommunityId, RecordedEvent};
 
 use super::{wallet_stream, GrantRequest, PointsDesk, Reversal};
 use crate::commands::{report_stream, suggestion_stream, RequestMeta};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 
 pub const NAME: &str = "earning";
@@ -64,10 +64,10 @@ impl Projection for EarningProcess {
                 Some(StreamKind::Suggestion) => self.follow_suggestion(event).await,
                 _ => Ok(()),
             };
-            followed.map_err(|error: ApiError| ProjectionError::Process {
+            followed.map_err(|error: AppError| ProjectionError::Process {
                 process: NAME,
                 position: event.position,
-                reason: format!("{}: {}", error.code, error.message),
+                reason: error.describe(),
             })?;
         }
         Ok(())
@@ -85,7 +85,7 @@ enum Earning {
 }
 
 impl EarningProcess {
-    async fn follow_report(&self, event: &RecordedEvent) -> ApiResult<()> {
+    async fn follow_report(&self, event: &RecordedEvent) -> AppResult<()> {
         let earning = match decode::<ReportEvent>(event)? {
             ReportEvent::ReportAccepted { at, .. } => Earning::Accepted(at),
             ReportEvent::ReportConfirmed { at, .. } => Earning::Resolved(at),
@@ -162,7 +162,7 @@ impl EarningProcess {
         }
     }
 
-    async fn follow_suggestion(&self, event: &RecordedEvent) -> ApiResult<()> {
+    async fn follow_suggestion(&self, event: &RecordedEvent) -> AppResult<()> {
         let SuggestionEvent::SuggestionAnswered { outcome, at, .. } =
             decode::<SuggestionEvent>(event)?
         else {
@@ -216,7 +216,7 @@ impl EarningProcess {
     }
 
     /// Grants unless the wallet has seen this source already.
-    async fn earn(&self, earn: Earn) -> ApiResult<()> {
+    async fn earn(&self, earn: Earn) -> AppResult<()> {
         let Ok(amount) = Points::parse(earn.amount) else {
             // The rules give nothing for this.
             return Ok(());
@@ -254,7 +254,7 @@ impl EarningProcess {
         resident: PersonId,
         report: ReportId,
         original: ReportId,
-    ) -> ApiResult<()> {
+    ) -> AppResult<()> {
         let wallet = self
             .desk
             .commands()

@@ -16,7 +16,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 /// The longest key a client may send.
 pub const CLIENT_KEY_BYTES_MAX: usize = 100;
@@ -29,15 +29,18 @@ const CLIENT_KEY_PREFIX: &str = "client:";
 pub struct ClientKey(String);
 
 impl ClientKey {
-    pub fn parse(bytes: &[u8]) -> ApiResult<ClientKey> {
+    pub fn parse(bytes: &[u8]) -> AppResult<ClientKey> {
         let valid = !bytes.is_empty()
             && bytes.len() <= CLIENT_KEY_BYTES_MAX
             && bytes.iter().all(u8::is_ascii_graphic);
         if !valid {
-            return Err(ApiError::validation(format!(
-                "idempotency key: 1 to {CLIENT_KEY_BYTES_MAX} printable ASCII characters \
+            return Err(AppError::validation(
+                "idempotency key",
+                format!(
+                    "1 to {CLIENT_KEY_BYTES_MAX} printable ASCII characters \
                  without spaces (! to ~)"
-            )));
+                ),
+            ));
         }
         Ok(ClientKey(
             String::from_utf8(bytes.to_vec()).expect("ASCII is UTF-8"),
@@ -102,11 +105,8 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// The refusal of a key used before for another request.
-pub fn reused() -> ApiError {
-    ApiError::new(
-        "CONFLICT",
-        "the idempotency key was used for another request: send a new key",
-    )
+pub fn reused() -> AppError {
+    AppError::conflict("the idempotency key was used for another request: send a new key")
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use store::{CommunityId, Content, EventStore};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 const MEDIA_TYPE: &str = "application/json";
 
@@ -39,14 +39,14 @@ pub struct Prepared {
     body: Vec<u8>,
 }
 
-fn prepare(stored: &Stored) -> ApiResult<Prepared> {
-    let body = serde_json::to_vec(stored).map_err(ApiError::internal)?;
+fn prepare(stored: &Stored) -> AppResult<Prepared> {
+    let body = serde_json::to_vec(stored).map_err(AppError::internal)?;
     let hash = ContentHash::parse(&store::ContentHash::of(&body).to_hex())?;
     Ok(Prepared { hash, body })
 }
 
 /// Validates a text and prepares it for storing.
-pub fn prepare_text(text: &str, seed: Option<[u8; 32]>) -> ApiResult<Prepared> {
+pub fn prepare_text(text: &str, seed: Option<[u8; 32]>) -> AppResult<Prepared> {
     let text = Text::parse(text)?;
     prepare(&Stored {
         salt: salt(seed),
@@ -59,7 +59,7 @@ pub fn prepare_text(text: &str, seed: Option<[u8; 32]>) -> ApiResult<Prepared> {
 pub fn prepare_photos(
     urls: &[String],
     seed: Option<[u8; 32]>,
-) -> ApiResult<Option<(Prepared, AttachedPhotos)>> {
+) -> AppResult<Option<(Prepared, AttachedPhotos)>> {
     let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
     let photos = Photos::parse(&refs)?;
     if photos.urls().is_empty() {
@@ -83,7 +83,7 @@ pub async fn store_all(
     store: &EventStore,
     community: CommunityId,
     pieces: &[Prepared],
-) -> ApiResult<()> {
+) -> AppResult<()> {
     for piece in pieces {
         let hash = store
             .put_content(community, MEDIA_TYPE, &piece.body)
@@ -93,11 +93,11 @@ pub async fn store_all(
     Ok(())
 }
 
-async fn get(store: &EventStore, community: CommunityId, hash: &str) -> ApiResult<Option<Stored>> {
+async fn get(store: &EventStore, community: CommunityId, hash: &str) -> AppResult<Option<Stored>> {
     let hash = store::ContentHash::parse(hash)?;
     match store.get_content(community, hash).await {
         Ok(Content::Present { body, .. }) => Ok(Some(
-            serde_json::from_slice(&body).map_err(ApiError::internal)?,
+            serde_json::from_slice(&body).map_err(AppError::internal)?,
         )),
         Ok(Content::Erased(_)) => Ok(None),
         Err(store::StoreError::ContentNotFound(_)) => Ok(None),
@@ -110,7 +110,7 @@ pub async fn text_of(
     store: &EventStore,
     community: CommunityId,
     hash: &str,
-) -> ApiResult<Option<String>> {
+) -> AppResult<Option<String>> {
     Ok(get(store, community, hash).await?.and_then(|s| s.text))
 }
 
@@ -119,7 +119,7 @@ pub async fn photos_of(
     store: &EventStore,
     community: CommunityId,
     hash: &str,
-) -> ApiResult<Vec<String>> {
+) -> AppResult<Vec<String>> {
     Ok(get(store, community, hash)
         .await?
         .map(|s| s.photos)
@@ -133,7 +133,7 @@ pub async fn erase(
     hash: &ContentHash,
     by: &str,
     reason: &str,
-) -> ApiResult<()> {
+) -> AppResult<()> {
     let hash = store::ContentHash::parse(hash.as_str())?;
     match store.erase_content(community, hash, by, reason).await {
         Ok(_) | Err(store::StoreError::ContentNotFound(_)) => Ok(()),

@@ -9,9 +9,9 @@ use domain::community::Community;
 use domain::values::{CentreId, DepartmentId, GridId, PersonId, Role};
 use store::CommunityId;
 
-use crate::auth::{Claims, Viewer};
+use crate::caller::{Claims, Viewer};
 use crate::commands::{Commands, Loaded, COMMUNITY_STREAM};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 /// Communities kept in memory at most; beyond it the cache starts over.
 const CACHED_COMMUNITIES_MAX: usize = 10_000;
@@ -30,7 +30,7 @@ impl Directory {
         &self,
         commands: &Commands,
         community: CommunityId,
-    ) -> ApiResult<Arc<Community>> {
+    ) -> AppResult<Arc<Community>> {
         let cached = self.lock().get(&community).cloned();
         let loaded = match cached {
             Some((version, state)) => {
@@ -55,7 +55,7 @@ impl Directory {
             .load_from(community, COMMUNITY_STREAM, loaded)
             .await?;
         if !loaded.state.registered {
-            return Err(ApiError::not_found("community"));
+            return Err(AppError::not_found("community"));
         }
         let state = Arc::new(loaded.state);
         let mut cache = self.lock();
@@ -83,7 +83,7 @@ pub struct Scope {
 /// The staff record must still say what the token says: a removed worker's
 /// token stops working at once. Admins and auditors are trusted as issued
 /// by the operator for their community.
-pub fn staff_scope(community: &Community, claims: &Claims) -> ApiResult<Scope> {
+pub fn staff_scope(community: &Community, claims: &Claims) -> AppResult<Scope> {
     match claims.role {
         Role::Admin | Role::Auditor | Role::Citizen => Ok(Scope {
             grids: Vec::new(),
@@ -95,7 +95,7 @@ pub fn staff_scope(community: &Community, claims: &Claims) -> ApiResult<Scope> {
                 .staff
                 .get(&person)
                 .filter(|member| member.role == role)
-                .ok_or_else(|| ApiError::forbidden("not on this community's staff in this role"))?;
+                .ok_or_else(|| AppError::forbidden("not on this community's staff in this role"))?;
             let mut grids = community.worker_grids(person);
             if !claims.grids.is_empty() {
                 grids.retain(|grid| claims.grids.contains(&grid.0));
@@ -125,7 +125,7 @@ pub async fn vouched(directory: &Directory, commands: &Commands, viewer: Viewer)
         .await
     {
         Ok(community) => staff_scope(&community, claims).map(drop),
-        Err(error) if error.code == "NOT_FOUND" => Err(ApiError::forbidden(
+        Err(AppError::NotFound(_)) => Err(AppError::forbidden(
             "not on this community's staff in this role",
         )),
         Err(error) => Err(error),
@@ -138,7 +138,7 @@ pub async fn vouched(directory: &Directory, commands: &Commands, viewer: Viewer)
 
 /// The centre whose counter the caller serves: a clerk's own (their staff
 /// record and token must agree); `None` for an admin, who serves any.
-pub fn counter_centre(community: &Community, claims: &Claims) -> ApiResult<Option<CentreId>> {
+pub fn counter_centre(community: &Community, claims: &Claims) -> AppResult<Option<CentreId>> {
     match claims.role {
         Role::Admin => Ok(None),
         Role::Clerk => {
@@ -147,18 +147,18 @@ pub fn counter_centre(community: &Community, claims: &Claims) -> ApiResult<Optio
                 .get(&PersonId(claims.sub))
                 .filter(|member| member.role == Role::Clerk)
                 .and_then(|member| member.centre)
-                .ok_or_else(|| ApiError::forbidden("not a clerk of this community's centres"))?;
+                .ok_or_else(|| AppError::forbidden("not a clerk of this community's centres"))?;
             if claims
                 .centre
                 .is_some_and(|token_centre| token_centre != centre.0)
             {
-                return Err(ApiError::forbidden(
+                return Err(AppError::forbidden(
                     "the token is for another centre than the clerk's",
                 ));
             }
             Ok(Some(centre))
         }
-        _ => Err(ApiError::forbidden(
+        _ => Err(AppError::forbidden(
             "only clerks and admins work the counter",
         )),
     }

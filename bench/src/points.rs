@@ -24,12 +24,12 @@ use store::{CommunityId, EventStore, StoreConfig};
 use uuid::Uuid;
 
 use super::{collect, raw_inserts, Run};
-use crate::clock::{Clock, SystemClock};
-use crate::commands::{Commands, Ran, RequestMeta, COMMUNITY_STREAM};
-use crate::content;
-use crate::database::Database;
-use crate::directory::Directory;
-use crate::points::{Finish, GrantRequest, PlaceRequest, PointsDesk};
+use app::clock::{Clock, SystemClock};
+use app::commands::{Commands, Ran, RequestMeta, COMMUNITY_STREAM};
+use app::content;
+use app::database::Database;
+use app::directory::Directory;
+use app::points::{Finish, GrantRequest, PlaceRequest, PointsDesk};
 
 const CENTRES: usize = 8;
 const GIFTS_PER_CENTRE: usize = 4;
@@ -159,7 +159,7 @@ fn meta(actor: Actor, key: Option<String>) -> RequestMeta {
     RequestMeta {
         request_id: format!("bench-{}", Uuid::new_v4()),
         client: Some("bench".into()),
-        idempotency: key.map(crate::idempotency::Idempotency::server),
+        idempotency: key.map(app::idempotency::Idempotency::server),
         actor: Some(actor),
         ..RequestMeta::default()
     }
@@ -199,14 +199,12 @@ async fn set_up(desk: &PointsDesk) -> anyhow::Result<BenchCommunity> {
             .execute::<Community>(id, COMMUNITY_STREAM, &meta(admin, None), &[], |_| {
                 Ok(command.clone())
             })
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            .await?;
     }
-    let note = content::prepare_text("bench budget", None).map_err(api_error)?;
+    let note = content::prepare_text("bench budget", None)?;
     let budget = Points::parse(Decimal::from(900_000_000)).map_err(|e| anyhow::anyhow!("{e}"))?;
     desk.fund(id, &meta(admin, None), admin, budget, note)
-        .await
-        .map_err(api_error)?;
+        .await?;
     let mut gifts = Vec::new();
     for centre in centres {
         let mut offered = Vec::new();
@@ -222,17 +220,12 @@ async fn set_up(desk: &PointsDesk) -> anyhow::Result<BenchCommunity> {
                     at,
                 })
             })
-            .await
-            .map_err(api_error)?;
+            .await?;
             offered.push(gift);
         }
         gifts.push((centre, offered));
     }
     Ok(BenchCommunity { id, gifts })
-}
-
-fn api_error(error: crate::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", error.code, error.message)
 }
 
 /// Grants every wallet enough to redeem all it is asked to, from 16
@@ -275,8 +268,7 @@ async fn fund_wallets(
                         at: desk.commands().clock().now(),
                     };
                     desk.grant(community, &meta(admin, None), request, &[])
-                        .await
-                        .map_err(api_error)?;
+                        .await?;
                     latencies.push(at.elapsed());
                 }
             })
@@ -348,8 +340,7 @@ async fn redeem(
                         Finish::Complete(clerk),
                         Some(centre),
                     )
-                    .await
-                    .map_err(api_error)?;
+                    .await?;
                     latencies.push(at.elapsed());
                 }
                 anyhow::Ok(latencies)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 pub struct RateLimiter {
     what: &'static str,
@@ -34,7 +34,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `key`, or refuses with `RATE_LIMITED`.
-    pub fn check(&self, key: &str) -> ApiResult<()> {
+    pub fn check(&self, key: &str) -> AppResult<()> {
         let now = Instant::now();
         let mut buckets = self
             .buckets
@@ -57,12 +57,12 @@ impl RateLimiter {
         if *tokens < 1.0 {
             let wait = Duration::from_secs_f64((1.0 - *tokens) / self.per_second);
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            return Err(ApiError::rate_limited(
+            return Err(AppError::rate_limited(
                 format!(
                     "too many {} from {}; try again in {seconds} s",
                     self.what, self.whose
                 ),
-                seconds,
+                Duration::from_secs(seconds),
             ));
         }
         *tokens -= 1.0;
@@ -132,14 +132,14 @@ impl SubmissionLimits {
     }
 
     /// Counts an anonymous submission from `client` to `community`.
-    pub fn anonymous(&self, community: uuid::Uuid, client: &str) -> ApiResult<()> {
+    pub fn anonymous(&self, community: uuid::Uuid, client: &str) -> AppResult<()> {
         self.anonymous_client
             .check(&format!("{community}|{client}"))?;
         self.anonymous_community.check(&community.to_string())
     }
 
     /// Counts a signed-in caller's submission to `community`.
-    pub fn member(&self, community: uuid::Uuid, subject: uuid::Uuid) -> ApiResult<()> {
+    pub fn member(&self, community: uuid::Uuid, subject: uuid::Uuid) -> AppResult<()> {
         self.member.check(&format!("{community}|{subject}"))
     }
 }

@@ -18,8 +18,8 @@ use rust_decimal::Decimal;
 use store::{CommunityId, StoreError};
 use uuid::Uuid;
 
-use crate::commands::{RequestMeta, COMMUNITY_STREAM};
-use crate::points::PointsDesk;
+use app::commands::{RequestMeta, COMMUNITY_STREAM};
+use app::points::PointsDesk;
 
 pub const COMMUNITY: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00c0_ffee_0001);
 pub const ADMIN: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_00ad_0000_0001);
@@ -304,8 +304,7 @@ pub async fn seed(desk: &PointsDesk) -> anyhow::Result<bool> {
         Err(StoreError::CommunityExists(_)) => {
             let loaded = commands
                 .load::<Community>(community, COMMUNITY_STREAM)
-                .await
-                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+                .await?;
             if loaded.state.registered {
                 return Ok(false);
             }
@@ -329,11 +328,11 @@ pub async fn seed(desk: &PointsDesk) -> anyhow::Result<bool> {
                 Ok(command.clone())
             })
             .await
-            .map_err(|error| anyhow::anyhow!("seeding the demo failed: {}", error.message))?;
+            .context("seeding the demo failed")?;
     }
     seed_points(desk, community, by, &meta)
         .await
-        .map_err(|error| anyhow::anyhow!("seeding the demo failed: {}", error.message))?;
+        .context("seeding the demo failed")?;
     Ok(true)
 }
 
@@ -343,8 +342,8 @@ async fn seed_points(
     community: CommunityId,
     by: Actor,
     meta: &RequestMeta,
-) -> crate::error::ApiResult<()> {
-    let note = crate::content::prepare_text("2026 年度护水币预算 yearly budget", None)?;
+) -> app::error::AppResult<()> {
+    let note = app::content::prepare_text("2026 年度护水币预算 yearly budget", None)?;
     let budget = Points::parse(Decimal::from(100_000))?;
     desk.fund(community, meta, by, budget, note).await?;
     let at = desk.commands().clock().now();

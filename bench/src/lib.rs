@@ -16,9 +16,10 @@ use store::{
     StreamId, StreamType,
 };
 
-use crate::database::Database;
+use app::database::Database;
 
 pub mod audit;
+pub mod demo;
 pub mod points;
 
 #[derive(clap::Args, Debug)]

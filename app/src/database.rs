@@ -10,7 +10,7 @@ use store::provision::PRIVATE_DATABASE;
 use store::PrivatePostgres;
 
 pub struct Database {
-    pub pg_config: tokio_postgres::Config,
+    pub pg_config: store::tokio_postgres::Config,
     private: Option<PrivatePostgres>,
 }
 
@@ -19,7 +19,7 @@ impl Database {
     /// private server in `data_dir`, creating its database on first use.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Database> {
         if let Some(url) = database_url {
-            let pg_config = tokio_postgres::Config::from_str(url)
+            let pg_config = store::tokio_postgres::Config::from_str(url)
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
             return Ok(Database {
                 pg_config,

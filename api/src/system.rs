@@ -14,21 +14,22 @@ use store::{EventStore, StoreConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::audit::seals::{SealPolicy, Sealer};
 use crate::auth::Tokens;
 use crate::clients::TrustedProxies;
-use crate::clock::{Clock, SystemClock};
-use crate::commands::Commands;
-use crate::deadlines::DeadlineWatcher;
-use crate::directory::Directory;
 use crate::graphql::{build_schema, App};
-use crate::points::earning::EarningProcess;
-use crate::points::sweeper::PointsSweeper;
-use crate::points::PointsDesk;
-use crate::ratelimit::{RateLimiter, SubmissionLimits, SubmissionRates};
-use crate::secrets::Secrets;
 use crate::server::{self, AppState};
-use crate::signup::{CodeSender, LogCodeSender, Signup};
+use app::audit::seals::{SealPolicy, Sealer};
+use app::clock::{Clock, SystemClock};
+use app::commands::Commands;
+use app::deadlines::DeadlineWatcher;
+use app::directory::Directory;
+use app::points::earning::EarningProcess;
+use app::points::sweeper::PointsSweeper;
+use app::points::PointsDesk;
+use app::ratelimit::{RateLimiter, SubmissionLimits, SubmissionRates};
+use app::secrets::Secrets;
+use app::services::Services;
+use app::signup::{CodeSender, LogCodeSender, Signup};
 
 pub struct Settings {
     pub listen: String,
@@ -143,22 +144,25 @@ impl Application {
         if let Some(interval) = settings.seal_interval {
             tasks.push(sealer.clone().spawn(interval, shutdown_rx));
         }
-        let app = Arc::new(App {
+        let services = Services {
             signup: Signup::new(
                 store.clone(),
                 settings.secrets.phone_key.clone(),
                 settings.code_sender.clone(),
             ),
-            tokens: Tokens::new(&settings.secrets.token_key),
             commands,
             directory,
             points,
             sealer,
-            runner,
             submission_limits: SubmissionLimits::new(settings.submission_rates),
             signup_limiter: RateLimiter::new("sign-up attempts", "this address", 20, 10),
-            freshness_timeout: settings.freshness_timeout,
             retry_key: settings.secrets.token_key.clone(),
+        };
+        let app = Arc::new(App {
+            services,
+            tokens: Tokens::new(&settings.secrets.token_key),
+            runner,
+            freshness_timeout: settings.freshness_timeout,
         });
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("could not listen on {}", settings.listen))?;

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{Finish, PointsDesk};
 use crate::commands::RequestMeta;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 use projections::stalls::Stalls;
 
 /// Holds released and wallets expired per community per tick; the rest
@@ -48,7 +48,7 @@ impl PointsSweeper {
         PointsSweeper { stalls, ..self }
     }
 
-    pub async fn tick(&self) -> ApiResult<Swept> {
+    pub async fn tick(&self) -> AppResult<Swept> {
         let commands = self.desk.commands();
         let now = commands.clock().now();
         let store = commands.store();
@@ -84,7 +84,7 @@ impl PointsSweeper {
         community: CommunityId,
         now: domain::values::Timestamp,
         meta: &RequestMeta,
-    ) -> ApiResult<Swept> {
+    ) -> AppResult<Swept> {
         let store = self.desk.commands().store();
         let mut swept = Swept::default();
         {
@@ -119,7 +119,7 @@ impl PointsSweeper {
         community: CommunityId,
         resident: uuid::Uuid,
         meta: &RequestMeta,
-    ) -> ApiResult<bool> {
+    ) -> AppResult<bool> {
         let at = self.desk.commands().clock().now();
         let expired = self
             .desk
@@ -134,7 +134,7 @@ impl PointsSweeper {
         tokio::spawn(async move {
             while !*shutdown.borrow() {
                 if let Err(error) = self.tick().await {
-                    tracing::error!(code = error.code, error = %error.message, "the points sweeper failed; retrying next tick");
+                    tracing::error!(code = error.code(), %error, "the points sweeper failed; retrying next tick");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
@@ -148,13 +148,12 @@ impl PointsSweeper {
 /// True when the command was carried out; false when the read model was
 /// behind and there was nothing left to do (already completed, cancelled,
 /// released or expired; or held points that wait for their redemption).
-fn done<T>(result: ApiResult<T>) -> ApiResult<bool> {
+fn done<T>(result: AppResult<T>) -> AppResult<bool> {
     match result {
         Ok(_) => Ok(true),
-        Err(ApiError {
-            code: "CONFLICT" | "VALIDATION" | "NOT_FOUND",
-            ..
-        }) => Ok(false),
+        Err(AppError::Conflict(_) | AppError::Validation { .. } | AppError::NotFound(_)) => {
+            Ok(false)
+        }
         Err(error) => Err(error),
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::commands::{report_stream, Commands, RequestMeta};
-use crate::error::ApiResult;
+use crate::error::{AppError, AppResult};
 use projections::stalls::Stalls;
 
 /// Missed deadlines handled per community per tick; the rest wait a tick.
@@ -40,7 +40,7 @@ impl DeadlineWatcher {
     }
 
     /// Records every deadline missed by now; returns how many it recorded.
-    pub async fn tick(&self) -> ApiResult<usize> {
+    pub async fn tick(&self) -> AppResult<usize> {
         let now = self.commands.clock().now();
         let store = self.commands.store();
         let meta = RequestMeta {
@@ -70,7 +70,7 @@ impl DeadlineWatcher {
         community: CommunityId,
         now: domain::values::Timestamp,
         meta: &RequestMeta,
-    ) -> ApiResult<usize> {
+    ) -> AppResult<usize> {
         let store = self.commands.store();
         let due = projections::reports::missed_deadlines(
             store.pool(),
@@ -92,7 +92,7 @@ impl DeadlineWatcher {
         report: uuid::Uuid,
         kind: domain::report::DeadlineKind,
         meta: &RequestMeta,
-    ) -> ApiResult<bool> {
+    ) -> AppResult<bool> {
         let at = self.commands.clock().now();
         let result = self
             .commands
@@ -104,7 +104,7 @@ impl DeadlineWatcher {
             Ok(_) => Ok(true),
             // Already recorded, or the report moved on since the read model
             // was folded: nothing to record.
-            Err(error) if matches!(error.code, "CONFLICT" | "VALIDATION") => Ok(false),
+            Err(AppError::Conflict(_) | AppError::Validation { .. }) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -113,7 +113,7 @@ impl DeadlineWatcher {
         tokio::spawn(async move {
             while !*shutdown.borrow() {
                 if let Err(error) = self.tick().await {
-                    tracing::error!(code = error.code, error = %error.message, "the deadline watcher failed; retrying next tick");
+                    tracing::error!(code = error.code(), %error, "the deadline watcher failed; retrying next tick");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
