@@ -5,15 +5,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use civic_ledger::system::{Application, Settings};
-use civic_ledger::auth::{TokenRequest, Tokens};
 use app::clock::ManualClock;
 use app::deadlines::DeadlineWatcher;
 use app::points::sweeper::PointsSweeper;
 use app::points::PointsDesk;
 use app::secrets::Secrets;
 use app::signup::CodeSender;
+use async_trait::async_trait;
+use civic_ledger::auth::{TokenRequest, Tokens};
+use civic_ledger::system::{Application, Settings};
 use domain::values::{Role, Timestamp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -137,7 +137,7 @@ impl TestApp {
         };
         settings.trusted_proxies =
             civic_ledger::clients::TrustedProxies::parse(options.trusted_proxies).unwrap();
-        settings.pool_size_max = 8;
+        settings.store.pool_size_max = 8;
         let application = Application::build(&db.config, settings)
             .await
             .expect("the application starts");

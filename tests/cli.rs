@@ -211,3 +211,41 @@ fn schema_graphql_is_what_the_code_exports() {
         "schema.graphql drifted: run `civic-ledger schema > schema.graphql`"
     );
 }
+
+/// A careless operator's configuration stops the server before it starts,
+/// naming the key, from the file and from the environment alike.
+#[test]
+fn serve_refuses_a_bad_configuration_naming_the_key() {
+    let (_dir, data) = data_dir();
+    let file = data.join("civic-ledger.toml");
+    std::fs::create_dir_all(&data).unwrap();
+    let cases: [(&str, &[(&str, &str)], &str); 3] = [
+        (
+            "[seals]\nevery_event = 10\n",
+            &[],
+            "unknown key seals.every_event",
+        ),
+        (
+            "[database]\npool_size_max = 0\n",
+            &[],
+            "database.pool_size_max = 0",
+        ),
+        (
+            "",
+            &[("CIVIC_LEDGER_SEALS_EVERY_MINUTES", "later")],
+            "seals.every_minutes must be a whole number",
+        ),
+    ];
+    for (text, environment, expected) in cases {
+        std::fs::write(&file, text).unwrap();
+        let refused = civic_ledger()
+            .args(["--data-dir", data.to_str().unwrap(), "serve", "--config"])
+            .arg(&file)
+            .envs(environment.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{expected}: {refused:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+}

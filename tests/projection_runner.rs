@@ -432,9 +432,7 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
     let store = app.store.clone();
     let community = store::CommunityId::new(f.community);
     let replay =
-        tokio::spawn(
-            async move { app::audit::replay::replay(&store, community, head).await },
-        );
+        tokio::spawn(async move { app::audit::replay::replay(&store, community, head).await });
     let mut waited = 0;
     while being_built(&app).await.len() < 1 + projections::all().len() && !replay.is_finished() {
         assert!(waited < 1000, "the replay never started its generations");

@@ -11,6 +11,7 @@ use store::migrate::run_migrations;
 use store::{EventStore, StoreConfig};
 
 use crate::auth::{TokenRequest, Tokens};
+use crate::config::Config;
 use crate::system::{Application, Settings};
 use crate::telemetry;
 use app::database::Database;
@@ -42,12 +43,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (migrations run first).
     Serve {
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, env = "CIVIC_LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Connections the event store may hold open.
-        #[arg(long, default_value_t = 16)]
-        pool_size_max: usize,
+        /// A TOML configuration file (docs/CONFIGURATION.md); the
+        /// environment's CIVIC_LEDGER_<SECTION>_<KEY> variables override it.
+        #[arg(long, env = "CIVIC_LEDGER_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Address to listen on (server.listen); port 0 picks a free port.
+        #[arg(long, env = "CIVIC_LEDGER_LISTEN")]
+        listen: Option<String>,
+        /// Connections the event store may hold open (database.pool_size_max).
+        #[arg(long)]
+        pool_size_max: Option<usize>,
         /// Seed a demo community (once) and print tokens to try it with.
         #[arg(long)]
         demo: bool,
@@ -55,10 +60,11 @@ pub enum Command {
         #[arg(long)]
         no_projections: bool,
         /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers
-        /// name the client (comma-separated addresses and networks, e.g.
-        /// `127.0.0.1,10.0.0.0/8`); from any other peer they are ignored.
-        #[arg(long, env = "CIVIC_LEDGER_TRUSTED_PROXIES", default_value = "")]
-        trusted_proxies: String,
+        /// name the client (server.trusted_proxies: comma-separated
+        /// addresses and networks, e.g. `127.0.0.1,10.0.0.0/8`); from any
+        /// other peer they are ignored.
+        #[arg(long, env = "CIVIC_LEDGER_TRUSTED_PROXIES")]
+        trusted_proxies: Option<String>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -205,20 +211,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => return verify_file(file, seal_key.as_deref()),
         _ => {}
     }
-    let database = Database::open(cli.database_url.as_deref(), &cli.data_dir).await?;
-    let result = match cli.command {
+    // A bad configuration is refused before any database is touched.
+    let settings = match &cli.command {
         Command::Serve {
+            config,
             listen,
             pool_size_max,
-            demo,
             no_projections,
             trusted_proxies,
+            ..
         } => {
-            let mut settings = Settings::new(&listen, Secrets::load(&cli.data_dir)?);
-            settings.pool_size_max = pool_size_max;
+            let mut config = Config::load(config.as_deref(), std::env::vars())?;
+            if let Some(listen) = listen {
+                config.server.listen = listen.clone();
+            }
+            if let Some(pool_size_max) = pool_size_max {
+                config.database.pool_size_max = *pool_size_max;
+            }
+            if let Some(trusted_proxies) = trusted_proxies {
+                config.server.trusted_proxies = trusted_proxies.clone();
+            }
+            let mut settings = Settings::from_config(&config, Secrets::load(&cli.data_dir)?)?;
             settings.run_projections = !no_projections;
-            settings.trusted_proxies = crate::clients::TrustedProxies::parse(&trusted_proxies)
-                .map_err(|error| anyhow::anyhow!(error))?;
+            Some(settings)
+        }
+        _ => None,
+    };
+    let database = Database::open(cli.database_url.as_deref(), &cli.data_dir).await?;
+    let result = match cli.command {
+        Command::Serve { demo, .. } => {
+            let settings = settings.expect("made above for serve");
             serve(&database, settings, demo).await
         }
         Command::Migrate => migrate(&database).await,

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Tokens;
 use crate::clients::TrustedProxies;
+use crate::config::{interval, Config};
 use crate::graphql::{build_schema, App};
 use crate::server::{self, AppState};
 use app::audit::seals::{SealPolicy, Sealer};
@@ -33,7 +34,8 @@ use app::signup::{CodeSender, LogCodeSender, Signup};
 
 pub struct Settings {
     pub listen: String,
-    pub pool_size_max: usize,
+    /// The event store's pool and statement bounds.
+    pub store: StoreConfig,
     pub secrets: Secrets,
     pub clock: Arc<dyn Clock>,
     pub code_sender: Arc<dyn CodeSender>,
@@ -54,30 +56,45 @@ pub struct Settings {
     pub freshness_timeout: Duration,
     /// How fast reports and suggestions may come, per budget.
     pub submission_rates: SubmissionRates,
+    /// Sign-up code requests and attempts per address: a burst, then per
+    /// minute.
+    pub signup_rates: (u32, u32),
     /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed
     /// (reverse proxies); from anyone else those headers are ignored.
     pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
+    /// The built-in defaults (`Config::default()`), listening on `listen`.
     pub fn new(listen: &str, secrets: Secrets) -> Self {
-        Settings {
-            listen: listen.to_string(),
-            pool_size_max: 16,
+        let mut config = Config::default();
+        config.server.listen = listen.to_string();
+        Settings::from_config(&config, secrets).expect("the defaults are valid")
+    }
+
+    /// A configuration made into settings, once it is checked.
+    pub fn from_config(config: &Config, secrets: Secrets) -> anyhow::Result<Self> {
+        config.check()?;
+        let trusted_proxies = TrustedProxies::parse(&config.server.trusted_proxies)
+            .map_err(|error| anyhow::anyhow!("server.trusted_proxies: {error}"))?;
+        Ok(Settings {
+            listen: config.server.listen.clone(),
+            store: config.store(),
             secrets,
             clock: Arc::new(SystemClock),
             code_sender: Arc::new(LogCodeSender),
-            deadline_interval: Some(Duration::from_secs(60)),
-            points_sweep_interval: Some(Duration::from_secs(20)),
-            seal_interval: Some(Duration::from_secs(30)),
-            seal_policy: SealPolicy::default(),
-            runner: RunnerConfig::default(),
+            deadline_interval: interval(config.processes.deadline_interval_seconds),
+            points_sweep_interval: interval(config.processes.points_sweep_interval_seconds),
+            seal_interval: interval(config.processes.seal_interval_seconds),
+            seal_policy: config.seal_policy(),
+            runner: config.runner(),
             run_projections: true,
             run_earning: true,
-            freshness_timeout: Duration::from_secs(5),
-            submission_rates: SubmissionRates::default(),
-            trusted_proxies: TrustedProxies::none(),
-        }
+            freshness_timeout: Duration::from_secs(config.server.freshness_timeout_seconds),
+            submission_rates: config.submission_rates(),
+            signup_rates: (config.limits.signup_burst, config.limits.signup_per_minute),
+            trusted_proxies,
+        })
     }
 }
 
@@ -106,11 +123,7 @@ impl Application {
         run_migrations(pg_config)
             .await
             .context("migrations failed")?;
-        let config = StoreConfig {
-            pool_size_max: settings.pool_size_max,
-            ..StoreConfig::default()
-        };
-        let store = EventStore::connect(pg_config.clone(), config)
+        let store = EventStore::connect(pg_config.clone(), settings.store.clone())
             .await
             .context("could not connect to PostgreSQL")?;
         let commands = Commands::new(store.clone(), settings.clock.clone());
@@ -155,7 +168,12 @@ impl Application {
             points,
             sealer,
             submission_limits: SubmissionLimits::new(settings.submission_rates),
-            signup_limiter: RateLimiter::new("sign-up attempts", "this address", 20, 10),
+            signup_limiter: RateLimiter::new(
+                "sign-up attempts",
+                "this address",
+                settings.signup_rates.0,
+                settings.signup_rates.1,
+            ),
             retry_key: settings.secrets.token_key.clone(),
         };
         let app = Arc::new(App {

@@ -71,7 +71,7 @@ impl RateLimiter {
 }
 
 /// How fast submissions (reports and suggestions) may come, per budget.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SubmissionRates {
     /// Per anonymous client address in a community: a burst, then per minute.
     pub anonymous_burst: u32,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use projections::stalls::Stalls;
 
 /// When to seal a community again.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SealPolicy {
     pub every_events: i64,
     pub every: Duration,
