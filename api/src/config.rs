@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// The prefix of every configuration variable in the environment.
 pub const ENV_PREFIX: &str = "CIVIC_LEDGER_";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -157,19 +157,6 @@ impl Default for ProjectionsConfig {
         ProjectionsConfig {
             batch_size: runner.batch_size,
             replay_batch_size: runner.replay_batch_size,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            limits: LimitsConfig::default(),
-            seals: SealsConfig::default(),
-            processes: ProcessesConfig::default(),
-            projections: ProjectionsConfig::default(),
         }
     }
 }
@@ -477,7 +464,8 @@ mod tests {
     /// wrong, instead of running on defaults they did not mean.
     #[test]
     fn bad_configurations_are_refused_naming_the_key() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 Some("[seals]\nevery_event = 5\n"),
                 &[],
