@@ -219,7 +219,8 @@ fn serve_refuses_a_bad_configuration_naming_the_key() {
     let (_dir, data) = data_dir();
     let file = data.join("civic-ledger.toml");
     std::fs::create_dir_all(&data).unwrap();
-    let cases: [(&str, &[(&str, &str)], &str); 3] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
         (
             "[seals]\nevery_event = 10\n",
             &[],
