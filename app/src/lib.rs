@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod caller;
 pub mod clock;
 pub mod commands;
+pub mod community;
 pub mod content;
 pub mod database;
 pub mod deadlines;

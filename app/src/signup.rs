@@ -142,3 +142,38 @@ fn parse_display_name(name: &str) -> AppResult<String> {
         DISPLAY_NAME_CHARS_MAX,
     )?)
 }
+
+impl crate::services::Services {
+    /// Sends a one-time code to the phone, for a community that exists.
+    /// Limited per client address (here) and per phone (by the store).
+    pub async fn request_signup_code(
+        &self,
+        request: &crate::services::Request,
+        community: CommunityId,
+        phone: &str,
+        display_name: &str,
+    ) -> AppResult<()> {
+        self.signup_limiter.check(client_of(request))?;
+        self.directory.community(&self.commands, community).await?;
+        self.signup
+            .request_code(community, phone, display_name)
+            .await
+    }
+
+    /// Checks the code; the right one gives the resident it signs in.
+    pub async fn verify_signup_code(
+        &self,
+        request: &crate::services::Request,
+        community: CommunityId,
+        phone: &str,
+        code: &str,
+    ) -> AppResult<Resident> {
+        self.signup_limiter.check(client_of(request))?;
+        self.signup.verify_code(community, phone, code).await
+    }
+}
+
+/// The address the request comes from, as the adapter vouched for it.
+fn client_of(request: &crate::services::Request) -> &str {
+    request.meta.client.as_deref().unwrap_or("-")
+}

@@ -355,13 +355,10 @@ impl AuditTrailQuery {
         let ledger = app::audit::ledger_as_of(store, community, position)
             .await?
             .map_err(|failure| {
-                crate::error::ApiError::new(
-                    "CONFLICT",
-                    format!(
-                        "the ledger does not hold at position {}: {}",
-                        failure.position, failure.what
-                    ),
-                )
+                app::error::AppError::conflict(format!(
+                    "the ledger does not hold at position {}: {}",
+                    failure.position, failure.what
+                ))
             })?;
         let balances = ledger.balances();
         Ok(TrialBalanceAsOf {

@@ -165,17 +165,6 @@ fn canonical_value(value: &async_graphql::Value, out: &mut String) {
     }
 }
 
-/// A value derived from the request's scoped idempotency key (see
-/// [`Services::retry_seed`]).
-pub(crate) fn retry_seed(ctx: &Context<'_>, purpose: &str) -> Option<[u8; 32]> {
-    app(ctx).retry_seed(&meta(ctx), purpose)
-}
-
-/// A new id: random, or derived from the idempotency key on a retry.
-pub(crate) fn new_id(ctx: &Context<'_>, purpose: &str) -> Uuid {
-    app(ctx).new_id(&meta(ctx), purpose)
-}
-
 /// The call as the application sees it: the vouched caller and this
 /// field's meta.
 pub(crate) fn request(ctx: &Context<'_>) -> Request {

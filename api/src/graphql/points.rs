@@ -1,29 +1,20 @@
 //! The points economy's mutations. Admins fund the budget, grant, reverse
 //! and manage gifts; staff record volunteer service; clerks keep their
-//! centre's stock and work its counter, and cannot grant points.
+//! centre's stock and work its counter, and cannot grant points. The rules
+//! are the application's (`app::points::service`).
 
+use app::idempotency::ClientKey;
+use app::points::service::{CounterOutcome, FinishKind, Granted, StockChange};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use domain::points::redemption::Placement;
-use domain::points::wallet::{ReversalReason, WithheldReason};
-use domain::points::{GiftCommand, GrantSource, RedemptionStatus as DomainStatus, WalletEvent};
-use domain::report::{Report, Reporter};
-use domain::values::{
-    Actor, CentreId, GiftId, GrantId, GridId, PersonId, Points, RedemptionId, ReportId, Role,
-};
-use store::CommunityId;
+use domain::points::WalletEvent;
+use domain::values::{CentreId, GiftId, GridId, PersonId, Points, RedemptionId, ReportId};
 use uuid::Uuid;
 
 use super::types::Written;
-use super::{app, decimal, meta, new_id, retry_seed, scoped, viewer};
-use crate::error::{ApiError, ApiResult};
-use app::caller::Claims;
+use super::{amount, app, decimal, meta, request, scoped};
+use crate::error::ApiResult;
 use app::clock::to_datetime;
-use app::commands::{report_stream, Ran, RequestMeta};
-use app::content;
-use app::directory::{counter_centre, staff_scope};
-use app::idempotency::ClientKey;
-use app::points::{Finish, GrantRequest, PlaceRequest, Reversal};
 
 #[derive(Default)]
 pub struct PointsMutation;
@@ -93,72 +84,48 @@ pub struct RedemptionPayload {
     pub replayed: bool,
 }
 
-fn placed_payload(
-    placement: &Placement,
-    status: DomainStatus,
-    position: i64,
-    replayed: bool,
-) -> RedemptionPayload {
+fn counter_payload(outcome: CounterOutcome) -> RedemptionPayload {
+    let placement = &outcome.placement;
     RedemptionPayload {
         redemption_id: placement.redemption.0,
-        position,
-        status: status.into(),
+        position: outcome.position,
+        status: outcome.status.into(),
         resident_id: placement.resident.0,
         gift_id: placement.gift.0,
         centre_id: placement.centre.0,
         quantity: placement.quantity,
-        points: super::amount(placement.points),
+        points: amount(placement.points),
         expires_at: to_datetime(placement.expires_at.micros()),
-        replayed,
+        replayed: outcome.replayed,
     }
-}
-
-/// The caller with one of `roles`, as an actor, and the request's meta.
-fn acting(
-    ctx: &Context<'_>,
-    community_id: Uuid,
-    roles: &[Role],
-) -> ApiResult<(Claims, RequestMeta)> {
-    let claims = viewer(ctx).with_role(community_id, roles)?.clone();
-    let mut meta = meta(ctx);
-    meta.actor = Some(claims.actor());
-    Ok((claims, meta))
 }
 
 fn points(field: &str, text: &str) -> ApiResult<Points> {
     Ok(Points::parse(decimal(field, text)?)?)
 }
 
-async fn grant_payload(
-    ctx: &Context<'_>,
-    community: CommunityId,
-    grant: Uuid,
-    ran: Ran<WalletEvent>,
-) -> ApiResult<GrantPayload> {
-    let (outcome, event) = app(ctx).points.wallet_outcome(community, ran).await?;
-    let (amount, withheld) = match &event {
-        WalletEvent::PointsGranted { amount, .. } => (super::amount(*amount), None),
+fn grant_payload(granted: Granted) -> GrantPayload {
+    let (granted_amount, withheld) = match &granted.event {
         WalletEvent::GrantWithheld { reason, .. } => {
-            ("0".to_string(), Some(withheld_name(*reason)))
+            ("0".to_string(), Some(super::types::name_of(*reason)))
         }
-        _ => {
-            return Err(ApiError::new(
-                "CONFLICT",
-                "the idempotency key was used for another command",
-            ))
-        }
+        WalletEvent::PointsGranted { amount: given, .. } => (amount(*given), None),
+        _ => ("0".to_string(), None),
     };
-    Ok(GrantPayload {
-        grant_id: ID(grant.to_string()),
-        position: outcome.last_position,
-        amount,
+    GrantPayload {
+        grant_id: ID(granted.grant.0.to_string()),
+        position: granted.position,
+        amount: granted_amount,
         withheld,
-        balance: super::amount(event.balance_and_held().0),
-    })
+        balance: amount(granted.event.balance_and_held().0),
+    }
 }
 
-fn withheld_name(reason: WithheldReason) -> String {
-    super::types::name_of(reason)
+fn written(id: Uuid, position: i64) -> Written {
+    Written {
+        id: ID(id.to_string()),
+        position,
+    }
 }
 
 #[Object]
@@ -174,23 +141,11 @@ impl PointsMutation {
         amount: String,
         note: String,
     ) -> ApiResult<Written> {
-        let (claims, meta) = acting(ctx, community_id, &[Role::Admin])?;
         let amount = points("amount", &amount)?;
-        let note = content::prepare_text(&note, retry_seed(ctx, "note"))?;
-        let outcome = app(ctx)
-            .points
-            .fund(
-                CommunityId::new(community_id),
-                &meta,
-                claims.actor(),
-                amount,
-                note,
-            )
+        let position = app(ctx)
+            .fund_budget(&request(ctx), community_id, amount, &note)
             .await?;
-        Ok(Written {
-            id: ID(community_id.to_string()),
-            position: outcome.last_position,
-        })
+        Ok(written(community_id, position))
     }
 
     /// Grants points to a resident by hand, with a reason.
@@ -205,28 +160,17 @@ impl PointsMutation {
         amount: String,
         reason: String,
     ) -> ApiResult<GrantPayload> {
-        let (claims, meta) = acting(ctx, community_id, &[Role::Admin])?;
         let amount = points("amount", &amount)?;
-        let reason = content::prepare_text(&reason, retry_seed(ctx, "reason"))?;
-        let grant = new_id(ctx, "grant");
-        let app = app(ctx);
-        let request = GrantRequest {
-            resident: PersonId(resident_id),
-            source: GrantSource::Manual {
-                grant: GrantId(grant),
-                reason: reason.hash.clone(),
-            },
-            amount,
-            by: Some(claims.actor()),
-            grid: None,
-            at: app.commands.clock().now(),
-        };
-        let community = CommunityId::new(community_id);
-        let ran = app
-            .points
-            .grant(community, &meta, request, &[reason])
+        let granted = app(ctx)
+            .grant_points(
+                &request(ctx),
+                community_id,
+                PersonId(resident_id),
+                amount,
+                &reason,
+            )
             .await?;
-        grant_payload(ctx, community, grant, ran).await
+        Ok(grant_payload(granted))
     }
 
     /// Records hours of volunteer service; they earn the community's rate
@@ -239,42 +183,17 @@ impl PointsMutation {
         hours: String,
         grid_id: Option<Uuid>,
     ) -> ApiResult<GrantPayload> {
-        let (claims, meta) = acting(ctx, community_id, &[Role::Admin, Role::GridWorker])?;
         let hours = decimal("hours", &hours)?;
-        if hours <= rust_decimal::Decimal::ZERO || hours.scale() > 2 || hours > 24.into() {
-            return Err(ApiError::validation(
-                "hours: more than 0, at most 24, two decimals",
-            ));
-        }
-        let app = app(ctx);
-        let community = CommunityId::new(community_id);
-        let setup = app.points.community(community).await?;
-        let scope = staff_scope(&setup, &claims)?;
-        if claims.role == Role::GridWorker
-            && !grid_id.is_some_and(|grid| scope.grids.contains(&GridId(grid)))
-        {
-            return Err(ApiError::forbidden(
-                "a grid worker records service in one of their grids",
-            ));
-        }
-        let amount = (hours * setup.points_rules.volunteer_hour).round_dp(2);
-        let amount = Points::parse(amount).map_err(|_| {
-            ApiError::validation("hours: the community's rules give no points for them")
-        })?;
-        let service = new_id(ctx, "service");
-        let request = GrantRequest {
-            resident: PersonId(resident_id),
-            source: GrantSource::VolunteerService {
-                service: GrantId(service),
+        let granted = app(ctx)
+            .record_volunteer_service(
+                &request(ctx),
+                community_id,
+                PersonId(resident_id),
                 hours,
-            },
-            amount,
-            by: Some(claims.actor()),
-            grid: grid_id.map(GridId),
-            at: app.commands.clock().now(),
-        };
-        let ran = app.points.grant(community, &meta, request, &[]).await?;
-        grant_payload(ctx, community, service, ran).await
+                grid_id.map(GridId),
+            )
+            .await?;
+        Ok(grant_payload(granted))
     }
 
     /// Takes back the points a report earned, found fraudulent, as far as
@@ -287,61 +206,16 @@ impl PointsMutation {
         report_id: Uuid,
         reason: String,
     ) -> ApiResult<ReversalPayload> {
-        let (claims, meta) = acting(ctx, community_id, &[Role::Admin])?;
-        let reason = content::prepare_text(&reason, retry_seed(ctx, "reason"))?;
-        let app = app(ctx);
-        let community = CommunityId::new(community_id);
-        let report = app
-            .commands
-            .load::<Report>(community, &report_stream(report_id))
+        let reversed = app(ctx)
+            .reverse_report_points(&request(ctx), community_id, ReportId(report_id), &reason)
             .await?;
-        let resident = match report.state.submission.as_deref().map(|s| &s.reporter) {
-            Some(Reporter::Resident(resident)) => *resident,
-            Some(Reporter::Anonymous { .. }) => {
-                return Err(ApiError::validation(
-                    "reportId: an unclaimed anonymous report earned nothing",
-                ))
-            }
-            None => return Err(ApiError::not_found(format!("report {report_id}"))),
-        };
-        let fraudulent = ReversalReason::Fraudulent {
-            note: reason.hash.clone(),
-        };
-        let ran = app
-            .points
-            .reverse(
-                community,
-                &meta,
-                Reversal {
-                    resident,
-                    report: ReportId(report_id),
-                    by: Some(claims.actor()),
-                    reason: fraudulent,
-                },
-                &[reason],
-            )
-            .await?;
-        match app.points.wallet_outcome(community, ran).await? {
-            (
-                outcome,
-                WalletEvent::PointsReversed {
-                    amount,
-                    shortfall,
-                    balance,
-                    ..
-                },
-            ) => Ok(ReversalPayload {
-                resident_id: resident.0,
-                position: outcome.last_position,
-                amount: super::amount(amount),
-                shortfall: super::amount(shortfall),
-                balance: super::amount(balance),
-            }),
-            _ => Err(ApiError::new(
-                "CONFLICT",
-                "the idempotency key was used for another command",
-            )),
-        }
+        Ok(ReversalPayload {
+            resident_id: reversed.resident.0,
+            position: reversed.position,
+            amount: amount(reversed.amount),
+            shortfall: amount(reversed.shortfall),
+            balance: amount(reversed.balance),
+        })
     }
 
     /// Offers a gift at a centre, with its price and first stock.
@@ -357,33 +231,18 @@ impl PointsMutation {
         price: String,
         stock: u32,
     ) -> ApiResult<Written> {
-        let (claims, meta) = acting(ctx, community_id, &[Role::Admin])?;
         let price = points("price", &price)?;
-        let community = CommunityId::new(community_id);
-        let app = app(ctx);
-        let setup = app.points.community(community).await?;
-        if !setup.centres.contains_key(&CentreId(centre_id)) {
-            return Err(ApiError::not_found(format!("centre {centre_id}")));
-        }
-        let gift = new_id(ctx, "gift");
-        let at = app.commands.clock().now();
-        let (outcome, _) = app
-            .points
-            .on_gift(community, &meta, GiftId(gift), None, &[], |_| {
-                Ok(GiftCommand::Offer {
-                    by: claims.actor(),
-                    centre: CentreId(centre_id),
-                    name: name.clone(),
-                    price,
-                    stock,
-                    at,
-                })
-            })
+        let (gift, position) = app(ctx)
+            .offer_gift(
+                &request(ctx),
+                community_id,
+                CentreId(centre_id),
+                &name,
+                price,
+                stock,
+            )
             .await?;
-        Ok(Written {
-            id: ID(gift.to_string()),
-            position: outcome.last_position,
-        })
+        Ok(written(gift.0, position))
     }
 
     /// Adds stock delivered to the centre.
@@ -395,15 +254,17 @@ impl PointsMutation {
         quantity: u32,
         reason: String,
     ) -> ApiResult<Written> {
-        stock_change(ctx, community_id, gift_id, &reason, |by, reason, at| {
-            GiftCommand::AddStock {
-                by,
-                quantity,
-                reason,
-                at,
-            }
-        })
-        .await
+        let change = StockChange::Add(quantity);
+        let position = app(ctx)
+            .change_gift_stock(
+                &request(ctx),
+                community_id,
+                GiftId(gift_id),
+                change,
+                &reason,
+            )
+            .await?;
+        Ok(written(gift_id, position))
     }
 
     /// Sets the stock to what was counted on the shelf.
@@ -415,15 +276,17 @@ impl PointsMutation {
         stock: u32,
         reason: String,
     ) -> ApiResult<Written> {
-        stock_change(ctx, community_id, gift_id, &reason, |by, reason, at| {
-            GiftCommand::CorrectStock {
-                by,
-                stock,
-                reason,
-                at,
-            }
-        })
-        .await
+        let change = StockChange::Correct(stock);
+        let position = app(ctx)
+            .change_gift_stock(
+                &request(ctx),
+                community_id,
+                GiftId(gift_id),
+                change,
+                &reason,
+            )
+            .await?;
+        Ok(written(gift_id, position))
     }
 
     /// Holds the resident's points and the gift's stock at the clerk's
@@ -435,42 +298,21 @@ impl PointsMutation {
         community_id: Uuid,
         input: PlaceRedemptionInput,
     ) -> ApiResult<RedemptionPayload> {
-        let (claims, mut meta) = acting(ctx, community_id, &[Role::Clerk, Role::Admin])?;
         // The counter device's key, by the same rule and scoped the same
         // way as the header's: to the clerk, this field and its input.
         let key = ClientKey::parse(input.idempotency_key.as_bytes())?;
-        let idempotency = scoped(ctx, &meta, &key);
-        let redemption = RedemptionId(app(ctx).derived_id(&idempotency, "redemption"));
-        meta.idempotency = Some(idempotency);
-        let app = app(ctx);
-        let community = CommunityId::new(community_id);
-        let setup = app.points.community(community).await?;
-        let centre = counter_centre(&setup, &claims)?;
-        let request = PlaceRequest {
-            redemption,
-            resident: PersonId(input.resident_id),
-            gift: GiftId(input.gift_id),
-            quantity: input.quantity,
-            by: claims.actor(),
-            centre,
-        };
-        match app.points.place(community, &meta, request).await? {
-            Ran::Appended(outcome, placement) => Ok(placed_payload(
-                &placement,
-                DomainStatus::Placed,
-                outcome.last_position,
-                false,
-            )),
-            Ran::Repeated(outcome) => {
-                let (status, placement) = app.points.redemption(community, redemption).await?;
-                Ok(placed_payload(
-                    &placement,
-                    status,
-                    outcome.last_position,
-                    true,
-                ))
-            }
-        }
+        let idempotency = scoped(ctx, &meta(ctx), &key);
+        let outcome = app(ctx)
+            .place_redemption(
+                &request(ctx),
+                community_id,
+                PersonId(input.resident_id),
+                GiftId(input.gift_id),
+                input.quantity,
+                idempotency,
+            )
+            .await?;
+        Ok(counter_payload(outcome))
     }
 
     /// The gift was handed over: the held points are redeemed.
@@ -480,7 +322,16 @@ impl PointsMutation {
         community_id: Uuid,
         redemption_id: Uuid,
     ) -> ApiResult<RedemptionPayload> {
-        finish(ctx, community_id, redemption_id, Finish::Complete).await
+        let redemption = RedemptionId(redemption_id);
+        let outcome = app(ctx)
+            .finish_redemption(
+                &request(ctx),
+                community_id,
+                redemption,
+                FinishKind::Complete,
+            )
+            .await?;
+        Ok(counter_payload(outcome))
     }
 
     /// The resident changed their mind: points and stock are released.
@@ -490,58 +341,10 @@ impl PointsMutation {
         community_id: Uuid,
         redemption_id: Uuid,
     ) -> ApiResult<RedemptionPayload> {
-        finish(ctx, community_id, redemption_id, Finish::Cancel).await
+        let redemption = RedemptionId(redemption_id);
+        let outcome = app(ctx)
+            .finish_redemption(&request(ctx), community_id, redemption, FinishKind::Cancel)
+            .await?;
+        Ok(counter_payload(outcome))
     }
-}
-
-async fn finish(
-    ctx: &Context<'_>,
-    community_id: Uuid,
-    redemption_id: Uuid,
-    finish: fn(Actor) -> Finish,
-) -> ApiResult<RedemptionPayload> {
-    let (claims, meta) = acting(ctx, community_id, &[Role::Clerk, Role::Admin])?;
-    let app = app(ctx);
-    let community = CommunityId::new(community_id);
-    let setup = app.points.community(community).await?;
-    let centre = counter_centre(&setup, &claims)?;
-    let redemption = RedemptionId(redemption_id);
-    let ran = app
-        .points
-        .finish(community, &meta, redemption, finish(claims.actor()), centre)
-        .await?;
-    let (status, placement) = app.points.redemption(community, redemption).await?;
-    let (position, replayed) = match ran {
-        Ran::Appended(outcome, _) => (outcome.last_position, false),
-        Ran::Repeated(outcome) => (outcome.last_position, true),
-    };
-    Ok(placed_payload(&placement, status, position, replayed))
-}
-
-/// A stock change with a reason, by an admin or a clerk of the gift's centre.
-async fn stock_change(
-    ctx: &Context<'_>,
-    community_id: Uuid,
-    gift_id: Uuid,
-    reason: &str,
-    command: impl Fn(Actor, domain::values::ContentHash, domain::values::Timestamp) -> GiftCommand,
-) -> ApiResult<Written> {
-    let (claims, meta) = acting(ctx, community_id, &[Role::Clerk, Role::Admin])?;
-    let reason = content::prepare_text(reason, retry_seed(ctx, "reason"))?;
-    let hash = reason.hash.clone();
-    let app = app(ctx);
-    let community = CommunityId::new(community_id);
-    let setup = app.points.community(community).await?;
-    let centre = counter_centre(&setup, &claims)?;
-    let at = app.commands.clock().now();
-    let (outcome, _) = app
-        .points
-        .on_gift(community, &meta, GiftId(gift_id), centre, &[reason], |_| {
-            Ok(command(claims.actor(), hash.clone(), at))
-        })
-        .await?;
-    Ok(Written {
-        id: ID(gift_id.to_string()),
-        position: outcome.last_position,
-    })
 }

@@ -6,16 +6,14 @@ use std::collections::BTreeSet;
 use async_graphql::{Context, InputObject, Object, ID};
 use domain::community::{Category, CommunityCommand, PointsRules, Site, StaffMember};
 use domain::values::{
-    Actor, CategoryCode, CentreId, DepartmentId, GeoPoint, GridId, PersonId, Role, SiteCode,
-    SiteId, Timestamp,
+    Actor, CategoryCode, CentreId, DepartmentId, GridId, PersonId, SiteCode, SiteId, Timestamp,
 };
-use store::{CommunityId, StoreError};
 use uuid::Uuid;
 
 use super::types::{RoleName, SiteKindName, Written};
-use super::{app, decimal, meta, new_id, viewer};
-use crate::error::{ApiError, ApiResult};
-use app::commands::COMMUNITY_STREAM;
+use super::{app, decimal, meta, request};
+use crate::error::ApiResult;
+use app::community::optional_point;
 
 #[derive(Default)]
 pub struct SetupMutation;
@@ -89,45 +87,9 @@ async fn run(
     community_id: Uuid,
     command: impl Fn(Actor, Timestamp) -> CommunityCommand,
 ) -> ApiResult<i64> {
-    let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
-    let app = app(ctx);
-    let mut meta = meta(ctx);
-    meta.actor = Some(claims.actor());
-    let at = app.commands.clock().now();
-    let (outcome, _) = app
-        .commands
-        .execute::<domain::community::Community>(
-            CommunityId::new(community_id),
-            COMMUNITY_STREAM,
-            &meta,
-            &[],
-            |_| Ok(command(claims.actor(), at)),
-        )
-        .await?;
-    Ok(outcome.last_position)
-}
-
-/// The read models that keep days, weeks or months of a community's
-/// calendar, rebuilt when its zone is corrected.
-const ZONE_DEPENDENT_READ_MODELS: [&str; 4] = [
-    projections::reports::NAME,
-    projections::leaderboards::NAME,
-    projections::patrols::NAME,
-    projections::points::NAME,
-];
-
-/// A zone of the IANA database the server ships, spelled as it spells it:
-/// the read models' calendars work in it, so an unknown one is refused
-/// here, not found out later.
-fn known_time_zone(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if app::calendar::is_known_zone(name) {
-        Ok(name.to_string())
-    } else {
-        Err(ApiError::validation(
-            "timeZone: a zone of the IANA database, such as Asia/Shanghai",
-        ))
-    }
+    Ok(app(ctx)
+        .set_up_community(&request(ctx), community_id, command)
+        .await?)
 }
 
 fn written(id: Uuid, position: i64) -> Written {
@@ -147,34 +109,10 @@ impl SetupMutation {
         name: String,
         time_zone: Option<String>,
     ) -> ApiResult<Written> {
-        viewer(ctx).with_role(community_id, &[Role::Admin])?;
-        let store = app(ctx).commands.store();
-        // Everything that can be refused is checked before the community's
-        // row is made, so a refusal leaves nothing behind.
-        let trimmed = &domain::values::plain_text("name", &name, domain::values::Lines::One, 100)?;
-        let time_zone = time_zone.as_deref().map(known_time_zone).transpose()?;
-        let community = CommunityId::new(community_id);
-        let created = match store.create_community(community, trimmed).await {
-            Ok(()) => true,
-            Err(StoreError::CommunityExists(_)) => false,
-            Err(error) => return Err(error.into()),
-        };
-        let registered = run(ctx, community_id, |by, at| CommunityCommand::Register {
-            by,
-            name: name.clone(),
-            time_zone: time_zone.clone(),
-            at,
-        })
-        .await;
-        match registered {
-            Ok(position) => Ok(written(community_id, position)),
-            Err(error) => {
-                if created {
-                    store.forget_empty_community(community).await?;
-                }
-                Err(error)
-            }
-        }
+        let position = app(ctx)
+            .register_community(&request(ctx), community_id, &name, time_zone.as_deref())
+            .await?;
+        Ok(written(community_id, position))
     }
 
     async fn add_grid(
@@ -184,7 +122,7 @@ impl SetupMutation {
         name: String,
         parent_id: Option<Uuid>,
     ) -> ApiResult<Written> {
-        let grid = new_id(ctx, "grid");
+        let grid = app(ctx).new_id(&meta(ctx), "grid");
         let position = run(ctx, community_id, |by, at| CommunityCommand::AddGrid {
             by,
             grid: GridId(grid),
@@ -202,15 +140,7 @@ impl SetupMutation {
         community_id: Uuid,
         site: SiteInput,
     ) -> ApiResult<Written> {
-        let point = match (site.latitude_e6, site.longitude_e6) {
-            (Some(latitude), Some(longitude)) => Some(GeoPoint::parse(latitude, longitude)?),
-            (None, None) => None,
-            _ => {
-                return Err(ApiError::validation(
-                    "give both latitude and longitude, or neither",
-                ))
-            }
-        };
+        let point = optional_point(site.latitude_e6, site.longitude_e6)?;
         let details = Site {
             name: site.name,
             kind: site.kind.into(),
@@ -219,7 +149,7 @@ impl SetupMutation {
             point,
             active: true,
         };
-        let id = new_id(ctx, "site");
+        let id = app(ctx).new_id(&meta(ctx), "site");
         let position = run(ctx, community_id, |by, at| CommunityCommand::AddSite {
             by,
             site: SiteId(id),
@@ -251,7 +181,7 @@ impl SetupMutation {
         community_id: Uuid,
         name: String,
     ) -> ApiResult<Written> {
-        let id = new_id(ctx, "department");
+        let id = app(ctx).new_id(&meta(ctx), "department");
         let position = run(ctx, community_id, |by, at| {
             CommunityCommand::AddDepartment {
                 by,
@@ -271,7 +201,7 @@ impl SetupMutation {
         community_id: Uuid,
         name: String,
     ) -> ApiResult<Written> {
-        let id = new_id(ctx, "centre");
+        let id = app(ctx).new_id(&meta(ctx), "centre");
         let position = run(ctx, community_id, |by, at| CommunityCommand::AddCentre {
             by,
             centre: CentreId(id),
@@ -388,7 +318,6 @@ impl SetupMutation {
         Ok(written(person_id, position))
     }
 
-    /// A fixed day of the month (1 to 28) for patrols, or null for none.
     /// Corrects the community's time zone (an IANA name the server knows,
     /// such as `Asia/Shanghai`): what it should have been all along. Events
     /// from now on fall in its calendar at once; the read models that keep
@@ -401,22 +330,13 @@ impl SetupMutation {
         community_id: Uuid,
         time_zone: String,
     ) -> ApiResult<Written> {
-        let time_zone = known_time_zone(&time_zone)?;
-        let position = run(ctx, community_id, |by, at| CommunityCommand::SetTimeZone {
-            by,
-            time_zone: time_zone.clone(),
-            at,
-        })
-        .await?;
-        projections::generation::request_rebuild(
-            app(ctx).commands.store().pool(),
-            &ZONE_DEPENDENT_READ_MODELS,
-            &format!("community {community_id}: time zone corrected to {time_zone}"),
-        )
-        .await?;
+        let position = app(ctx)
+            .set_time_zone(&request(ctx), community_id, &time_zone)
+            .await?;
         Ok(written(community_id, position))
     }
 
+    /// A fixed day of the month (1 to 28) for patrols, or null for none.
     async fn set_patrol_day(
         &self,
         ctx: &Context<'_>,

@@ -8,7 +8,7 @@ use domain::values::Role;
 use store::CommunityId;
 use uuid::Uuid;
 
-use super::{app, meta};
+use super::{app, request};
 use crate::auth::TokenRequest;
 use crate::error::ApiResult;
 use app::signup::CODE_LIFETIME;
@@ -34,10 +34,6 @@ pub struct SignedIn {
     pub new_resident: bool,
 }
 
-fn client(ctx: &Context<'_>) -> String {
-    meta(ctx).client.unwrap_or_else(|| "-".to_string())
-}
-
 #[Object]
 impl SignupMutation {
     /// Sends a one-time code to the phone. Rate-limited per client and per
@@ -49,12 +45,13 @@ impl SignupMutation {
         phone: String,
         display_name: String,
     ) -> ApiResult<CodeSent> {
-        let app = app(ctx);
-        app.signup_limiter.check(&client(ctx))?;
-        let community = CommunityId::new(community_id);
-        app.directory.community(&app.commands, community).await?;
-        app.signup
-            .request_code(community, &phone, &display_name)
+        app(ctx)
+            .request_signup_code(
+                &request(ctx),
+                CommunityId::new(community_id),
+                &phone,
+                &display_name,
+            )
             .await?;
         Ok(CodeSent {
             expires_in_seconds: CODE_LIFETIME.as_secs(),
@@ -70,10 +67,8 @@ impl SignupMutation {
         code: String,
     ) -> ApiResult<SignedIn> {
         let app = app(ctx);
-        app.signup_limiter.check(&client(ctx))?;
         let resident = app
-            .signup
-            .verify_code(CommunityId::new(community_id), &phone, &code)
+            .verify_signup_code(&request(ctx), CommunityId::new(community_id), &phone, &code)
             .await?;
         let token = app.tokens.issue(TokenRequest {
             subject: resident.person_id,

@@ -5,6 +5,7 @@
 //! wallet never goes below zero, nor a gift's stock, nor the budget.
 
 pub mod earning;
+pub mod service;
 pub mod sweeper;
 
 use domain::community::Community;
@@ -189,9 +190,7 @@ impl PointsDesk {
             .find(|event| {
                 projections::runner::kind(event) == Some(domain::streams::StreamKind::Wallet)
             })
-            .ok_or_else(|| {
-                AppError::conflict("the idempotency key was used for another command")
-            })?;
+            .ok_or_else(crate::idempotency::reused)?;
         Ok((outcome, wallet_event.decode::<WalletEvent>()?))
     }
 
