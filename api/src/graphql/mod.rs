@@ -2,15 +2,12 @@
 //! the read models and the commands, with role checks on every field.
 
 mod audit;
+mod community;
 pub mod cost;
 mod patrols;
 mod points;
-mod points_query;
-mod query;
 mod reports;
-mod setup;
-mod signup;
-mod submit;
+mod residents;
 mod subscription;
 mod suggestions;
 pub(crate) mod types;
@@ -56,22 +53,33 @@ impl std::ops::Deref for App {
     }
 }
 
+// Each area keeps its queries, mutations and types together; the schema
+// merges them.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
-    setup::SetupMutation,
-    signup::SignupMutation,
-    submit::SubmitMutation,
+    community::SetupMutation,
+    residents::SignupMutation,
+    reports::SubmitReportMutation,
+    suggestions::SubmitSuggestionMutation,
     reports::ReportMutation,
     suggestions::SuggestionMutation,
     patrols::PatrolMutation,
-    points::PointsMutation,
+    points::ledger::LedgerMutation,
+    points::wallets::WalletMutation,
+    points::counter::CounterMutation,
     audit::ErasureMutation,
 );
 
 #[derive(MergedObject, Default)]
 pub struct Query(
-    query::CoreQuery,
-    points_query::PointsQuery,
+    community::CommunityQuery,
+    reports::ReportQuery,
+    suggestions::SuggestionQuery,
+    patrols::PatrolQuery,
+    points::wallets::WalletQuery,
+    points::ledger::LedgerQuery,
+    points::counter::CounterQuery,
+    points::leaderboards::LeaderboardQuery,
     audit::AuditQuery,
     audit::AuditTrailQuery,
 );

@@ -1,14 +1,16 @@
 //! A grid worker's patrol: start, check in at sites by their QR codes,
-//! record findings (one may open a report in the same append), end
-//! (`app::patrols`).
+//! record findings (one may open a report in the same append), end; and
+//! patrol duty per month (`app::patrols`).
 
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::types::*;
+use crate::graphql::{app, fresh, request, viewer};
 use app::patrols::{FindingReport, PatrolAction};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use domain::values::Role;
+use projections::patrols::PatrolDuty;
+use store::CommunityId;
 use uuid::Uuid;
-
-use super::types::Written;
-use super::{app, request};
-use crate::error::ApiResult;
 
 #[derive(Default)]
 pub struct PatrolMutation;
@@ -120,5 +122,73 @@ impl PatrolMutation {
         patrol_id: Uuid,
     ) -> ApiResult<Written> {
         act(ctx, community_id, patrol_id, PatrolAction::End).await
+    }
+}
+
+#[derive(Default)]
+pub struct PatrolQuery;
+
+#[Object]
+impl PatrolQuery {
+    /// Patrol duty per grid worker in a month (`YYYY-MM`): admins and
+    /// auditors see every worker, a grid worker their own.
+    async fn patrol_duty(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        month: String,
+        worker_id: Option<Uuid>,
+        at_least: Option<i64>,
+    ) -> ApiResult<Vec<PatrolDutyNode>> {
+        let claims = viewer(ctx).with_role(
+            community_id,
+            &[Role::Admin, Role::Auditor, Role::GridWorker],
+        )?;
+        parse_month(&month)?;
+        let worker = match claims.role {
+            Role::GridWorker if worker_id.is_some_and(|w| w != claims.sub) => {
+                return Err(ApiError::forbidden("a grid worker sees their own duty"))
+            }
+            Role::GridWorker => Some(claims.sub),
+            _ => worker_id,
+        };
+        fresh(ctx, projections::patrols::NAME, community_id, at_least).await?;
+        let rows = projections::patrols::patrol_duty(
+            app(ctx).commands.store().pool(),
+            CommunityId::new(community_id),
+            &month,
+            worker,
+        )
+        .await?;
+        Ok(rows.into_iter().map(PatrolDutyNode::from).collect())
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "PatrolDuty")]
+pub struct PatrolDutyNode {
+    pub worker_id: Uuid,
+    pub month: String,
+    pub patrols: i64,
+    pub ended_patrols: i64,
+    pub check_ins: i64,
+    pub findings: i64,
+    pub patrol_day: Option<i32>,
+    /// Null when the community has no fixed patrol day.
+    pub fixed_day_kept: Option<bool>,
+}
+
+impl From<PatrolDuty> for PatrolDutyNode {
+    fn from(duty: PatrolDuty) -> Self {
+        PatrolDutyNode {
+            worker_id: duty.worker_id,
+            month: duty.month,
+            patrols: duty.patrols,
+            ended_patrols: duty.ended_patrols,
+            check_ins: duty.check_ins,
+            findings: duty.findings,
+            patrol_day: duty.patrol_day,
+            fixed_day_kept: duty.fixed_day_kept,
+        }
     }
 }

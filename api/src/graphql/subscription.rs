@@ -6,8 +6,8 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
+use super::reports::ReportState;
 use super::types::sees_reporter;
-use super::types::ReportState;
 use super::{app, viewer};
 use crate::error::ApiError;
 

@@ -1,17 +1,15 @@
-//! Sign-up from the QR page: a phone number and a display name, a one-time
-//! code, then a resident's token.
+//! Residents: signing up from the QR page with a phone and a one-time
+//! code, which gives a resident's token.
 
-use std::time::Duration;
-
-use async_graphql::{Context, Object, SimpleObject};
-use domain::values::Role;
-use store::CommunityId;
-use uuid::Uuid;
-
-use super::{app, request};
 use crate::auth::TokenRequest;
 use crate::error::ApiResult;
+use crate::graphql::{app, request};
 use app::signup::CODE_LIFETIME;
+use async_graphql::{Context, Object, SimpleObject};
+use domain::values::Role;
+use std::time::Duration;
+use store::CommunityId;
+use uuid::Uuid;
 
 /// How long a resident's token lives.
 const RESIDENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -1,0 +1,396 @@
+//! Residents' wallets: grants by hand and for volunteer service,
+//! reversals of fraudulent reports' points, and a wallet with its
+//! statement.
+
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::points::*;
+use crate::graphql::types::*;
+use crate::graphql::{amount, app, decimal, fresh, page_size, request, viewer};
+use app::clock::to_datetime;
+use app::points::service::Granted;
+use app::points::wallet_stream;
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ComplexObject, Context, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use domain::points::wallet::ReversalReason;
+use domain::points::{GrantSource, Wallet, WalletEvent};
+use domain::values::{ContentHash, GridId, PersonId, ReportId, Role};
+use projections::points::StatementLine;
+use rust_decimal::Decimal;
+use store::CommunityId;
+use uuid::Uuid;
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct WalletNode {
+    pub resident_id: Uuid,
+    /// Everything in the wallet, held points included (decimal strings).
+    pub balance: String,
+    /// Held for redemptions placed and not yet completed.
+    pub held: String,
+    /// What can be redeemed now.
+    pub available: String,
+    /// Granted, less what was reversed.
+    pub earned: String,
+    pub redeemed: String,
+    /// What expires when, soonest first (none where points never expire).
+    pub expiring: Vec<ExpiringPoints>,
+    #[graphql(skip)]
+    community_id: Uuid,
+    #[graphql(skip)]
+    statement_visible: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct ExpiringPoints {
+    pub at: DateTime<Utc>,
+    pub amount: String,
+}
+
+/// A line of a statement: one event of the wallet.
+#[derive(SimpleObject)]
+pub struct StatementLineNode {
+    pub position: i64,
+    /// granted, withheld, held, released, redeemed, expired, reversed
+    pub kind: String,
+    pub amount: String,
+    /// The running balance after this line.
+    pub balance: String,
+    pub held: String,
+    pub available: String,
+    /// What the points were for: report_accepted, report_resolved,
+    /// suggestion_adopted, volunteer_service, manual, redemption, expiry,
+    /// fraudulent, merged_duplicate.
+    pub reason: String,
+    /// Why a grant was withheld: daily_limit, budget_exhausted, report_reversed.
+    pub withheld_reason: Option<String>,
+    pub report_id: Option<Uuid>,
+    pub suggestion_id: Option<Uuid>,
+    pub redemption_id: Option<Uuid>,
+    /// The gift a redemption's line is for.
+    pub gift_id: Option<Uuid>,
+    pub gift_name: Option<String>,
+    /// The admin's reason, for a manual grant or a fraudulent report's
+    /// reversal (none once erased).
+    pub note: Option<String>,
+    pub grant_id: Option<Uuid>,
+    pub hours: Option<String>,
+    /// What a reversal could not take back.
+    pub shortfall: Option<String>,
+    /// The admin or staff member behind it; none for automatic lines.
+    pub by: Option<Uuid>,
+    pub at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl WalletNode {
+    /// The wallet's lines, newest first; `after` is a position from a
+    /// previous page.
+    async fn statement(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, StatementLineNode>> {
+        if !self.statement_visible {
+            return Err(ApiError::forbidden("clerks see a wallet's balance only"));
+        }
+        let limit = page_size(first)?;
+        let before = after
+            .as_deref()
+            .map(|cursor| {
+                cursor
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::validation("after: not a cursor this list gave"))
+            })
+            .transpose()?;
+        let store = app(ctx).commands.store();
+        let pool = store.pool();
+        let community = CommunityId::new(self.community_id);
+        let mut lines =
+            projections::points::statement(pool, community, self.resident_id, before, limit + 1)
+                .await?;
+        let has_next = lines.len() as i64 > limit;
+        lines.truncate(limit as usize);
+        let mut connection = Connection::new(before.is_some(), has_next);
+        for line in lines {
+            let cursor = line.position.to_string();
+            let (mut node, note) = statement_line(line)?;
+            if let Some(hash) = note {
+                node.note = app::content::text_of(store, community, hash.as_str()).await?;
+            }
+            connection.edges.push(Edge::new(cursor, node));
+        }
+        Ok(connection)
+    }
+}
+
+/// A statement line, and the hash of its admin's note if it has one.
+fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<ContentHash>)> {
+    let event: WalletEvent = serde_json::from_value(line.detail).map_err(ApiError::internal)?;
+    let mut note = None;
+    let mut node = StatementLineNode {
+        position: line.position,
+        kind: line.kind,
+        amount: super::amount(line.amount),
+        balance: super::amount(line.balance),
+        held: super::amount(line.held),
+        available: super::amount(line.balance - line.held),
+        reason: String::new(),
+        withheld_reason: None,
+        report_id: None,
+        suggestion_id: None,
+        redemption_id: None,
+        gift_id: line.gift.as_ref().map(|(id, _)| *id),
+        gift_name: line.gift.map(|(_, name)| name),
+        note: None,
+        grant_id: None,
+        hours: None,
+        shortfall: None,
+        by: None,
+        at: to_datetime(line.at),
+    };
+    match event {
+        WalletEvent::PointsGranted { source, by, .. } => {
+            node.by = by.map(|by| by.person.0);
+            describe_source(&mut node, &source);
+            if let GrantSource::Manual { reason, .. } = source {
+                note = Some(reason);
+            }
+        }
+        WalletEvent::GrantWithheld {
+            source, reason, by, ..
+        } => {
+            node.by = by.map(|by| by.person.0);
+            node.withheld_reason = Some(name_of(reason));
+            describe_source(&mut node, &source);
+        }
+        WalletEvent::PointsHeld { redemption, .. }
+        | WalletEvent::HoldReleased { redemption, .. }
+        | WalletEvent::PointsRedeemed { redemption, .. } => {
+            node.reason = "redemption".into();
+            node.redemption_id = Some(redemption.0);
+        }
+        WalletEvent::PointsExpired { .. } => node.reason = "expiry".into(),
+        WalletEvent::PointsReversed {
+            report,
+            shortfall,
+            reason,
+            by,
+            ..
+        } => {
+            node.report_id = Some(report.0);
+            node.shortfall = Some(super::amount(shortfall));
+            node.by = by.map(|by| by.person.0);
+            node.reason = match reason {
+                ReversalReason::Fraudulent { note: hash } => {
+                    note = Some(hash);
+                    "fraudulent".into()
+                }
+                ReversalReason::MergedDuplicate { .. } => "merged_duplicate".into(),
+            };
+        }
+    }
+    Ok((node, note))
+}
+
+fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {
+    node.reason = source.kind().to_string();
+    match source {
+        GrantSource::ReportAccepted { report } | GrantSource::ReportResolved { report } => {
+            node.report_id = Some(report.0)
+        }
+        GrantSource::SuggestionAdopted { suggestion, .. } => {
+            node.suggestion_id = Some(suggestion.0)
+        }
+        GrantSource::VolunteerService { service, hours } => {
+            node.grant_id = Some(service.0);
+            node.hours = Some(super::amount(*hours));
+        }
+        GrantSource::Manual { grant, .. } => node.grant_id = Some(grant.0),
+    }
+}
+
+/// What a grant did.
+#[derive(SimpleObject)]
+pub struct GrantPayload {
+    pub grant_id: ID,
+    pub position: i64,
+    /// What was granted: a decimal string ("0" when withheld).
+    pub amount: String,
+    /// Why nothing was granted, when it was withheld.
+    pub withheld: Option<String>,
+    /// The wallet's balance after it.
+    pub balance: String,
+}
+
+/// What a reversal took back.
+#[derive(SimpleObject)]
+pub struct ReversalPayload {
+    pub resident_id: Uuid,
+    pub position: i64,
+    pub amount: String,
+    /// What could not be taken back (spent or held already).
+    pub shortfall: String,
+    pub balance: String,
+}
+
+fn grant_payload(granted: Granted) -> GrantPayload {
+    let (granted_amount, withheld) = match &granted.event {
+        WalletEvent::GrantWithheld { reason, .. } => ("0".to_string(), Some(name_of(*reason))),
+        WalletEvent::PointsGranted { amount: given, .. } => (amount(*given), None),
+        _ => ("0".to_string(), None),
+    };
+    GrantPayload {
+        grant_id: ID(granted.grant.0.to_string()),
+        position: granted.position,
+        amount: granted_amount,
+        withheld,
+        balance: amount(granted.event.balance_and_held().0),
+    }
+}
+
+#[derive(Default)]
+pub struct WalletQuery;
+
+#[Object]
+impl WalletQuery {
+    /// A wallet: a resident's own, or any resident's for admins and
+    /// auditors; clerks see the balance at their counter, not the
+    /// statement. `atLeast` waits for the earning process and the ledger
+    /// to have caught up with that position (e.g. a report's acceptance).
+    async fn wallet(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        resident_id: Option<Uuid>,
+        at_least: Option<i64>,
+    ) -> ApiResult<WalletNode> {
+        let claims = viewer(ctx).member_of(community_id)?;
+        let resident = resident_id.unwrap_or(claims.sub);
+        let statement_visible = match claims.role {
+            Role::Admin | Role::Auditor => true,
+            Role::Clerk => false,
+            _ if resident == claims.sub => true,
+            _ => return Err(ApiError::forbidden("residents see their own wallet only")),
+        };
+        let app = app(ctx);
+        let community = CommunityId::new(community_id);
+        if let Some(position) = at_least {
+            fresh(
+                ctx,
+                app::points::earning::NAME,
+                community_id,
+                Some(position),
+            )
+            .await?;
+            let head = app.commands.store().head(community).await?.position;
+            fresh(ctx, projections::points::NAME, community_id, Some(head)).await?;
+        }
+        let pool = app.commands.store().pool();
+        let row = projections::points::wallet(pool, community, resident).await?;
+        let wallet = app
+            .commands
+            .load::<Wallet>(community, &wallet_stream(resident))
+            .await?;
+        let expiring = wallet
+            .state
+            .expiring()
+            .into_iter()
+            .map(|(at, amount)| ExpiringPoints {
+                at: to_datetime(at.micros()),
+                amount: super::amount(amount),
+            })
+            .collect();
+        let (earned, redeemed) = row.map_or((Decimal::ZERO, Decimal::ZERO), |row| {
+            (row.earned, row.redeemed)
+        });
+        Ok(WalletNode {
+            resident_id: resident,
+            balance: super::amount(wallet.state.balance),
+            held: super::amount(wallet.state.held),
+            available: super::amount(wallet.state.available()),
+            earned: super::amount(earned),
+            redeemed: super::amount(redeemed),
+            expiring,
+            community_id,
+            statement_visible,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct WalletMutation;
+
+#[Object]
+impl WalletMutation {
+    /// Grants points to a resident by hand, with a reason.
+    async fn grant_points(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        resident_id: Uuid,
+        #[graphql(
+            desc = "A decimal string: 1 to 10 digits, optionally a point and 1 or 2 digits (12, 12.5, 12.50; no sign, exponent or underscore), more than 0, at most a billion."
+        )]
+        amount: String,
+        reason: String,
+    ) -> ApiResult<GrantPayload> {
+        let amount = points("amount", &amount)?;
+        let granted = app(ctx)
+            .grant_points(
+                &request(ctx),
+                community_id,
+                PersonId(resident_id),
+                amount,
+                &reason,
+            )
+            .await?;
+        Ok(grant_payload(granted))
+    }
+
+    /// Records hours of volunteer service; they earn the community's rate
+    /// per hour (rounded to cents) and count on the volunteer leaderboard.
+    async fn record_volunteer_service(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        resident_id: Uuid,
+        hours: String,
+        grid_id: Option<Uuid>,
+    ) -> ApiResult<GrantPayload> {
+        let hours = decimal("hours", &hours)?;
+        let granted = app(ctx)
+            .record_volunteer_service(
+                &request(ctx),
+                community_id,
+                PersonId(resident_id),
+                hours,
+                grid_id.map(GridId),
+            )
+            .await?;
+        Ok(grant_payload(granted))
+    }
+
+    /// Takes back the points a report earned, found fraudulent, as far as
+    /// the reporter's available points allow; the rest is recorded as a
+    /// shortfall. The report earns nothing more.
+    async fn reverse_report_points(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        report_id: Uuid,
+        reason: String,
+    ) -> ApiResult<ReversalPayload> {
+        let reversed = app(ctx)
+            .reverse_report_points(&request(ctx), community_id, ReportId(report_id), &reason)
+            .await?;
+        Ok(ReversalPayload {
+            resident_id: reversed.resident.0,
+            position: reversed.position,
+            amount: amount(reversed.amount),
+            shortfall: amount(reversed.shortfall),
+            balance: amount(reversed.balance),
+        })
+    }
+}
