@@ -55,11 +55,7 @@ impl DeadlineWatcher {
                 PROCESS,
                 store.communities().await?,
                 STUCK_DELAY,
-                |community| async move {
-                    self.tick_community(community, now, meta)
-                        .await
-                        .map_err(|error| error.describe())
-                },
+                |community| self.tick_community(community, now, meta),
             )
             .await;
         Ok(recorded.into_iter().sum())

@@ -64,11 +64,7 @@ impl PointsSweeper {
                 PROCESS,
                 store.communities().await?,
                 STUCK_DELAY,
-                |community| async move {
-                    self.sweep_community(community, now, meta)
-                        .await
-                        .map_err(|error| error.describe())
-                },
+                |community| self.sweep_community(community, now, meta),
             )
             .await;
         Ok(swept
