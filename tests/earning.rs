@@ -395,3 +395,76 @@ async fn the_daily_limit_cuts_what_one_resident_earns_automatically_in_a_day() {
         "27"
     );
 }
+
+/// Earning processes on several servers race to carry out the same
+/// earning: each decides from what it read (one may read the wallet before
+/// another's grant and the budget after it), and appends under the one
+/// key the server makes for that earning. The key names the operation, so
+/// every racer gets the first outcome: one grant, and no process stalls on
+/// a refusal.
+#[tokio::test]
+async fn racing_processes_carrying_out_one_earning_grant_once_and_none_is_refused() {
+    use app::clock::Clock;
+    use app::commands::{Ran, RequestMeta};
+    use app::idempotency::Idempotency;
+    use app::points::GrantRequest;
+    use domain::points::GrantSource;
+    use domain::values::{PersonId, Points, ReportId};
+
+    const ROUNDS: usize = 12;
+    const RACERS: usize = 6;
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let community = CommunityId::new(f.community);
+    let desks: Vec<PointsDesk> = (0..RACERS)
+        .map(|_| {
+            PointsDesk::new(
+                Commands::new(app.store.clone(), app.clock.clone()),
+                Directory::default(),
+            )
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        let report = ReportId(Uuid::new_v4());
+        let key = format!("earning:test-round-{round}:{}", f.resident_id);
+        let runs = desks.iter().enumerate().map(|(racer, desk)| {
+            let meta = RequestMeta {
+                request_id: format!("earning-racer-{racer}"),
+                idempotency: Some(Idempotency::server(key.clone())),
+                ..RequestMeta::default()
+            };
+            let request = GrantRequest {
+                resident: PersonId(f.resident_id),
+                source: GrantSource::ReportAccepted { report },
+                amount: Points::parse(rust_decimal::Decimal::from(5)).unwrap(),
+                by: None,
+                grid: None,
+                at: app.clock.now(),
+            };
+            async move { desk.grant(community, &meta, request, &[]).await }
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        let appended = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(Ran::Appended(..))))
+            .count();
+        for outcome in &outcomes {
+            assert!(
+                outcome.is_ok(),
+                "round {round}: {:?}",
+                outcome.as_ref().err()
+            );
+        }
+        assert_eq!(
+            appended, 1,
+            "round {round}: one racer appends, the rest repeat"
+        );
+    }
+    let wallet = format!("wallet-{}", f.resident_id);
+    assert_eq!(
+        count_events(&app, f.community, &wallet, "PointsGranted").await,
+        ROUNDS,
+        "one grant per earning"
+    );
+}

@@ -52,22 +52,24 @@ impl ClientKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
-    /// The digest of what was asked; `None` for keys the server makes,
-    /// whose events are the same on every repeat (the store compares them).
-    pub fingerprint: Option<[u8; 32]>,
+    /// The digest of what was asked: a client's operation and arguments,
+    /// or for a key the server makes, the key itself.
+    pub fingerprint: [u8; 32],
 }
 
 impl Idempotency {
-    /// A key the server makes for one of its own processes.
+    /// A key the server makes for one of its own processes. The key names
+    /// one operation (an earning: its source and resident), so it is its
+    /// own fingerprint: two processes that raced to carry it out, each
+    /// deciding from what it had read, are one request, and the one that
+    /// lost gets the first outcome instead of a refusal.
     pub fn server(key: String) -> Self {
         assert!(
             !key.starts_with(CLIENT_KEY_PREFIX),
             "server keys live apart from client keys"
         );
-        Idempotency {
-            key,
-            fingerprint: None,
-        }
+        let fingerprint = digest(&[b"civic-ledger server operation v1", key.as_bytes()]);
+        Idempotency { key, fingerprint }
     }
 
     /// A client's key, scoped to `caller`, for `operation` asked with
@@ -80,17 +82,13 @@ impl Idempotency {
         ]);
         Idempotency {
             key: format!("{CLIENT_KEY_PREFIX}{}", hex::encode(scoped)),
-            fingerprint: Some(digest(&[
-                b"civic-ledger request v1",
-                operation.as_bytes(),
-                arguments,
-            ])),
+            fingerprint: digest(&[b"civic-ledger request v1", operation.as_bytes(), arguments]),
         }
     }
 
     /// Whether a stored request fingerprint is this request's.
     pub fn matches(&self, stored: &[u8; 32]) -> bool {
-        self.fingerprint.is_none_or(|own| own == *stored)
+        self.fingerprint == *stored
     }
 }
 
@@ -144,7 +142,7 @@ mod tests {
         assert!(!mine.key.contains("earning"));
         let other_operation = Idempotency::client("person:a", &key, "submitSuggestion", b"{}");
         assert_eq!(mine.key, other_operation.key, "one key, one outcome");
-        assert!(!mine.matches(&other_operation.fingerprint.unwrap()));
-        assert!(mine.matches(&mine.fingerprint.unwrap()));
+        assert!(!mine.matches(&other_operation.fingerprint));
+        assert!(mine.matches(&mine.fingerprint));
     }
 }

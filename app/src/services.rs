@@ -61,7 +61,7 @@ impl Services {
             <Hmac<sha2::Sha256>>::new_from_slice(&self.retry_key).expect("any key length");
         mac.update(idempotency.key.as_bytes());
         mac.update(b"\0");
-        mac.update(&idempotency.fingerprint.unwrap_or_default());
+        mac.update(&idempotency.fingerprint);
         mac.update(b"\0");
         mac.update(purpose.as_bytes());
         mac.finalize().into_bytes().into()

@@ -426,10 +426,7 @@ impl Commands {
         }
         if let Some(idempotency) = &meta.idempotency {
             let key = IdempotencyKey::parse(idempotency.key.clone())?;
-            request = match idempotency.fingerprint {
-                Some(fingerprint) => request.idempotent_as(key, fingerprint),
-                None => request.idempotent(key),
-            };
+            request = request.idempotent_as(key, idempotency.fingerprint);
         }
         Ok(self.store.append(request).await)
     }
