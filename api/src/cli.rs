@@ -179,6 +179,9 @@ pub enum BenchTarget {
     Points(bench::points::PointsBenchArgs),
     /// Audit: verifying a large history next to a plain read; replaying it.
     Audit(bench::audit::AuditBenchArgs),
+    /// The real server over HTTP, as users see it, next to /healthz, a
+    /// trivial query and raw commits measured in the same run.
+    Http(bench::http::HttpBenchArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -255,6 +258,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             target: BenchTarget::Audit(args),
         } => bench::audit::run(&database, args).await,
+        Command::Bench {
+            target: BenchTarget::Http(args),
+        } => bench::http::run(&database, args).await,
         Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.

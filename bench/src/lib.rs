@@ -20,6 +20,7 @@ use app::database::Database;
 
 pub mod audit;
 pub mod demo;
+pub mod http;
 pub mod points;
 
 #[derive(clap::Args, Debug)]

@@ -1,0 +1,693 @@
+//! `civic-ledger bench http`: the system as its users see it. The real
+//! server (this binary's `serve --demo`, in a process of its own, on a
+//! scratch database), driven over HTTP by many keep-alive connections for a
+//! bounded time, next to baselines measured in the same run: `GET
+//! /healthz`, a trivial authenticated GraphQL query over the same stack,
+//! and raw one-row-INSERT commits from as many connections on the same
+//! PostgreSQL. Reads are measured at each history size asked for; the
+//! write phases grow the history between them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::{json, Value};
+use store::baseline;
+use uuid::Uuid;
+
+use crate::demo;
+use app::database::Database;
+
+#[derive(clap::Args, Debug)]
+pub struct HttpBenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep-alive connections each measure drives at once.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long each measure runs, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Events in the demo community at which the reads are measured; the
+    /// history is grown by filing reports until it reaches each.
+    #[arg(long, value_delimiter = ',', default_value = "5000,30000")]
+    pub sizes: Vec<i64>,
+    /// Signed-in residents filing reports (each its own token).
+    #[arg(long, default_value_t = 64)]
+    pub residents: usize,
+}
+
+/// One measure: requests answered, their rate and latencies.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measure {
+    pub name: String,
+    pub requests: usize,
+    pub errors: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Against the baseline this measure is judged by.
+    pub ratio: Option<f64>,
+    /// The events in the community when the measure ran.
+    pub history_events: i64,
+    /// The largest projection lag seen while it ran (write phases).
+    pub projection_lag_max: Option<i64>,
+    /// The server's resident memory after it, in MiB.
+    pub server_rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpBenchReport {
+    pub connections: usize,
+    pub seconds: u64,
+    pub healthz: Measure,
+    pub trivial_query: Measure,
+    pub raw_commits: Measure,
+    pub measures: Vec<Measure>,
+    pub postgres_version: String,
+}
+
+/// What a connection sends next: a path and, for POST, a GraphQL body;
+/// `None` when it has nothing more to send.
+type NextRequest =
+    Arc<dyn Fn(usize, usize) -> Option<(String, Option<(String, Value)>)> + Send + Sync>;
+
+pub async fn run(database: &Database, args: HttpBenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    crate::in_scratch_database(
+        database,
+        json,
+        |pg_config| async move { run_http_bench(&pg_config, &args).await },
+        print_table,
+    )
+    .await
+}
+
+fn print_table(report: &HttpBenchReport) {
+    println!(
+        "{} connections, {} s per measure ({})",
+        report.connections, report.seconds, report.postgres_version
+    );
+    println!(
+        "{:<38} {:>9} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8} {:>9} {:>7}",
+        "measure",
+        "requests",
+        "errors",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "ratio",
+        "events",
+        "lag max",
+        "RSS MiB"
+    );
+    let all = [&report.healthz, &report.trivial_query, &report.raw_commits]
+        .into_iter()
+        .chain(report.measures.iter());
+    for m in all {
+        println!(
+            "{:<38} {:>9} {:>7} {:>10.0} {:>8.1} {:>8.1} {:>7} {:>8} {:>9} {:>7.0}",
+            m.name,
+            m.requests,
+            m.errors,
+            m.per_second,
+            m.p50_ms,
+            m.p99_ms,
+            m.ratio.map_or("-".to_string(), |r| format!("{r:.3}")),
+            m.history_events,
+            m.projection_lag_max
+                .map_or("-".to_string(), |l| l.to_string()),
+            m.server_rss_mib,
+        );
+    }
+}
+
+/// The server under test, in its own process; stopped when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(pg_config: &store::tokio_postgres::Config) -> anyhow::Result<Server> {
+        let temp = tempfile::tempdir()?;
+        let data_dir = temp.path().to_path_buf();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let limits = [
+            "ANONYMOUS_BURST",
+            "ANONYMOUS_PER_MINUTE",
+            "ANONYMOUS_COMMUNITY_BURST",
+            "ANONYMOUS_COMMUNITY_PER_MINUTE",
+            "MEMBER_BURST",
+            "MEMBER_PER_MINUTE",
+        ];
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--database-url")
+            .arg(key_value_url(pg_config))
+            .args(["serve", "--demo", "--listen", &listen])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The load is many callers; per-caller limits must not decide it.
+        for limit in limits {
+            command.env(format!("CIVIC_LEDGER_LIMITS_{limit}"), "1000000");
+        }
+        let child = command.spawn().context("could not start the server")?;
+        Ok(Server {
+            child,
+            base: format!("http://{listen}"),
+            data_dir,
+            _temp: temp,
+        })
+    }
+
+    async fn ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited: {status}");
+            }
+            let ready = client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("the server was not ready in 180 s")
+    }
+
+    fn token(&self, role: &str, subject: Uuid) -> anyhow::Result<String> {
+        let issued = Command::new(std::env::current_exe()?)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["token", "issue", "--role", role])
+            .args(["--subject", &subject.to_string()])
+            .args(["--community", &demo::COMMUNITY.to_string()])
+            .output()?;
+        if !issued.status.success() {
+            bail!("token issue: {}", String::from_utf8_lossy(&issued.stderr));
+        }
+        Ok(String::from_utf8(issued.stdout)?.trim().to_string())
+    }
+
+    fn rss_mib(&self) -> f64 {
+        rss_mib(self.child.id())
+    }
+}
+
+/// The resident memory of process `pid`, in MiB (0 where unknown).
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A connection string the server's `--database-url` takes, from a
+/// configuration (a socket directory or a host).
+fn key_value_url(config: &store::tokio_postgres::Config) -> String {
+    use store::tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    format!("host={host} port={port} user={user} dbname={dbname}")
+}
+
+/// Drives `next` from `connections` keep-alive connections for `seconds`.
+async fn drive(
+    name: &str,
+    base: &str,
+    token_of: Arc<dyn Fn(usize) -> Option<String> + Send + Sync>,
+    connections: usize,
+    seconds: u64,
+    next: NextRequest,
+) -> anyhow::Result<(Measure, Vec<Value>)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|connection| {
+            let base = base.to_string();
+            let next = next.clone();
+            let token = token_of(connection);
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let mut latencies = Vec::new();
+                let mut answers = Vec::new();
+                let mut errors = 0usize;
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let Some((path, body)) = next(connection, n) else {
+                        break;
+                    };
+                    n += 1;
+                    let at = Instant::now();
+                    let mut request = match &body {
+                        Some(_) => client.post(format!("{base}{path}")),
+                        None => client.get(format!("{base}{path}")),
+                    };
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    if let Some((query, variables)) = &body {
+                        request = request.json(&json!({"query": query, "variables": variables}));
+                    }
+                    let answered = match request.send().await {
+                        Ok(response) if response.status().is_success() => {
+                            let bytes = response.bytes().await.unwrap_or_default();
+                            match body {
+                                Some(_) => serde_json::from_slice::<Value>(&bytes)
+                                    .ok()
+                                    .filter(|value| value.get("errors").is_none()),
+                                None => Some(Value::Null),
+                            }
+                        }
+                        _ => None,
+                    };
+                    latencies.push(at.elapsed());
+                    match answered {
+                        Some(value) => answers.push(value),
+                        None => errors += 1,
+                    }
+                }
+                anyhow::Ok((latencies, answers, errors))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut answers = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, a, e) = task.await??;
+        latencies.extend(l);
+        answers.extend(a);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    Ok((measure(name, &mut latencies, errors, elapsed), answers))
+}
+
+fn measure(name: &str, latencies: &mut [Duration], errors: usize, elapsed: Duration) -> Measure {
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let answered = latencies.len() - errors.min(latencies.len());
+    Measure {
+        name: name.to_string(),
+        requests: latencies.len(),
+        errors,
+        per_second: answered as f64 / elapsed.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        ratio: None,
+        history_events: 0,
+        projection_lag_max: None,
+        server_rss_mib: 0.0,
+    }
+}
+
+/// Raw one-row-INSERT commits from `connections` connections for
+/// `seconds`: the commit ceiling of the same PostgreSQL.
+async fn raw_commits(
+    pg_config: &store::tokio_postgres::Config,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Measure> {
+    let positions = Arc::new(AtomicI64::new(0));
+    let community = Uuid::new_v4();
+    let mut writers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        writers.push(baseline::RawWriter::connect(pg_config).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|writer| {
+            let positions = positions.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let position = positions.fetch_add(1, Ordering::Relaxed) + 1;
+                    let at = Instant::now();
+                    let payload = json!({"n": position});
+                    writer
+                        .insert(community, "raw", position, position, vec![payload])
+                        .await?;
+                    latencies.push(at.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(measure(
+        "raw one-row INSERT commits",
+        &mut latencies,
+        0,
+        started.elapsed(),
+    ))
+}
+
+/// The largest projection lag seen while `running` is set, polled.
+fn watch_lag(
+    base: String,
+    admin: String,
+    running: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut most = 0;
+        while running.load(Ordering::Relaxed) {
+            if let Ok(lag) = projection_lag(&client, &base, &admin).await {
+                most = most.max(lag);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        most
+    })
+}
+
+async fn graphql(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<Value> {
+    let answer: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if let Some(errors) = answer.get("errors") {
+        bail!("{query}: {errors}");
+    }
+    Ok(answer["data"].clone())
+}
+
+/// The most any read model (or the earning process) is behind the head.
+async fn projection_lag(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<i64> {
+    let data = graphql(
+        client,
+        base,
+        admin,
+        "query($c: UUID!) { projectionLag(communityId: $c) { lag head } }",
+        json!({"c": demo::COMMUNITY}),
+    )
+    .await?;
+    Ok(data["projectionLag"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["lag"].as_i64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0))
+}
+
+async fn history_events(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<i64> {
+    let data = graphql(
+        client,
+        base,
+        admin,
+        "query($c: UUID!) { projectionLag(communityId: $c) { head } }",
+        json!({"c": demo::COMMUNITY}),
+    )
+    .await?;
+    Ok(data["projectionLag"][0]["head"].as_i64().unwrap_or(0))
+}
+
+const SUBMIT: &str = "mutation($c: UUID!, $r: ReportInput!) { submitReport(communityId: $c, report: $r) { reportId position } }";
+const ACCEPT: &str =
+    "mutation($c: UUID!, $r: UUID!) { acceptReport(communityId: $c, reportId: $r) { position } }";
+const CATEGORIES: [&str; 3] = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL", "ILLEGAL-BUILDING"];
+
+fn submit_request(connection: usize, n: usize) -> Option<(String, Option<(String, Value)>)> {
+    let site = demo::site_code(((connection + n) % 20 + 1) as u128);
+    let category = CATEGORIES[n % CATEGORIES.len()];
+    let report = json!({"siteCode": site, "category": category,
+        "text": format!("河面有漂浮垃圾 floating garbage {connection}-{n}")});
+    Some((
+        "/graphql".to_string(),
+        Some((
+            SUBMIT.to_string(),
+            json!({"c": demo::COMMUNITY, "r": report}),
+        )),
+    ))
+}
+
+async fn run_http_bench(
+    pg_config: &store::tokio_postgres::Config,
+    args: &HttpBenchArgs,
+) -> anyhow::Result<HttpBenchReport> {
+    store::migrate::run_migrations(pg_config).await?;
+    let postgres_version = baseline::create_raw_table(pg_config).await?;
+    eprintln!("bench: starting the server on the demo community");
+    let mut server = Server::start(pg_config)?;
+    let client = reqwest::Client::new();
+    server.ready(&client).await?;
+    let admin = server.token("admin", demo::ADMIN)?;
+    let mut residents = Vec::with_capacity(args.residents);
+    for _ in 0..args.residents {
+        residents.push(server.token("citizen", Uuid::new_v4())?);
+    }
+    let residents = Arc::new(residents);
+    let base = server.base.clone();
+    let (connections, seconds) = (args.connections, args.seconds);
+    let of_admin = {
+        let admin = admin.clone();
+        Arc::new(move |_| Some(admin.clone())) as Arc<dyn Fn(usize) -> Option<String> + Send + Sync>
+    };
+    let of_resident = {
+        let residents = residents.clone();
+        Arc::new(move |c: usize| Some(residents[c % residents.len()].clone()))
+            as Arc<dyn Fn(usize) -> Option<String> + Send + Sync>
+    };
+    let nobody = Arc::new(|_| None) as Arc<dyn Fn(usize) -> Option<String> + Send + Sync>;
+
+    eprintln!("bench: baselines");
+    let healthz: NextRequest = Arc::new(|_, _| Some(("/healthz".to_string(), None)));
+    let (mut healthz, _) =
+        drive("GET /healthz", &base, nobody, connections, seconds, healthz).await?;
+    healthz.server_rss_mib = server.rss_mib();
+    let trivial: NextRequest = Arc::new(|_, _| {
+        let q = "{ viewer { signedIn } }".to_string();
+        Some(("/graphql".to_string(), Some((q, json!({})))))
+    });
+    let (mut trivial, _) = drive(
+        "trivial authenticated query",
+        &base,
+        of_resident.clone(),
+        connections,
+        seconds,
+        trivial,
+    )
+    .await?;
+    trivial.server_rss_mib = server.rss_mib();
+    let raw = raw_commits(pg_config, connections, seconds).await?;
+    let ceiling = raw.per_second;
+
+    let mut measures = Vec::new();
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    for (phase, size) in sizes.iter().enumerate() {
+        // Writes: reports filed by residents, then accepted by the admin.
+        let running = Arc::new(AtomicBool::new(true));
+        let lag = watch_lag(base.clone(), admin.clone(), running.clone());
+        let (mut submit, answers) = drive(
+            "submitReport (residents)",
+            &base,
+            of_resident.clone(),
+            connections,
+            seconds,
+            Arc::new(submit_request),
+        )
+        .await?;
+        running.store(false, Ordering::Relaxed);
+        submit.projection_lag_max = Some(lag.await?);
+        submit.ratio = Some(submit.per_second / ceiling);
+        submit.history_events = history_events(&client, &base, &admin).await?;
+        submit.server_rss_mib = server.rss_mib();
+        let ids: Arc<Vec<String>> = Arc::new(
+            answers
+                .iter()
+                .filter_map(|a| {
+                    a["data"]["submitReport"]["reportId"]
+                        .as_str()
+                        .map(String::from)
+                })
+                .collect(),
+        );
+        let next_id = Arc::new(AtomicUsize::new(0));
+        let accept: NextRequest = {
+            let ids = ids.clone();
+            // Each filed report is accepted once; a connection stops when
+            // none is left.
+            Arc::new(move |_, _| {
+                let id = ids.get(next_id.fetch_add(1, Ordering::Relaxed))?.clone();
+                Some((
+                    "/graphql".to_string(),
+                    Some((ACCEPT.to_string(), json!({"c": demo::COMMUNITY, "r": id}))),
+                ))
+            })
+        };
+        let running = Arc::new(AtomicBool::new(true));
+        let lag = watch_lag(base.clone(), admin.clone(), running.clone());
+        let (mut accepted, _) = drive(
+            "acceptReport (admin)",
+            &base,
+            of_admin.clone(),
+            connections,
+            seconds,
+            accept,
+        )
+        .await?;
+        running.store(false, Ordering::Relaxed);
+        accepted.projection_lag_max = Some(lag.await?);
+        accepted.ratio = Some(accepted.per_second / ceiling);
+        accepted.history_events = history_events(&client, &base, &admin).await?;
+        accepted.server_rss_mib = server.rss_mib();
+        measures.push(submit);
+        measures.push(accepted);
+
+        // Grow the history to this phase's size.
+        loop {
+            let events = history_events(&client, &base, &admin).await?;
+            if events >= *size {
+                break;
+            }
+            eprintln!("bench: growing the history: {events} of {size} events");
+            drive(
+                "grow",
+                &base,
+                of_resident.clone(),
+                connections,
+                seconds.max(5),
+                Arc::new(submit_request),
+            )
+            .await?;
+        }
+        // Let the read models catch up before reading them.
+        let caught_up = Instant::now();
+        while projection_lag(&client, &base, &admin).await? > 0
+            && caught_up.elapsed() < Duration::from_secs(300)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let events = history_events(&client, &base, &admin).await?;
+        eprintln!("bench: reads at {events} events (phase {phase})");
+        let month = chrono_month();
+        let reads: [(&str, String, Value, bool); 5] = [
+            (
+                "gridLedgers",
+                "query($c: UUID!) { gridLedgers(communityId: $c) { gridId open overdue resolvedThisMonth } }".to_string(),
+                json!({"c": demo::COMMUNITY}),
+                true,
+            ),
+            (
+                "wallet with its first statement page",
+                "query($c: UUID!) { wallet(communityId: $c) { balance available statement(first: 20) { edges { node { amount } } } } }".to_string(),
+                json!({"c": demo::COMMUNITY}),
+                false,
+            ),
+            (
+                "reports(first: 20)",
+                "query($c: UUID!) { reports(communityId: $c, first: 20) { edges { node { id state } } } }".to_string(),
+                json!({"c": demo::COMMUNITY}),
+                false,
+            ),
+            (
+                "leaderboard",
+                "query($c: UUID!) { leaderboard(communityId: $c, by: POINTS_EARNED, period: ALL_TIME) { entries { rank } } }".to_string(),
+                json!({"c": demo::COMMUNITY}),
+                false,
+            ),
+            (
+                "statistics",
+                "query($c: UUID!, $m: String!) { statistics(communityId: $c, fromMonth: $m, toMonth: $m) { category month received resolved } }".to_string(),
+                json!({"c": demo::COMMUNITY, "m": month}),
+                true,
+            ),
+        ];
+        for (name, query, variables, as_admin) in reads {
+            let next: NextRequest = Arc::new(move |_, _| {
+                Some((
+                    "/graphql".to_string(),
+                    Some((query.clone(), variables.clone())),
+                ))
+            });
+            let token = if as_admin {
+                of_admin.clone()
+            } else {
+                of_resident.clone()
+            };
+            let (mut read, _) = drive(name, &base, token, connections, seconds, next).await?;
+            read.ratio = Some(read.per_second / trivial.per_second);
+            read.history_events = events;
+            read.server_rss_mib = server.rss_mib();
+            measures.push(read);
+        }
+    }
+    drop(server);
+    Ok(HttpBenchReport {
+        connections,
+        seconds,
+        healthz,
+        trivial_query: trivial,
+        raw_commits: raw,
+        measures,
+        postgres_version,
+    })
+}
+
+/// This month as `YYYY-MM`, in UTC (close enough for a read's argument).
+fn chrono_month() -> String {
+    chrono::Utc::now().format("%Y-%m").to_string()
+}
