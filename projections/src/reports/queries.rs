@@ -297,20 +297,32 @@ pub async fn grid_ledgers(
     now: i64,
 ) -> Result<Vec<GridLedger>, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
+    // The community's reports are read once: each counts for its grid and,
+    // when that is a level-2 grid, for the level-1 grid above it. (Joining
+    // grids to reports on `grid_id = g OR level1_grid_id = g` read every
+    // report once per grid.)
     let sql = format!(
         "WITH month_start AS (SELECT (extract(epoch FROM date_trunc('month', \
              to_timestamp($3::bigint / 1000000.0) AT TIME ZONE c.time_zone) \
              AT TIME ZONE c.time_zone) * 1000000)::bigint AS at \
-             FROM {schema}.communities c WHERE c.community_id = $1) \
+             FROM {schema}.communities c WHERE c.community_id = $1), \
+         facts AS (SELECT r.grid_id, r.level1_grid_id, \
+             r.state IN {OPEN_STATES} AS open, {overdue} AS overdue, \
+             r.resolved_at >= (SELECT at FROM month_start) AS resolved_this_month, \
+             r.first_response_at - r.submitted_at AS first_response, \
+             r.resolved_at - r.submitted_at AS resolution \
+             FROM {schema}.reports r WHERE r.community_id = $1), \
+         counted AS (SELECT grid_id AS counted_in, * FROM facts \
+             UNION ALL SELECT level1_grid_id, * FROM facts \
+             WHERE level1_grid_id IS DISTINCT FROM grid_id) \
          SELECT g.grid_id, g.parent_id, g.name, \
-             count(r.report_id) FILTER (WHERE r.state IN {OPEN_STATES}), \
-             count(r.report_id) FILTER (WHERE {overdue}), \
-             count(r.report_id) FILTER (WHERE r.resolved_at >= (SELECT at FROM month_start)), \
-             (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.first_response_at - r.submitted_at))::bigint, \
-             (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.resolved_at - r.submitted_at))::bigint \
+             count(f.counted_in) FILTER (WHERE f.open), \
+             count(f.counted_in) FILTER (WHERE f.overdue), \
+             count(f.counted_in) FILTER (WHERE f.resolved_this_month), \
+             (percentile_cont(0.5) WITHIN GROUP (ORDER BY f.first_response))::bigint, \
+             (percentile_cont(0.5) WITHIN GROUP (ORDER BY f.resolution))::bigint \
          FROM {schema}.grids g \
-         LEFT JOIN {schema}.reports r ON r.community_id = g.community_id \
-             AND (r.grid_id = g.grid_id OR r.level1_grid_id = g.grid_id) \
+         LEFT JOIN counted f ON f.counted_in = g.grid_id \
          WHERE g.community_id = $1 AND ($2::uuid IS NULL OR g.grid_id = $2) \
          GROUP BY g.grid_id, g.parent_id, g.name ORDER BY g.name, g.grid_id",
         overdue = overdue_sql(3),
