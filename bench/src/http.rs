@@ -691,3 +691,42 @@ async fn run_http_bench(
 fn chrono_month() -> String {
     chrono::Utc::now().format("%Y-%m").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// p50 and p99 are the latencies below which half and 99% of the
+    /// requests were answered; errors count as requests, not as answers.
+    #[test]
+    fn a_measure_takes_its_percentiles_and_rate_from_the_latencies() {
+        let mut latencies: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        latencies.reverse();
+        let m = measure("m", &mut latencies, 10, Duration::from_secs(2));
+        assert_eq!(m.requests, 100);
+        assert_eq!(m.p50_ms, 51.0);
+        assert_eq!(m.p99_ms, 100.0);
+        assert_eq!(m.per_second, 45.0, "90 answered in 2 s");
+        let empty = measure("none", &mut [], 0, Duration::from_secs(1));
+        assert_eq!((empty.p50_ms, empty.per_second), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_servers_database_url_names_a_socket_directory_or_a_host() {
+        let socket: store::tokio_postgres::Config =
+            "host=/tmp/pg port=5433 user=civic dbname=scratch_1"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            key_value_url(&socket),
+            "host=/tmp/pg port=5433 user=civic dbname=scratch_1"
+        );
+        let tcp: store::tokio_postgres::Config = "postgres://postgres@127.0.0.1:5432/scratch_2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            key_value_url(&tcp),
+            "host=127.0.0.1 port=5432 user=postgres dbname=scratch_2"
+        );
+    }
+}
