@@ -77,25 +77,28 @@ impl EventStore {
         check_text("media_type", media_type)?;
         let hash = ContentHash::of(body);
         let client = self.inner.pool.get().await?;
-        let community_known = client
-            .query_opt(
-                "SELECT 1 FROM communities WHERE community_id = $1",
-                &[&community_id.as_uuid()],
+        // One round trip on a cached statement: whether the community is
+        // known, and the row put if it is. An erased hash stays erased:
+        // putting the same bytes again must not bring back what an erasure
+        // removed (the insert does nothing on a hash already there).
+        let statement = client
+            .prepare_cached(
+                "WITH known AS (SELECT 1 FROM communities WHERE community_id = $1), \
+                 put AS (INSERT INTO contents (community_id, content_hash, media_type, body) \
+                     SELECT $1, $2, $3, $4 FROM known ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM known)",
+            )
+            .await?;
+        let community_known: bool = client
+            .query_one(
+                &statement,
+                &[&community_id.as_uuid(), &&hash.0[..], &media_type, &body],
             )
             .await?
-            .is_some();
+            .get(0);
         if !community_known {
             return Err(StoreError::UnknownCommunity(community_id));
         }
-        // An erased hash stays erased: putting the same bytes again must not
-        // bring back what an erasure removed.
-        client
-            .execute(
-                "INSERT INTO contents (community_id, content_hash, media_type, body) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&community_id.as_uuid(), &&hash.0[..], &media_type, &body],
-            )
-            .await?;
         Ok(hash)
     }
 
