@@ -92,13 +92,6 @@ async fn run(
         .await?)
 }
 
-fn written(id: Uuid, position: i64) -> Written {
-    Written {
-        id: ID(id.to_string()),
-        position,
-    }
-}
-
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 #[graphql(remote = "domain::values::Role")]
 pub enum RoleName {

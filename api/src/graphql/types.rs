@@ -37,6 +37,14 @@ pub struct Written {
     pub position: i64,
 }
 
+/// The answer of a mutation that wrote at `position` about `id`.
+pub(crate) fn written(id: Uuid, position: i64) -> Written {
+    Written {
+        id: ID(id.to_string()),
+        position,
+    }
+}
+
 pub(crate) fn encode_cursor(at: i64, id: Uuid) -> String {
     format!("{at}:{id}")
 }

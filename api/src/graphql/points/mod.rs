@@ -11,10 +11,9 @@ pub mod ledger;
 pub mod wallets;
 
 use crate::error::ApiResult;
-use crate::graphql::types::*;
 use crate::graphql::{amount, decimal, viewer};
 use app::caller::Claims;
-use async_graphql::{Context, ID};
+use async_graphql::Context;
 use domain::values::{Points, Role};
 use uuid::Uuid;
 
@@ -31,11 +30,4 @@ fn public_reader<'a>(ctx: &Context<'a>, community_id: Uuid) -> ApiResult<Option<
 
 fn points(field: &str, text: &str) -> ApiResult<Points> {
     Ok(Points::parse(decimal(field, text)?)?)
-}
-
-fn written(id: Uuid, position: i64) -> Written {
-    Written {
-        id: ID(id.to_string()),
-        position,
-    }
 }
