@@ -265,7 +265,9 @@ async fn a_live_generation_of_an_older_fold_is_rebuilt_and_its_figures_corrected
     }
     assert_eq!(
         promoted,
-        Some(2),
+        Some(projections::Projection::fold_version(
+            &projections::reports::ReportsProjection
+        )),
         "a generation of the current fold is live"
     );
     assert_eq!(
@@ -288,4 +290,295 @@ async fn resolved_in(app: &TestApp, f: &Fixture, at: i64) -> i64 {
         )
         .await;
     statistics["statistics"][0]["resolved"].as_i64().unwrap()
+}
+
+/// One report as this test folds the log again, apart from the server.
+struct Refolded {
+    grid: Uuid,
+    level1: Uuid,
+    state: &'static str,
+    submitted: i64,
+    first_response_due: i64,
+    resolution_due: i64,
+    first_response: Option<i64>,
+    resolved: Option<i64>,
+}
+
+/// The median a ledger states: the middle one, or the mean of the two
+/// middle ones rounded down, then whole seconds.
+fn median_seconds(mut durations: Vec<i64>) -> Option<i64> {
+    durations.sort_unstable();
+    let n = durations.len();
+    if n == 0 {
+        return None;
+    }
+    let us = if n % 2 == 1 {
+        durations[n / 2]
+    } else {
+        (durations[n / 2 - 1] + durations[n / 2]).div_euclid(2)
+    };
+    Some(us / 1_000_000)
+}
+
+/// The community's grid ledgers, folded again here from its log.
+async fn ledgers_from_the_log(app: &TestApp, f: &Fixture, head: i64, zone: chrono_tz::Tz) -> Value {
+    use chrono::{Datelike, TimeZone};
+    use domain::report::ReportEvent::*;
+    let events = app
+        .store
+        .read_log(store::CommunityId::new(f.community), 1, head)
+        .await
+        .unwrap();
+    assert_eq!(events.len() as i64, head, "the whole log");
+    let mut reports: std::collections::HashMap<Uuid, Refolded> = Default::default();
+    for event in &events {
+        let Some(id) = event.stream_id.strip_prefix("report-") else {
+            continue;
+        };
+        let id: Uuid = id.parse().unwrap();
+        let report_event: domain::report::ReportEvent =
+            serde_json::from_str(event.payload.get()).unwrap();
+        if let ReportSubmitted(s) = &report_event {
+            let grid = s.grid.0;
+            reports.insert(
+                id,
+                Refolded {
+                    grid,
+                    level1: if grid == f.grid1a { f.grid1 } else { grid },
+                    state: "submitted",
+                    submitted: s.at.micros(),
+                    first_response_due: s.first_response_due.micros(),
+                    resolution_due: s.resolution_due.micros(),
+                    first_response: None,
+                    resolved: None,
+                },
+            );
+            continue;
+        }
+        let r = reports.get_mut(&id).expect("submitted first");
+        match report_event {
+            ReportAccepted { at, .. } => {
+                r.state = "accepted";
+                r.first_response.get_or_insert(at.micros());
+            }
+            ReportRejected { at, .. } => {
+                r.state = "rejected";
+                r.first_response.get_or_insert(at.micros());
+            }
+            ReportAssigned { .. } => r.state = "assigned",
+            ReportEscalated { .. } => r.state = "escalated",
+            ReportWorkStarted { .. } => r.state = "in_progress",
+            ReportResolved { at, .. } => {
+                r.state = "resolved";
+                r.resolved = Some(at.micros());
+            }
+            ReportConfirmed { .. } => r.state = "confirmed",
+            ReportReopened { .. } => {
+                r.state = "in_progress";
+                r.resolved = None;
+            }
+            ReportClosed { .. } => r.state = "closed",
+            ReportMerged { .. } => r.state = "merged",
+            _ => {}
+        }
+    }
+    let now = app::clock::Clock::now(&*app.clock).micros();
+    let local = zone.timestamp_micros(now).unwrap();
+    let month_start = zone
+        .with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_micros();
+    let open = |r: &Refolded| {
+        matches!(
+            r.state,
+            "submitted" | "accepted" | "assigned" | "escalated" | "in_progress"
+        )
+    };
+    let mut ledgers = Vec::new();
+    for (name, grid) in [
+        ("Grid 1", f.grid1),
+        ("Grid 1a", f.grid1a),
+        ("Grid 2", f.grid2),
+    ] {
+        let counted: Vec<&Refolded> = reports
+            .values()
+            .filter(|r| r.grid == grid || r.level1 == grid)
+            .collect();
+        let count = |rule: &dyn Fn(&Refolded) -> bool| counted.iter().filter(|r| rule(r)).count();
+        ledgers.push(json!({
+            "name": name,
+            "open": count(&|r| open(r)),
+            "overdue": count(&|r| (r.state == "submitted" && r.first_response_due <= now)
+                || (open(r) && r.resolution_due <= now)),
+            "resolvedThisMonth": count(&|r| r.resolved.is_some_and(|at| at >= month_start)),
+            "medianFirstResponseSeconds": median_seconds(
+                counted.iter().filter_map(|r| r.first_response.map(|at| at - r.submitted)).collect()),
+            "medianResolutionSeconds": median_seconds(
+                counted.iter().filter_map(|r| r.resolved.map(|at| at - r.submitted)).collect()),
+        }));
+    }
+    Value::Array(ledgers)
+}
+
+#[tokio::test]
+async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_history() {
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let zone = chrono_tz::Asia::Shanghai;
+    app.ok(
+        Some(&f.admin),
+        "mutation($c: UUID!) { setTimeZone(communityId: $c, timeZone: \"Asia/Shanghai\") { position } }",
+        json!({"c": f.community}),
+    )
+    .await;
+    // Late in a month: the history runs into the next one.
+    app.clock.advance_hours(20 * 24);
+    // A deterministic walk: reports filed at every site, then steps tried
+    // on reports picked at random, by whoever may take them; a step the
+    // report's state refuses is simply refused.
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let sites = ["RB-01", "MS-01", "RB-02"];
+    let categories = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
+    let assign_1 = format!("assignReport(workerId: \"{}\")", f.worker_id);
+    let assign_2 = format!("assignReport(workerId: \"{}\")", f.other_worker_id);
+    let escalate = format!("escalateReport(departmentId: \"{}\")", f.department_id);
+    let mut reports: Vec<(Uuid, String)> = Vec::new();
+    let mut done: std::collections::HashMap<String, usize> = Default::default();
+    for round in 0..400 {
+        if round % 4 == 0 {
+            let site = sites[next(sites.len())];
+            let category = categories[next(categories.len())];
+            let id = submit(&app, &f, &f.resident, site, category).await.0;
+            reports.push((id, "SUBMITTED".to_string()));
+        }
+        let picked = next(reports.len());
+        let (report, state) = reports[picked].clone();
+        let original = reports[next(reports.len())].0;
+        let merge = format!("mergeReport(originalId: \"{original}\")");
+        let reopen = "reopenReport(reason: \"又有了\")";
+        let reject = "rejectReport(reason: {kind: NOT_ACTIONABLE})";
+        let hide = "hideReport(reason: \"重复\")";
+        // Mostly a step the report's state allows; now and then any step.
+        let likely: Vec<&str> = match state.as_str() {
+            "SUBMITTED" => vec![
+                "acceptReport",
+                "acceptReport",
+                "acceptReport",
+                reject,
+                &merge,
+                hide,
+            ],
+            "ACCEPTED" => vec![
+                &assign_1, &assign_2, &assign_1, &assign_2, &escalate, &merge,
+            ],
+            "ASSIGNED" | "ESCALATED" => vec!["startWork", "startWork", &escalate],
+            "IN_PROGRESS" => vec![RESOLVE],
+            "RESOLVED" => vec!["confirmReport", reopen, reopen],
+            "CONFIRMED" => vec!["closeReport", reopen],
+            _ => vec![hide, reopen],
+        };
+        let any = [
+            "acceptReport",
+            reject,
+            &assign_1,
+            &assign_2,
+            &escalate,
+            "startWork",
+            RESOLVE,
+            "confirmReport",
+            reopen,
+            "closeReport",
+            &merge,
+            hide,
+        ];
+        let step = if next(10) == 0 {
+            any[next(any.len())]
+        } else {
+            likely[next(likely.len())]
+        };
+        for token in [&f.admin, &f.worker, &f.other_worker, &f.department] {
+            let answer = act(&app, &f, token, step, report).await;
+            if code_of(&answer) == "OK" {
+                let name = step.split('(').next().unwrap();
+                *done.entry(name.to_string()).or_default() += 1;
+                if let Some(state) = answer["data"][name]["state"].as_str() {
+                    reports[picked].1 = state.to_string();
+                }
+                break;
+            }
+        }
+        app.clock.advance_minutes(1 + next(120) as i64);
+        if round % 10 == 9 {
+            // Deadlines that passed are recorded (and escalate).
+            let missed = app.watcher.tick().await.unwrap();
+            *done.entry("deadlineMissed".to_string()).or_default() += missed as usize;
+        }
+    }
+    // And a few just filed: open, not yet overdue.
+    for site in sites {
+        submit(&app, &f, &f.resident, site, "FLOATING-GARBAGE").await;
+    }
+    for kind in [
+        "acceptReport",
+        "rejectReport",
+        "escalateReport",
+        "resolveReport",
+        "reopenReport",
+        "mergeReport",
+        "closeReport",
+        "deadlineMissed",
+    ] {
+        assert!(
+            done.get(kind).copied().unwrap_or(0) > 0,
+            "the history has {kind}: {done:?}"
+        );
+    }
+    let head = app
+        .store
+        .head(store::CommunityId::new(f.community))
+        .await
+        .unwrap()
+        .position;
+    let query = "query($c: UUID!, $at: Int) { gridLedgers(communityId: $c, atLeast: $at) {
+        name open overdue resolvedThisMonth medianFirstResponseSeconds medianResolutionSeconds } }";
+    let expected = ledgers_from_the_log(&app, &f, head, zone).await;
+    let served = app
+        .ok(Some(&f.admin), query, json!({"c": f.community, "at": head}))
+        .await;
+    assert_eq!(
+        served["gridLedgers"], expected,
+        "as the server folded it live"
+    );
+    assert!(
+        expected.as_array().unwrap().iter().any(|g| {
+            let (overdue, open) = (g["overdue"].as_i64(), g["open"].as_i64());
+            overdue > Some(0) && overdue < open
+        }),
+        "the history leaves some open reports overdue and some not: {expected}"
+    );
+
+    // Folded again from zero in small batches (the middles move many
+    // steps at once): the same figures.
+    let runner = projections::ProjectionRunner::new(
+        app.store.clone(),
+        projections::RunnerConfig {
+            batch_size: 5,
+            ..projections::RunnerConfig::default()
+        },
+    );
+    runner
+        .rebuild(&projections::reports::ReportsProjection)
+        .await
+        .unwrap();
+    let rebuilt = app
+        .ok(Some(&f.admin), query, json!({"c": f.community, "at": head}))
+        .await;
+    assert_eq!(rebuilt["gridLedgers"], expected, "as a rebuild folded it");
+    app.stop().await;
 }

@@ -66,6 +66,13 @@ CREATE TABLE {schema}.reports (
     resolution_missed boolean NOT NULL DEFAULT false,
     updated_at bigint NOT NULL,
     last_position bigint NOT NULL,
+    -- When an open report becomes overdue: its first-response deadline
+    -- while it waits for one, then its resolution deadline; none once it
+    -- is no longer open.
+    due_at bigint GENERATED ALWAYS AS (CASE
+        WHEN state = 'submitted' THEN least(first_response_due, resolution_due)
+        WHEN state IN ('accepted', 'assigned', 'escalated', 'in_progress') THEN resolution_due
+        END) STORED,
     PRIMARY KEY (community_id, report_id)
 );
 CREATE INDEX ON {schema}.reports (community_id, submitted_at DESC, report_id DESC);
@@ -73,6 +80,44 @@ CREATE INDEX ON {schema}.reports (community_id, level1_grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, reporter_id);
 CREATE INDEX ON {schema}.reports (community_id, site_id, category, state);
+-- A grid ledger counts what is overdue now and what was resolved this
+-- month from these: a read looks at those reports only.
+CREATE INDEX reports_due_in_grid ON {schema}.reports (community_id, grid_id, due_at)
+    WHERE due_at IS NOT NULL;
+CREATE INDEX reports_due_in_level1 ON {schema}.reports (community_id, level1_grid_id, due_at)
+    WHERE due_at IS NOT NULL AND level1_grid_id <> grid_id;
+CREATE INDEX reports_resolved_in_grid ON {schema}.reports (community_id, grid_id, resolved_at)
+    WHERE resolved_at IS NOT NULL;
+CREATE INDEX reports_resolved_in_level1 ON {schema}.reports
+    (community_id, level1_grid_id, resolved_at)
+    WHERE resolved_at IS NOT NULL AND level1_grid_id <> grid_id;
+-- Per grid, the figures the fold keeps (see reports/ledger.rs): its open
+-- reports, each duration's set ordered by (duration, report), and the
+-- middle of each set.
+CREATE TABLE {schema}.grid_ledgers (
+    community_id uuid NOT NULL,
+    grid_id uuid NOT NULL,
+    open bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (community_id, grid_id)
+);
+CREATE TABLE {schema}.grid_durations (
+    community_id uuid NOT NULL,
+    grid_id uuid NOT NULL,
+    kind smallint NOT NULL,
+    duration_us bigint NOT NULL,
+    report_id uuid NOT NULL,
+    PRIMARY KEY (community_id, grid_id, kind, duration_us, report_id)
+);
+CREATE TABLE {schema}.grid_medians (
+    community_id uuid NOT NULL,
+    grid_id uuid NOT NULL,
+    kind smallint NOT NULL,
+    n bigint NOT NULL,
+    lower_us bigint,
+    lower_report uuid,
+    median_us bigint,
+    PRIMARY KEY (community_id, grid_id, kind)
+);
 CREATE TABLE {schema}.report_timeline (
     community_id uuid NOT NULL,
     report_id uuid NOT NULL,
@@ -118,8 +163,9 @@ impl Projection for ReportsProjection {
     }
 
     /// 2: statistics count a report resolved again after a reopen once.
+    /// 3: the grid ledgers' figures are kept by the fold.
     fn fold_version(&self) -> i32 {
-        2
+        3
     }
 
     fn tables_sql(&self) -> String {
@@ -170,6 +216,10 @@ impl Projection for ReportsProjection {
             |row: &ReportRecord| row.report_id,
         )
         .await?;
+        let shares: HashMap<Uuid, ledger::Share> = rows
+            .iter()
+            .map(|(id, row)| (*id, ledger::Share::of(row)))
+            .collect();
         let mut timeline = Vec::new();
         let mut counts = Vec::new();
         for (event, report_event) in events.iter().zip(decoded) {
@@ -200,9 +250,14 @@ impl Projection for ReportsProjection {
             }
             timeline.push(TimelineRow::of(event, report, &report_event)?);
         }
+        let mut ledgers = ledger::LedgerChanges::default();
+        for (id, row) in &rows {
+            ledgers.add(*id, shares.get(id), &ledger::Share::of(row));
+        }
         replace_rows(transaction, keyed, community, &stored, &rows).await?;
         insert_rows(transaction, &format!("{schema}.report_timeline"), &timeline).await?;
-        add_counts(transaction, schema, community, &counts).await
+        add_counts(transaction, schema, community, &counts).await?;
+        ledgers.write(transaction, schema, community).await
     }
 }
 
@@ -727,4 +782,5 @@ fn event_time(event: &ReportEvent) -> i64 {
 }
 
 pub use queries::*;
+mod ledger;
 mod queries;

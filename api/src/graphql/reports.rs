@@ -852,9 +852,15 @@ pub struct GridLedgerNode {
     /// Reports whose last resolution falls in the current month of the
     /// community's calendar (each report once).
     pub resolved_this_month: i64,
-    /// Median seconds from submission to first response.
+    /// Median seconds from submission to first response (acceptance or
+    /// rejection), over the grid's reports that had one: the middle
+    /// duration, or the mean of the two middle ones when their number is
+    /// even, each in microseconds with the mean rounded down, then in
+    /// whole seconds rounded down. None while no report had a response.
     pub median_first_response_seconds: Option<i64>,
-    /// Median seconds from submission to resolution.
+    /// Median seconds from submission to the last resolution, over the
+    /// grid's reports resolved and not reopened since; computed as the
+    /// first-response median is.
     pub median_resolution_seconds: Option<i64>,
 }
 

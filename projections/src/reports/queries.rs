@@ -14,6 +14,14 @@ use crate::sql::query;
 /// The states of an open report (`ReportState::OPEN`), as SQL.
 const OPEN_STATES: &str = "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
 
+/// A report in `state` waits for work: the states of [`OPEN_STATES`].
+pub(crate) fn is_open_state(state: &str) -> bool {
+    matches!(
+        state,
+        "submitted" | "accepted" | "assigned" | "escalated" | "in_progress"
+    )
+}
+
 /// SQL: the report `r` is overdue at the time in parameter `$n`; the same
 /// rule as [`ReportRow::is_overdue`].
 fn overdue_sql(n: usize) -> String {
@@ -122,10 +130,7 @@ impl ReportRow {
 
     /// Open: waiting for work (`ReportState::OPEN`).
     pub fn is_open(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "submitted" | "accepted" | "assigned" | "escalated" | "in_progress"
-        )
+        is_open_state(&self.state)
     }
 
     /// Past a deadline it still waits for at `now`; the same rule as
@@ -297,35 +302,38 @@ pub async fn grid_ledgers(
     now: i64,
 ) -> Result<Vec<GridLedger>, ProjectionError> {
     let schema = live_schema(pool, NAME).await?;
-    // The community's reports are read once: each counts for its grid and,
-    // when that is a level-2 grid, for the level-1 grid above it. (Joining
-    // grids to reports on `grid_id = g OR level1_grid_id = g` read every
-    // report once per grid.)
+    // Open reports and the medians are the fold's (reports/ledger.rs);
+    // what is overdue now and what was resolved this month are counted on
+    // indexes that hold only open deadlines and resolutions, so a read
+    // looks at those reports, never at the whole history. A report counts
+    // in its grid and, apart, in the level 1 grid above it.
+    let counted = |column: &str, condition: &str| {
+        format!(
+            "(SELECT count(*) FROM {schema}.reports r WHERE r.community_id = $1 \
+                 AND r.grid_id = g.grid_id AND r.{column} IS NOT NULL AND r.{column} {condition}) + \
+             (SELECT count(*) FROM {schema}.reports r WHERE r.community_id = $1 \
+                 AND r.level1_grid_id = g.grid_id AND r.level1_grid_id <> r.grid_id \
+                 AND r.{column} IS NOT NULL AND r.{column} {condition})"
+        )
+    };
     let sql = format!(
         "WITH month_start AS (SELECT (extract(epoch FROM date_trunc('month', \
              to_timestamp($3::bigint / 1000000.0) AT TIME ZONE c.time_zone) \
              AT TIME ZONE c.time_zone) * 1000000)::bigint AS at \
-             FROM {schema}.communities c WHERE c.community_id = $1), \
-         facts AS (SELECT r.grid_id, r.level1_grid_id, \
-             r.state IN {OPEN_STATES} AS open, {overdue} AS overdue, \
-             r.resolved_at >= (SELECT at FROM month_start) AS resolved_this_month, \
-             r.first_response_at - r.submitted_at AS first_response, \
-             r.resolved_at - r.submitted_at AS resolution \
-             FROM {schema}.reports r WHERE r.community_id = $1), \
-         counted AS (SELECT grid_id AS counted_in, * FROM facts \
-             UNION ALL SELECT level1_grid_id, * FROM facts \
-             WHERE level1_grid_id IS DISTINCT FROM grid_id) \
-         SELECT g.grid_id, g.parent_id, g.name, \
-             count(f.counted_in) FILTER (WHERE f.open), \
-             count(f.counted_in) FILTER (WHERE f.overdue), \
-             count(f.counted_in) FILTER (WHERE f.resolved_this_month), \
-             (percentile_cont(0.5) WITHIN GROUP (ORDER BY f.first_response))::bigint, \
-             (percentile_cont(0.5) WITHIN GROUP (ORDER BY f.resolution))::bigint \
+             FROM {schema}.communities c WHERE c.community_id = $1) \
+         SELECT g.grid_id, g.parent_id, g.name, coalesce(l.open, 0), {overdue}, {resolved}, \
+             first_response.median_us, resolution.median_us \
          FROM {schema}.grids g \
-         LEFT JOIN counted f ON f.counted_in = g.grid_id \
+         LEFT JOIN {schema}.grid_ledgers l \
+             ON l.community_id = $1 AND l.grid_id = g.grid_id \
+         LEFT JOIN {schema}.grid_medians first_response ON first_response.community_id = $1 \
+             AND first_response.grid_id = g.grid_id AND first_response.kind = 0 \
+         LEFT JOIN {schema}.grid_medians resolution ON resolution.community_id = $1 \
+             AND resolution.grid_id = g.grid_id AND resolution.kind = 1 \
          WHERE g.community_id = $1 AND ($2::uuid IS NULL OR g.grid_id = $2) \
-         GROUP BY g.grid_id, g.parent_id, g.name ORDER BY g.name, g.grid_id",
-        overdue = overdue_sql(3),
+         ORDER BY g.name, g.grid_id",
+        overdue = counted("due_at", "<= $3"),
+        resolved = counted("resolved_at", ">= (SELECT at FROM month_start)"),
     );
     let client = pool.get().await?;
     let rows = query(&client, &sql, &[&community.as_uuid(), &grid, &now]).await?;
