@@ -201,12 +201,16 @@ impl Server {
     }
 
     fn token(&self, role: &str, subject: Uuid) -> anyhow::Result<String> {
+        self.token_in(demo::COMMUNITY, role, subject)
+    }
+
+    fn token_in(&self, community: Uuid, role: &str, subject: Uuid) -> anyhow::Result<String> {
         let issued = Command::new(std::env::current_exe()?)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["token", "issue", "--role", role])
             .args(["--subject", &subject.to_string()])
-            .args(["--community", &demo::COMMUNITY.to_string()])
+            .args(["--community", &community.to_string()])
             .output()?;
         if !issued.status.success() {
             bail!("token issue: {}", String::from_utf8_lossy(&issued.stderr));
@@ -467,20 +471,220 @@ async fn history_events(client: &reqwest::Client, base: &str, admin: &str) -> an
 const SUBMIT: &str = "mutation($c: UUID!, $r: ReportInput!) { submitReport(communityId: $c, report: $r) { reportId position } }";
 const ACCEPT: &str =
     "mutation($c: UUID!, $r: UUID!) { acceptReport(communityId: $c, reportId: $r) { position } }";
+const PLACE: &str = "mutation($c: UUID!, $i: PlaceRedemptionInput!) { placeRedemption(communityId: $c, input: $i) { redemptionId position } }";
+const COMPLETE: &str = "mutation($c: UUID!, $r: UUID!) { completeRedemption(communityId: $c, redemptionId: $r) { position } }";
+const FRESH_WALLET: &str = "query($c: UUID!, $p: UUID!, $at: Int) { wallet(communityId: $c, residentId: $p, atLeast: $at) { balance held } }";
+
+/// Funds the budget, grants each resident enough points and offers a gift
+/// with stock for every redemption the phase can make; the gift's id.
+async fn stock_the_counter(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    residents: &[Uuid],
+) -> anyhow::Result<String> {
+    let c = demo::COMMUNITY;
+    let per_resident = 100_000;
+    let fund = "mutation($c: UUID!, $a: String!) { fundBudget(communityId: $c, amount: $a, note: \"柜台压测 counter load\") { position } }";
+    let total = per_resident * residents.len() as i64;
+    graphql(
+        client,
+        base,
+        admin,
+        fund,
+        json!({"c": c, "a": total.to_string()}),
+    )
+    .await?;
+    let grant = "mutation($c: UUID!, $p: UUID!, $a: String!) { grantPoints(communityId: $c, residentId: $p, amount: $a, reason: \"志愿服务 volunteering\") { position } }";
+    for resident in residents {
+        graphql(
+            client,
+            base,
+            admin,
+            grant,
+            json!({"c": c, "p": resident, "a": per_resident.to_string()}),
+        )
+        .await?;
+    }
+    let offer = "mutation($c: UUID!, $centre: UUID!) { offerGift(communityId: $c, centreId: $centre, name: \"环保袋 tote bag\", price: \"1\", stock: 1000000000) { id } }";
+    let offered = graphql(
+        client,
+        base,
+        admin,
+        offer,
+        json!({"c": c, "centre": demo::CENTRE}),
+    )
+    .await?;
+    offered["offerGift"]["id"]
+        .as_str()
+        .map(String::from)
+        .context("offerGift gave no id")
+}
+
+/// Place + complete pairs at the counter, one resident per connection,
+/// then (as the counter shows it) the resident's wallet read with
+/// `atLeast` the completion's position: the pairs' measure and that read's.
+async fn redemption_pairs(
+    base: &str,
+    clerk: &str,
+    residents: Arc<Vec<Uuid>>,
+    gift: &str,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<(Measure, Measure)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|connection| {
+            let (base, clerk, gift) = (base.to_string(), clerk.to_string(), gift.to_string());
+            let resident = residents[connection % residents.len()];
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let (mut pairs, mut reads) = (Vec::new(), Vec::new());
+                let (mut errors, mut read_errors) = (0usize, 0usize);
+                let c = demo::COMMUNITY;
+                while Instant::now() < deadline {
+                    let at = Instant::now();
+                    let key = format!("counter-{}", Uuid::new_v4().simple());
+                    let input =
+                        json!({"residentId": resident, "giftId": gift, "idempotencyKey": key});
+                    let pair = async {
+                        let placed =
+                            graphql(&client, &base, &clerk, PLACE, json!({"c": c, "i": input}))
+                                .await?;
+                        let redemption = placed["placeRedemption"]["redemptionId"].clone();
+                        let done = graphql(
+                            &client,
+                            &base,
+                            &clerk,
+                            COMPLETE,
+                            json!({"c": c, "r": redemption}),
+                        )
+                        .await?;
+                        anyhow::Ok(done["completeRedemption"]["position"].as_i64())
+                    };
+                    let position = pair.await;
+                    pairs.push(at.elapsed());
+                    let Ok(Some(position)) = position else {
+                        errors += 1;
+                        continue;
+                    };
+                    let at = Instant::now();
+                    let read = graphql(
+                        &client,
+                        &base,
+                        &clerk,
+                        FRESH_WALLET,
+                        json!({"c": c, "p": resident, "at": position}),
+                    )
+                    .await;
+                    reads.push(at.elapsed());
+                    read_errors += usize::from(read.is_err());
+                }
+                anyhow::Ok((pairs, errors, reads, read_errors))
+            })
+        })
+        .collect();
+    let (mut pairs, mut reads) = (Vec::new(), Vec::new());
+    let (mut errors, mut read_errors) = (0, 0);
+    for task in tasks {
+        let (p, e, r, re) = task.await??;
+        pairs.extend(p);
+        reads.extend(r);
+        errors += e;
+        read_errors += re;
+    }
+    let elapsed = started.elapsed();
+    Ok((
+        measure(
+            "placeRedemption + completeRedemption",
+            &mut pairs,
+            errors,
+            elapsed,
+        ),
+        measure(
+            "wallet atLeast the completion",
+            &mut reads,
+            read_errors,
+            elapsed,
+        ),
+    ))
+}
+
 const CATEGORIES: [&str; 3] = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL", "ILLEGAL-BUILDING"];
 
 fn submit_request(connection: usize, n: usize) -> Option<(String, Option<(String, Value)>)> {
+    submit_in(demo::COMMUNITY, connection, n)
+}
+
+fn submit_in(
+    community: Uuid,
+    connection: usize,
+    n: usize,
+) -> Option<(String, Option<(String, Value)>)> {
     let site = demo::site_code(((connection + n) % 20 + 1) as u128);
     let category = CATEGORIES[n % CATEGORIES.len()];
     let report = json!({"siteCode": site, "category": category,
         "text": format!("河面有漂浮垃圾 floating garbage {connection}-{n}")});
     Some((
         "/graphql".to_string(),
-        Some((
-            SUBMIT.to_string(),
-            json!({"c": demo::COMMUNITY, "r": report}),
-        )),
+        Some((SUBMIT.to_string(), json!({"c": community, "r": report}))),
     ))
+}
+
+/// Communities beside the demo one, each with a grid, the demo's site
+/// codes and its categories, and residents of its own: the same filing
+/// load spread over them. The communities and one resident token per
+/// connection (of the connection's community).
+async fn more_communities(
+    server: &Server,
+    client: &reqwest::Client,
+    count: usize,
+    connections: usize,
+) -> anyhow::Result<(Vec<Uuid>, Vec<String>)> {
+    let mut communities = vec![demo::COMMUNITY];
+    for k in 1..count {
+        let community = Uuid::from_u128(demo::COMMUNITY.as_u128() + 0x1_0000 * k as u128);
+        let admin = server.token_in(community, "admin", demo::ADMIN)?;
+        let c = json!({"c": community});
+        let base = &server.base;
+        graphql(client, base, &admin, "mutation($c: UUID!) { registerCommunity(communityId: $c, name: \"长流河第二社区 neighbour\") { position } }", c.clone()).await?;
+        let grid = graphql(
+            client,
+            base,
+            &admin,
+            "mutation($c: UUID!) { addGrid(communityId: $c, name: \"一网格\") { id } }",
+            c.clone(),
+        )
+        .await?;
+        let grid = grid["addGrid"]["id"].clone();
+        for n in 1..=20u128 {
+            let site = json!({"name": format!("河岸 {n}"), "kind": "RIVER_BANK",
+                "code": demo::site_code(n), "gridId": grid});
+            graphql(
+                client,
+                base,
+                &admin,
+                "mutation($c: UUID!, $s: SiteInput!) { addSite(communityId: $c, site: $s) { id } }",
+                json!({"c": community, "s": site}),
+            )
+            .await?;
+        }
+        for code in CATEGORIES {
+            let category = json!({"code": code, "name": code, "firstResponseHours": 4,
+                "resolutionHours": 48, "acceptedReportPoints": "5"});
+            graphql(client, base, &admin, "mutation($c: UUID!, $k: CategoryInput!) { defineCategory(communityId: $c, category: $k) { id } }", json!({"c": community, "k": category})).await?;
+        }
+        communities.push(community);
+    }
+    let mut tokens = Vec::with_capacity(connections);
+    for connection in 0..connections {
+        let community = communities[connection % communities.len()];
+        tokens.push(server.token_in(community, "citizen", Uuid::new_v4())?);
+    }
+    Ok((communities, tokens))
 }
 
 async fn run_http_bench(
@@ -499,6 +703,9 @@ async fn run_http_bench(
         residents.push(server.token("citizen", Uuid::new_v4())?);
     }
     let residents = Arc::new(residents);
+    let clerk = server.token("clerk", demo::CLERK)?;
+    let pair_residents: Arc<Vec<Uuid>> =
+        Arc::new((0..args.connections).map(|_| Uuid::new_v4()).collect());
     let base = server.base.clone();
     let (connections, seconds) = (args.connections, args.seconds);
     let of_admin = {
@@ -596,6 +803,54 @@ async fn run_http_bench(
         accepted.server_rss_mib = server.rss_mib();
         measures.push(submit);
         measures.push(accepted);
+
+        if phase == 0 {
+            // The same filing load, spread over eight communities.
+            let (communities, tokens) = more_communities(&server, &client, 8, connections).await?;
+            let communities = Arc::new(communities);
+            let tokens = Arc::new(tokens);
+            let of_spread = Arc::new(move |c: usize| Some(tokens[c].clone()))
+                as Arc<dyn Fn(usize) -> Option<String> + Send + Sync>;
+            let spread: NextRequest = Arc::new(move |connection, n| {
+                submit_in(communities[connection % communities.len()], connection, n)
+            });
+            let (mut spread, _) = drive(
+                "submitReport over 8 communities",
+                &base,
+                of_spread,
+                connections,
+                seconds,
+                spread,
+            )
+            .await?;
+            spread.ratio = Some(spread.per_second / ceiling);
+            spread.history_events = history_events(&client, &base, &admin).await?;
+            spread.server_rss_mib = server.rss_mib();
+            measures.push(spread);
+        }
+
+        // The counter: place + complete, and the wallet read fresh after.
+        let gift = stock_the_counter(&client, &base, &admin, &pair_residents).await?;
+        let running = Arc::new(AtomicBool::new(true));
+        let lag = watch_lag(base.clone(), admin.clone(), running.clone());
+        let (mut pairs, mut fresh) = redemption_pairs(
+            &base,
+            &clerk,
+            pair_residents.clone(),
+            &gift,
+            connections,
+            seconds,
+        )
+        .await?;
+        running.store(false, Ordering::Relaxed);
+        pairs.projection_lag_max = Some(lag.await?);
+        pairs.ratio = Some(pairs.per_second / ceiling);
+        pairs.history_events = history_events(&client, &base, &admin).await?;
+        pairs.server_rss_mib = server.rss_mib();
+        fresh.history_events = pairs.history_events;
+        fresh.server_rss_mib = pairs.server_rss_mib;
+        measures.push(pairs);
+        measures.push(fresh);
 
         // Grow the history to this phase's size.
         loop {
