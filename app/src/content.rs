@@ -78,19 +78,11 @@ pub fn prepare_photos(
     Ok(Some((prepared, attached)))
 }
 
-/// Stores prepared pieces (storing one twice is harmless).
-pub async fn store_all(
-    store: &EventStore,
-    community: CommunityId,
-    pieces: &[Prepared],
-) -> AppResult<()> {
-    for piece in pieces {
-        let hash = store
-            .put_content(community, MEDIA_TYPE, &piece.body)
-            .await?;
-        debug_assert_eq!(hash.to_hex(), piece.hash.as_str());
+impl Prepared {
+    /// The append that names this piece carries it: stored with its events.
+    pub fn carried_by(&self, request: store::AppendRequest) -> store::AppendRequest {
+        request.with_content(MEDIA_TYPE, self.body.clone())
     }
-    Ok(())
 }
 
 async fn get(store: &EventStore, community: CommunityId, hash: &str) -> AppResult<Option<Stored>> {

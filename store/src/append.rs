@@ -18,6 +18,8 @@ pub(crate) struct ValidatedAppend {
     /// in request order. Computed here, in the caller's task, so that the
     /// community's single writer only composes and hashes.
     pub encoded: Vec<EncodedEvent>,
+    /// The hash of each of the request's contents, in order.
+    pub content_hashes: Vec<[u8; 32]>,
 }
 
 pub(crate) struct EncodedEvent {
@@ -70,6 +72,20 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
             check_event(event)?;
         }
     }
+    if request.contents.len() > limits::CONTENTS_PER_APPEND_MAX {
+        return Err(StoreError::invalid(
+            "contents",
+            format!(
+                "at most {} pieces of content per append",
+                limits::CONTENTS_PER_APPEND_MAX
+            ),
+        ));
+    }
+    let mut content_hashes = Vec::with_capacity(request.contents.len());
+    for content in &request.contents {
+        crate::content::check_content(&content.media_type, &content.body)?;
+        content_hashes.push(crate::content::ContentHash::of(&content.body).0);
+    }
     let encoded: Vec<EncodedEvent> = request
         .streams
         .iter()
@@ -120,6 +136,7 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
         request,
         request_hash,
         encoded,
+        content_hashes,
     })
 }
 

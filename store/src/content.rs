@@ -13,7 +13,7 @@ use crate::types::CommunityId;
 
 /// The SHA-256 of a piece of content, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ContentHash(#[serde(with = "crate::types::hex_bytes")] [u8; 32]);
+pub struct ContentHash(#[serde(with = "crate::types::hex_bytes")] pub(crate) [u8; 32]);
 
 impl ContentHash {
     pub fn of(body: &[u8]) -> Self {
@@ -52,6 +52,26 @@ pub enum Content {
     Erased(Tombstone),
 }
 
+/// Whether `body` of `media_type` may be stored: the bounds of every
+/// content row, whether put alone or carried by an append.
+pub(crate) fn check_content(media_type: &str, body: &[u8]) -> Result<(), StoreError> {
+    if body.len() > limits::CONTENT_BYTES_MAX {
+        return Err(StoreError::invalid(
+            "content",
+            format!(
+                "{} bytes, at most {}",
+                body.len(),
+                limits::CONTENT_BYTES_MAX
+            ),
+        ));
+    }
+    if media_type.is_empty() || media_type.len() > limits::MEDIA_TYPE_BYTES_MAX {
+        return Err(StoreError::invalid("media_type", "must be 1 to 100 bytes"));
+    }
+    check_text("media_type", media_type)?;
+    Ok(())
+}
+
 impl EventStore {
     /// Stores content and returns its hash; storing the same bytes twice is
     /// harmless and returns the same hash.
@@ -61,20 +81,7 @@ impl EventStore {
         media_type: &str,
         body: &[u8],
     ) -> Result<ContentHash, StoreError> {
-        if body.len() > limits::CONTENT_BYTES_MAX {
-            return Err(StoreError::invalid(
-                "content",
-                format!(
-                    "{} bytes, at most {}",
-                    body.len(),
-                    limits::CONTENT_BYTES_MAX
-                ),
-            ));
-        }
-        if media_type.is_empty() || media_type.len() > limits::MEDIA_TYPE_BYTES_MAX {
-            return Err(StoreError::invalid("media_type", "must be 1 to 100 bytes"));
-        }
-        check_text("media_type", media_type)?;
+        check_content(media_type, body)?;
         let hash = ContentHash::of(body);
         let client = self.inner.pool.get().await?;
         // One round trip on a cached statement: whether the community is

@@ -21,6 +21,8 @@ pub const WRITER_QUEUE_CAPACITY: usize = 4_096;
 pub const READ_BATCH_MAX: i64 = 10_000;
 /// One piece of content beside the log (a report's text, a photo link list).
 pub const CONTENT_BYTES_MAX: usize = 1024 * 1024;
+/// Pieces of content one append may carry.
+pub const CONTENTS_PER_APPEND_MAX: usize = 16;
 pub const MEDIA_TYPE_BYTES_MAX: usize = 100;
 pub const ERASURE_REASON_BYTES_MAX: usize = 1_000;
 /// Integers in payloads must be exactly representable as IEEE doubles (I-JSON),

@@ -200,6 +200,17 @@ pub struct AppendRequest {
     /// whose events differ between retries (they carry the time of the
     /// command) names the request itself instead: its operation and input.
     pub request_fingerprint: Option<[u8; 32]>,
+    /// Content the events name by hash (texts, photo links), stored in the
+    /// same transaction as the events: both land, or neither. Storing the
+    /// same bytes again does nothing, and an erased hash stays erased.
+    pub contents: Vec<NewContent>,
+}
+
+/// A piece of content an append carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewContent {
+    pub media_type: String,
+    pub body: Vec<u8>,
 }
 
 impl AppendRequest {
@@ -209,7 +220,17 @@ impl AppendRequest {
             streams: Vec::new(),
             idempotency_key: None,
             request_fingerprint: None,
+            contents: Vec::new(),
         }
+    }
+
+    /// Stores `body` with the events ([`AppendRequest::contents`]).
+    pub fn with_content(mut self, media_type: impl Into<String>, body: Vec<u8>) -> Self {
+        self.contents.push(NewContent {
+            media_type: media_type.into(),
+            body,
+        });
+        self
     }
 
     pub fn stream(

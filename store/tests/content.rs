@@ -141,3 +141,97 @@ async fn bad_content_is_refused() {
     assert!(ContentHash::parse("not hex").is_err());
     assert_eq!(ContentHash::parse(&hash.to_hex()).unwrap(), hash);
 }
+
+/// Content an append carries lands with its events or not at all, within
+/// the bounds of content put alone, and never brings back an erased hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_carried_by_an_append_lands_with_its_events_or_not_at_all() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let community = community(&store).await;
+    let media = "application/json";
+    let carrying = |stream_id: &str, expected: ExpectedVersion, body: &[u8]| {
+        append_one(community, stream_id, expected, 1).with_content(media, body.to_vec())
+    };
+    let present = |body: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            match store.get_content(community, ContentHash::of(body)).await {
+                Ok(Content::Present { body: stored, .. }) => Some(stored == body),
+                Ok(Content::Erased(_)) => Some(false),
+                Err(store::StoreError::ContentNotFound(_)) => None,
+                Err(error) => panic!("{error}"),
+            }
+        }
+    };
+
+    append(
+        &store,
+        carrying("report-1", ExpectedVersion::NoStream, b"{\"text\":\"one\"}"),
+    )
+    .await;
+    assert_eq!(
+        present(b"{\"text\":\"one\"}").await,
+        Some(true),
+        "stored with the event"
+    );
+
+    // Refused appends store nothing: a stream that moved, a bad event, a
+    // piece too large or of a bad media type, too many pieces.
+    let huge = vec![b'x'; store::limits::CONTENT_BYTES_MAX + 1];
+    let too_many = (0..=store::limits::CONTENTS_PER_APPEND_MAX).fold(
+        append_one(community, "report-4", ExpectedVersion::NoStream, 1),
+        |request, n| request.with_content(media, format!("{{\"n\":{n}}}").into_bytes()),
+    );
+    let refused = [
+        (
+            "a stream that moved",
+            carrying("report-1", ExpectedVersion::NoStream, b"{\"text\":\"two\"}"),
+            "CONFLICT",
+        ),
+        (
+            "a piece too large",
+            append_one(community, "report-2", ExpectedVersion::NoStream, 1)
+                .with_content(media, huge),
+            "VALIDATION",
+        ),
+        (
+            "an empty media type",
+            append_one(community, "report-3", ExpectedVersion::NoStream, 1)
+                .with_content("", b"{\"text\":\"three\"}".to_vec()),
+            "VALIDATION",
+        ),
+        ("too many pieces", too_many, "VALIDATION"),
+    ];
+    let before = read_all(&store, community).await.len();
+    for (what, request, code) in refused {
+        let error = store.append(request).await.expect_err(what);
+        assert_eq!(error.code(), code, "{what}: {error}");
+    }
+    assert_eq!(
+        read_all(&store, community).await.len(),
+        before,
+        "no event landed"
+    );
+    assert_eq!(present(b"{\"text\":\"two\"}").await, None);
+    assert_eq!(present(b"{\"text\":\"three\"}").await, None);
+    assert_eq!(present(b"{\"n\":0}").await, None);
+
+    // Carried again after an erasure, an erased hash stays erased.
+    let hash = ContentHash::of(b"{\"text\":\"one\"}");
+    store
+        .erase_content(community, hash, "admin-1", "the resident asked")
+        .await
+        .unwrap();
+    append(
+        &store,
+        carrying("report-5", ExpectedVersion::NoStream, b"{\"text\":\"one\"}"),
+    )
+    .await;
+    assert_eq!(
+        present(b"{\"text\":\"one\"}").await,
+        Some(false),
+        "still erased"
+    );
+    assert_chain_intact(&store, community).await;
+}

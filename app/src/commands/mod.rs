@@ -22,7 +22,7 @@ use store::{
 
 use self::streams::{StateCache, StreamLocks};
 use crate::clock::Clock;
-use crate::content::{store_all, Prepared};
+use crate::content::Prepared;
 use crate::error::{AppError, AppResult};
 use crate::idempotency::{self, Idempotency};
 
@@ -264,7 +264,6 @@ impl Commands {
         let community_id = community.as_uuid();
         let mut attempt = 0;
         let mut read_fresh = false;
-        let mut stored = false;
         loop {
             attempt += 1;
             let decision = match decide().await {
@@ -281,11 +280,10 @@ impl Commands {
                     continue;
                 }
             };
-            if !stored {
-                store_all(&self.store, community, contents).await?;
-                stored = true;
-            }
-            match self.try_append(community, meta, decision.decided).await? {
+            match self
+                .try_append(community, meta, decision.decided, contents)
+                .await?
+            {
                 Ok(outcome) if outcome.replayed => return Ok(Ran::Repeated(outcome)),
                 Ok(outcome) => {
                     for (stream_id, version, state) in decision.after {
@@ -349,10 +347,10 @@ impl Commands {
                 },
             };
             let decided = decided::<A>(stream_id, loaded.version, &event)?;
-            if attempt == 1 {
-                store_all(&self.store, community, contents).await?;
-            }
-            match self.try_append(community, meta, vec![decided]).await? {
+            match self
+                .try_append(community, meta, vec![decided], contents)
+                .await?
+            {
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
@@ -394,7 +392,7 @@ impl Commands {
         meta: &RequestMeta,
         decided: Vec<Decided>,
     ) -> AppResult<AppendOutcome> {
-        self.try_append(community, meta, decided)
+        self.try_append(community, meta, decided, &[])
             .await?
             .map_err(append_error)
     }
@@ -402,14 +400,19 @@ impl Commands {
     /// Appends, answering the store's own refusal as it is (outside) so the
     /// command loops can tell a stream that moved (`StoreError::Conflict`,
     /// retried) from every other refusal; a request that cannot be built
-    /// is the error inside.
+    /// is the error inside. `contents` (what the events' hashes name) are
+    /// stored in the append's own transaction: one commit for both.
     async fn try_append(
         &self,
         community: CommunityId,
         meta: &RequestMeta,
         decided: Vec<Decided>,
+        contents: &[Prepared],
     ) -> AppResult<Result<AppendOutcome, StoreError>> {
         let mut request = AppendRequest::new(community);
+        for piece in contents {
+            request = piece.carried_by(request);
+        }
         for part in decided {
             let expected = match part.expected_version {
                 0 => ExpectedVersion::NoStream,

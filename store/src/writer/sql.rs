@@ -29,6 +29,12 @@ const INSERT_EVENTS: &str = "INSERT INTO events (community_id, position, stream_
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (community_id, idempotency_key, \
     request_hash, outcome, recorded_at) \
     SELECT $1, u.k, u.h, u.o, $5 FROM unnest($2::text[], $3::bytea[], $4::jsonb[]) AS u(k, h, o)";
+/// The contents the batch's writing appends carry. An erased hash stays
+/// erased: a hash already there is left as it is.
+const INSERT_CONTENTS: &str =
+    "INSERT INTO contents (community_id, content_hash, media_type, body) \
+    SELECT $1, u.h, u.m, u.b FROM unnest($2::bytea[], $3::text[], $4::bytea[]) AS u(h, m, b) \
+    ON CONFLICT DO NOTHING";
 /// Moves the head only from where the batch was planned, taking its row lock.
 /// A batch in flight waits here for the batch before it, so batches commit in
 /// position order; a head moved by anyone else raises `HEAD_MOVED`.
@@ -200,6 +206,26 @@ pub(crate) async fn write_planned(
     let key_hashes: Vec<&[u8]> = plan.new_keys.iter().map(|k| &k.1[..]).collect();
     let key_outcomes: Vec<Json<&AppendOutcome>> =
         plan.new_keys.iter().map(|k| Json(&k.2)).collect();
+    // Contents of the appends that write events (not of replays or
+    // refusals), each hash once.
+    let mut writing: Vec<usize> = plan.events.iter().map(|e| e.append).collect();
+    writing.dedup();
+    let mut content_hashes: Vec<&[u8]> = Vec::new();
+    let mut content_types: Vec<&str> = Vec::new();
+    let mut content_bodies: Vec<&[u8]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for index in writing {
+        let append = &batch[index].append;
+        for (content, hash) in append.request.contents.iter().zip(&append.content_hashes) {
+            if seen.insert(hash) {
+                content_hashes.push(hash);
+                content_types.push(&content.media_type);
+                content_bodies.push(&content.body);
+            }
+        }
+    }
+    let content_params: [&(dyn ToSql + Sync); 4] =
+        [&community, &content_hashes, &content_types, &content_bodies];
     let notice = format!("{}:{}", community_id, plan.head.position);
     let event_params: [&(dyn ToSql + Sync); 12] = [
         &community,
@@ -234,10 +260,11 @@ pub(crate) async fn write_planned(
     let prepared = futures::try_join!(
         client.prepare_cached(INSERT_EVENTS),
         client.prepare_cached(INSERT_KEYS),
+        client.prepare_cached(INSERT_CONTENTS),
         client.prepare_cached(MOVE_HEAD),
         client.prepare_cached(NOTIFY),
     );
-    let (insert_events, insert_keys, move_head, notify) = match prepared {
+    let (insert_events, insert_keys, insert_contents, move_head, notify) = match prepared {
         Ok(statements) => statements,
         Err(error) => return WriteEnd::NotCommitted(error.into()),
     };
@@ -252,7 +279,7 @@ pub(crate) async fn write_planned(
     // The head moves first: that takes its row lock before any row is
     // inserted, as the lock-first path does, so writers of several processes
     // queue on the head row instead of deadlocking on each other's rows.
-    let (began, moved, inserted, keys, notified, committed) = futures::join!(
+    let (began, moved, inserted, keys, contents, notified, committed) = futures::join!(
         began,
         client.execute(&move_head, &head_params),
         client.execute(&insert_events, &event_params),
@@ -265,6 +292,13 @@ pub(crate) async fn write_planned(
                 client.execute(&insert_keys, &key_params).await
             }
         },
+        async {
+            if content_hashes.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&insert_contents, &content_params).await
+            }
+        },
         client.execute(&notify, &notify_params),
         client.batch_execute("COMMIT"),
     );
@@ -274,7 +308,7 @@ pub(crate) async fn write_planned(
         }
     }
     let inserted_count = inserted.as_ref().map_or(0, |n| *n as usize);
-    let statements = [began.map(|()| 0), inserted, keys, moved, notified];
+    let statements = [began.map(|()| 0), inserted, keys, contents, moved, notified];
     let failed = statements.into_iter().find_map(Result::err);
     match (failed, committed) {
         // After a failed statement the transaction is aborted and the
