@@ -23,7 +23,7 @@ use uuid::Uuid;
 use app::database::Database;
 
 /// Reports per append: each adds a report stream and a wallet stream.
-const REPORTS_PER_APPEND: i64 = 30;
+pub(crate) const REPORTS_PER_APPEND: i64 = 30;
 
 #[derive(clap::Args, Debug)]
 pub struct AuditBenchArgs {
@@ -189,7 +189,7 @@ async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow:
 }
 
 /// One report submitted and accepted, and its reporter's points.
-fn report_streams(
+pub(crate) fn report_streams(
     request: AppendRequest,
     grid: GridId,
     at: Timestamp,

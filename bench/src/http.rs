@@ -40,6 +40,12 @@ pub struct HttpBenchArgs {
     /// Signed-in residents filing reports (each its own token).
     #[arg(long, default_value_t = 64)]
     pub residents: usize,
+    /// After the sizes above, the history is filled straight into the log
+    /// (reports submitted and accepted, each earning its reporter points,
+    /// across the demo's grids) up to this many events, the read models
+    /// catch up, and the reads are measured again; 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fill_to: i64,
 }
 
 /// One measure: requests answered, their rate and latencies.
@@ -878,57 +884,53 @@ async fn run_http_bench(
         }
         let events = history_events(&client, &base, &admin).await?;
         eprintln!("bench: reads at {events} events (phase {phase})");
-        let month = chrono_month();
-        let reads: [(&str, String, Value, bool); 5] = [
-            (
-                "gridLedgers",
-                "query($c: UUID!) { gridLedgers(communityId: $c) { gridId open overdue resolvedThisMonth } }".to_string(),
-                json!({"c": demo::COMMUNITY}),
-                true,
-            ),
-            (
-                "wallet with its first statement page",
-                "query($c: UUID!) { wallet(communityId: $c) { balance available statement(first: 20) { edges { node { amount } } } } }".to_string(),
-                json!({"c": demo::COMMUNITY}),
-                false,
-            ),
-            (
-                "reports(first: 20)",
-                "query($c: UUID!) { reports(communityId: $c, first: 20) { edges { node { id state } } } }".to_string(),
-                json!({"c": demo::COMMUNITY}),
-                false,
-            ),
-            (
-                "leaderboard",
-                "query($c: UUID!) { leaderboard(communityId: $c, by: POINTS_EARNED, period: ALL_TIME) { entries { rank } } }".to_string(),
-                json!({"c": demo::COMMUNITY}),
-                false,
-            ),
-            (
-                "statistics",
-                "query($c: UUID!, $m: String!) { statistics(communityId: $c, fromMonth: $m, toMonth: $m) { category month received resolved } }".to_string(),
-                json!({"c": demo::COMMUNITY, "m": month}),
-                true,
-            ),
-        ];
-        for (name, query, variables, as_admin) in reads {
-            let next: NextRequest = Arc::new(move |_, _| {
-                Some((
-                    "/graphql".to_string(),
-                    Some((query.clone(), variables.clone())),
-                ))
-            });
-            let token = if as_admin {
-                of_admin.clone()
-            } else {
-                of_resident.clone()
-            };
-            let (mut read, _) = drive(name, &base, token, connections, seconds, next).await?;
-            read.ratio = Some(read.per_second / trivial.per_second);
-            read.history_events = events;
-            read.server_rss_mib = server.rss_mib();
-            measures.push(read);
+        measures.extend(
+            measure_reads(
+                &base,
+                &of_admin,
+                &of_resident,
+                connections,
+                seconds,
+                &trivial,
+                events,
+                &server,
+            )
+            .await?,
+        );
+    }
+    if args.fill_to > 0 {
+        let events = history_events(&client, &base, &admin).await?;
+        if events < args.fill_to {
+            eprintln!(
+                "bench: filling the log from {events} to {} events",
+                args.fill_to
+            );
+            fill_log(pg_config, args.fill_to - events).await?;
         }
+        let events = history_events(&client, &base, &admin).await?;
+        let caught_up = Instant::now();
+        loop {
+            let lag = projection_lag(&client, &base, &admin).await?;
+            if lag == 0 || caught_up.elapsed() > Duration::from_secs(1_800) {
+                break;
+            }
+            eprintln!("bench: read models catching up: {lag} events behind");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        eprintln!("bench: reads at {events} events (filled)");
+        measures.extend(
+            measure_reads(
+                &base,
+                &of_admin,
+                &of_resident,
+                connections,
+                seconds,
+                &trivial,
+                events,
+                &server,
+            )
+            .await?,
+        );
     }
     drop(server);
     Ok(HttpBenchReport {
@@ -940,6 +942,98 @@ async fn run_http_bench(
         measures,
         postgres_version,
     })
+}
+
+type TokenOf = Arc<dyn Fn(usize) -> Option<String> + Send + Sync>;
+
+/// The reads, each next to the trivial query, at `events` in the history.
+#[allow(clippy::too_many_arguments)]
+async fn measure_reads(
+    base: &str,
+    of_admin: &TokenOf,
+    of_resident: &TokenOf,
+    connections: usize,
+    seconds: u64,
+    trivial: &Measure,
+    events: i64,
+    server: &Server,
+) -> anyhow::Result<Vec<Measure>> {
+    let mut measures = Vec::new();
+    let month = chrono_month();
+    let reads: [(&str, String, Value, bool); 5] = [
+        (
+            "gridLedgers",
+            "query($c: UUID!) { gridLedgers(communityId: $c) { gridId open overdue resolvedThisMonth } }".to_string(),
+            json!({"c": demo::COMMUNITY}),
+            true,
+        ),
+        (
+            "wallet with its first statement page",
+            "query($c: UUID!) { wallet(communityId: $c) { balance available statement(first: 20) { edges { node { amount } } } } }".to_string(),
+            json!({"c": demo::COMMUNITY}),
+            false,
+        ),
+        (
+            "reports(first: 20)",
+            "query($c: UUID!) { reports(communityId: $c, first: 20) { edges { node { id state } } } }".to_string(),
+            json!({"c": demo::COMMUNITY}),
+            false,
+        ),
+        (
+            "leaderboard",
+            "query($c: UUID!) { leaderboard(communityId: $c, by: POINTS_EARNED, period: ALL_TIME) { entries { rank } } }".to_string(),
+            json!({"c": demo::COMMUNITY}),
+            false,
+        ),
+        (
+            "statistics",
+            "query($c: UUID!, $m: String!) { statistics(communityId: $c, fromMonth: $m, toMonth: $m) { category month received resolved } }".to_string(),
+            json!({"c": demo::COMMUNITY, "m": month}),
+            true,
+        ),
+    ];
+    for (name, query, variables, as_admin) in reads {
+        let next: NextRequest = Arc::new(move |_, _| {
+            Some((
+                "/graphql".to_string(),
+                Some((query.clone(), variables.clone())),
+            ))
+        });
+        let token = if as_admin {
+            of_admin.clone()
+        } else {
+            of_resident.clone()
+        };
+        let (mut read, _) = drive(name, base, token, connections, seconds, next).await?;
+        read.ratio = Some(read.per_second / trivial.per_second);
+        read.history_events = events;
+        read.server_rss_mib = server.rss_mib();
+        measures.push(read);
+    }
+    Ok(measures)
+}
+
+/// Appends `events` more to the demo community straight into the log, as
+/// four writers: reports submitted and accepted across the demo's level 2
+/// grids, each earning a new resident points (three events a report).
+async fn fill_log(pg_config: &store::tokio_postgres::Config, events: i64) -> anyhow::Result<()> {
+    let store =
+        store::EventStore::connect(pg_config.clone(), store::StoreConfig::default()).await?;
+    let community = store::CommunityId::new(demo::COMMUNITY);
+    let at = domain::values::Timestamp::from_micros(chrono::Utc::now().timestamp_micros());
+    let reports = events / 3;
+    let per = crate::audit::REPORTS_PER_APPEND;
+    let appends = (reports + per - 1) / per;
+    crate::append_chunks(&store, appends, move |chunk| {
+        let count = per.min(reports - chunk * per);
+        let mut request = store::AppendRequest::new(community);
+        for n in 0..count {
+            let grid = demo::level2_grid(((chunk * per + n) % 4 + 1) as u128);
+            request = crate::audit::report_streams(request, grid, at)?;
+        }
+        Ok(request)
+    })
+    .await
 }
 
 /// This month as `YYYY-MM`, in UTC (close enough for a read's argument).
