@@ -492,14 +492,14 @@ const PLACE: &str = "mutation($c: UUID!, $i: PlaceRedemptionInput!) { placeRedem
 const COMPLETE: &str = "mutation($c: UUID!, $r: UUID!) { completeRedemption(communityId: $c, redemptionId: $r) { position } }";
 const FRESH_WALLET: &str = "query($c: UUID!, $p: UUID!, $at: Int) { wallet(communityId: $c, residentId: $p, atLeast: $at) { balance held } }";
 
-/// Funds the budget, grants each resident enough points and offers a gift
-/// with stock for every redemption the phase can make; the gift's id.
+/// Funds the budget, grants each resident enough points and offers gifts
+/// with stock for every redemption the phase can make; the gifts' ids.
 async fn stock_the_counter(
     client: &reqwest::Client,
     base: &str,
     admin: &str,
     residents: &[Uuid],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Vec<String>> {
     let c = demo::COMMUNITY;
     let per_resident = 100_000;
     let fund = "mutation($c: UUID!, $a: String!) { fundBudget(communityId: $c, amount: $a, note: \"柜台压测 counter load\") { position } }";
@@ -523,20 +523,24 @@ async fn stock_the_counter(
         )
         .await?;
     }
-    let offer = "mutation($c: UUID!, $centre: UUID!) { offerGift(communityId: $c, centreId: $centre, name: \"环保袋 tote bag\", price: \"1\", stock: 1000000) { id } }";
-    let offered = graphql(
-        client,
-        base,
-        admin,
-        offer,
-        json!({"c": c, "centre": demo::CENTRE}),
-    )
-    .await?;
-    offered["offerGift"]["id"]
-        .as_str()
-        .map(String::from)
-        .context("offerGift gave no id")
+    // Gifts enough that the counter's pairs are not all queued on one
+    // gift's stock (a gift's stream takes one redemption at a time).
+    let offer = "mutation($c: UUID!, $centre: UUID!, $name: String!) { offerGift(communityId: $c, centreId: $centre, name: $name, price: \"1\", stock: 1000000) { id } }";
+    let mut gifts = Vec::with_capacity(GIFTS);
+    for n in 0..GIFTS {
+        let name = format!("环保袋 tote bag {n}");
+        let variables = json!({"c": c, "centre": demo::CENTRE, "name": name});
+        let offered = graphql(client, base, admin, offer, variables).await?;
+        let gift = offered["offerGift"]["id"]
+            .as_str()
+            .context("offerGift gave no id")?;
+        gifts.push(gift.to_string());
+    }
+    Ok(gifts)
 }
+
+/// Gifts the counter phase offers; connection `c` redeems gift `c % GIFTS`.
+const GIFTS: usize = 16;
 
 /// Place + complete pairs at the counter, one resident per connection;
 /// with `fresh_reads`, each pair is followed (as the counter shows it) by
@@ -546,7 +550,7 @@ async fn redemption_pairs(
     base: &str,
     clerk: &str,
     residents: Arc<Vec<Uuid>>,
-    gift: &str,
+    gifts: &[String],
     (connections, seconds): (usize, u64),
     fresh_reads: bool,
 ) -> anyhow::Result<(Measure, Measure)> {
@@ -554,7 +558,8 @@ async fn redemption_pairs(
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|connection| {
-            let (base, clerk, gift) = (base.to_string(), clerk.to_string(), gift.to_string());
+            let (base, clerk) = (base.to_string(), clerk.to_string());
+            let gift = gifts[connection % gifts.len()].clone();
             let resident = residents[connection % residents.len()];
             tokio::spawn(async move {
                 let client = reqwest::Client::builder()
@@ -853,7 +858,7 @@ async fn run_http_bench(
         // The counter: place + complete pairs alone, then again each
         // followed by the wallet read fresh (`atLeast` the completion),
         // from a caught-up start.
-        let gift = stock_the_counter(&client, &base, &admin, &pair_residents).await?;
+        let gifts = stock_the_counter(&client, &base, &admin, &pair_residents).await?;
         catch_up(&client, &base, &admin).await?;
         let running = Arc::new(AtomicBool::new(true));
         let lag = watch_lag(base.clone(), admin.clone(), running.clone());
@@ -861,7 +866,7 @@ async fn run_http_bench(
             &base,
             &clerk,
             pair_residents.clone(),
-            &gift,
+            &gifts,
             (connections, seconds),
             false,
         )
@@ -878,7 +883,7 @@ async fn run_http_bench(
             &base,
             &clerk,
             pair_residents.clone(),
-            &gift,
+            &gifts,
             (connections, seconds),
             true,
         )
