@@ -443,10 +443,17 @@ async fn graphql(
 
 /// Waits (up to five minutes) until every read model has caught up.
 async fn catch_up(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<()> {
+    catch_up_within(client, base, admin, Duration::from_secs(300)).await
+}
+
+async fn catch_up_within(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    while projection_lag(client, base, admin).await? > 0
-        && started.elapsed() < Duration::from_secs(300)
-    {
+    while projection_lag(client, base, admin).await? > 0 && started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -940,15 +947,8 @@ async fn run_http_bench(
             fill_log(pg_config, args.fill_to - events).await?;
         }
         let events = history_events(&client, &base, &admin).await?;
-        let caught_up = Instant::now();
-        loop {
-            let lag = projection_lag(&client, &base, &admin).await?;
-            if lag == 0 || caught_up.elapsed() > Duration::from_secs(1_800) {
-                break;
-            }
-            eprintln!("bench: read models catching up: {lag} events behind");
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
+        eprintln!("bench: read models catching up");
+        catch_up_within(&client, &base, &admin, Duration::from_secs(1_800)).await?;
         eprintln!("bench: reads at {events} events (filled)");
         measures.extend(
             measure_reads(
