@@ -219,6 +219,15 @@ impl TestApp {
     pub async fn stop(self) {
         self.handle.stop(true).await;
     }
+
+    /// The position of the community's last event.
+    pub async fn head(&self, community: Uuid) -> i64 {
+        self.store
+            .head(store::CommunityId::new(community))
+            .await
+            .unwrap()
+            .position
+    }
 }
 
 /// The code of the first error, or "OK" when there is none.

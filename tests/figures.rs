@@ -539,12 +539,7 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
             "the history has {kind}: {done:?}"
         );
     }
-    let head = app
-        .store
-        .head(store::CommunityId::new(f.community))
-        .await
-        .unwrap()
-        .position;
+    let head = app.head(f.community).await;
     let query = "query($c: UUID!, $at: Int) { gridLedgers(communityId: $c, atLeast: $at) {
         name open overdue resolvedThisMonth medianFirstResponseSeconds medianResolutionSeconds } }";
     let expected = ledgers_from_the_log(&app, &f, head, zone).await;

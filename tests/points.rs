@@ -178,14 +178,6 @@ impl TestApp {
             .await["trialBalance"]
             .clone()
     }
-
-    pub async fn head(&self, community: Uuid) -> i64 {
-        self.store
-            .head(store::CommunityId::new(community))
-            .await
-            .unwrap()
-            .position
-    }
 }
 
 fn statement_kinds(wallet: &Value) -> Vec<String> {

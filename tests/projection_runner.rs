@@ -128,12 +128,7 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
     )
     .await;
     app.watcher.tick().await.unwrap();
-    let head = app
-        .store
-        .head(store::CommunityId::new(f.community))
-        .await
-        .unwrap()
-        .position;
+    let head = app.head(f.community).await;
     // Let the live projections reach the head.
     for projection in projections::all() {
         assert!(projections::Progress::default()

@@ -254,12 +254,7 @@ async fn a_missed_deadline_escalates_exactly_once() {
     // The first response was due after 4 hours.
     app.clock.advance_hours(5);
     assert_eq!(app.watcher.tick().await.unwrap(), 1);
-    let head = app
-        .store
-        .head(store::CommunityId::new(f.community))
-        .await
-        .unwrap()
-        .position;
+    let head = app.head(f.community).await;
     let data = read(head).await;
     assert_eq!(data["report"]["firstResponseMissed"], true);
     assert_eq!(data["report"]["overdue"], true);
@@ -283,12 +278,7 @@ async fn a_missed_deadline_escalates_exactly_once() {
         1,
         "two watchers at once record it once"
     );
-    let head = app
-        .store
-        .head(store::CommunityId::new(f.community))
-        .await
-        .unwrap()
-        .position;
+    let head = app.head(f.community).await;
     let data = read(head).await;
     assert_eq!(data["report"]["resolutionMissed"], true);
     assert_eq!(data["report"]["escalation"], "COMMUNITY_ADMIN");

@@ -476,12 +476,7 @@ async fn a_redaction_really_removes_the_text_and_photos() {
         bodies, 0,
         "the text and photo links are gone from the database"
     );
-    let head = app
-        .store
-        .head(store::CommunityId::new(f.community))
-        .await
-        .unwrap()
-        .position;
+    let head = app.head(f.community).await;
     let data = app
         .ok(
             Some(&f.admin),

@@ -774,6 +774,19 @@ async fn run_http_bench(
     let raw = raw_commits(pg_config, connections, seconds).await?;
     let ceiling = raw.per_second;
 
+    // The reads, each next to the trivial query, at a history size.
+    let reads_at = |events| {
+        measure_reads(
+            &base,
+            &of_admin,
+            &of_resident,
+            connections,
+            seconds,
+            &trivial,
+            events,
+            &server,
+        )
+    };
     let mut measures = Vec::new();
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
@@ -923,19 +936,7 @@ async fn run_http_bench(
         catch_up(&client, &base, &admin).await?;
         let events = history_events(&client, &base, &admin).await?;
         eprintln!("bench: reads at {events} events (phase {phase})");
-        measures.extend(
-            measure_reads(
-                &base,
-                &of_admin,
-                &of_resident,
-                connections,
-                seconds,
-                &trivial,
-                events,
-                &server,
-            )
-            .await?,
-        );
+        measures.extend(reads_at(events).await?);
     }
     if args.fill_to > 0 {
         let events = history_events(&client, &base, &admin).await?;
@@ -950,19 +951,7 @@ async fn run_http_bench(
         eprintln!("bench: read models catching up");
         catch_up_within(&client, &base, &admin, Duration::from_secs(1_800)).await?;
         eprintln!("bench: reads at {events} events (filled)");
-        measures.extend(
-            measure_reads(
-                &base,
-                &of_admin,
-                &of_resident,
-                connections,
-                seconds,
-                &trivial,
-                events,
-                &server,
-            )
-            .await?,
-        );
+        measures.extend(reads_at(events).await?);
     }
     drop(server);
     Ok(HttpBenchReport {
