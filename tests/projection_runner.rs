@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use projections::generation::{
-    discard_abandoned, finish_building, live, schema_name, Builder, Building,
+    discard_abandoned, finish_building, live, open_for_reading, reading_schema, schema_name,
+    Builder, Building,
 };
 use projections::{ProjectionError, ProjectionRunner, RunnerConfig};
 use serde_json::json;
@@ -358,6 +359,80 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
 }
 
 /// The generations being built, by projection and number.
+/// The generation a projection's reading schema says its views show.
+async fn shown_by_reading_schema(app: &TestApp, projection: &str) -> Option<String> {
+    app.db
+        .client()
+        .await
+        .query_one(
+            "SELECT (SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1)",
+            &[&reading_schema(projection)],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn every_read_model_is_read_through_views_of_its_live_generation_whatever_made_it_live() {
+    let app = TestApp::spawn_quiet().await;
+    let (_, f) = history(&app).await;
+    let pool = app.store.pool().clone();
+    let runner = ProjectionRunner::new(app.store.clone(), RunnerConfig::default());
+    let client = app.db.client().await;
+    for projection in projections::all() {
+        let name = projection.name();
+        let reading = reading_schema(name);
+        let mut live_generation = live(&pool, name).await.unwrap().unwrap();
+        for made_live_by in ["the first run", "a rebuild", "start-up, its views lost"] {
+            match made_live_by {
+                "a rebuild" => {
+                    let rebuilt = runner.rebuild(&*projection).await.unwrap();
+                    assert_ne!(rebuilt, live_generation, "{name}: a new generation");
+                    live_generation = rebuilt;
+                }
+                "start-up, its views lost" => {
+                    // As a database whose live generation was made before
+                    // reading schemas existed.
+                    client
+                        .batch_execute(&format!("DROP SCHEMA {reading} CASCADE"))
+                        .await
+                        .unwrap();
+                    assert_eq!(shown_by_reading_schema(&app, name).await, None);
+                    let opened = open_for_reading(&pool, &*projection).await.unwrap();
+                    assert_eq!(
+                        opened, live_generation,
+                        "{name}: start-up keeps the live one"
+                    );
+                    // Opening again changes nothing.
+                    open_for_reading(&pool, &*projection).await.unwrap();
+                }
+                _ => {}
+            }
+            assert_eq!(
+                shown_by_reading_schema(&app, name).await.as_deref(),
+                Some(format!("views onto generation {live_generation}").as_str()),
+                "{name} after {made_live_by}"
+            );
+            assert_eq!(
+                dump(&app, &reading).await,
+                dump(&app, &schema_name(name, live_generation)).await,
+                "{name} after {made_live_by}: every table, through its view"
+            );
+        }
+    }
+    // The API answers from the reading schemas after all of it.
+    let data = app
+        .ok(
+            Some(&f.admin),
+            "query($c: UUID!) { reports(communityId: $c, first: 100) { edges { node { id } } } }",
+            json!({"c": f.community}),
+        )
+        .await;
+    assert_eq!(data["reports"]["edges"].as_array().unwrap().len(), 5);
+    app.stop().await;
+}
+
 async fn being_built(app: &TestApp) -> Vec<(String, i32)> {
     let rows = app
         .db

@@ -126,6 +126,13 @@ impl Application {
         let store = EventStore::connect(pg_config.clone(), settings.store.clone())
             .await
             .context("could not connect to PostgreSQL")?;
+        // Reads find each read model through its reading schema: make sure
+        // every one shows its live generation before the first query.
+        for projection in projections::all() {
+            projections::generation::open_for_reading(store.pool(), &*projection)
+                .await
+                .with_context(|| format!("could not open the {} read model", projection.name()))?;
+        }
         let commands = Commands::new(store.clone(), settings.clock.clone());
         let runner = ProjectionRunner::new(store.clone(), settings.runner.clone());
         let directory = Directory::default();

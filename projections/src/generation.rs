@@ -3,6 +3,12 @@
 //! queries; a rebuild fills a `building` one from position zero, then
 //! promotes it. The retired generation's schema stays until the next
 //! rebuild, so queries already reading it finish undisturbed.
+//!
+//! Queries do not ask which generation is live: they read
+//! `rm_<projection>_live`, a schema of views onto the live generation's
+//! tables, switched in the same transaction that makes a generation live.
+//! A read is one statement, in every process, and a promotion is seen by
+//! the next statement anywhere.
 
 use deadpool_postgres::{ClientWrapper, GenericClient, Object, Pool};
 
@@ -14,6 +20,78 @@ const GENERATION_LOCK_KEY: i64 = 0x6369_7669_635f_7067;
 
 pub fn schema_name(projection: &str, generation: i32) -> String {
     format!("rm_{projection}_{generation}")
+}
+
+/// The schema every query of `projection`'s read model reads: views onto
+/// the live generation's tables (see the module's comment).
+pub fn reading_schema(projection: &str) -> String {
+    format!("rm_{projection}_live")
+}
+
+/// Points `projection`'s reading schema at `generation`'s tables, inside
+/// the caller's transaction (which holds the generation lock). Simple views
+/// are inlined by the planner: a read through one uses the table's indexes.
+async fn point_reading_at(
+    client: &impl GenericClient,
+    projection: &str,
+    generation: i32,
+) -> Result<(), ProjectionError> {
+    let reading = reading_schema(projection);
+    let source = schema_name(projection, generation);
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY table_name",
+            &[&source],
+        )
+        .await?;
+    let mut ddl = format!("DROP SCHEMA IF EXISTS {reading} CASCADE; CREATE SCHEMA {reading};");
+    for row in tables {
+        let table: String = row.get(0);
+        ddl.push_str(&format!(
+            " CREATE VIEW {reading}.{table} AS SELECT * FROM {source}.{table};"
+        ));
+    }
+    ddl.push_str(&format!(
+        " COMMENT ON SCHEMA {reading} IS '{READING_COMMENT}{generation}';"
+    ));
+    client.batch_execute(&ddl).await?;
+    Ok(())
+}
+
+/// How a reading schema's comment names the generation its views show.
+const READING_COMMENT: &str = "views onto generation ";
+
+/// Makes sure `projection` has a live generation and that its reading
+/// schema shows it: at start-up, for a database whose live generation was
+/// made before reading schemas existed, or whose views a crash left behind.
+/// Returns the live generation.
+pub async fn open_for_reading(
+    pool: &Pool,
+    projection: &dyn Projection,
+) -> Result<i32, ProjectionError> {
+    let live = ensure_live(pool, projection).await?;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&GENERATION_LOCK_KEY])
+        .await?;
+    let live = live_in(&transaction, projection.name())
+        .await?
+        .unwrap_or(live);
+    let shown: Option<String> = transaction
+        .query_one(
+            "SELECT (SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace \
+                     WHERE nspname = $1)",
+            &[&reading_schema(projection.name())],
+        )
+        .await?
+        .get(0);
+    if shown.as_deref() != Some(format!("{READING_COMMENT}{live}").as_str()) {
+        point_reading_at(&transaction, projection.name(), live).await?;
+    }
+    transaction.commit().await?;
+    Ok(live)
 }
 
 /// The live generation, created (with its tables) on first use.
@@ -31,6 +109,7 @@ pub async fn ensure_live(pool: &Pool, projection: &dyn Projection) -> Result<i32
     }
     let generation = next_generation(&transaction, projection.name()).await?;
     create(&transaction, projection, generation, None).await?;
+    point_reading_at(&transaction, projection.name(), generation).await?;
     transaction.commit().await?;
     Ok(generation)
 }
@@ -398,12 +477,14 @@ pub async fn promote(
             reason: format!("{projection} generation {generation} is not being built"),
         });
     }
+    point_reading_at(&transaction, projection, generation).await?;
     transaction.commit().await?;
     Ok(())
 }
 
-/// The schema a query reads: the live generation's (created when missing,
-/// so a query before the first runner pass finds empty tables, not an error).
+/// The live generation's own schema (created when missing), for what must
+/// see its tables themselves (their keys, their storage) rather than the
+/// reading schema's views.
 pub async fn live_schema(pool: &Pool, projection: &str) -> Result<String, ProjectionError> {
     let generation = match live(pool, projection).await? {
         Some(generation) => generation,

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::community_info::{self, Grids};
 use crate::error::ProjectionError;
-use crate::generation::live_schema;
+use crate::generation::reading_schema;
 use crate::runner::{decode, entity_id, Change};
 use crate::sql::{column, execute, insert_rows, load_rows, query, replace_rows, Loaded, TableRow};
 use crate::Projection;
@@ -734,7 +734,7 @@ pub async fn top(
     period: Period,
     limit: i64,
 ) -> Result<Vec<Standing>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     top_in(pool, &schema, community, (metric, scope, period), limit).await
 }
 
@@ -788,7 +788,7 @@ pub async fn rank_of(
     period: Period,
     resident: Uuid,
 ) -> Result<Option<Standing>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let period_sql = PERIOD_SQL.replace("{schema}", &schema);
     let sql = format!(
         "SELECT s.score, 1 + coalesce((SELECT sum(c.residents) FROM {schema}.score_counts c \
@@ -833,7 +833,7 @@ pub async fn seed_for_bench(
     residents: i64,
     movements: i64,
 ) -> Result<(), ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let client = pool.get().await?;
     client
         .execute(
@@ -885,7 +885,7 @@ pub async fn bench_residents(
     pool: &Pool,
     community: CommunityId,
 ) -> Result<Vec<Uuid>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let client = pool.get().await?;
     let rows = client
         .query(

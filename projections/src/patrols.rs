@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::community_info::{self, month_sql};
 use crate::error::ProjectionError;
-use crate::generation::live_schema;
+use crate::generation::reading_schema;
 use crate::runner::{decode, entity_id, Change};
 use crate::sql::{execute, query};
 use crate::Projection;
@@ -166,7 +166,7 @@ pub async fn patrol_duty(
     month: &str,
     worker: Option<Uuid>,
 ) -> Result<Vec<PatrolDuty>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT w.worker_id, count(p.patrol_id), count(p.ended_at), \
              coalesce(sum(p.check_ins), 0)::bigint, coalesce(sum(p.findings), 0)::bigint, \

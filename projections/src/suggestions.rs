@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::generation::live_schema;
+use crate::generation::reading_schema;
 use crate::runner::{decode, entity_id, Change};
 use crate::sql::{execute, query};
 use crate::Projection;
@@ -207,7 +207,7 @@ pub async fn list_suggestions(
     after: Option<(i64, Uuid)>,
     limit: i64,
 ) -> Result<Vec<SuggestionRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT suggestion_id, site_id, text_hash, submitter_id, anonymous, state, outcome, \
          answer_hash, answered_by, submitted_at, answered_at, last_position \

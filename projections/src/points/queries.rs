@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::NAME;
 use crate::error::ProjectionError;
-use crate::generation::live_schema;
+use crate::generation::reading_schema;
 use crate::sql::query;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +29,7 @@ pub async fn wallet(
     community: CommunityId,
     resident: Uuid,
 ) -> Result<Option<WalletRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT resident_id, balance, held, earned, redeemed, next_expiry, last_position \
          FROM {schema}.wallets WHERE community_id = $1 AND resident_id = $2"
@@ -72,7 +72,7 @@ pub async fn statement(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<StatementLine>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT l.position, l.kind, l.amount, l.balance, l.held, l.detail, l.at, g.gift_id, g.name \
          FROM {schema}.wallet_lines l \
@@ -126,7 +126,7 @@ pub async fn trial_balance(
     pool: &Pool,
     community: CommunityId,
 ) -> Result<TrialBalance, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     trial_balance_in(pool, &schema, community).await
 }
 
@@ -193,7 +193,7 @@ pub async fn flows(
     community: CommunityId,
     limit: i64,
 ) -> Result<Vec<MonthFlows>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT month, \
              coalesce(sum(amount) FILTER (WHERE kind = 'minted'), 0), \
@@ -254,7 +254,7 @@ pub async fn gifts(
     community: CommunityId,
     centre: Option<Uuid>,
 ) -> Result<Vec<GiftRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT {columns} FROM {schema}.gifts WHERE community_id = $1 \
          AND ($2::uuid IS NULL OR centre_id = $2) ORDER BY name, gift_id LIMIT 1000",
@@ -317,7 +317,7 @@ pub async fn redemptions(
     after: Option<(i64, Uuid)>,
     limit: i64,
 ) -> Result<Vec<RedemptionRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let day_start = format!(
         "(extract(epoch FROM ($5::date::timestamp AT TIME ZONE coalesce((SELECT time_zone \
          FROM {schema}.communities WHERE community_id = $1), 'Asia/Shanghai'))) * 1000000)::bigint"
@@ -358,7 +358,7 @@ pub async fn holds_due(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Uuid>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT redemption_id FROM {schema}.redemptions WHERE community_id = $1 \
          AND status = 'placed' AND expires_at < $2 ORDER BY expires_at LIMIT $3"
@@ -375,7 +375,7 @@ pub async fn expiries_due(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Uuid>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT resident_id FROM {schema}.wallets WHERE community_id = $1 \
          AND next_expiry <= $2 AND balance > held ORDER BY next_expiry LIMIT $3"
@@ -409,7 +409,7 @@ pub async fn gift_history(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Option<(GiftRow, Vec<GiftLineRow>)>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let client = pool.get().await?;
     let gift_sql = format!(
         "SELECT {columns} FROM {schema}.gifts WHERE community_id = $1 AND gift_id = $2",

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::NAME;
 use crate::error::ProjectionError;
-use crate::generation::live_schema;
+use crate::generation::reading_schema;
 use crate::sql::query;
 
 /// The states of an open report (`ReportState::OPEN`), as SQL.
@@ -179,7 +179,7 @@ pub async fn list_reports(
     after: Option<ReportCursor>,
     limit: i64,
 ) -> Result<Vec<ReportRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let community = filter.community.map(|c| c.as_uuid());
     let sql = format!(
         "SELECT {REPORT_COLUMNS} FROM {schema}.reports r WHERE \
@@ -231,7 +231,7 @@ pub async fn report(
     community: CommunityId,
     report: Uuid,
 ) -> Result<Option<ReportRow>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT {REPORT_COLUMNS} FROM {schema}.reports r \
          WHERE r.community_id = $1 AND r.report_id = $2"
@@ -258,7 +258,7 @@ pub async fn timeline(
     community: CommunityId,
     report: Uuid,
 ) -> Result<Vec<TimelineEntry>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT position, event_type, actor_id, actor_role, at, detail \
          FROM {schema}.report_timeline WHERE community_id = $1 AND report_id = $2 \
@@ -301,7 +301,7 @@ pub async fn grid_ledgers(
     grid: Option<Uuid>,
     now: i64,
 ) -> Result<Vec<GridLedger>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     // Open reports and the medians are the fold's (reports/ledger.rs);
     // what is overdue now and what was resolved this month are counted on
     // indexes that hold only open deadlines and resolutions, so a read
@@ -371,7 +371,7 @@ pub async fn statistics(
     from_month: Option<&str>,
     to_month: Option<&str>,
 ) -> Result<Vec<CategoryMonth>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     statistics_in(pool, &schema, community, from_month, to_month).await
 }
 
@@ -418,7 +418,7 @@ pub async fn missed_deadlines(
     now: i64,
     limit: i64,
 ) -> Result<Vec<(Uuid, DeadlineKind)>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let sql = format!(
         "SELECT report_id, 'first_response' AS kind, first_response_due AS due \
              FROM {schema}.reports WHERE community_id = $1 AND state = 'submitted' \
@@ -458,7 +458,7 @@ pub async fn open_reports_at(
     since: i64,
     limit: i64,
 ) -> Result<(Vec<Uuid>, i64), ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     // Read before the rows: whatever the rows miss lies after it.
     let folded = crate::progress::live_checkpoint(pool, NAME, community).await?;
     let sql = format!(
@@ -501,7 +501,7 @@ pub async fn grid_standings(
     period: &str,
     at: i64,
 ) -> Result<Vec<GridStanding>, ProjectionError> {
-    let schema = live_schema(pool, NAME).await?;
+    let schema = reading_schema(NAME);
     let local = "to_timestamp({t}::bigint / 1000000.0) AT TIME ZONE coalesce((SELECT time_zone \
                  FROM {schema}.communities WHERE community_id = $1), 'Asia/Shanghai')";
     let local = |t: &str| local.replace("{t}", t).replace("{schema}", &schema);
