@@ -1144,3 +1144,248 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
         (Some("22"), Some("22"))
     );
 }
+
+/// What a wallet's stream says, folded here apart from the server: its
+/// balance and held points from the amounts alone, and its lots spent
+/// oldest first (an expiry only from lots due by its time).
+#[derive(Debug, Default)]
+struct Refolded {
+    balance: rust_decimal::Decimal,
+    held: rust_decimal::Decimal,
+    /// (expires_at micros, remaining), oldest grant first.
+    lots: Vec<(Option<i64>, rust_decimal::Decimal)>,
+}
+
+impl Refolded {
+    fn spend(&mut self, mut amount: rust_decimal::Decimal, due_at: Option<i64>) {
+        for (expires_at, remaining) in &mut self.lots {
+            let due = due_at.is_none_or(|at| expires_at.is_some_and(|e| e <= at));
+            if due && !amount.is_zero() {
+                let taken = (*remaining).min(amount);
+                *remaining -= taken;
+                amount -= taken;
+            }
+        }
+        assert!(amount.is_zero(), "the log spends only what the lots hold");
+        self.lots.retain(|(_, remaining)| !remaining.is_zero());
+    }
+
+    /// `expiring` as the API shows it: per moment, soonest first.
+    fn expiring(&self) -> Vec<Value> {
+        let mut due: std::collections::BTreeMap<i64, rust_decimal::Decimal> = Default::default();
+        for (expires_at, remaining) in &self.lots {
+            if let Some(at) = expires_at {
+                *due.entry(*at).or_default() += remaining;
+            }
+        }
+        due.into_iter()
+            .map(|(at, amount)| {
+                let at = chrono::DateTime::from_timestamp_micros(at).unwrap();
+                json!({"at": at.to_rfc3339(),
+                    "amount": amount.normalize().to_string()})
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn wallets_the_ledger_keeps_are_their_streams_folded_again_over_a_varied_history() {
+    use domain::points::WalletEvent::*;
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let rules = json!({"resolvedReportBonus": "3", "suggestionAdopted": "0",
+        "suggestionPartlyAdopted": "0", "volunteerHour": "0", "expiryDays": 9});
+    app.ok(
+        Some(&f.admin),
+        "mutation($c: UUID!, $r: PointsRulesInput!) { setPointsRules(communityId: $c, rules: $r) { position } }",
+        json!({"c": f.community, "r": rules}),
+    )
+    .await;
+    let gift = app.gift(&counter, "7", 10_000).await;
+    let mut residents = vec![(f.resident_id, f.resident.clone())];
+    for _ in 0..2 {
+        let id = Uuid::new_v4();
+        residents.push((id, app.token(f.community, id, Role::Citizen)));
+    }
+    let reverse = "mutation($c: UUID!, $r: UUID!) { reverseReportPoints(communityId: $c, reportId: $r, reason: \"虚假\") { amount } }";
+    let mut seed: u64 = 0x1075;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let mut placed: Vec<Value> = Vec::new();
+    let mut reports: Vec<Uuid> = Vec::new();
+    for round in 0..240 {
+        let (resident, token) = residents[next(residents.len())].clone();
+        match next(10) {
+            0 | 1 => {
+                let amount = format!("{}.{}", 1 + next(12), next(10));
+                app.grant(f, resident, &amount).await;
+            }
+            2 => {
+                let key = format!("walk-{round}");
+                let answer = app
+                    .place(&counter.clerk, f.community, resident, gift, &key)
+                    .await;
+                if let Some(id) = answer["data"]["placeRedemption"]["redemptionId"].as_str() {
+                    placed.push(json!(id));
+                }
+            }
+            3 if !placed.is_empty() => {
+                let redemption = placed.swap_remove(next(placed.len()));
+                let finish = [COMPLETE, COMPLETE, CANCEL][next(3)];
+                app.gql(
+                    Some(&counter.clerk),
+                    finish,
+                    json!({"c": f.community, "r": redemption}),
+                )
+                .await;
+            }
+            4 => {
+                let (report, _) = submit(&app, f, &token, "RB-01", "FLOATING-GARBAGE").await;
+                accept(&app, f, &f.admin, report).await;
+                reports.push(report);
+            }
+            5 if !reports.is_empty() => {
+                // The earning process must have granted what is reversed.
+                let head = app.head(f.community).await;
+                app.wallet(&f.admin, f.community, resident, head).await;
+                let report = reports.swap_remove(next(reports.len()));
+                app.gql(
+                    Some(&f.admin),
+                    reverse,
+                    json!({"c": f.community, "r": report}),
+                )
+                .await;
+            }
+            6 | 7 => app.clock.advance_hours(1 + next(96) as i64),
+            // Periods change: a later grant may expire before an earlier
+            // one, or never, so an expiry is not simply the oldest lots.
+            8 => {
+                let mut rules = rules.clone();
+                match [Some(2), Some(9), Some(40), None][next(4)] {
+                    Some(days) => rules["expiryDays"] = json!(days),
+                    None => drop(rules.as_object_mut().unwrap().remove("expiryDays")),
+                }
+                app.ok(
+                    Some(&f.admin),
+                    "mutation($c: UUID!, $r: PointsRulesInput!) { setPointsRules(communityId: $c, rules: $r) { position } }",
+                    json!({"c": f.community, "r": rules}),
+                )
+                .await;
+            }
+            _ => {
+                let head = app.head(f.community).await;
+                app.wallet(&f.admin, f.community, resident, head).await;
+                app.sweeper.tick().await.unwrap();
+            }
+        }
+    }
+    // The earning process grants for the last acceptances after them: wait
+    // until it has nothing more to add.
+    let mut head = app.head(f.community).await;
+    loop {
+        app.wallet(&f.admin, f.community, f.resident_id, head).await;
+        let now = app.head(f.community).await;
+        if now == head {
+            break;
+        }
+        head = now;
+    }
+    let events = app
+        .store
+        .read_log(store::CommunityId::new(f.community), 1, head)
+        .await
+        .unwrap();
+    let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut expected = Vec::new();
+    for (resident, _) in &residents {
+        let stream = format!("wallet-{resident}");
+        let mut wallet = Refolded::default();
+        for event in events.iter().filter(|e| e.stream_id == stream) {
+            let event: domain::points::WalletEvent =
+                serde_json::from_str(event.payload.get()).unwrap();
+            let kind = match event {
+                PointsGranted {
+                    amount, expires_at, ..
+                } => {
+                    wallet.balance += amount;
+                    wallet.lots.push((expires_at.map(|t| t.micros()), amount));
+                    "granted"
+                }
+                GrantWithheld { .. } => "withheld",
+                PointsHeld { amount, .. } => {
+                    wallet.held += amount;
+                    "held"
+                }
+                HoldReleased { amount, .. } => {
+                    wallet.held -= amount;
+                    "released"
+                }
+                PointsRedeemed { amount, .. } => {
+                    wallet.held -= amount;
+                    wallet.balance -= amount;
+                    wallet.spend(amount, None);
+                    "redeemed"
+                }
+                PointsExpired { amount, at, .. } => {
+                    wallet.balance -= amount;
+                    wallet.spend(amount, Some(at.micros()));
+                    "expired"
+                }
+                PointsReversed { amount, .. } => {
+                    wallet.balance -= amount;
+                    wallet.spend(amount, None);
+                    "reversed"
+                }
+            };
+            *seen.entry(kind).or_default() += 1;
+        }
+        let shown = app.wallet(&f.admin, f.community, *resident, head).await;
+        let figure = |n: rust_decimal::Decimal| json!(n.normalize().to_string());
+        assert_eq!(
+            (&shown["balance"], &shown["held"], &shown["available"]),
+            (
+                &figure(wallet.balance),
+                &figure(wallet.held),
+                &figure(wallet.balance - wallet.held)
+            ),
+            "{resident}: {shown}"
+        );
+        assert_eq!(
+            shown["expiring"],
+            json!(wallet.expiring()),
+            "{resident}: {shown}"
+        );
+        expected.push((*resident, wallet));
+    }
+    for kind in [
+        "granted", "held", "released", "redeemed", "expired", "reversed",
+    ] {
+        assert!(
+            seen.get(kind).is_some_and(|n| *n > 0),
+            "the walk {kind} points: {seen:?}"
+        );
+    }
+
+    // While a generation folded before lots were kept serves (it is being
+    // rebuilt), `expiring` is the wallet's stream folded.
+    let reading = projections::generation::reading_schema(projections::points::NAME);
+    app.db
+        .client()
+        .await
+        .batch_execute(&format!("DROP VIEW {reading}.wallet_lots"))
+        .await
+        .unwrap();
+    for (resident, wallet) in &expected {
+        let shown = app.wallet(&f.admin, f.community, *resident, head).await;
+        assert_eq!(
+            shown["expiring"],
+            json!(wallet.expiring()),
+            "{resident}: {shown}"
+        );
+    }
+}

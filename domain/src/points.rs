@@ -21,7 +21,7 @@ use crate::values::{ContentHash, GrantId, PersonId, ReportId, SuggestionId};
 pub use budget::{Budget, BudgetCommand, BudgetEvent};
 pub use gift::{Gift, GiftCommand, GiftEvent};
 pub use redemption::{Redemption, RedemptionCommand, RedemptionEvent, RedemptionStatus};
-pub use wallet::{Grant, Wallet, WalletCommand, WalletEvent};
+pub use wallet::{takings, Grant, Wallet, WalletCommand, WalletEvent};
 
 /// An account of a community's points ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! statement line is the one its event carries, so an auditor can check
 //! the two against each other.
 
+mod lots;
 mod queries;
 
 use domain::streams::StreamKind;
@@ -144,8 +145,17 @@ impl Projection for PointsProjection {
         NAME
     }
 
+    /// 2: each wallet's lots are kept, for its expiring points.
+    fn fold_version(&self) -> i32 {
+        2
+    }
+
     fn tables_sql(&self) -> String {
-        format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
+        format!(
+            "{}{TABLES_SQL}{}",
+            community_info::TABLES_SQL,
+            lots::TABLES_SQL
+        )
     }
 
     /// Movements and wallets are gathered over the batch and written once per
@@ -178,7 +188,12 @@ impl Projection for PointsProjection {
                         batch.movement(event, movement, "minted", at.micros())?;
                     }
                 }
-                Some(StreamKind::Wallet) => batch.wallet(event, decode::<WalletEvent>(event)?)?,
+                Some(StreamKind::Wallet) => {
+                    let wallet_event = decode::<WalletEvent>(event)?;
+                    batch
+                        .wallet(transaction, schema, event, wallet_event)
+                        .await?
+                }
                 Some(StreamKind::Gift) => fold.gift(decode::<GiftEvent>(event)?).await?,
                 Some(StreamKind::Redemption) => {
                     fold.redemption(decode::<RedemptionEvent>(event)?).await?
@@ -207,6 +222,7 @@ struct Batch {
     flows: Vec<Flow>,
     wallets: BTreeMap<Uuid, WalletChange>,
     lines: Vec<WalletLine>,
+    lots: lots::Lots,
 }
 
 /// A row of `movements`.
@@ -359,12 +375,44 @@ impl Batch {
         Ok(())
     }
 
-    fn wallet(
+    async fn wallet(
         &mut self,
+        transaction: &Transaction<'_>,
+        schema: &str,
         event: &RecordedEvent,
         wallet_event: WalletEvent,
     ) -> Result<(), ProjectionError> {
         let resident = entity_id(event, "wallet")?;
+        let community = event.community_id.as_uuid();
+        match &wallet_event {
+            WalletEvent::PointsGranted {
+                amount, expires_at, ..
+            } => self.lots.granted(
+                resident,
+                event.position,
+                expires_at.map(|t| t.micros()),
+                *amount,
+            ),
+            WalletEvent::PointsRedeemed { amount, .. }
+            | WalletEvent::PointsReversed { amount, .. } => {
+                self.lots
+                    .spent(transaction, schema, community, resident, *amount, None)
+                    .await?
+            }
+            WalletEvent::PointsExpired { amount, at, .. } => {
+                self.lots
+                    .spent(
+                        transaction,
+                        schema,
+                        community,
+                        resident,
+                        *amount,
+                        Some(at.micros()),
+                    )
+                    .await?
+            }
+            _ => {}
+        }
         let (balance, held) = wallet_event.balance_and_held();
         let at = wallet_event.at().micros();
         let (kind, amount, earned, redeemed, next_expiry) = match &wallet_event {
@@ -482,6 +530,7 @@ impl Batch {
         community: Uuid,
     ) -> Result<(), ProjectionError> {
         insert_rows(transaction, &format!("{schema}.movements"), &self.movements).await?;
+        self.lots.write(transaction, schema, community).await?;
         insert_rows(transaction, &format!("{schema}.wallet_lines"), &self.lines).await?;
         if !self.accounts.is_empty() {
             let sql = format!(

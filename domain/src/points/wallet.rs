@@ -438,12 +438,11 @@ impl Wallet {
                 grant.budget_available
             )));
         }
-        let mut lots = self.lots.clone();
-        lots.push_back(Lot {
-            granted_at: grant.at,
-            expires_at: grant.expires_at,
-            remaining: amount,
-        });
+        // The new lot is the next to expire if nothing kept expires sooner.
+        let next_expiry = next_expiry(&self.lots)
+            .into_iter()
+            .chain(grant.expires_at)
+            .min();
         Ok(WalletEvent::PointsGranted {
             source: grant.source,
             amount,
@@ -454,7 +453,7 @@ impl Wallet {
             expires_at: grant.expires_at,
             balance: self.balance + amount,
             held: self.held,
-            next_expiry: next_expiry(&lots),
+            next_expiry,
             at: grant.at,
         })
     }
@@ -532,9 +531,12 @@ impl Wallet {
         amount: Decimal,
         due_at: Option<Timestamp>,
     ) -> Option<Timestamp> {
-        let mut lots = self.lots.clone();
-        spend(&mut lots, amount, due_at);
-        next_expiry(&lots)
+        let lots = || self.lots.iter().map(|lot| (lot.expires_at, lot.remaining));
+        lots()
+            .zip(takings(lots(), amount, due_at))
+            .filter(|((_, remaining), taken)| remaining > taken)
+            .filter_map(|((expires_at, _), _)| expires_at)
+            .min()
     }
 }
 
@@ -564,23 +566,44 @@ fn check_granter(source: &GrantSource, by: Option<Actor>) -> Result<(), DomainEr
 
 /// Takes `amount` out of the lots, oldest first; with `due_at`, only out of
 /// lots expired by then.
-fn spend(lots: &mut VecDeque<Lot>, amount: Decimal, due_at: Option<Timestamp>) {
+/// What a spend of `amount` takes from each lot, in the lots' order
+/// (oldest first): from any lot, or at an expiry due at `due_at` only from
+/// lots due by then. Given as each lot's `(expires_at, remaining)`; the
+/// read model applies the same rule to its own rows.
+pub fn takings(
+    lots: impl IntoIterator<Item = (Option<Timestamp>, Decimal)>,
+    amount: Decimal,
+    due_at: Option<Timestamp>,
+) -> Vec<Decimal> {
     let mut left = amount;
-    for lot in lots.iter_mut() {
-        if left.is_zero() {
-            break;
-        }
-        let eligible = match due_at {
-            None => true,
-            Some(at) => lot.expires_at.is_some_and(|expires_at| expires_at <= at),
-        };
-        if eligible {
-            let taken = lot.remaining.min(left);
-            lot.remaining -= taken;
+    let taken = lots
+        .into_iter()
+        .map(|(expires_at, remaining)| {
+            let eligible = match due_at {
+                None => true,
+                Some(at) => expires_at.is_some_and(|expires_at| expires_at <= at),
+            };
+            if !eligible || left.is_zero() {
+                return Decimal::ZERO;
+            }
+            let taken = remaining.min(left);
             left -= taken;
-        }
-    }
+            taken
+        })
+        .collect();
     assert!(left.is_zero(), "spent no more than the lots held");
+    taken
+}
+
+fn spend(lots: &mut VecDeque<Lot>, amount: Decimal, due_at: Option<Timestamp>) {
+    let taken = takings(
+        lots.iter().map(|lot| (lot.expires_at, lot.remaining)),
+        amount,
+        due_at,
+    );
+    for (lot, taken) in lots.iter_mut().zip(taken) {
+        lot.remaining -= taken;
+    }
     lots.retain(|lot| !lot.remaining.is_zero());
 }
 

@@ -47,6 +47,35 @@ pub async fn wallet(
     }))
 }
 
+/// What of a wallet expires when, soonest first: the remainders of its
+/// lots that have an expiry, added up per moment (micros). None when the
+/// live generation was folded before lots were kept (it is being rebuilt):
+/// the caller folds the wallet's stream instead.
+pub async fn expiring(
+    pool: &Pool,
+    community: CommunityId,
+    resident: Uuid,
+) -> Result<Option<Vec<(i64, Decimal)>>, ProjectionError> {
+    let schema = reading_schema(NAME);
+    let sql = format!(
+        "SELECT expires_at, sum(remaining) FROM {schema}.wallet_lots \
+         WHERE community_id = $1 AND resident_id = $2 AND expires_at IS NOT NULL \
+         GROUP BY expires_at ORDER BY expires_at"
+    );
+    let client = pool.get().await?;
+    match query(&client, &sql, &[&community.as_uuid(), &resident]).await {
+        Ok(rows) => Ok(Some(
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+        )),
+        Err(ProjectionError::Database(error))
+            if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// One line of a wallet's statement: an event of the wallet with the
 /// balance and held points after it.
 #[derive(Clone, Debug, PartialEq)]

@@ -33,8 +33,6 @@ pub struct WalletNode {
     /// Granted, less what was reversed.
     pub earned: String,
     pub redeemed: String,
-    /// What expires when, soonest first (none where points never expire).
-    pub expiring: Vec<ExpiringPoints>,
     #[graphql(skip)]
     community_id: Uuid,
     #[graphql(skip)]
@@ -84,6 +82,34 @@ pub struct StatementLineNode {
 
 #[ComplexObject]
 impl WalletNode {
+    /// What expires when, soonest first (none where points never expire):
+    /// the remainders of the wallet's grants that carry an expiry, spent
+    /// oldest grant first, added up per moment.
+    async fn expiring(&self, ctx: &Context<'_>) -> ApiResult<Vec<ExpiringPoints>> {
+        let app = app(ctx);
+        let community = CommunityId::new(self.community_id);
+        let pool = app.commands.store().pool();
+        let due = match projections::points::expiring(pool, community, self.resident_id).await? {
+            Some(due) => due,
+            None => app
+                .commands
+                .load::<Wallet>(community, &wallet_stream(self.resident_id))
+                .await?
+                .state
+                .expiring()
+                .into_iter()
+                .map(|(at, amount)| (at.micros(), amount))
+                .collect(),
+        };
+        Ok(due
+            .into_iter()
+            .map(|(at, amount)| ExpiringPoints {
+                at: to_datetime(at),
+                amount: super::amount(amount),
+            })
+            .collect())
+    }
+
     /// The wallet's lines, newest first; `after` is a position from a
     /// previous page.
     async fn statement(
@@ -257,8 +283,10 @@ pub struct WalletQuery;
 impl WalletQuery {
     /// A wallet: a resident's own, or any resident's for admins and
     /// auditors; clerks see the balance at their counter, not the
-    /// statement. `atLeast` waits for the earning process and the ledger
-    /// to have caught up with that position (e.g. a report's acceptance).
+    /// statement. Read from the ledger's read model, as fresh as its last
+    /// folded batch; `atLeast` waits for the earning process and the ledger
+    /// to have caught up with that position (e.g. a report's acceptance,
+    /// or a grant's own position).
     async fn wallet(
         &self,
         ctx: &Context<'_>,
@@ -289,30 +317,17 @@ impl WalletQuery {
         }
         let pool = app.commands.store().pool();
         let row = projections::points::wallet(pool, community, resident).await?;
-        let wallet = app
-            .commands
-            .load::<Wallet>(community, &wallet_stream(resident))
-            .await?;
-        let expiring = wallet
-            .state
-            .expiring()
-            .into_iter()
-            .map(|(at, amount)| ExpiringPoints {
-                at: to_datetime(at.micros()),
-                amount: super::amount(amount),
-            })
-            .collect();
-        let (earned, redeemed) = row.map_or((Decimal::ZERO, Decimal::ZERO), |row| {
-            (row.earned, row.redeemed)
+        let zero = Decimal::ZERO;
+        let (balance, held, earned, redeemed) = row.map_or((zero, zero, zero, zero), |row| {
+            (row.balance, row.held, row.earned, row.redeemed)
         });
         Ok(WalletNode {
             resident_id: resident,
-            balance: super::amount(wallet.state.balance),
-            held: super::amount(wallet.state.held),
-            available: super::amount(wallet.state.available()),
+            balance: super::amount(balance),
+            held: super::amount(held),
+            available: super::amount(balance - held),
             earned: super::amount(earned),
             redeemed: super::amount(redeemed),
-            expiring,
             community_id,
             statement_visible,
         })
