@@ -279,7 +279,7 @@ impl Services {
             .await?;
         let (outcome, stored) = self
             .commands
-            .execute::<Report>(
+            .execute_new::<Report>(
                 community_key,
                 &report_stream(report.0),
                 &meta,
@@ -430,21 +430,27 @@ impl Services {
             DUPLICATE_CANDIDATES_MAX,
         )
         .await?;
-        let head = store.head(community).await?.position;
-        let mut position = (folded + 1).max(head - DUPLICATE_TAIL_EVENTS_MAX + 1);
+        // Only submissions at this site in this category are sent back.
+        let submitted_here = serde_json::json!({"ReportSubmitted": {
+            "place": {"site": {"site": site}}, "category": category}});
+        let tail = store
+            .tail_matching(
+                community,
+                folded,
+                DUPLICATE_TAIL_EVENTS_MAX,
+                "ReportSubmitted",
+                &submitted_here,
+                DUPLICATE_TAIL_EVENTS_MAX,
+            )
+            .await?;
         let mut newer = Vec::new();
-        while position <= head {
-            let events = store.read_log(community, position, 1_000).await?;
-            let Some(last) = events.last() else { break };
-            position = last.position + 1;
-            for event in events.iter().filter(|e| e.event_type == "ReportSubmitted") {
-                let ReportEvent::ReportSubmitted(submitted) = event.decode::<ReportEvent>()? else {
-                    continue;
-                };
-                let at_site = matches!(submitted.place, Place::Site { site: s, .. } if s == site);
-                if at_site && submitted.category == *category && submitted.at.micros() >= since {
-                    newer.push(submitted.report);
-                }
+        for event in &tail {
+            let ReportEvent::ReportSubmitted(submitted) = event.decode::<ReportEvent>()? else {
+                continue;
+            };
+            let at_site = matches!(submitted.place, Place::Site { site: s, .. } if s == site);
+            if at_site && submitted.category == *category && submitted.at.micros() >= since {
+                newer.push(submitted.report);
             }
         }
         let candidates = newer

@@ -58,7 +58,7 @@ impl Services {
         let at = self.commands.clock().now();
         let (outcome, _) = self
             .commands
-            .execute::<Suggestion>(
+            .execute_new::<Suggestion>(
                 community_key,
                 &suggestion_stream(suggestion.0),
                 &meta,

@@ -466,10 +466,17 @@ impl ProjectionRunner {
                 .batch_execute("SET LOCAL synchronous_commit = off")
                 .await?;
         }
-        let stored: i64 = transaction
-            .query_one(
+        // Both checkpoint statements run once per batch of every
+        // projection: on the connection's statement cache.
+        let lock = transaction
+            .prepare_cached(
                 "SELECT position FROM projection_checkpoints WHERE projection = $1 \
                  AND generation = $2 AND community_id = $3 FOR UPDATE",
+            )
+            .await?;
+        let stored: i64 = transaction
+            .query_one(
+                &lock,
                 &[&projection.name(), &generation.number, &community.as_uuid()],
             )
             .await?
@@ -496,10 +503,15 @@ impl ProjectionRunner {
         if let Some(index) = interrupted {
             return Err(ProjectionError::Interrupted(events[index].position));
         }
-        transaction
-            .execute(
+        let moved = transaction
+            .prepare_cached(
                 "UPDATE projection_checkpoints SET position = $4 WHERE projection = $1 \
                  AND generation = $2 AND community_id = $3",
+            )
+            .await?;
+        transaction
+            .execute(
+                &moved,
                 &[
                     &projection.name(),
                     &generation.number,

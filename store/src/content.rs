@@ -115,12 +115,14 @@ impl EventStore {
         hash: ContentHash,
     ) -> Result<Content, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_opt(
+        let statement = client
+            .prepare_cached(
                 "SELECT media_type, body, erased_at, erased_by, erased_reason FROM contents \
                  WHERE community_id = $1 AND content_hash = $2",
-                &[&community_id.as_uuid(), &&hash.0[..]],
             )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&community_id.as_uuid(), &&hash.0[..]])
             .await?
             .ok_or_else(|| StoreError::ContentNotFound(hash.to_hex()))?;
         let body: Option<Vec<u8>> = row.get(1);

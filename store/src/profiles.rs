@@ -191,12 +191,14 @@ impl EventStore {
         people: &[Uuid],
     ) -> Result<HashMap<Uuid, String>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "SELECT person_id, display_name FROM profiles WHERE community_id = $1 \
                  AND person_id = ANY($2) AND display_name IS NOT NULL",
-                &[&community_id.as_uuid(), &people],
             )
+            .await?;
+        let rows = client
+            .query(&statement, &[&community_id.as_uuid(), &people])
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }

@@ -31,8 +31,8 @@ impl EventStore {
             return Err(StoreError::invalid("stream_version", "must be at least 1"));
         }
         let client = self.inner.pool.get().await?;
-        client
-            .execute(
+        let statement = client
+            .prepare_cached(
                 "INSERT INTO snapshots (community_id, stream_id, stream_type, stream_version, \
                      snapshot_number, state) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (community_id, stream_id) DO UPDATE SET \
@@ -40,6 +40,11 @@ impl EventStore {
                      snapshot_number = excluded.snapshot_number, \
                      state = excluded.state, taken_at = now() \
                  WHERE snapshots.stream_version < excluded.stream_version",
+            )
+            .await?;
+        client
+            .execute(
+                &statement,
                 &[
                     &community_id.as_uuid(),
                     &stream_id.as_str(),
@@ -59,12 +64,14 @@ impl EventStore {
         stream_id: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_opt(
+        let statement = client
+            .prepare_cached(
                 "SELECT stream_type, stream_version, snapshot_number, state FROM snapshots \
                  WHERE community_id = $1 AND stream_id = $2",
-                &[&community_id.as_uuid(), &stream_id],
             )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&community_id.as_uuid(), &stream_id])
             .await?;
         Ok(row.map(|row| {
             let state: tokio_postgres::types::Json<Value> = row.get(3);

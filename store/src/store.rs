@@ -237,11 +237,13 @@ impl EventStore {
     /// The chain head of a community.
     pub async fn head(&self, community_id: CommunityId) -> Result<Head, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_opt(
+        let statement = client
+            .prepare_cached(
                 "SELECT last_position, last_hash FROM community_heads WHERE community_id = $1",
-                &[&community_id.as_uuid()],
             )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&community_id.as_uuid()])
             .await?
             .ok_or(StoreError::UnknownCommunity(community_id))?;
         Ok(Head {
@@ -279,6 +281,48 @@ impl EventStore {
             events.push(recorded_event(&row)?);
         }
         Ok(events)
+    }
+
+    /// Up to `limit` events of type `event_type` whose payload contains
+    /// `contains` (as jsonb `@>` does: every member given, recursively),
+    /// after `after` and among the community's last `window` events, in
+    /// order. A bounded search of the log's tail in one statement that
+    /// sends back only what matches.
+    pub async fn tail_matching(
+        &self,
+        community_id: CommunityId,
+        after: i64,
+        window: i64,
+        event_type: &str,
+        contains: &serde_json::Value,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = bounded_limit(limit)?;
+        let window = bounded_limit(window)?;
+        let client = self.inner.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 \
+                 AND position > greatest($2, (SELECT last_position FROM community_heads \
+                     WHERE community_id = $1) - $3) \
+                 AND event_type = $4 AND payload @> $5 ORDER BY position LIMIT $6"
+            ))
+            .await?;
+        let contains = tokio_postgres::types::Json(contains);
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &community_id.as_uuid(),
+                    &after,
+                    &window,
+                    &event_type,
+                    &contains,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(recorded_event).collect()
     }
 
     /// A community's log from `from_position` to `to_position` (both
@@ -374,12 +418,14 @@ impl EventStore {
         key: &crate::types::IdempotencyKey,
     ) -> Result<Option<crate::types::KeyedOutcome>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_opt(
+        let statement = client
+            .prepare_cached(
                 "SELECT request_hash, outcome FROM idempotency_keys WHERE community_id = $1 \
                  AND idempotency_key = $2",
-                &[&community_id.as_uuid(), &key.as_str()],
             )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&community_id.as_uuid(), &key.as_str()])
             .await?;
         row.map(|row| {
             let hash: Vec<u8> = row.get(0);

@@ -16,4 +16,5 @@ mod bad_input;
 mod content;
 mod idempotency;
 mod ordering;
+mod tail;
 mod tampering;

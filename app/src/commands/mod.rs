@@ -222,6 +222,19 @@ impl Commands {
         );
     }
 
+    /// Keeps a stream whose id was just minted as empty, unless a state of
+    /// it is kept already, so that a decision under `execute_all` takes it
+    /// without reading. If the stream exists after all (a retry's id,
+    /// derived from its key), the append conflicts, the kept state is
+    /// forgotten and the decision is made again from a read.
+    pub fn mint<A>(&self, community: CommunityId, stream_id: &str)
+    where
+        A: Aggregate + Default + Clone + 'static,
+    {
+        self.cache
+            .put(community.as_uuid(), stream_id, 0, &A::default());
+    }
+
     /// The aggregate for a decision under its stream's lock: as kept after
     /// this process's last write, without reading, or else loaded. A kept
     /// state can be behind only if another process wrote the stream; then
@@ -321,6 +334,43 @@ impl Commands {
         A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
     {
+        self.execute_on(community, stream_id, meta, contents, command, false)
+            .await
+    }
+
+    /// [`Commands::execute`] for a stream whose id was just minted: the
+    /// first decision is made on the empty stream without reading it. If
+    /// the stream exists after all (a retry's id, derived from its key),
+    /// the append conflicts and the command is decided again from a read.
+    pub async fn execute_new<A>(
+        &self,
+        community: CommunityId,
+        stream_id: &str,
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        command: impl Fn(&A) -> AppResult<A::Command>,
+    ) -> AppResult<(AppendOutcome, A)>
+    where
+        A: Aggregate + Decide + Default + Clone + 'static,
+        A::Event: DeserializeOwned + Serialize,
+    {
+        self.execute_on(community, stream_id, meta, contents, command, true)
+            .await
+    }
+
+    async fn execute_on<A>(
+        &self,
+        community: CommunityId,
+        stream_id: &str,
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        command: impl Fn(&A) -> AppResult<A::Command>,
+        minted: bool,
+    ) -> AppResult<(AppendOutcome, A)>
+    where
+        A: Aggregate + Decide + Default + Clone + 'static,
+        A::Event: DeserializeOwned + Serialize,
+    {
         let _turn = self
             .locks
             .lock(community.as_uuid(), &[stream_id.to_string()])
@@ -332,7 +382,14 @@ impl Commands {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut loaded = self.load::<A>(community, stream_id).await?;
+            let mut loaded = if minted && attempt == 1 {
+                Loaded {
+                    state: A::default(),
+                    version: 0,
+                }
+            } else {
+                self.load::<A>(community, stream_id).await?
+            };
             let decision = command(&loaded.state).and_then(|c| Ok(loaded.state.decide(c)?));
             let event = match decision {
                 Ok(event) => event,

@@ -258,6 +258,7 @@ impl PointsDesk {
         let gift_id = gift_stream(request.gift.0);
         let streams = [redemption_id.clone(), wallet_id.clone(), gift_id.clone()];
         let commands = &self.commands;
+        commands.mint::<Redemption>(community, &redemption_id);
         let request = &request;
         self.commands
             .execute_all(community, &streams, meta, &[], || async {

@@ -459,21 +459,33 @@ pub async fn open_reports_at(
     limit: i64,
 ) -> Result<(Vec<Uuid>, i64), ProjectionError> {
     let schema = reading_schema(NAME);
-    // Read before the rows: whatever the rows miss lies after it.
-    let folded = crate::progress::live_checkpoint(pool, NAME, community).await?;
+    // The checkpoint and the rows in one statement, so of one snapshot:
+    // whatever the rows miss lies after the checkpoint.
     let sql = format!(
-        "SELECT report_id FROM {schema}.reports WHERE community_id = $1 AND site_id = $2 \
-         AND category = $3 AND submitted_at >= $4 AND state IN {OPEN_STATES} \
-         ORDER BY submitted_at DESC LIMIT $5"
+        "SELECT (SELECT c.position FROM projection_checkpoints c \
+                 JOIN projection_generations g USING (projection, generation) \
+                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), \
+             array(SELECT report_id FROM {schema}.reports WHERE community_id = $1 \
+                 AND site_id = $2 AND category = $3 AND submitted_at >= $4 \
+                 AND state IN {OPEN_STATES} ORDER BY submitted_at DESC LIMIT $5)"
     );
     let client = pool.get().await?;
     let rows = query(
         &client,
         &sql,
-        &[&community.as_uuid(), &site, &category, &since, &limit],
+        &[
+            &community.as_uuid(),
+            &site,
+            &category,
+            &since,
+            &limit,
+            &NAME,
+        ],
     )
     .await?;
-    Ok((rows.iter().map(|row| row.get(0)).collect(), folded))
+    let row = &rows[0];
+    let folded: Option<i64> = row.get(0);
+    Ok((row.get(1), folded.unwrap_or(0)))
 }
 
 /// A grid on the "cleanest street" board for a stretch of time.
