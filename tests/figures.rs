@@ -558,6 +558,39 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
         "the history leaves some open reports overdue and some not: {expected}"
     );
 
+    // Time passes with nothing written: deadlines fall due one by one, and
+    // the figures that depend on the time of the read follow them.
+    // Reports filed 37 minutes apart fall due 37 minutes apart.
+    for round in 0..6 {
+        submit(
+            &app,
+            &f,
+            &f.resident,
+            sites[round % sites.len()],
+            "FLOATING-GARBAGE",
+        )
+        .await;
+        app.clock.advance_minutes(37);
+    }
+    let head = app.head(f.community).await;
+    let mut overdue_seen = std::collections::BTreeSet::new();
+    for _ in 0..24 {
+        app.clock.advance_minutes(19);
+        let expected = ledgers_from_the_log(&app, &f, head, zone).await;
+        let served = app
+            .ok(Some(&f.admin), query, json!({"c": f.community, "at": head}))
+            .await;
+        assert_eq!(
+            served["gridLedgers"], expected,
+            "later, with nothing written"
+        );
+        overdue_seen.insert(expected.to_string());
+    }
+    assert!(
+        overdue_seen.len() > 2,
+        "deadlines fell due while time passed: {overdue_seen:?}"
+    );
+
     // Folded again from zero in small batches (the middles move many
     // steps at once): the same figures.
     let runner = projections::ProjectionRunner::new(
@@ -574,6 +607,7 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
     let rebuilt = app
         .ok(Some(&f.admin), query, json!({"c": f.community, "at": head}))
         .await;
+    let expected = ledgers_from_the_log(&app, &f, head, zone).await;
     assert_eq!(rebuilt["gridLedgers"], expected, "as a rebuild folded it");
     app.stop().await;
 }

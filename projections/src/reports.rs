@@ -66,13 +66,6 @@ CREATE TABLE {schema}.reports (
     resolution_missed boolean NOT NULL DEFAULT false,
     updated_at bigint NOT NULL,
     last_position bigint NOT NULL,
-    -- When an open report becomes overdue: its first-response deadline
-    -- while it waits for one, then its resolution deadline; none once it
-    -- is no longer open.
-    due_at bigint GENERATED ALWAYS AS (CASE
-        WHEN state = 'submitted' THEN least(first_response_due, resolution_due)
-        WHEN state IN ('accepted', 'assigned', 'escalated', 'in_progress') THEN resolution_due
-        END) STORED,
     PRIMARY KEY (community_id, report_id)
 );
 CREATE INDEX ON {schema}.reports (community_id, submitted_at DESC, report_id DESC);
@@ -80,17 +73,6 @@ CREATE INDEX ON {schema}.reports (community_id, level1_grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, reporter_id);
 CREATE INDEX ON {schema}.reports (community_id, site_id, category, state);
--- A grid ledger counts what is overdue now and what was resolved this
--- month from these: a read looks at those reports only.
-CREATE INDEX reports_due_in_grid ON {schema}.reports (community_id, grid_id, due_at)
-    WHERE due_at IS NOT NULL;
-CREATE INDEX reports_due_in_level1 ON {schema}.reports (community_id, level1_grid_id, due_at)
-    WHERE due_at IS NOT NULL AND level1_grid_id <> grid_id;
-CREATE INDEX reports_resolved_in_grid ON {schema}.reports (community_id, grid_id, resolved_at)
-    WHERE resolved_at IS NOT NULL;
-CREATE INDEX reports_resolved_in_level1 ON {schema}.reports
-    (community_id, level1_grid_id, resolved_at)
-    WHERE resolved_at IS NOT NULL AND level1_grid_id <> grid_id;
 -- Per grid, the figures the fold keeps (see reports/ledger.rs): its open
 -- reports, each duration's set ordered by (duration, report), and the
 -- middle of each set.
@@ -107,6 +89,18 @@ CREATE TABLE {schema}.grid_durations (
     duration_us bigint NOT NULL,
     report_id uuid NOT NULL,
     PRIMARY KEY (community_id, grid_id, kind, duration_us, report_id)
+);
+-- Per grid, the moments a read compares with its own time (see
+-- reports/ledger.rs): each open report's deadline (kind 0) and each
+-- resolution (kind 1). Its key is its only index, so a count of what is
+-- overdue now is a range of it whatever plan the statement is given.
+CREATE TABLE {schema}.grid_moments (
+    community_id uuid NOT NULL,
+    grid_id uuid NOT NULL,
+    kind smallint NOT NULL,
+    at bigint NOT NULL,
+    report_id uuid NOT NULL,
+    PRIMARY KEY (community_id, grid_id, kind, at, report_id)
 );
 CREATE TABLE {schema}.grid_medians (
     community_id uuid NOT NULL,
@@ -164,8 +158,9 @@ impl Projection for ReportsProjection {
 
     /// 2: statistics count a report resolved again after a reopen once.
     /// 3: the grid ledgers' figures are kept by the fold.
+    /// 4: their deadlines and resolutions are kept per grid (grid_moments).
     fn fold_version(&self) -> i32 {
-        3
+        4
     }
 
     fn tables_sql(&self) -> String {

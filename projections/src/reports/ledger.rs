@@ -7,10 +7,12 @@
 //!   set ordered by (duration, report), with the lower middle element kept
 //!   in `grid_medians` and moved by as many steps as a batch adds or takes
 //!   away, never found again by counting the set;
-//! - overdue and resolved this month depend on the time of the read: they
-//!   are counted from indexes over the reports' open deadline (`due_at`,
-//!   kept only while a report is open) and resolution time, so a read looks
-//!   only at what is overdue now or was resolved this month.
+//! - overdue and resolved this month depend on the time of the read: each
+//!   grid keeps its open reports' deadlines and its resolutions as moments
+//!   (`grid_moments`, a table whose key is its only index), so a read
+//!   counts a range of them: what is overdue now or was resolved this
+//!   month, never the history, and no other index for a generic plan to
+//!   pick instead.
 //!
 //! A report counts in its grid and, when that lies inside a level 1 grid,
 //! in that one too.
@@ -35,12 +37,27 @@ pub(super) enum Duration {
 
 const DURATIONS: [Duration; 2] = [Duration::FirstResponse, Duration::Resolution];
 
+/// The moments a grid keeps of its reports, compared with the time of a
+/// read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Moment {
+    /// When an open report becomes overdue: its first-response deadline
+    /// while it waits for one (or its resolution deadline, if sooner), then
+    /// its resolution deadline; none once it is no longer open.
+    Due = 0,
+    /// When it was last resolved, while that resolution stands.
+    Resolved = 1,
+}
+
+const MOMENTS: [Moment; 2] = [Moment::Due, Moment::Resolved];
+
 /// What one report adds to the ledgers of the grids it counts in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Share {
     grids: Vec<Uuid>,
     open: bool,
     durations: [Option<i64>; 2],
+    moments: [Option<i64>; 2],
 }
 
 impl Share {
@@ -49,9 +66,15 @@ impl Share {
         if row.level1_grid_id != row.grid_id {
             grids.push(row.level1_grid_id);
         }
+        let due = match row.state.as_str() {
+            "submitted" => Some(row.first_response_due.min(row.resolution_due)),
+            state if super::queries::is_open_state(state) => Some(row.resolution_due),
+            _ => None,
+        };
         Share {
             grids,
             open: super::queries::is_open_state(&row.state),
+            moments: [due, row.resolved_at],
             durations: [
                 row.first_response_at.map(|at| at - row.submitted_at),
                 row.resolved_at.map(|at| at - row.submitted_at),
@@ -75,6 +98,9 @@ struct SeriesChange {
 pub(super) struct LedgerChanges {
     open: HashMap<Uuid, i64>,
     series: HashMap<(Uuid, Duration), SeriesChange>,
+    /// Moments (grid, kind, at, report) taken away and added.
+    moments_removed: Vec<(Uuid, i16, i64, Uuid)>,
+    moments_added: Vec<(Uuid, i16, i64, Uuid)>,
 }
 
 impl LedgerChanges {
@@ -91,10 +117,26 @@ impl LedgerChanges {
         for grid in &after.grids {
             *self.open.entry(*grid).or_default() += i64::from(after.open);
         }
+        let same_grids = before.is_some_and(|b| b.grids == after.grids);
+        for moment in MOMENTS {
+            let old = before.and_then(|b| b.moments[moment as usize]);
+            let new = after.moments[moment as usize];
+            if old == new && same_grids {
+                continue;
+            }
+            let kind = moment as i16;
+            if let (Some(old), Some(before)) = (old, before) {
+                let removed = before.grids.iter().map(|grid| (*grid, kind, old, report));
+                self.moments_removed.extend(removed);
+            }
+            if let Some(new) = new {
+                let added = after.grids.iter().map(|grid| (*grid, kind, new, report));
+                self.moments_added.extend(added);
+            }
+        }
         for duration in DURATIONS {
             let old = before.and_then(|b| b.durations[duration as usize]);
             let new = after.durations[duration as usize];
-            let same_grids = before.is_some_and(|b| b.grids == after.grids);
             if old == new && same_grids {
                 continue;
             }
@@ -133,6 +175,42 @@ impl LedgerChanges {
                 transaction,
                 &sql,
                 &[&community, &column(&open, |o| o.0), &column(&open, |o| o.1)],
+            )
+            .await?;
+        }
+        for (rows, sql) in [
+            (
+                &self.moments_removed,
+                format!(
+                    "DELETE FROM {schema}.grid_moments m USING \
+                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[]) \
+                         AS x(grid_id, kind, at, report_id) \
+                     WHERE m.community_id = $1 AND m.grid_id = x.grid_id AND m.kind = x.kind \
+                         AND m.at = x.at AND m.report_id = x.report_id"
+                ),
+            ),
+            (
+                &self.moments_added,
+                format!(
+                    "INSERT INTO {schema}.grid_moments (community_id, grid_id, kind, at, report_id) \
+                     SELECT $1, * FROM \
+                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[])"
+                ),
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            execute(
+                transaction,
+                &sql,
+                &[
+                    &community,
+                    &column(rows, |r| r.0),
+                    &column(rows, |r| r.1),
+                    &column(rows, |r| r.2),
+                    &column(rows, |r| r.3),
+                ],
             )
             .await?;
         }

@@ -302,18 +302,15 @@ pub async fn grid_ledgers(
     now: i64,
 ) -> Result<Vec<GridLedger>, ProjectionError> {
     let schema = reading_schema(NAME);
-    // Open reports and the medians are the fold's (reports/ledger.rs);
-    // what is overdue now and what was resolved this month are counted on
-    // indexes that hold only open deadlines and resolutions, so a read
-    // looks at those reports, never at the whole history. A report counts
-    // in its grid and, apart, in the level 1 grid above it.
-    let counted = |column: &str, condition: &str| {
+    // Open reports, the medians and the moments are the fold's
+    // (reports/ledger.rs): what is overdue now and what was resolved this
+    // month are ranges of a grid's moments, so a read looks at those
+    // reports only, never at the whole history. A report's moments are
+    // kept in its grid and, apart, in the level 1 grid above it.
+    let counted = |kind: i16, condition: &str| {
         format!(
-            "(SELECT count(*) FROM {schema}.reports r WHERE r.community_id = $1 \
-                 AND r.grid_id = g.grid_id AND r.{column} IS NOT NULL AND r.{column} {condition}) + \
-             (SELECT count(*) FROM {schema}.reports r WHERE r.community_id = $1 \
-                 AND r.level1_grid_id = g.grid_id AND r.level1_grid_id <> r.grid_id \
-                 AND r.{column} IS NOT NULL AND r.{column} {condition})"
+            "(SELECT count(*) FROM {schema}.grid_moments m WHERE m.community_id = $1 \
+                 AND m.grid_id = g.grid_id AND m.kind = {kind} AND m.at {condition})"
         )
     };
     let sql = format!(
@@ -332,8 +329,8 @@ pub async fn grid_ledgers(
              AND resolution.grid_id = g.grid_id AND resolution.kind = 1 \
          WHERE g.community_id = $1 AND ($2::uuid IS NULL OR g.grid_id = $2) \
          ORDER BY g.name, g.grid_id",
-        overdue = counted("due_at", "<= $3"),
-        resolved = counted("resolved_at", ">= (SELECT at FROM month_start)"),
+        overdue = counted(0, "<= $3"),
+        resolved = counted(1, ">= (SELECT at FROM month_start)"),
     );
     let client = pool.get().await?;
     let rows = query(&client, &sql, &[&community.as_uuid(), &grid, &now]).await?;
