@@ -370,6 +370,26 @@ impl EventStore {
         rows.iter().map(recorded_event).collect()
     }
 
+    /// The position of a stream's last event (none for a stream with no
+    /// events): what a read of that stream's state must have folded.
+    pub async fn stream_last_position(
+        &self,
+        community_id: CommunityId,
+        stream_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position FROM events WHERE community_id = $1 AND stream_id = $2 \
+                 ORDER BY stream_version DESC LIMIT 1",
+            )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&community_id.as_uuid(), &stream_id])
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// The last position recorded at or before `at` (0 when none was).
     /// `recorded_at` never decreases within a community, so this is a binary
     /// search over positions: one primary-key lookup per halving.

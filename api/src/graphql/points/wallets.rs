@@ -312,8 +312,15 @@ impl WalletQuery {
                 Some(position),
             )
             .await?;
-            let head = app.commands.store().head(community).await?.position;
-            fresh(ctx, projections::points::NAME, community_id, Some(head)).await?;
+            // Every grant the earning process made for what came before
+            // `position` is in the wallet's stream now: the ledger must have
+            // folded the stream's last event (not the whole log's head).
+            let last = app
+                .commands
+                .store()
+                .stream_last_position(community, &wallet_stream(resident))
+                .await?;
+            fresh(ctx, projections::points::NAME, community_id, last).await?;
         }
         let pool = app.commands.store().pool();
         let row = projections::points::wallet(pool, community, resident).await?;
