@@ -43,6 +43,9 @@ struct Args {
     /// Connections each store's pool may open.
     #[arg(long, default_value_t = 16)]
     pool: usize,
+    /// Batches the store's writer keeps in flight (`StoreConfig::pipeline_depth`).
+    #[arg(long, default_value_t = 1)]
+    pipeline_depth: usize,
     /// PostgreSQL to measure on; without one, a private server in the data
     /// directory, as the server itself does.
     #[arg(long, env = "DATABASE_URL")]
@@ -211,6 +214,7 @@ async fn measure(
         store_config.clone(),
         StoreConfig {
             pool_size_max: args.pool,
+            pipeline_depth: args.pipeline_depth,
             ..StoreConfig::default()
         },
     )
