@@ -279,3 +279,100 @@ async fn keys_that_break_the_rule_are_refused_never_ignored() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_racing_its_first_attempt_in_another_process_answers_with_what_was_stored() {
+    use app::commands::{Commands, RequestMeta};
+    use app::idempotency::Idempotency;
+    use domain::report::{Place, Report, ReportCommand, Reporter, SubmitReport};
+    use domain::values::{
+        CategoryCode, ContentHash, GridId, PersonId, ReportId, SiteCode, SiteId, Timestamp,
+    };
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let community = store::CommunityId::new(f.community);
+    let submission = |report: ReportId, at: i64, duplicate: Option<ReportId>| SubmitReport {
+        report,
+        place: Place::Site {
+            site: SiteId(Uuid::new_v4()),
+            code: SiteCode::parse("RB-01").unwrap(),
+        },
+        grid: GridId(f.grid1),
+        category: CategoryCode::parse("FLOATING-GARBAGE").unwrap(),
+        text: ContentHash::parse(&"ab".repeat(32)).unwrap(),
+        photos: None,
+        reporter: Reporter::Resident(PersonId(f.resident_id)),
+        first_response_due: Timestamp::from_micros(at + 3_600_000_000),
+        resolution_due: Timestamp::from_micros(at + 7_200_000_000),
+        department: None,
+        likely_duplicate_of: duplicate,
+        at: Timestamp::from_micros(at),
+    };
+    // Two processes (each with its own locks and kept states) file the
+    // same keyed submission at once, each deciding it differently (its own
+    // time, its own duplicate hint), many times over.
+    let processes = [
+        Commands::new(app.store.clone(), app.clock.clone()),
+        Commands::new(app.store.clone(), app.clock.clone()),
+    ];
+    for round in 0..40 {
+        let report = ReportId(Uuid::new_v4());
+        let meta = RequestMeta {
+            request_id: format!("race-{round}"),
+            idempotency: Some(Idempotency::server(format!("race-key-{round}"))),
+            ..RequestMeta::default()
+        };
+        let runs = processes.iter().enumerate().map(|(n, commands)| {
+            let meta = meta.clone();
+            let hint = (n == 1).then_some(ReportId(Uuid::new_v4()));
+            let submit = submission(report, 1_000_000 * (n as i64 + 1), hint);
+            async move {
+                commands
+                    .execute_new::<Report>(
+                        community,
+                        &domain::streams::report(report.0),
+                        &meta,
+                        &[],
+                        |_| Ok(ReportCommand::Submit(Box::new(submit.clone()))),
+                    )
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(runs).await;
+        let fresh = Commands::new(app.store.clone(), app.clock.clone());
+        let stored = fresh
+            .load::<Report>(community, &domain::streams::report(report.0))
+            .await
+            .unwrap();
+        assert_eq!(stored.version, 1, "filed once");
+        for (n, answer) in answers.into_iter().enumerate() {
+            let (outcome, state) = answer.unwrap_or_else(|e| panic!("process {n}: {e}"));
+            assert_eq!(
+                outcome.last_position,
+                answers_position(&app, community, report).await
+            );
+            assert_eq!(state, stored.state, "process {n} answers what was stored");
+            let kept = processes[n]
+                .load::<Report>(community, &domain::streams::report(report.0))
+                .await
+                .unwrap();
+            assert_eq!(
+                kept.state, stored.state,
+                "process {n} keeps what was stored"
+            );
+        }
+    }
+}
+
+/// The position of a report's one event.
+async fn answers_position(
+    app: &TestApp,
+    community: store::CommunityId,
+    report: domain::values::ReportId,
+) -> i64 {
+    app.store
+        .stream_last_position(community, &domain::streams::report(report.0))
+        .await
+        .unwrap()
+        .expect("the report was filed")
+}

@@ -412,6 +412,13 @@ impl Commands {
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
                 Err(error) => return Err(append_error(error)),
+                // The key's first attempt (another process's) committed
+                // after this one looked: answer with it and with the state it
+                // stored, never the state decided here, which was not.
+                Ok(outcome) if outcome.replayed => {
+                    let stored = self.load::<A>(community, stream_id).await?;
+                    return Ok((outcome, stored.state));
+                }
                 Ok(outcome) => {
                     loaded.state.apply(event);
                     loaded.version += 1;
