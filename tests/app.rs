@@ -231,6 +231,17 @@ impl TestApp {
 }
 
 /// The code of the first error, or "OK" when there is none.
+/// A deterministic walk's dice: `next(n)` is in `0..n`, the same sequence
+/// for the same seed (a linear congruential generator's high bits).
+pub fn seeded(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) % n as u64) as usize
+    }
+}
+
 pub fn code_of(response: &Value) -> String {
     match response["errors"].get(0) {
         Some(error) => error["extensions"]["code"]

@@ -436,13 +436,7 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
     // A deterministic walk: reports filed at every site, then steps tried
     // on reports picked at random, by whoever may take them; a step the
     // report's state refuses is simply refused.
-    let mut seed: u64 = 0x5eed;
-    let mut next = |n: usize| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) % n as u64) as usize
-    };
+    let mut next = seeded(0x5eed);
     let sites = ["RB-01", "MS-01", "RB-02"];
     let categories = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
     let assign_1 = format!("assignReport(workerId: \"{}\")", f.worker_id);

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{accept, act, code_of, submit, Fixture, TestApp};
+use crate::app::{accept, act, code_of, seeded, submit, Fixture, TestApp};
 
 /// A community with a centre, its clerk, another centre's clerk, a funded
 /// budget and points rules.
@@ -1209,13 +1209,7 @@ async fn wallets_the_ledger_keeps_are_their_streams_folded_again_over_a_varied_h
         residents.push((id, app.token(f.community, id, Role::Citizen)));
     }
     let reverse = "mutation($c: UUID!, $r: UUID!) { reverseReportPoints(communityId: $c, reportId: $r, reason: \"虚假\") { amount } }";
-    let mut seed: u64 = 0x1075;
-    let mut next = |n: usize| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) % n as u64) as usize
-    };
+    let mut next = seeded(0x1075);
     let mut placed: Vec<Value> = Vec::new();
     let mut reports: Vec<Uuid> = Vec::new();
     for round in 0..240 {

@@ -98,9 +98,9 @@ struct SeriesChange {
 pub(super) struct LedgerChanges {
     open: HashMap<Uuid, i64>,
     series: HashMap<(Uuid, Duration), SeriesChange>,
-    /// Moments (grid, kind, at, report) taken away and added.
-    moments_removed: Vec<(Uuid, i16, i64, Uuid)>,
-    moments_added: Vec<(Uuid, i16, i64, Uuid)>,
+    /// Moments taken away and added.
+    moments_removed: Vec<GridSetRow>,
+    moments_added: Vec<GridSetRow>,
 }
 
 impl LedgerChanges {
@@ -178,88 +178,38 @@ impl LedgerChanges {
             )
             .await?;
         }
-        for (rows, sql) in [
-            (
-                &self.moments_removed,
-                format!(
-                    "DELETE FROM {schema}.grid_moments m USING \
-                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[]) \
-                         AS x(grid_id, kind, at, report_id) \
-                     WHERE m.community_id = $1 AND m.grid_id = x.grid_id AND m.kind = x.kind \
-                         AND m.at = x.at AND m.report_id = x.report_id"
-                ),
-            ),
-            (
-                &self.moments_added,
-                format!(
-                    "INSERT INTO {schema}.grid_moments (community_id, grid_id, kind, at, report_id) \
-                     SELECT $1, * FROM \
-                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[])"
-                ),
-            ),
-        ] {
-            if rows.is_empty() {
-                continue;
-            }
-            execute(
-                transaction,
-                &sql,
-                &[
-                    &community,
-                    &column(rows, |r| r.0),
-                    &column(rows, |r| r.1),
-                    &column(rows, |r| r.2),
-                    &column(rows, |r| r.3),
-                ],
-            )
-            .await?;
-        }
+        let (removed, added) = (&self.moments_removed, &self.moments_added);
+        change_grid_set(
+            transaction,
+            schema,
+            "grid_moments",
+            "at",
+            community,
+            removed,
+            added,
+        )
+        .await?;
         if self.series.is_empty() {
             return Ok(());
         }
         let (mut removed, mut added) = (Vec::new(), Vec::new());
         for ((grid, duration), change) in &self.series {
             let kind = *duration as i16;
-            removed.extend(change.removed.iter().map(|e| (*grid, kind, *e)));
-            added.extend(change.added.iter().map(|e| (*grid, kind, *e)));
+            let row = |(value, report): &Element| (*grid, kind, *value, *report);
+            removed.extend(change.removed.iter().map(row));
+            added.extend(change.added.iter().map(row));
         }
-        for (rows, sql) in [
-            (
-                &removed,
-                format!(
-                    "DELETE FROM {schema}.grid_durations d USING \
-                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[]) \
-                         AS x(grid_id, kind, duration_us, report_id) \
-                     WHERE d.community_id = $1 AND d.grid_id = x.grid_id AND d.kind = x.kind \
-                         AND d.duration_us = x.duration_us AND d.report_id = x.report_id"
-                ),
-            ),
-            (
-                &added,
-                format!(
-                    "INSERT INTO {schema}.grid_durations \
-                     (community_id, grid_id, kind, duration_us, report_id) \
-                     SELECT $1, * FROM \
-                     unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[])"
-                ),
-            ),
-        ] {
-            if rows.is_empty() {
-                continue;
-            }
-            execute(
-                transaction,
-                &sql,
-                &[
-                    &community,
-                    &column(rows, |r| r.0),
-                    &column(rows, |r| r.1),
-                    &column(rows, |r| r.2 .0),
-                    &column(rows, |r| r.2 .1),
-                ],
-            )
-            .await?;
-        }
+        let (removed, added) = (&removed, &added);
+        change_grid_set(
+            transaction,
+            schema,
+            "grid_durations",
+            "duration_us",
+            community,
+            removed,
+            added,
+        )
+        .await?;
         let keys: Vec<(Uuid, Duration)> = self.series.keys().copied().collect();
         let mut middles = load_middles(transaction, schema, community, &keys).await?;
         let mut written = Vec::with_capacity(keys.len());
@@ -270,6 +220,59 @@ impl LedgerChanges {
         }
         store_middles(transaction, schema, community, &written).await
     }
+}
+
+/// A row of a set kept per grid and kind (`grid_durations`,
+/// `grid_moments`): grid, kind, value, report.
+type GridSetRow = (Uuid, i16, i64, Uuid);
+
+/// Takes `removed` out of the set table `table` (whose value column is
+/// `value`) and puts `added` in: one statement each.
+async fn change_grid_set(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    table: &str,
+    value: &str,
+    community: Uuid,
+    removed: &[GridSetRow],
+    added: &[GridSetRow],
+) -> Result<(), ProjectionError> {
+    let unnest = "unnest($2::uuid[], $3::smallint[], $4::bigint[], $5::uuid[])";
+    for (rows, sql) in [
+        (
+            removed,
+            format!(
+                "DELETE FROM {schema}.{table} t USING {unnest} \
+                     AS x(grid_id, kind, {value}, report_id) \
+                 WHERE t.community_id = $1 AND t.grid_id = x.grid_id AND t.kind = x.kind \
+                     AND t.{value} = x.{value} AND t.report_id = x.report_id"
+            ),
+        ),
+        (
+            added,
+            format!(
+                "INSERT INTO {schema}.{table} (community_id, grid_id, kind, {value}, report_id) \
+                 SELECT $1, * FROM {unnest}"
+            ),
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        execute(
+            transaction,
+            &sql,
+            &[
+                &community,
+                &column(rows, |r| r.0),
+                &column(rows, |r| r.1),
+                &column(rows, |r| r.2),
+                &column(rows, |r| r.3),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A series' size and its middle: the element at rank `(n - 1) / 2` (the
