@@ -1095,7 +1095,8 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
                 request_id: Uuid::new_v4().to_string(),
                 ..RequestMeta::default()
             };
-            match desk.place(community, &meta, request).await {
+            let setup = desk.community(community).await.unwrap();
+            match desk.place(community, &meta, &setup, request).await {
                 Ok(Ran::Appended(..)) => "OK".to_string(),
                 Ok(Ran::Repeated(_)) => "REPEATED".to_string(),
                 Err(error) => error.code().to_string(),

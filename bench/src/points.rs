@@ -325,7 +325,14 @@ async fn redeem(
                         by: clerk,
                         centre: Some(centre),
                     };
-                    let placed = desk.place(id, &meta(clerk, Some(key)), request).await;
+                    // As a counter's request does: the community, then the placement.
+                    let placed = match desk.community(id).await {
+                        Ok(setup) => {
+                            desk.place(id, &meta(clerk, Some(key)), &setup, request)
+                                .await
+                        }
+                        Err(error) => Err(error),
+                    };
                     let placement = match placed {
                         Ok(Ran::Appended(_, placement)) => placement,
                         Ok(Ran::Repeated(_)) | Err(_) => {

@@ -241,14 +241,15 @@ impl PointsDesk {
     }
 
     /// Places a redemption: holds the resident's points and the gift's
-    /// stock, both or neither.
+    /// stock, both or neither. `setup` is the community as the caller
+    /// loaded it (for its hold period).
     pub async fn place(
         &self,
         community: CommunityId,
         meta: &RequestMeta,
+        setup: &Community,
         request: PlaceRequest,
     ) -> AppResult<Ran<Placement>> {
-        let setup = self.community(community).await?;
         let at = self.commands.clock().now();
         let expires_at = Timestamp::from_micros(
             at.micros() + i64::from(setup.points_rules.hold_minutes) * MICROS_PER_MINUTE,

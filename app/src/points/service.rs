@@ -351,7 +351,7 @@ impl Services {
             by: claims.actor(),
             centre,
         };
-        match self.points.place(community, &meta, place).await? {
+        match self.points.place(community, &meta, &setup, place).await? {
             Ran::Appended(outcome, placement) => Ok(CounterOutcome {
                 placement,
                 status: RedemptionStatus::Placed,
