@@ -311,6 +311,22 @@ impl PointsDesk {
         }
     }
 
+    /// A redemption's placement (which never changes once placed) as this
+    /// process keeps it after its last write, or else as stored.
+    pub async fn placement_kept(
+        &self,
+        community: CommunityId,
+        redemption: RedemptionId,
+    ) -> AppResult<Placement> {
+        let kept = self
+            .commands
+            .load_kept::<Redemption>(community, &redemption_stream(redemption.0))
+            .await?;
+        kept.state
+            .placement
+            .ok_or_else(|| AppError::not_found(format!("redemption {redemption}")))
+    }
+
     /// Completes, cancels or releases a placed redemption: the wallet's
     /// points are redeemed or released with the gift's stock.
     pub async fn finish(

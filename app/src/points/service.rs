@@ -390,10 +390,17 @@ impl Services {
             .points
             .finish(community, &meta, redemption, finish, centre)
             .await?;
-        let (status, placement) = self.points.redemption(community, redemption).await?;
-        let (position, replayed) = match ran {
-            Ran::Appended(outcome, _) => (outcome.last_position, false),
-            Ran::Repeated(outcome) => (outcome.last_position, true),
+        // What this request did is known without reading it back; a
+        // repeat answers with the redemption as stored.
+        let (status, placement, position, replayed) = match ran {
+            Ran::Appended(outcome, status) => {
+                let placement = self.points.placement_kept(community, redemption).await?;
+                (status, placement, outcome.last_position, false)
+            }
+            Ran::Repeated(outcome) => {
+                let (status, placement) = self.points.redemption(community, redemption).await?;
+                (status, placement, outcome.last_position, true)
+            }
         };
         Ok(CounterOutcome {
             placement,
