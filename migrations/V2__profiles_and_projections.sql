@@ -1,4 +1,4 @@
--- Personal data lives here, never in the log (DESIGN §5): a resident's
+-- Personal data lives here, never in the log (docs/DESIGN.md §5): a resident's
 -- profile, found by a keyed hash of the phone number, erasable as a whole.
 -- After erasure the row keeps only the pseudonymous id and when it went.
 CREATE TABLE profiles (

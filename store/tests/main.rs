@@ -15,6 +15,7 @@ mod helpers;
 mod bad_input;
 mod content;
 mod idempotency;
+mod migrations;
 mod ordering;
 mod tail;
 mod tampering;
