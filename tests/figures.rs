@@ -123,6 +123,129 @@ async fn open_means_waiting_for_work_and_resolved_counts_each_report_once() {
     app.stop().await;
 }
 
+/// Files a report at RB-01 as floating garbage, a minute after whatever
+/// came before; its id and the report it was flagged as a likely
+/// duplicate of.
+async fn file_garbage(app: &TestApp, f: &Fixture) -> (Uuid, Option<Uuid>) {
+    app.clock.advance_minutes(1);
+    let data = app
+        .ok(
+            Some(&f.resident),
+            SUBMIT,
+            json!({"c": f.community, "r": {"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "河面漂浮垃圾"}}),
+        )
+        .await;
+    let id = |value: &Value| value.as_str().map(|id| id.parse().unwrap());
+    let filed = &data["submitReport"];
+    (
+        id(&filed["reportId"]).unwrap(),
+        id(&filed["likelyDuplicateOf"]),
+    )
+}
+
+#[tokio::test]
+async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_where_they_moved() {
+    // The reports model folds only when this test says so.
+    let app = TestApp::spawn_with(Options {
+        run_projections: false,
+        run_earning: false,
+        ..Options::default()
+    })
+    .await;
+    let f = app.fixture().await;
+    let reports = projections::reports::ReportsProjection;
+    let runner =
+        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
+    let generation = projections::generation::ensure_live(app.store.pool(), &reports)
+        .await
+        .unwrap();
+    let community = store::CommunityId::new(f.community);
+    let site = || async {
+        let site: String = app
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT payload->'ReportSubmitted'->'place'->'site'->>'site' FROM events \
+                 WHERE event_type = 'ReportSubmitted' LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        site.parse::<Uuid>().unwrap()
+    };
+    let candidates = |site: Uuid, window: i64| {
+        let pool = app.store.pool().clone();
+        async move {
+            projections::reports::duplicate_candidates(
+                &pool,
+                community,
+                site,
+                "FLOATING-GARBAGE",
+                0,
+                5,
+                window,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let submissions = |found: &projections::reports::DuplicateCandidates| -> Vec<(Uuid, i64)> {
+        found
+            .newer
+            .iter()
+            .map(|(payload, version)| {
+                let id = payload["ReportSubmitted"]["report"].as_str().unwrap();
+                (id.parse().unwrap(), *version)
+            })
+            .collect()
+    };
+
+    let (a, none) = file_garbage(&app, &f).await;
+    assert_eq!(none, None);
+    let site = site().await;
+    let (b, of_b) = file_garbage(&app, &f).await;
+    assert_eq!(of_b, Some(a), "from the tail: nothing is folded yet");
+    let found = candidates(site, 5_000).await;
+    assert_eq!((found.folded, found.open_then.len()), (0, 0));
+    assert_eq!(submissions(&found), vec![(a, 1), (b, 1)]);
+
+    runner.catch_up(&reports, generation).await.unwrap();
+    let folded = app.head(f.community).await;
+    let (c, of_c) = file_garbage(&app, &f).await;
+    assert_eq!(of_c, Some(b), "from the model: the newest open one");
+    let found = candidates(site, 5_000).await;
+    assert_eq!(found.folded, folded);
+    assert_eq!(found.open_then, vec![(b, false), (a, false)]);
+    assert_eq!(submissions(&found), vec![(c, 1)]);
+
+    // B and C are resolved after the model folded B and before it folds
+    // C: both streams moved, and neither is anyone's duplicate any more.
+    let assign = assign(&f);
+    let to_resolved = ["acceptReport", assign.as_str(), "startWork", RESOLVE];
+    walk(&app, &f, b, &to_resolved).await;
+    walk(&app, &f, c, &to_resolved).await;
+    let found = candidates(site, 5_000).await;
+    assert_eq!(found.open_then, vec![(b, true), (a, false)]);
+    assert_eq!(submissions(&found), vec![(c, 5)]);
+    let (d, of_d) = file_garbage(&app, &f).await;
+    assert_eq!(of_d, Some(a), "B and C were read and found resolved");
+
+    // The tail is bounded by the log's last events: D's submission is the
+    // last event, and the one before it is C's resolution.
+    assert_eq!(submissions(&candidates(site, 1).await), vec![(d, 1)]);
+    assert_eq!(submissions(&candidates(site, 2).await), vec![(d, 1)]);
+    // Nothing of another community reaches it.
+    let other = app.fixture().await;
+    file_garbage(&app, &other).await;
+    assert_eq!(
+        submissions(&candidates(site, 5_000).await),
+        vec![(c, 5), (d, 1)]
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn duplicates_are_flagged_back_to_back_without_the_read_model_and_only_while_open() {
     // No projections at all: whatever is flagged comes from the log.

@@ -420,44 +420,46 @@ impl Services {
         since: i64,
         own: ReportId,
     ) -> AppResult<Option<ReportId>> {
-        let store = self.commands.store();
-        let (folded_candidates, folded) = projections::reports::open_reports_at(
-            store.pool(),
+        let found = projections::reports::duplicate_candidates(
+            self.commands.store().pool(),
             community,
             site.0,
             category.as_str(),
             since,
             DUPLICATE_CANDIDATES_MAX,
+            DUPLICATE_TAIL_EVENTS_MAX,
         )
         .await?;
-        // Only submissions at this site in this category are sent back.
-        let submitted_here = serde_json::json!({"ReportSubmitted": {
-            "place": {"site": {"site": site}}, "category": category}});
-        let tail = store
-            .tail_matching(
-                community,
-                folded,
-                DUPLICATE_TAIL_EVENTS_MAX,
-                "ReportSubmitted",
-                &submitted_here,
-                DUPLICATE_TAIL_EVENTS_MAX,
-            )
-            .await?;
-        let mut newer = Vec::new();
-        for event in &tail {
-            let ReportEvent::ReportSubmitted(submitted) = event.decode::<ReportEvent>()? else {
+        // Newest first: the submissions the read model has not folded, then
+        // the reports it holds open. Each is open now unless its stream has
+        // moved since (one event only for a submission in the tail); a
+        // stream that moved is read to tell.
+        let mut candidates = Vec::new();
+        for (payload, version) in found.newer.iter().rev() {
+            let ReportEvent::ReportSubmitted(submitted) =
+                serde_json::from_value::<ReportEvent>(payload.clone())
+                    .map_err(|e| AppError::internal(format!("a stored submission: {e}")))?
+            else {
                 continue;
             };
             let at_site = matches!(submitted.place, Place::Site { site: s, .. } if s == site);
             if at_site && submitted.category == *category && submitted.at.micros() >= since {
-                newer.push(submitted.report);
+                candidates.push((submitted.report, *version > 1));
             }
         }
-        let candidates = newer
-            .into_iter()
-            .rev()
-            .chain(folded_candidates.into_iter().map(ReportId));
-        for candidate in candidates.filter(|candidate| *candidate != own) {
+        candidates.extend(
+            found
+                .open_then
+                .iter()
+                .map(|(report, moved)| (ReportId(*report), *moved)),
+        );
+        for (candidate, moved) in candidates {
+            if candidate == own {
+                continue;
+            }
+            if !moved {
+                return Ok(Some(candidate));
+            }
             let loaded = self
                 .commands
                 .load::<Report>(community, &report_stream(candidate.0))

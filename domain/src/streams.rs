@@ -59,8 +59,11 @@ pub const COMMUNITY: &str = "community";
 /// Each community has one issuing account.
 pub const BUDGET: &str = "budget";
 
+/// What every report's stream id starts with, before the report's id.
+pub const REPORT_PREFIX: &str = "report-";
+
 pub fn report(report: Uuid) -> String {
-    format!("report-{report}")
+    format!("{REPORT_PREFIX}{report}")
 }
 pub fn suggestion(suggestion: Uuid) -> String {
     format!("suggestion-{suggestion}")

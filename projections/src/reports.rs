@@ -72,7 +72,11 @@ CREATE INDEX ON {schema}.reports (community_id, submitted_at DESC, report_id DES
 CREATE INDEX ON {schema}.reports (community_id, level1_grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, grid_id, state);
 CREATE INDEX ON {schema}.reports (community_id, reporter_id);
-CREATE INDEX ON {schema}.reports (community_id, site_id, category, state);
+-- The open reports at a site in a category, newest first: a submission's
+-- likely duplicates. Its predicate is `queries::OPEN_STATES` word for word,
+-- so that the lookup's plan, generic or not, can use it.
+CREATE INDEX ON {schema}.reports (community_id, site_id, category, submitted_at DESC)
+    WHERE state IN ('submitted', 'accepted', 'assigned', 'escalated', 'in_progress');
 -- Per grid, the figures the fold keeps (see reports/ledger.rs): its open
 -- reports, each duration's set ordered by (duration, report), and the
 -- middle of each set.
@@ -159,8 +163,9 @@ impl Projection for ReportsProjection {
     /// 2: statistics count a report resolved again after a reopen once.
     /// 3: the grid ledgers' figures are kept by the fold.
     /// 4: their deadlines and resolutions are kept per grid (grid_moments).
+    /// 5: open reports are indexed by site and category, newest first.
     fn fold_version(&self) -> i32 {
-        4
+        5
     }
 
     fn tables_sql(&self) -> String {

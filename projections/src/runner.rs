@@ -365,10 +365,12 @@ impl ProjectionRunner {
         live: bool,
     ) -> Result<bool, ProjectionError> {
         let mut progressed = false;
-        for community in self.store.communities().await? {
+        for (community, head) in self.store.community_heads().await? {
             if !live {
                 // A rebuild or a replay must fail loudly, not skip.
-                progressed |= self.step(projection, generation, community, live).await?;
+                progressed |= self
+                    .step(projection, generation, community, head, live)
+                    .await?;
                 continue;
             }
             // Live, one community's failure holds up that community alone.
@@ -376,7 +378,10 @@ impl ProjectionRunner {
             if !self.stalls.due(name, community) {
                 continue;
             }
-            match self.step(projection, generation, community, live).await {
+            match self
+                .step(projection, generation, community, head, live)
+                .await
+            {
                 Ok(stepped) => {
                     self.stalls.cleared(name, community);
                     progressed |= stepped;
@@ -403,15 +408,22 @@ impl ProjectionRunner {
         Ok(progressed)
     }
 
-    /// Folds the next batch of one community. True when it folded any.
+    /// Folds the next batch of one community, whose log ended at `head`
+    /// a moment ago. True when it folded any. A community whose log has
+    /// not grown past the checkpoint is not read: a pass over many
+    /// communities reads the logs of those with news alone.
     async fn step(
         &self,
         projection: &dyn Projection,
         generation: &mut Generation,
         community: CommunityId,
+        head: i64,
         live: bool,
     ) -> Result<bool, ProjectionError> {
         let checkpoint = self.checkpoint(projection, generation, community).await?;
+        if head <= checkpoint {
+            return Ok(false);
+        }
         let events = self
             .store
             .read_log(community, checkpoint + 1, self.config.batch_size)

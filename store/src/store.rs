@@ -283,48 +283,6 @@ impl EventStore {
         Ok(events)
     }
 
-    /// Up to `limit` events of type `event_type` whose payload contains
-    /// `contains` (as jsonb `@>` does: every member given, recursively),
-    /// after `after` and among the community's last `window` events, in
-    /// order. A bounded search of the log's tail in one statement that
-    /// sends back only what matches.
-    pub async fn tail_matching(
-        &self,
-        community_id: CommunityId,
-        after: i64,
-        window: i64,
-        event_type: &str,
-        contains: &serde_json::Value,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let limit = bounded_limit(limit)?;
-        let window = bounded_limit(window)?;
-        let client = self.inner.pool.get().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 \
-                 AND position > greatest($2, (SELECT last_position FROM community_heads \
-                     WHERE community_id = $1) - $3) \
-                 AND event_type = $4 AND payload @> $5 ORDER BY position LIMIT $6"
-            ))
-            .await?;
-        let contains = tokio_postgres::types::Json(contains);
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &community_id.as_uuid(),
-                    &after,
-                    &window,
-                    &event_type,
-                    &contains,
-                    &limit,
-                ],
-            )
-            .await?;
-        rows.iter().map(recorded_event).collect()
-    }
-
     /// A community's log from `from_position` to `to_position` (both
     /// included), read `batch_size` events at a time.
     pub fn log_batches(
@@ -481,16 +439,31 @@ impl EventStore {
 
     /// Every community, in the order they were created.
     pub async fn communities(&self) -> Result<Vec<CommunityId>, StoreError> {
+        Ok(self
+            .community_heads()
+            .await?
+            .into_iter()
+            .map(|(community, _)| community)
+            .collect())
+    }
+
+    /// Every community with the last position of its log (0 before its
+    /// first event), in the order they were created: one statement, so a
+    /// reader that follows every community asks for the log of only those
+    /// that grew past where it stands.
+    pub async fn community_heads(&self) -> Result<Vec<(CommunityId, i64)>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT community_id FROM communities ORDER BY created_at, community_id",
-                &[],
+        let statement = client
+            .prepare_cached(
+                "SELECT c.community_id, coalesce(h.last_position, 0) FROM communities c \
+                 LEFT JOIN community_heads h USING (community_id) \
+                 ORDER BY c.created_at, c.community_id",
             )
             .await?;
+        let rows = client.query(&statement, &[]).await?;
         Ok(rows
             .iter()
-            .map(|row| CommunityId::new(row.get(0)))
+            .map(|row| (CommunityId::new(row.get(0)), row.get(1)))
             .collect())
     }
 

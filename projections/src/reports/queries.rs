@@ -443,28 +443,72 @@ pub async fn missed_deadlines(
         .collect())
 }
 
-/// The newest open reports (at most `limit`) at the same site and
-/// category submitted at or after `since`, newest first, with the position
-/// the read model had folded when it answered: a new report there is likely
-/// a duplicate of one of them.
-pub async fn open_reports_at(
+/// What a new report at a site in a category may duplicate, from one
+/// snapshot of the read model and of the log's tail after it.
+#[derive(Clone, Debug, Default)]
+pub struct DuplicateCandidates {
+    /// The position the read model had folded.
+    pub folded: i64,
+    /// Reports open there as of `folded`, newest first, each with whether
+    /// its stream has events after `folded` (then its state now is its
+    /// stream's to tell).
+    pub open_then: Vec<(Uuid, bool)>,
+    /// Submissions there recorded after `folded` (among the log's last
+    /// `tail_window` events), oldest first: each event's payload and its
+    /// report stream's version now (1: nothing happened to it since).
+    pub newer: Vec<(serde_json::Value, i64)>,
+}
+
+/// The newest open reports (at most `limit`) at `site` in `category`
+/// submitted at or after `since`, as the read model has them, and the
+/// submissions there it has not folded yet, read from the log's tail (at
+/// most `tail_window` events back from the head): a new report there is
+/// likely a duplicate of one of them. One statement, so one snapshot:
+/// whatever the model's rows miss lies in the tail, and each candidate
+/// comes with what its stream did after the model folded it, so a caller
+/// reads a stream only when it changed.
+pub async fn duplicate_candidates(
     pool: &Pool,
     community: CommunityId,
     site: Uuid,
     category: &str,
     since: i64,
     limit: i64,
-) -> Result<(Vec<Uuid>, i64), ProjectionError> {
+    tail_window: i64,
+) -> Result<DuplicateCandidates, ProjectionError> {
     let schema = reading_schema(NAME);
-    // The checkpoint and the rows in one statement, so of one snapshot:
-    // whatever the rows miss lies after the checkpoint.
+    // The payloads a submission at this site in this category holds, as
+    // the report's events are written (`domain::report::ReportEvent`).
+    let submitted_here = serde_json::json!({"ReportSubmitted": {
+        "place": {"site": {"site": site}}, "category": category}});
     let sql = format!(
-        "SELECT (SELECT c.position FROM projection_checkpoints c \
+        "WITH folded AS (SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
                  JOIN projection_generations g USING (projection, generation) \
-                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), \
-             array(SELECT report_id FROM {schema}.reports WHERE community_id = $1 \
-                 AND site_id = $2 AND category = $3 AND submitted_at >= $4 \
-                 AND state IN {OPEN_STATES} ORDER BY submitted_at DESC LIMIT $5)"
+                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), 0) AS position), \
+         open_then AS (SELECT report_id, submitted_at FROM {schema}.reports \
+                 WHERE community_id = $1 AND site_id = $2 AND category = $3 \
+                 AND submitted_at >= $4 AND state IN {OPEN_STATES} \
+                 ORDER BY submitted_at DESC LIMIT $5), \
+         newer AS (SELECT e.position, e.stream_id, e.payload FROM events e \
+                 WHERE e.community_id = $1 \
+                 AND e.position > greatest((SELECT position FROM folded), \
+                     (SELECT last_position FROM community_heads WHERE community_id = $1) - $7) \
+                 AND e.event_type = 'ReportSubmitted' AND e.payload @> $8 \
+                 ORDER BY e.position LIMIT $7), \
+         found AS (\
+             SELECT 1 AS source, o.submitted_at AS seen, o.report_id, NULL::jsonb AS payload, \
+                 EXISTS (SELECT 1 FROM events m WHERE m.community_id = $1 \
+                     AND m.stream_id = $9 || o.report_id::text \
+                     AND m.position > (SELECT position FROM folded)) AS moved, \
+                 NULL::bigint AS version \
+             FROM open_then o \
+             UNION ALL \
+             SELECT 2, n.position, NULL, n.payload, NULL, \
+                 (SELECT max(v.stream_version) FROM events v \
+                     WHERE v.community_id = $1 AND v.stream_id = n.stream_id) \
+             FROM newer n) \
+         SELECT f.position, x.source, x.report_id, x.payload, x.moved, x.version \
+         FROM folded f LEFT JOIN found x ON true ORDER BY x.source, x.seen"
     );
     let client = pool.get().await?;
     let rows = query(
@@ -477,12 +521,27 @@ pub async fn open_reports_at(
             &since,
             &limit,
             &NAME,
+            &tail_window,
+            &tokio_postgres::types::Json(&submitted_here),
+            &domain::streams::REPORT_PREFIX,
         ],
     )
     .await?;
-    let row = &rows[0];
-    let folded: Option<i64> = row.get(0);
-    Ok((row.get(1), folded.unwrap_or(0)))
+    let mut candidates = DuplicateCandidates::default();
+    for row in &rows {
+        candidates.folded = row.get(0);
+        match row.get::<_, Option<i32>>(1) {
+            Some(1) => candidates.open_then.push((row.get(2), row.get(4))),
+            Some(_) => {
+                let payload: tokio_postgres::types::Json<serde_json::Value> = row.get(3);
+                candidates.newer.push((payload.0, row.get(5)));
+            }
+            None => {}
+        }
+    }
+    // Newest first: the rows come oldest first within each source.
+    candidates.open_then.reverse();
+    Ok(candidates)
 }
 
 /// A grid on the "cleanest street" board for a stretch of time.
@@ -560,5 +619,14 @@ mod open_states {
             .map(|state| format!("'{}'", state.serialized()))
             .collect();
         assert_eq!(super::OPEN_STATES, format!("({})", names.join(", ")));
+    }
+
+    #[test]
+    fn the_open_reports_index_has_the_lookups_predicate() {
+        let predicate = format!("WHERE state IN {};", super::OPEN_STATES);
+        assert!(
+            super::super::TABLES_SQL.contains(&predicate),
+            "the partial index's predicate is not {predicate}"
+        );
     }
 }
