@@ -1366,6 +1366,102 @@ async fn wallets_the_ledger_keeps_are_their_streams_folded_again_over_a_varied_h
         );
     }
 
+    // The counter's figures: each gift's stock, hold and handed-over count,
+    // each redemption's status, folded here from their streams; the same
+    // from the live generation (folded a few events at a time) and from a
+    // rebuild (the whole walk in one batch: a gift's many events, and
+    // redemptions placed and finished, together).
+    let mut gifts: std::collections::BTreeMap<String, (u32, u32, u32)> = Default::default();
+    let mut redemptions: std::collections::BTreeMap<String, &str> = Default::default();
+    for event in &events {
+        if let Some(id) = event.stream_id.strip_prefix("gift-") {
+            use domain::points::GiftEvent::*;
+            let gift = gifts.entry(id.to_string()).or_default();
+            match serde_json::from_str(event.payload.get()).unwrap() {
+                GiftOffered { stock, .. } => *gift = (stock, 0, 0),
+                GiftStockAdded { stock, .. } | GiftStockCorrected { stock, .. } => gift.0 = stock,
+                GiftStockHeld { stock, held, .. } | GiftStockReleased { stock, held, .. } => {
+                    (gift.0, gift.1) = (stock, held)
+                }
+                GiftHandedOver {
+                    stock,
+                    held,
+                    quantity,
+                    ..
+                } => *gift = (stock, held, gift.2 + quantity),
+            }
+        }
+        if let Some(id) = event.stream_id.strip_prefix("redemption-") {
+            use domain::points::RedemptionEvent::*;
+            let status = match serde_json::from_str(event.payload.get()).unwrap() {
+                RedemptionPlaced(_) => "PLACED",
+                RedemptionCompleted { .. } => "COMPLETED",
+                RedemptionCancelled { .. } => "CANCELLED",
+                RedemptionReleased { .. } => "RELEASED",
+            };
+            redemptions.insert(id.to_string(), status);
+        }
+    }
+    assert!(
+        ["PLACED", "COMPLETED", "CANCELLED"]
+            .iter()
+            .all(|status| redemptions.values().any(|s| s == status)),
+        "the walk places, completes and cancels: {redemptions:?}"
+    );
+    let counter_figures = || async {
+        let data = app
+            .ok(
+                Some(&f.admin),
+                "query($c: UUID!, $at: Int) {
+                    gifts(communityId: $c, atLeast: $at) { giftId stock held handedOver }
+                    redemptions(communityId: $c, first: 100, atLeast: $at) {
+                        nodes { redemptionId status finishedAt } } }",
+                json!({"c": f.community, "at": head}),
+            )
+            .await;
+        let gifts: std::collections::BTreeMap<String, (u32, u32, u32)> = data["gifts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let n = |field: &str| g[field].as_u64().unwrap() as u32;
+                let id = g["giftId"].as_str().unwrap().to_string();
+                (id, (n("stock"), n("held"), n("handedOver")))
+            })
+            .collect();
+        let nodes = data["redemptions"]["nodes"].as_array().unwrap().clone();
+        for node in &nodes {
+            assert_eq!(
+                node["finishedAt"].is_null(),
+                node["status"] == "PLACED",
+                "{node}"
+            );
+        }
+        let redemptions: std::collections::BTreeMap<String, String> = nodes
+            .iter()
+            .map(|r| {
+                let id = r["redemptionId"].as_str().unwrap().to_string();
+                (id, r["status"].as_str().unwrap().to_string())
+            })
+            .collect();
+        (gifts, redemptions)
+    };
+    let folded_here = (
+        gifts,
+        redemptions
+            .into_iter()
+            .map(|(id, status)| (id, status.to_string()))
+            .collect(),
+    );
+    assert_eq!(counter_figures().await, folded_here, "live");
+    let runner =
+        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
+    runner
+        .rebuild(&projections::points::PointsProjection)
+        .await
+        .unwrap();
+    assert_eq!(counter_figures().await, folded_here, "rebuilt");
+
     // While a generation folded before lots were kept serves (it is being
     // rebuilt), `expiring` is the wallet's stream folded.
     let reading = projections::generation::reading_schema(projections::points::NAME);

@@ -6,6 +6,7 @@
 //! statement line is the one its event carries, so an auditor can check
 //! the two against each other.
 
+mod counter;
 mod lots;
 mod queries;
 
@@ -16,7 +17,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
-use domain::values::Actor;
 use rust_decimal::Decimal;
 use store::RecordedEvent;
 use tokio_postgres::types::{Json, ToSql};
@@ -171,12 +171,8 @@ impl Projection for PointsProjection {
             return Ok(());
         };
         let mut batch = Batch::default();
+        let mut counter = counter::Counter::default();
         for event in events {
-            let fold = Fold {
-                transaction,
-                schema,
-                event,
-            };
             match crate::runner::kind(event) {
                 Some(StreamKind::Community) => {
                     community_info::apply(transaction, schema, event).await?
@@ -194,13 +190,14 @@ impl Projection for PointsProjection {
                         .wallet(transaction, schema, event, wallet_event)
                         .await?
                 }
-                Some(StreamKind::Gift) => fold.gift(decode::<GiftEvent>(event)?).await?,
+                Some(StreamKind::Gift) => counter.gift(event, decode::<GiftEvent>(event)?)?,
                 Some(StreamKind::Redemption) => {
-                    fold.redemption(decode::<RedemptionEvent>(event)?).await?
+                    counter.redemption(event, decode::<RedemptionEvent>(event)?)?
                 }
                 _ => {}
             }
         }
+        counter.write(transaction, schema, community).await?;
         batch.write(transaction, schema, community).await
     }
 }
@@ -602,243 +599,5 @@ impl Batch {
             .await?;
         }
         Ok(())
-    }
-}
-
-struct Fold<'a> {
-    transaction: &'a Transaction<'a>,
-    schema: &'a str,
-    event: &'a RecordedEvent,
-}
-
-impl Fold<'_> {
-    fn community(&self) -> Uuid {
-        self.event.community_id.as_uuid()
-    }
-
-    async fn gift(&self, gift_event: GiftEvent) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let gift = entity_id(self.event, "gift")?;
-        if let GiftEvent::GiftOffered {
-            centre,
-            name,
-            price,
-            stock,
-            ..
-        } = &gift_event
-        {
-            let sql = format!(
-                "INSERT INTO {schema}.gifts (community_id, gift_id, centre_id, name, price, stock, \
-                 held, last_position) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)"
-            );
-            let stock = i32::try_from(*stock).unwrap_or(i32::MAX);
-            execute(
-                self.transaction,
-                &sql,
-                &[
-                    &self.community(),
-                    &gift,
-                    &centre.0,
-                    name,
-                    price,
-                    &stock,
-                    &self.event.position,
-                ],
-            )
-            .await?;
-        }
-        let line = GiftLine::of(&gift_event);
-        let sql = format!(
-            "UPDATE {schema}.gifts SET stock = $3, held = coalesce($4, held), \
-             handed_over = handed_over + $5, last_position = $6 \
-             WHERE community_id = $1 AND gift_id = $2"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &gift,
-                &line.stock,
-                &line.held,
-                &line.handed_over,
-                &self.event.position,
-            ],
-        )
-        .await?;
-        let sql = format!(
-            "INSERT INTO {schema}.gift_lines (community_id, gift_id, position, kind, quantity, \
-             stock, held, by_id, reason_hash, redemption_id, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &gift,
-                &self.event.position,
-                &line.kind,
-                &line.quantity,
-                &line.stock,
-                &line.held,
-                &line.by.map(|by| by.person.0),
-                &line.reason,
-                &line.redemption,
-                &line.at,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn redemption(&self, redemption_event: RedemptionEvent) -> Result<(), ProjectionError> {
-        let schema = self.schema;
-        let redemption = entity_id(self.event, "redemption")?;
-        let (status, at, by) = match redemption_event {
-            RedemptionEvent::RedemptionPlaced(placement) => {
-                let sql = format!(
-                    "INSERT INTO {schema}.redemptions (community_id, redemption_id, centre_id, \
-                     gift_id, resident_id, placed_by, quantity, points, status, placed_at, \
-                     expires_at, last_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'placed', $9, $10, $11)"
-                );
-                let quantity = i32::try_from(placement.quantity).unwrap_or(i32::MAX);
-                return execute(
-                    self.transaction,
-                    &sql,
-                    &[
-                        &self.community(),
-                        &redemption,
-                        &placement.centre.0,
-                        &placement.gift.0,
-                        &placement.resident.0,
-                        &placement.by.person.0,
-                        &quantity,
-                        &placement.points,
-                        &placement.at.micros(),
-                        &placement.expires_at.micros(),
-                        &self.event.position,
-                    ],
-                )
-                .await
-                .map(drop);
-            }
-            RedemptionEvent::RedemptionCompleted { by, at } => ("completed", at, Some(by)),
-            RedemptionEvent::RedemptionCancelled { by, at } => ("cancelled", at, Some(by)),
-            RedemptionEvent::RedemptionReleased { at } => ("released", at, None),
-        };
-        let sql = format!(
-            "UPDATE {schema}.redemptions SET status = $3, finished_at = $4, finished_by = $5, \
-             last_position = $6 WHERE community_id = $1 AND redemption_id = $2"
-        );
-        execute(
-            self.transaction,
-            &sql,
-            &[
-                &self.community(),
-                &redemption,
-                &status,
-                &at.micros(),
-                &by.map(|by: Actor| by.person.0),
-                &self.event.position,
-            ],
-        )
-        .await
-        .map(drop)
-    }
-}
-
-/// A gift event as a line of the gift's stock history.
-struct GiftLine {
-    kind: &'static str,
-    quantity: i32,
-    stock: i32,
-    /// Stock events that leave holds alone do not say.
-    held: Option<i32>,
-    handed_over: i32,
-    by: Option<Actor>,
-    reason: Option<String>,
-    redemption: Option<Uuid>,
-    at: i64,
-}
-
-impl GiftLine {
-    fn of(event: &GiftEvent) -> GiftLine {
-        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let line =
-            |kind, quantity: u32, stock: u32, held: Option<u32>, at: domain::values::Timestamp| {
-                GiftLine {
-                    kind,
-                    quantity: count(quantity),
-                    stock: count(stock),
-                    held: held.map(count),
-                    handed_over: 0,
-                    by: None,
-                    reason: None,
-                    redemption: None,
-                    at: at.micros(),
-                }
-            };
-        match event {
-            GiftEvent::GiftOffered { by, stock, at, .. } => GiftLine {
-                by: Some(*by),
-                ..line("offered", *stock, *stock, Some(0), *at)
-            },
-            GiftEvent::GiftStockAdded {
-                by,
-                quantity,
-                reason,
-                stock,
-                at,
-            } => GiftLine {
-                by: Some(*by),
-                reason: Some(reason.as_str().to_string()),
-                ..line("added", *quantity, *stock, None, *at)
-            },
-            GiftEvent::GiftStockCorrected {
-                by,
-                previous,
-                reason,
-                stock,
-                at,
-            } => GiftLine {
-                by: Some(*by),
-                reason: Some(reason.as_str().to_string()),
-                quantity: count(*stock) - count(*previous),
-                ..line("corrected", 0, *stock, None, *at)
-            },
-            GiftEvent::GiftStockHeld {
-                redemption,
-                quantity,
-                stock,
-                held,
-                at,
-            } => GiftLine {
-                redemption: Some(redemption.0),
-                ..line("held", *quantity, *stock, Some(*held), *at)
-            },
-            GiftEvent::GiftStockReleased {
-                redemption,
-                quantity,
-                stock,
-                held,
-                at,
-            } => GiftLine {
-                redemption: Some(redemption.0),
-                ..line("released", *quantity, *stock, Some(*held), *at)
-            },
-            GiftEvent::GiftHandedOver {
-                redemption,
-                quantity,
-                stock,
-                held,
-                at,
-            } => GiftLine {
-                redemption: Some(redemption.0),
-                handed_over: count(*quantity),
-                ..line("handed_over", *quantity, *stock, Some(*held), *at)
-            },
-        }
     }
 }
