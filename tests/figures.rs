@@ -123,6 +123,16 @@ async fn open_means_waiting_for_work_and_resolved_counts_each_report_once() {
     app.stop().await;
 }
 
+/// A server whose read models fold only when a test says so.
+async fn without_read_models() -> TestApp {
+    TestApp::spawn_with(Options {
+        run_projections: false,
+        run_earning: false,
+        ..Options::default()
+    })
+    .await
+}
+
 /// Files a report at RB-01 as floating garbage, a minute after whatever
 /// came before; its id and the report it was flagged as a likely
 /// duplicate of.
@@ -146,12 +156,7 @@ async fn file_garbage(app: &TestApp, f: &Fixture) -> (Uuid, Option<Uuid>) {
 #[tokio::test]
 async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_where_they_moved() {
     // The reports model folds only when this test says so.
-    let app = TestApp::spawn_with(Options {
-        run_projections: false,
-        run_earning: false,
-        ..Options::default()
-    })
-    .await;
+    let app = without_read_models().await;
     let f = app.fixture().await;
     let reports = projections::reports::ReportsProjection;
     let runner =
@@ -249,12 +254,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
 #[tokio::test]
 async fn duplicates_are_flagged_back_to_back_without_the_read_model_and_only_while_open() {
     // No projections at all: whatever is flagged comes from the log.
-    let app = TestApp::spawn_with(Options {
-        run_projections: false,
-        run_earning: false,
-        ..Options::default()
-    })
-    .await;
+    let app = without_read_models().await;
     let f = app.fixture().await;
     let mut flagged = Vec::new();
     let mut previous: Option<String> = None;

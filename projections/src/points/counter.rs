@@ -282,17 +282,17 @@ impl Counter {
                      $6::bigint[]) AS d(gift_id, stock, held, handed_over, last_position) \
                  WHERE g.community_id = $1 AND g.gift_id = d.gift_id"
             );
-            let gifts: Vec<(&Uuid, &GiftChange)> = self.gifts.iter().collect();
-            execute(
+            let gifts: Vec<&GiftChange> = self.gifts.values().collect();
+            update_each(
                 transaction,
                 &sql,
+                community,
+                self.gifts.keys().copied().collect(),
                 &[
-                    &community,
-                    &column(&gifts, |(id, _)| **id),
-                    &column(&gifts, |(_, g)| g.stock),
-                    &column(&gifts, |(_, g)| g.held),
-                    &column(&gifts, |(_, g)| g.handed_over),
-                    &column(&gifts, |(_, g)| g.last_position),
+                    &column(&gifts, |g| g.stock),
+                    &column(&gifts, |g| g.held),
+                    &column(&gifts, |g| g.handed_over),
+                    &column(&gifts, |g| g.last_position),
                 ],
             )
             .await?;
@@ -307,23 +307,37 @@ impl Counter {
                      AS d(redemption_id, status, at, by, last_position) \
                  WHERE r.community_id = $1 AND r.redemption_id = d.redemption_id"
             );
-            let finished: Vec<(&Uuid, &Finished)> = self.finished.iter().collect();
-            execute(
+            let finished: Vec<&Finished> = self.finished.values().collect();
+            update_each(
                 transaction,
                 &sql,
+                community,
+                self.finished.keys().copied().collect(),
                 &[
-                    &community,
-                    &column(&finished, |(id, _)| **id),
-                    &column(&finished, |(_, f)| f.status),
-                    &column(&finished, |(_, f)| f.at),
-                    &column(&finished, |(_, f)| f.by),
-                    &column(&finished, |(_, f)| f.last_position),
+                    &column(&finished, |f| f.status),
+                    &column(&finished, |f| f.at),
+                    &column(&finished, |f| f.by),
+                    &column(&finished, |f| f.last_position),
                 ],
             )
             .await?;
         }
         Ok(())
     }
+}
+
+/// Runs an `UPDATE … FROM unnest(…)` whose `$1` is the community, `$2`
+/// the rows' keys and `$3…` one array per column, in the keys' order.
+async fn update_each(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    community: Uuid,
+    keys: Vec<Uuid>,
+    columns: &[&(dyn ToSql + Sync)],
+) -> Result<(), ProjectionError> {
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&community, &keys];
+    params.extend_from_slice(columns);
+    execute(transaction, sql, &params).await.map(drop)
 }
 
 /// A gift event as a line of the gift's stock history.
