@@ -435,23 +435,23 @@ impl Services {
         // moved since (one event only for a submission in the tail); a
         // stream that moved is read to tell.
         let mut candidates = Vec::new();
-        for (payload, version) in found.newer.iter().rev() {
+        for (payload, version) in found.newer.into_iter().rev() {
             let ReportEvent::ReportSubmitted(submitted) =
-                serde_json::from_value::<ReportEvent>(payload.clone())
+                serde_json::from_value::<ReportEvent>(payload)
                     .map_err(|e| AppError::internal(format!("a stored submission: {e}")))?
             else {
                 continue;
             };
             let at_site = matches!(submitted.place, Place::Site { site: s, .. } if s == site);
             if at_site && submitted.category == *category && submitted.at.micros() >= since {
-                candidates.push((submitted.report, *version > 1));
+                candidates.push((submitted.report, version > 1));
             }
         }
         candidates.extend(
             found
                 .open_then
-                .iter()
-                .map(|(report, moved)| (ReportId(*report), *moved)),
+                .into_iter()
+                .map(|(report, moved)| (ReportId(report), moved)),
         );
         for (candidate, moved) in candidates {
             if candidate == own {
