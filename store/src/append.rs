@@ -34,7 +34,7 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
             "an append names at least one stream",
         ));
     }
-    if request.streams.len() > limits::STREAMS_PER_APPEND_MAX {
+    if request.streams.len() + request.conditions.len() > limits::STREAMS_PER_APPEND_MAX {
         return Err(StoreError::invalid(
             "streams",
             format!(
@@ -54,14 +54,16 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
         ));
     }
     let mut seen = HashSet::new();
-    for stream in &request.streams {
-        if !seen.insert(stream.stream_id.as_str()) {
+    for (stream_id, expected) in request.named_streams() {
+        if !seen.insert(stream_id.as_str()) {
             return Err(StoreError::invalid(
                 "streams",
-                format!("stream `{}` is named twice in one append", stream.stream_id),
+                format!("stream `{stream_id}` is named twice in one append"),
             ));
         }
-        stream.expected.validate()?;
+        expected.validate()?;
+    }
+    for stream in &request.streams {
         if stream.events.is_empty() {
             return Err(StoreError::invalid(
                 "events",
@@ -176,7 +178,9 @@ fn check_event(event: &crate::types::NewEvent) -> Result<(), StoreError> {
 
 /// What makes two requests "the same" for an idempotency key: the community,
 /// streams, expected versions, event types, schema versions and canonical
-/// payloads. Metadata (request ids, client clocks) may differ between retries.
+/// payloads. Metadata (request ids, client clocks) may differ between retries,
+/// and so may conditions: they decide whether an append may land, not what
+/// it writes.
 fn request_hash(request: &AppendRequest, encoded: &[EncodedEvent]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     // Every part is length-prefixed, so no two requests frame alike.

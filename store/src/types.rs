@@ -189,11 +189,23 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
+/// A stream an append writes nothing to but was decided from: the append
+/// lands only while the stream is still at `expected`, so a decision made
+/// from a cached state (a community's set-up) needs no read to be safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamCondition {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+}
+
 /// One atomic append to one or several streams of one community.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppendRequest {
     pub community_id: CommunityId,
     pub streams: Vec<StreamAppend>,
+    /// Streams the append rests on without writing to them; a stream that
+    /// moved refuses the append with `Conflict`, as a written one does.
+    pub conditions: Vec<StreamCondition>,
     pub idempotency_key: Option<IdempotencyKey>,
     /// What a repeat with the same key must match to be answered with the
     /// first outcome. `None`: the hash of the request's events. A caller
@@ -218,6 +230,7 @@ impl AppendRequest {
         AppendRequest {
             community_id,
             streams: Vec::new(),
+            conditions: Vec::new(),
             idempotency_key: None,
             request_fingerprint: None,
             contents: Vec::new(),
@@ -247,6 +260,21 @@ impl AppendRequest {
             events,
         });
         self
+    }
+
+    /// Lands only while `stream_id` is at `expected` ([`StreamCondition`]).
+    pub fn provided(mut self, stream_id: StreamId, expected: ExpectedVersion) -> Self {
+        self.conditions.push(StreamCondition {
+            stream_id,
+            expected,
+        });
+        self
+    }
+
+    /// Every stream the append names: those it writes, then its conditions.
+    pub(crate) fn named_streams(&self) -> impl Iterator<Item = (&StreamId, ExpectedVersion)> {
+        let written = self.streams.iter().map(|s| (&s.stream_id, s.expected));
+        written.chain(self.conditions.iter().map(|c| (&c.stream_id, c.expected)))
     }
 
     pub fn idempotent(mut self, key: IdempotencyKey) -> Self {

@@ -159,6 +159,44 @@ async fn refused_appends_store_nothing() {
         ),
         ("one stream twice", two_of_one_stream, "VALIDATION"),
         (
+            "a condition on a written stream",
+            request(community, ExpectedVersion::Exact(1), vec![event(1)])
+                .provided(stream("report-1"), ExpectedVersion::Exact(1)),
+            "VALIDATION",
+        ),
+        (
+            "one condition twice",
+            request(community, ExpectedVersion::Exact(1), vec![event(1)])
+                .provided(stream("setup"), ExpectedVersion::Any)
+                .provided(stream("setup"), ExpectedVersion::Any),
+            "VALIDATION",
+        ),
+        (
+            "a condition with a negative version",
+            request(community, ExpectedVersion::Exact(1), vec![event(1)])
+                .provided(stream("setup"), ExpectedVersion::Exact(-1)),
+            "VALIDATION",
+        ),
+        (
+            "too many streams with conditions",
+            (0..store::limits::STREAMS_PER_APPEND_MAX).fold(
+                request(community, ExpectedVersion::Exact(1), vec![event(1)]),
+                |request, n| request.provided(stream(&format!("c{n}")), ExpectedVersion::Any),
+            ),
+            "VALIDATION",
+        ),
+        (
+            "only conditions",
+            AppendRequest::new(community).provided(stream("report-1"), ExpectedVersion::Exact(1)),
+            "VALIDATION",
+        ),
+        (
+            "a condition that no longer holds",
+            request(community, ExpectedVersion::Exact(1), vec![event(1)])
+                .provided(stream("setup"), ExpectedVersion::Exact(3)),
+            "CONFLICT",
+        ),
+        (
             "stale version",
             request(community, ExpectedVersion::Exact(5), vec![event(1)]),
             "CONFLICT",

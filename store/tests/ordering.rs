@@ -359,3 +359,142 @@ async fn the_position_at_a_time_cuts_the_log_where_it_was() {
     let unknown = store.position_at(store::CommunityId::random(), after).await;
     assert_eq!(unknown.unwrap_err().code(), "NOT_FOUND");
 }
+
+/// Appends decided from a cached set-up carry it as a condition. Writers in
+/// two processes (two stores, each with its own idea of the versions) race
+/// a task that keeps changing the set-up; every append that lands was
+/// decided from the set-up as it stood at its position, and every refusal
+/// names the set-up stream and the version it had moved to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_lands_only_while_the_streams_it_rests_on_have_not_moved() {
+    let db = TestDb::new().await;
+    let stores = [db.store().await, db.pipelined_store().await];
+    let community = community(&stores[0]).await;
+    append(
+        &stores[0],
+        append_one(community, "setup", ExpectedVersion::NoStream, 0),
+    )
+    .await;
+    let done = Arc::new(AtomicBool::new(false));
+    let changer = {
+        let store = stores[1].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            for n in 1..=40 {
+                let request = append_one(community, "setup", ExpectedVersion::Exact(n), n);
+                append(&store, request).await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let writers: Vec<_> = (0..32)
+        .map(|task| {
+            let store = stores[task % 2].clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let (mut landed, mut refused) = (Vec::new(), 0);
+                let mut believed = 1;
+                let mut n = 0;
+                while !done.load(Ordering::Acquire) {
+                    n += 1;
+                    let own = format!("report-{task}-{n}");
+                    let request =
+                        append_one(community, &own, ExpectedVersion::NoStream, task as i64)
+                            .provided(stream("setup"), ExpectedVersion::Exact(believed));
+                    match store.append(request).await {
+                        Ok(outcome) => {
+                            let written: Vec<&str> = outcome
+                                .streams
+                                .iter()
+                                .map(|s| s.stream_id.as_str())
+                                .collect();
+                            assert_eq!(written, [own.as_str()], "a condition writes nothing");
+                            landed.push((outcome.first_position, believed));
+                        }
+                        Err(StoreError::Conflict {
+                            stream_id, actual, ..
+                        }) => {
+                            assert_eq!(stream_id, "setup");
+                            assert!(actual > believed, "{actual} > {believed}");
+                            believed = actual;
+                            refused += 1;
+                        }
+                        Err(other) => panic!("unexpected error {other}"),
+                    }
+                }
+                (landed, refused)
+            })
+        })
+        .collect();
+    changer.await.unwrap();
+    let (mut landed, mut refused) = (Vec::new(), 0);
+    for writer in writers {
+        let (l, r) = writer.await.unwrap();
+        landed.extend(l);
+        refused += r;
+    }
+    assert!(refused > 0, "the set-up moved under some writers");
+    assert!(!landed.is_empty());
+    let events = read_all(&stores[0], community).await;
+    assert_gap_free(&events);
+    for (position, believed) in landed {
+        let setup_version = events
+            .iter()
+            .filter(|e| e.position < position && e.stream_id.as_str() == "setup")
+            .count() as i64;
+        assert_eq!(
+            setup_version, believed,
+            "the append at {position} rested on set-up version {believed}"
+        );
+    }
+    assert_chain_intact(&stores[0], community).await;
+}
+
+/// A writer's beliefs about stream versions go stale when another process
+/// writes: an append expecting the version the database holds lands, even
+/// when nothing else this writer sends touches the database first. For
+/// streams written and streams an append rests on alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_on_a_version_another_process_wrote_is_not_refused_on_stale_beliefs() {
+    let db = TestDb::new().await;
+    let (here, there) = (db.pipelined_store().await, db.store().await);
+    let community = community(&here).await;
+    append(
+        &here,
+        append_one(community, "report-1", ExpectedVersion::NoStream, 1),
+    )
+    .await;
+    append(
+        &here,
+        append_one(community, "setup", ExpectedVersion::NoStream, 2),
+    )
+    .await;
+    append(
+        &there,
+        append_one(community, "report-1", ExpectedVersion::Exact(1), 3),
+    )
+    .await;
+    append(
+        &there,
+        append_one(community, "setup", ExpectedVersion::Exact(1), 4),
+    )
+    .await;
+    let written = append(
+        &here,
+        append_one(community, "report-1", ExpectedVersion::Exact(2), 5),
+    )
+    .await;
+    assert_eq!(written.last_position, 5);
+    let resting = append_one(community, "report-2", ExpectedVersion::NoStream, 6)
+        .provided(stream("setup"), ExpectedVersion::Exact(2));
+    assert_eq!(append(&here, resting).await.last_position, 6);
+    // A true conflict is still one, with the version the database holds.
+    let stale = append_one(community, "report-1", ExpectedVersion::Exact(2), 7);
+    let error = here.append(stale).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Conflict { actual: 3, .. }),
+        "{error}"
+    );
+    assert_chain_intact(&here, community).await;
+}

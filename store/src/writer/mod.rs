@@ -158,6 +158,13 @@ impl Writer {
             self.known.clear();
         }
         match self.plan_pipelined(&batch).await {
+            // Planned on beliefs another process made stale: plan it again
+            // under the head lock, from what the database holds.
+            Ok((_, plan)) if plan.outdated => {
+                StoreStats::add(&self.inner.stats.batch_replans_total, 1);
+                self.forget();
+                retry.extend(batch);
+            }
             Ok((client, plan)) => {
                 let community_id = self.community_id;
                 let generation = self.generation;
@@ -232,9 +239,8 @@ impl Writer {
                 .is_none_or(|k| self.known.keys.contains_key(k.as_str()));
             key_known
                 && request
-                    .streams
-                    .iter()
-                    .all(|s| self.known.versions.contains_key(s.stream_id.as_str()))
+                    .named_streams()
+                    .all(|(stream_id, _)| self.known.versions.contains_key(stream_id.as_str()))
         });
         let elapsed = chrono::TimeDelta::from_std(elapsed).ok()?;
         all_known.then(|| read + elapsed)
@@ -411,6 +417,7 @@ impl Plan {
             results: vec![Err(error); appends],
             events: Vec::new(),
             new_keys: Vec::new(),
+            outdated: false,
         }
     }
 }

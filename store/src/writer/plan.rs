@@ -8,7 +8,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::append::ValidatedAppend;
 use crate::canonical::{chain_hash, compose_event, timestamp_text, EventHeader};
 use crate::error::StoreError;
-use crate::types::{AppendOutcome, CommunityId, StreamVersion};
+use crate::types::{AppendOutcome, CommunityId, ExpectedVersion, StreamVersion};
 
 /// Entries the writer remembers at most before it forgets them all (which
 /// only costs lookups in the database).
@@ -62,6 +62,12 @@ pub(crate) struct Plan {
     pub events: Vec<PlannedEvent>,
     /// (append index, request hash, outcome) of each idempotent append written.
     pub new_keys: Vec<(usize, [u8; 32], AppendOutcome)>,
+    /// An append expected a stream at a version newer than the writer
+    /// believed it to be: its caller read that version from the database,
+    /// so another process wrote the stream and the writer's beliefs are
+    /// stale. Conflicts judged on them would be false; the batch must be
+    /// planned again from the database.
+    pub outdated: bool,
 }
 
 impl Plan {
@@ -94,6 +100,7 @@ pub(crate) fn plan_batch(
     let mut events = Vec::new();
     let mut new_keys = Vec::new();
     let mut results = Vec::with_capacity(appends.len());
+    let mut outdated = false;
     for (index, append) in appends.iter().enumerate() {
         let key = append.request.idempotency_key.as_ref().map(|k| k.as_str());
         if let Some((stored_hash, outcome)) = key.and_then(|k| known.keys.get(k)) {
@@ -106,6 +113,11 @@ pub(crate) fn plan_batch(
             continue;
         }
         if let Some(conflict) = find_conflict(append, &known.versions) {
+            outdated |= matches!(
+                conflict,
+                StoreError::Conflict { expected: ExpectedVersion::Exact(expected), actual, .. }
+                    if expected > actual
+            );
             results.push(Err(conflict));
             continue;
         }
@@ -172,6 +184,7 @@ pub(crate) fn plan_batch(
         results,
         events,
         new_keys,
+        outdated,
     }
 }
 
@@ -193,15 +206,15 @@ fn replay(
 }
 
 fn find_conflict(append: &ValidatedAppend, versions: &HashMap<String, i64>) -> Option<StoreError> {
-    append.request.streams.iter().find_map(|stream| {
-        let actual = versions
-            .get(stream.stream_id.as_str())
-            .copied()
-            .unwrap_or(0);
-        (!stream.expected.admits(actual)).then(|| StoreError::Conflict {
-            stream_id: stream.stream_id.to_string(),
-            expected: stream.expected,
-            actual,
+    append
+        .request
+        .named_streams()
+        .find_map(|(stream_id, expected)| {
+            let actual = versions.get(stream_id.as_str()).copied().unwrap_or(0);
+            (!expected.admits(actual)).then(|| StoreError::Conflict {
+                stream_id: stream_id.to_string(),
+                expected,
+                actual,
+            })
         })
-    })
 }

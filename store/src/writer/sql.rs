@@ -76,7 +76,7 @@ pub(crate) async fn look_up<C: GenericClient>(
     keys.sort_unstable();
     keys.dedup();
     let mut streams: Vec<&str> = requests
-        .flat_map(|r| r.streams.iter().map(|s| s.stream_id.as_str()))
+        .flat_map(|r| r.named_streams().map(|(stream_id, _)| stream_id.as_str()))
         .filter(|s| !known.versions.contains_key(*s))
         .collect();
     streams.sort_unstable();
