@@ -66,7 +66,20 @@ pub struct TestApp {
     pub points: PointsDesk,
     pub sweeper: PointsSweeper,
     pub sealer: app::audit::seals::Sealer,
+    secrets: Secrets,
     handle: actix_web::dev::ServerHandle,
+}
+
+/// Another server process on the test's database.
+pub struct Process {
+    pub url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Process {
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
 }
 
 pub struct Options {
@@ -163,8 +176,33 @@ impl TestApp {
             points,
             sweeper,
             sealer,
+            secrets,
             handle,
         }
+    }
+
+    /// A second server on the same database, as a second instance behind a
+    /// load balancer is: the same secrets and clock, and no background
+    /// processes, so that what it writes this process learns only from the
+    /// database.
+    pub async fn second_process(&self) -> Process {
+        let mut settings = Settings::new("127.0.0.1:0", self.secrets.clone());
+        settings.clock = self.clock.clone();
+        settings.deadline_interval = None;
+        settings.points_sweep_interval = None;
+        settings.seal_interval = None;
+        settings.run_projections = false;
+        settings.run_earning = false;
+        settings.store.pool_size_max = 4;
+        let application = Application::build(&self.db.config, settings)
+            .await
+            .expect("the second process starts");
+        let process = Process {
+            url: format!("http://{}/graphql", application.address),
+            handle: application.handle(),
+        };
+        tokio::spawn(application.run_until_stopped());
+        process
     }
 
     pub fn token(&self, community: Uuid, subject: Uuid, role: Role) -> String {
@@ -185,6 +223,22 @@ impl TestApp {
         self.gql_with(token, query, variables, None).await
     }
 
+    /// The data of a request to `process` that must succeed.
+    pub async fn ok_at(
+        &self,
+        process: &Process,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let response = self.post(&process.url, token, query, variables, None).await;
+        assert!(
+            response.get("errors").is_none(),
+            "{query} failed: {response}"
+        );
+        response["data"].clone()
+    }
+
     pub async fn gql_with(
         &self,
         token: Option<&str>,
@@ -192,9 +246,21 @@ impl TestApp {
         variables: Value,
         idempotency_key: Option<&str>,
     ) -> Value {
+        self.post(&self.url, token, query, variables, idempotency_key)
+            .await
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+        idempotency_key: Option<&str>,
+    ) -> Value {
         let mut request = self
             .http
-            .post(&self.url)
+            .post(url)
             .json(&json!({"query": query, "variables": variables}));
         if let Some(token) = token {
             request = request.bearer_auth(token);

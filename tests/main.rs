@@ -22,6 +22,7 @@ mod rate_limits;
 mod report_flows;
 mod residents;
 mod server;
+mod setup_kept;
 mod staff_rules;
 mod subscriptions;
 mod tenants;

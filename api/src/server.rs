@@ -130,6 +130,9 @@ fn request_meta(state: &AppState, request: &HttpRequest) -> Result<RequestMeta, 
             .transpose()?,
         idempotency: None,
         actor: None,
+        // Set by the server where it decides on a kept set-up, never by
+        // the client.
+        setup_version: None,
     })
 }
 

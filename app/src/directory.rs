@@ -10,11 +10,14 @@ use domain::values::{CentreId, DepartmentId, GridId, PersonId, Role};
 use store::CommunityId;
 
 use crate::caller::{Claims, Viewer};
-use crate::commands::{Commands, Loaded, COMMUNITY_STREAM};
+use crate::commands::{Commands, Loaded, RequestMeta, COMMUNITY_STREAM};
 use crate::error::{AppError, AppResult};
 
 /// Communities kept in memory at most; beyond it the cache starts over.
 const CACHED_COMMUNITIES_MAX: usize = 10_000;
+
+/// Decisions of one command at most, when the set-up keeps changing under it.
+const SETUP_ATTEMPTS_MAX: usize = 5;
 
 /// Each community's set-up with the stream version it was read at.
 type Cache = HashMap<CommunityId, (i64, Arc<Community>)>;
@@ -31,19 +34,68 @@ impl Directory {
         commands: &Commands,
         community: CommunityId,
     ) -> AppResult<Arc<Community>> {
-        let cached = self.lock().get(&community).cloned();
-        let loaded = match cached {
-            Some((version, state)) => {
+        Ok(self.read(commands, community).await?.community)
+    }
+
+    /// Runs a command on the community's set-up as this process keeps it,
+    /// without reading it: the command's append carries the set-up's
+    /// version as a condition (`RequestMeta::setup_version`, which
+    /// `command` must put on the meta it appends with), so a set-up changed
+    /// by another process since refuses the append. Then, and after any
+    /// refusal decided on the kept set-up, the set-up is read and, if it
+    /// moved, the command runs again on it (a bounded number of times): no
+    /// one is refused, and nothing is decided, on a set-up that is no
+    /// longer there.
+    pub async fn deciding<T, F, Fut>(
+        &self,
+        commands: &Commands,
+        community: CommunityId,
+        command: F,
+    ) -> AppResult<T>
+    where
+        F: Fn(SetUp) -> Fut,
+        Fut: std::future::Future<Output = AppResult<T>>,
+    {
+        let mut setup = match self.kept(community) {
+            Some(kept) => kept,
+            None => self.read(commands, community).await?,
+        };
+        let mut attempt = 1;
+        loop {
+            let version = setup.version;
+            match command(setup).await {
+                Err(error) if decided_before_storing(&error) && attempt < SETUP_ATTEMPTS_MAX => {
+                    setup = self.read(commands, community).await?;
+                    if setup.version == version {
+                        return Err(error);
+                    }
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn kept(&self, community: CommunityId) -> Option<SetUp> {
+        let kept = self.lock().get(&community).cloned();
+        kept.map(|(version, community)| SetUp { community, version })
+    }
+
+    /// The set-up brought up to date with one short read (none of it when
+    /// nothing changed since it was kept).
+    async fn read(&self, commands: &Commands, community: CommunityId) -> AppResult<SetUp> {
+        let loaded = match self.kept(community) {
+            Some(kept) => {
                 let newer = commands
                     .store()
-                    .read_stream(community, COMMUNITY_STREAM, version + 1, 1)
+                    .read_stream(community, COMMUNITY_STREAM, kept.version + 1, 1)
                     .await?;
                 if newer.is_empty() {
-                    return Ok(state);
+                    return Ok(kept);
                 }
                 Loaded {
-                    state: (*state).clone(),
-                    version,
+                    state: (*kept.community).clone(),
+                    version: kept.version,
                 }
             }
             None => Loaded {
@@ -62,8 +114,16 @@ impl Directory {
         if cache.len() >= CACHED_COMMUNITIES_MAX && !cache.contains_key(&community) {
             cache.clear();
         }
-        cache.insert(community, (loaded.version, state.clone()));
-        Ok(state)
+        // Two readers may race: the newer set-up stays.
+        let newest = match cache.get(&community) {
+            Some((version, kept)) if *version > loaded.version => (*version, kept.clone()),
+            _ => (loaded.version, state),
+        };
+        cache.insert(community, newest.clone());
+        Ok(SetUp {
+            community: newest.1,
+            version: newest.0,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -71,6 +131,42 @@ impl Directory {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A community's set-up at a version of its stream.
+#[derive(Clone)]
+pub struct SetUp {
+    pub community: Arc<Community>,
+    pub version: i64,
+}
+
+impl SetUp {
+    /// `meta` for an append decided on this set-up: it lands only while
+    /// the set-up is still at this version.
+    pub fn resting(&self, meta: &RequestMeta) -> RequestMeta {
+        RequestMeta {
+            setup_version: Some(self.version),
+            ..meta.clone()
+        }
+    }
+}
+
+/// A refusal made before anything was stored (by the rules, or by the store
+/// because a stream moved), which a decision on a newer set-up may not give.
+/// Failures whose outcome is unknown (a commit that may have landed) are not
+/// among them: deciding again could do a thing twice.
+fn decided_before_storing(error: &AppError) -> bool {
+    matches!(
+        error,
+        AppError::Forbidden(_)
+            | AppError::NotFound(_)
+            | AppError::Validation { .. }
+            | AppError::Conflict(_)
+            | AppError::Contended(_)
+            | AppError::InsufficientPoints(_)
+            | AppError::InsufficientBudget(_)
+            | AppError::OutOfStock(_)
+    )
 }
 
 /// What a signed-in member of staff may act on, from their staff record

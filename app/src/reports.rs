@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::caller::{Claims, Viewer};
 use crate::commands::{report_stream, RequestMeta};
 use crate::content::{self, Prepared};
-use crate::directory::staff_scope;
+use crate::directory::{staff_scope, SetUp};
 use crate::error::{AppError, AppResult};
 use crate::services::{Request, Services};
 
@@ -260,32 +260,36 @@ impl Services {
         let (reporter, claim_secret, meta) =
             self.reporter(request, community_id, input.client_fingerprint.as_deref())?;
         let community_key = CommunityId::new(community_id);
-        let community = self
-            .directory
-            .community(&self.commands, community_key)
-            .await?;
         let report = ReportId(self.new_id(&meta, "report"));
         let at = self.commands.clock().now();
-        let (submit, pieces) = self
-            .submission(
-                &meta,
-                community_key,
-                &community,
-                input,
-                reporter,
-                report,
-                at,
-            )
-            .await?;
-        let (outcome, stored) = self
-            .commands
-            .execute_new::<Report>(
-                community_key,
-                &report_stream(report.0),
-                &meta,
-                &pieces,
-                |_| Ok(ReportCommand::Submit(Box::new(submit.clone()))),
-            )
+        let (meta, reporter) = (&meta, &reporter);
+        let (report, outcome, stored) = self
+            .directory
+            .deciding(&self.commands, community_key, |setup| async move {
+                let meta = setup.resting(meta);
+                let (submit, pieces) = self
+                    .submission(
+                        &meta,
+                        community_key,
+                        &setup.community,
+                        input,
+                        reporter.clone(),
+                        report,
+                        at,
+                    )
+                    .await?;
+                let (outcome, stored) = self
+                    .commands
+                    .execute_new::<Report>(
+                        community_key,
+                        &report_stream(report.0),
+                        &meta,
+                        &pieces,
+                        |_| Ok(ReportCommand::Submit(Box::new(submit.clone()))),
+                    )
+                    .await?;
+                Ok((report, outcome, stored))
+            })
             .await?;
         // From the stored report: a retry answers what the first attempt did.
         let likely_duplicate_of = stored
@@ -484,11 +488,25 @@ impl Services {
     ) -> AppResult<ReportActed> {
         let claims = request.viewer.with_role(community_id, action.roles())?;
         let community_key = CommunityId::new(community_id);
-        let community = self
-            .directory
-            .community(&self.commands, community_key)
-            .await?;
-        let meta = &request.meta;
+        self.directory
+            .deciding(&self.commands, community_key, |setup| {
+                self.act_on_report_at(request, claims, community_key, report_id, &action, setup)
+            })
+            .await
+    }
+
+    /// [`Services::act_on_report`] decided on `setup`.
+    async fn act_on_report_at(
+        &self,
+        request: &Request,
+        claims: &Claims,
+        community_key: CommunityId,
+        report_id: Uuid,
+        action: &ReportAction,
+        setup: SetUp,
+    ) -> AppResult<ReportActed> {
+        let meta = &setup.resting(&request.meta);
+        let community = setup.community;
         let seed = |purpose| self.retry_seed(meta, purpose);
         let mut contents = Vec::new();
         let decide: Decide = match action.clone() {
@@ -654,7 +672,7 @@ impl Services {
                 },
             )
             .await?;
-        let redacted = match action {
+        let redacted = match *action {
             ReportAction::RedactText => report
                 .submission
                 .as_ref()

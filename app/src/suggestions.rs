@@ -47,33 +47,36 @@ impl Services {
         let (submitter, claim_secret, meta) =
             self.reporter(request, community_id, client_fingerprint)?;
         let community_key = CommunityId::new(community_id);
-        let community = self
-            .directory
-            .community(&self.commands, community_key)
-            .await?;
         let text = content::prepare_text(text, self.retry_seed(&meta, "text"))?;
-        let (site, details) = site_by_code(&community, site_code)?;
-        let site_kind = details.kind;
         let suggestion = SuggestionId(self.new_id(&meta, "suggestion"));
         let at = self.commands.clock().now();
-        let (outcome, _) = self
-            .commands
-            .execute_new::<Suggestion>(
-                community_key,
-                &suggestion_stream(suggestion.0),
-                &meta,
-                std::slice::from_ref(&text),
-                |_| {
-                    Ok(SuggestionCommand::Submit {
-                        suggestion,
-                        site,
-                        site_kind,
-                        text: text.hash.clone(),
-                        submitter: submitter.clone(),
-                        at,
-                    })
-                },
-            )
+        let (meta, text, submitter) = (&meta, &text, &submitter);
+        let outcome = self
+            .directory
+            .deciding(&self.commands, community_key, |setup| async move {
+                let (site, details) = site_by_code(&setup.community, site_code)?;
+                let site_kind = details.kind;
+                let (outcome, _) = self
+                    .commands
+                    .execute_new::<Suggestion>(
+                        community_key,
+                        &suggestion_stream(suggestion.0),
+                        &setup.resting(meta),
+                        std::slice::from_ref(text),
+                        |_| {
+                            Ok(SuggestionCommand::Submit {
+                                suggestion,
+                                site,
+                                site_kind,
+                                text: text.hash.clone(),
+                                submitter: submitter.clone(),
+                                at,
+                            })
+                        },
+                    )
+                    .await?;
+                Ok(outcome)
+            })
             .await?;
         Ok(SuggestionWritten {
             suggestion,

@@ -44,6 +44,12 @@ pub struct RequestMeta {
     /// operation (see `idempotency`), or one the server made.
     pub idempotency: Option<Idempotency>,
     pub actor: Option<domain::values::Actor>,
+    /// The version of the community's set-up the command was decided on,
+    /// when it was decided on the set-up as kept rather than as read
+    /// (`Directory::deciding`): the append lands only while the set-up is
+    /// still there, and one that moved refuses it at once (`Contended`),
+    /// to be decided again on a fresh read.
+    pub setup_version: Option<i64>,
 }
 
 impl RequestMeta {
@@ -305,6 +311,9 @@ impl Commands {
                     }
                     return Ok(Ran::Appended(outcome, decision.value));
                 }
+                Err(conflict) if setup_moved(meta, &conflict) => {
+                    return Err(append_error(conflict))
+                }
                 // A stream moved under us (only that: a key used for
                 // another request, or a refusal, is not retried).
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
@@ -408,6 +417,9 @@ impl Commands {
                 .try_append(community, meta, vec![decided], contents)
                 .await?
             {
+                Err(conflict) if setup_moved(meta, &conflict) => {
+                    return Err(append_error(conflict))
+                }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
                     tokio::time::sleep(conflict_pause(attempt)).await;
                 }
@@ -495,8 +507,22 @@ impl Commands {
             let key = IdempotencyKey::parse(idempotency.key.clone())?;
             request = request.idempotent_as(key, idempotency.fingerprint);
         }
+        if let Some(version) = meta.setup_version {
+            request = request.provided(
+                StreamId::parse(COMMUNITY_STREAM)?,
+                ExpectedVersion::Exact(version),
+            );
+        }
         Ok(self.store.append(request).await)
     }
+}
+
+/// Whether an append was refused because the set-up it was decided on
+/// moved: deciding again here would rest on the same set-up, so the
+/// caller that kept it decides again on a fresh read instead.
+fn setup_moved(meta: &RequestMeta, refusal: &StoreError) -> bool {
+    meta.setup_version.is_some()
+        && matches!(refusal, StoreError::Conflict { stream_id, .. } if stream_id == COMMUNITY_STREAM)
 }
 
 /// What a client hears of a store refusal of an append.

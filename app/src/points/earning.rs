@@ -316,5 +316,6 @@ fn process_meta(position: i64, key: String) -> RequestMeta {
         client_key: None,
         idempotency: Some(Idempotency::server(format!("{NAME}:{key}"))),
         actor: None,
+        setup_version: None,
     }
 }

@@ -341,17 +341,26 @@ impl Services {
         let redemption = RedemptionId(self.derived_id(&idempotency, "redemption"));
         meta.idempotency = Some(idempotency);
         let community = CommunityId::new(community_id);
-        let setup = self.points.community(community).await?;
-        let centre = counter_centre(&setup, &claims)?;
-        let place = PlaceRequest {
-            redemption,
-            resident,
-            gift,
-            quantity,
-            by: claims.actor(),
-            centre,
-        };
-        match self.points.place(community, &meta, &setup, place).await? {
+        let (claims, meta) = (&claims, &meta);
+        let placed = self
+            .directory
+            .deciding(&self.commands, community, |setup| async move {
+                let centre = counter_centre(&setup.community, claims)?;
+                let place = PlaceRequest {
+                    redemption,
+                    resident,
+                    gift,
+                    quantity,
+                    by: claims.actor(),
+                    centre,
+                };
+                let meta = setup.resting(meta);
+                self.points
+                    .place(community, &meta, &setup.community, place)
+                    .await
+            })
+            .await?;
+        match placed {
             Ran::Appended(outcome, placement) => Ok(CounterOutcome {
                 placement,
                 status: RedemptionStatus::Placed,
@@ -380,15 +389,19 @@ impl Services {
     ) -> AppResult<CounterOutcome> {
         let (claims, meta) = self.acting(request, community_id, &[Role::Clerk, Role::Admin])?;
         let community = CommunityId::new(community_id);
-        let setup = self.points.community(community).await?;
-        let centre = counter_centre(&setup, &claims)?;
         let finish = match kind {
             FinishKind::Complete => Finish::Complete(claims.actor()),
             FinishKind::Cancel => Finish::Cancel(claims.actor()),
         };
+        let (claims, meta) = (&claims, &meta);
         let ran = self
-            .points
-            .finish(community, &meta, redemption, finish, centre)
+            .directory
+            .deciding(&self.commands, community, |setup| async move {
+                let centre = counter_centre(&setup.community, claims)?;
+                self.points
+                    .finish(community, &setup.resting(meta), redemption, finish, centre)
+                    .await
+            })
             .await?;
         // What this request did is known without reading it back; a
         // repeat answers with the redemption as stored.
