@@ -38,6 +38,16 @@ pub fn render(stats: &StoreStats) -> String {
             "Group-commit transactions.",
             &stats.batches_total,
         ),
+        (
+            "civic_ledger_append_batch_replans_total",
+            "Group-commit batches planned again from the database.",
+            &stats.batch_replans_total,
+        ),
+        (
+            "civic_ledger_heads_reads_total",
+            "Reads of every community's head by followers of the log.",
+            &stats.heads_reads_total,
+        ),
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -84,6 +84,16 @@ const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
 /// How many batches a replay reads ahead of its slowest projection.
 const READ_AHEAD_BATCHES: usize = 2;
 
+/// What a pass over the communities did.
+#[derive(Default)]
+struct Passed {
+    /// It folded some events.
+    progressed: bool,
+    /// A community it folded is still behind the head the pass read (its
+    /// batch ended first), and none failed there.
+    behind: bool,
+}
+
 /// Capacity of the live change channel; a subscriber further behind misses
 /// changes (and is told so) rather than holding memory.
 const CHANGES_CAPACITY: usize = 4_096;
@@ -144,18 +154,25 @@ impl ProjectionRunner {
     async fn follow(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
         let mut followed: Option<Generation> = None;
         let mut rebuild_checked: Option<std::time::Instant> = None;
+        let mut log = self.store.watch_log();
+        // The first pass, and every pass the idle recheck starts, reads the
+        // heads afresh (the recheck is the safety net for announcements
+        // that never came); a pass an announcement woke may share the read
+        // other projections woken with it make.
+        let mut shared = false;
         while !*shutdown.borrow() {
             if rebuild_checked.is_none_or(|at| at.elapsed() >= self.config.rebuild_check) {
                 self.rebuild_if_stale(&projection).await;
                 rebuild_checked = Some(std::time::Instant::now());
             }
-            let mut log = self.store.watch_log();
-            log.borrow_and_update();
-            let progressed = match self.follow_once(&*projection, &mut followed).await {
-                Ok(progressed) => progressed,
+            let seen = *log.borrow_and_update();
+            let heads = shared.then_some(seen);
+            let behind = match self.follow_once(&*projection, &mut followed, heads).await {
+                Ok(behind) => behind,
                 Err(error) => {
                     tracing::error!(projection = projection.name(), %error, "projection failed; retrying");
                     followed = None;
+                    shared = false;
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.retry_delay) => {}
                         _ = shutdown.changed() => {}
@@ -163,10 +180,15 @@ impl ProjectionRunner {
                     continue;
                 }
             };
-            if !progressed {
+            // A pass that folded every community up to the heads it read
+            // waits for the next announcement (one made during the pass has
+            // already changed the watch); one that stopped at a batch's end
+            // goes on at once.
+            shared = true;
+            if !behind {
                 tokio::select! {
-                    _ = log.changed() => {}
-                    _ = tokio::time::sleep(self.config.idle_recheck) => {}
+                    changed = log.changed() => shared = changed.is_ok(),
+                    _ = tokio::time::sleep(self.config.idle_recheck) => shared = false,
                     _ = shutdown.changed() => {}
                 }
             }
@@ -200,18 +222,28 @@ impl ProjectionRunner {
     }
 
     /// One pass over every community of the live generation (switching when
-    /// a rebuild promoted another). True when any event was folded.
+    /// a rebuild promoted another), on the heads read after the log watch
+    /// read `heads_since`, or on a fresh read. True when some community is
+    /// still behind the head the pass read: its batch ended before it.
     async fn follow_once(
         &self,
         projection: &dyn Projection,
         followed: &mut Option<Generation>,
+        heads_since: Option<u64>,
     ) -> Result<bool, ProjectionError> {
         let live = generation::ensure_live(self.pool(), projection).await?;
         if followed.as_ref().map(|g| g.number) != Some(live) {
             *followed = Some(Generation::new(live, false));
         }
         let generation = followed.as_mut().expect("set above");
-        self.pass(projection, generation, true).await
+        let heads = match heads_since {
+            Some(seen) => self.store.community_heads_since(seen).await?,
+            None => Arc::new(self.store.community_heads().await?),
+        };
+        Ok(self
+            .pass(projection, generation, true, &heads)
+            .await?
+            .behind)
     }
 
     /// Folds every community of a generation up to the heads seen now.
@@ -222,7 +254,16 @@ impl ProjectionRunner {
         generation: i32,
     ) -> Result<u64, ProjectionError> {
         let mut state = self.generation(projection, generation).await?;
-        while self.pass(projection, &mut state, false).await? {}
+        loop {
+            let heads = self.store.community_heads().await?;
+            if !self
+                .pass(projection, &mut state, false, &heads)
+                .await?
+                .progressed
+            {
+                break;
+            }
+        }
         Ok(state.folded)
     }
 
@@ -358,17 +399,19 @@ impl ProjectionRunner {
         Ok(Generation::new(number, filling))
     }
 
+    /// Steps every community of `heads` whose log grew past the checkpoint.
     async fn pass(
         &self,
         projection: &dyn Projection,
         generation: &mut Generation,
         live: bool,
-    ) -> Result<bool, ProjectionError> {
-        let mut progressed = false;
-        for (community, head) in self.store.community_heads().await? {
+        heads: &[(CommunityId, i64)],
+    ) -> Result<Passed, ProjectionError> {
+        let mut passed = Passed::default();
+        for &(community, head) in heads {
             if !live {
                 // A rebuild or a replay must fail loudly, not skip.
-                progressed |= self
+                passed.progressed |= self
                     .step(projection, generation, community, head, live)
                     .await?;
                 continue;
@@ -384,7 +427,11 @@ impl ProjectionRunner {
             {
                 Ok(stepped) => {
                     self.stalls.cleared(name, community);
-                    progressed |= stepped;
+                    passed.progressed |= stepped;
+                    passed.behind |= generation
+                        .checkpoints
+                        .get(&community)
+                        .is_some_and(|checkpoint| *checkpoint < head);
                 }
                 Err(error) => {
                     let position = match &error {
@@ -405,7 +452,7 @@ impl ProjectionRunner {
                 }
             }
         }
-        Ok(progressed)
+        Ok(passed)
     }
 
     /// Folds the next batch of one community, whose log ended at `head`

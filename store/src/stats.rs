@@ -64,6 +64,9 @@ pub struct StoreStats {
     pub batches_total: AtomicU64,
     /// Batches planned again under the head lock after their base moved.
     pub batch_replans_total: AtomicU64,
+    /// Reads of every community's head for followers of the whole log
+    /// (shared by followers woken together).
+    pub heads_reads_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

@@ -63,9 +63,15 @@ pub(crate) struct Inner {
     /// Bumped whenever any community's log may have grown, for readers that
     /// follow every community (the projection runner).
     log_grew: watch::Sender<u64>,
+    /// The last read of every community's head, with the `log_grew` count
+    /// seen before it was made ([`EventStore::community_heads_since`]).
+    heads_read: tokio::sync::Mutex<Option<(u64, Heads)>>,
     shutting_down: AtomicBool,
     listener_task: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// Every community with the last position of its log, in creation order.
+pub type Heads = Arc<Vec<(CommunityId, i64)>>;
 
 pub(crate) const EVENT_COLUMNS: &str = "community_id, position, stream_id, stream_type, \
     stream_version, event_type, event_version, payload, metadata, recorded_at, previous_hash, hash";
@@ -119,6 +125,7 @@ impl EventStore {
             writer_tasks: Mutex::new(Vec::new()),
             heads: Mutex::new(HashMap::new()),
             log_grew: watch::channel(0).0,
+            heads_read: tokio::sync::Mutex::new(None),
             shutting_down: AtomicBool::new(false),
             listener_task: Mutex::new(None),
         });
@@ -465,6 +472,28 @@ impl EventStore {
             .iter()
             .map(|row| (CommunityId::new(row.get(0)), row.get(1)))
             .collect())
+    }
+
+    /// [`EventStore::community_heads`] as of a moment after the log watch
+    /// ([`EventStore::watch_log`]) read `seen`: every append announced by
+    /// then is in it. Readers that ask together, as every projection does
+    /// when the same commit wakes them, share one read: a caller waits for
+    /// the read in flight and takes it if it began after `seen`, or makes
+    /// the next one.
+    pub async fn community_heads_since(&self, seen: u64) -> Result<Heads, StoreError> {
+        let mut last = self.inner.heads_read.lock().await;
+        if let Some((read_after, heads)) = last.as_ref() {
+            if *read_after >= seen {
+                return Ok(heads.clone());
+            }
+        }
+        // Counted before the read: whatever was announced by this count was
+        // committed before the read began.
+        let read_after = *self.inner.log_grew.borrow();
+        let heads = Arc::new(self.community_heads().await?);
+        StoreStats::add(&self.inner.stats.heads_reads_total, 1);
+        *last = Some((read_after, heads.clone()));
+        Ok(heads)
     }
 
     /// Changes whenever any community's log may have grown (commits of this

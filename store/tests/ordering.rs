@@ -498,3 +498,39 @@ async fn an_append_on_a_version_another_process_wrote_is_not_refused_on_stale_be
     );
     assert_chain_intact(&here, community).await;
 }
+
+/// Followers of the whole log (every projection) woken by the same commit
+/// share one read of the heads, and what they share always holds the
+/// commit that woke them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_woken_together_share_one_read_of_the_heads_and_see_what_woke_them() {
+    let db = TestDb::new().await;
+    let store = db.pipelined_store().await;
+    let community = community(&store).await;
+    let reads = || {
+        store
+            .stats()
+            .heads_reads_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut log = store.watch_log();
+    for round in 1..=12 {
+        let expected = ExpectedVersion::Exact(round - 1);
+        append(&store, append_one(community, "report-1", expected, round)).await;
+        assert!(
+            log.has_changed().unwrap(),
+            "a commit is announced before its append returns"
+        );
+        let seen = *log.borrow_and_update();
+        let before = reads();
+        let shared =
+            futures::future::join_all((0..16).map(|_| store.community_heads_since(seen))).await;
+        for heads in shared {
+            assert_eq!(*heads.unwrap(), vec![(community, round)], "round {round}");
+        }
+        assert_eq!(reads() - before, 1, "sixteen followers, one read");
+        // Asked again with nothing new announced: the same read.
+        store.community_heads_since(seen).await.unwrap();
+        assert_eq!(reads() - before, 1);
+    }
+}
