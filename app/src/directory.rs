@@ -16,8 +16,9 @@ use crate::error::{AppError, AppResult};
 /// Communities kept in memory at most; beyond it the cache starts over.
 const CACHED_COMMUNITIES_MAX: usize = 10_000;
 
-/// Decisions of one command at most, when the set-up keeps changing under it.
-const SETUP_ATTEMPTS_MAX: usize = 5;
+/// Decisions of one command at most, when the set-up keeps changing under
+/// it (as many as when its own stream does).
+const SETUP_ATTEMPTS_MAX: usize = crate::commands::CONFLICT_ATTEMPTS_MAX;
 
 /// Each community's set-up with the stream version it was read at.
 type Cache = HashMap<CommunityId, (i64, Arc<Community>)>;

@@ -186,9 +186,13 @@ impl ProjectionRunner {
             // goes on at once.
             shared = true;
             if !behind {
+                // Idle, but not past the next check for a rebuild.
+                let rebuild_due = rebuild_checked.map_or(Duration::ZERO, |at| {
+                    self.config.rebuild_check.saturating_sub(at.elapsed())
+                });
                 tokio::select! {
                     changed = log.changed() => shared = changed.is_ok(),
-                    _ = tokio::time::sleep(self.config.idle_recheck) => shared = false,
+                    _ = tokio::time::sleep(self.config.idle_recheck.min(rebuild_due)) => shared = false,
                     _ = shutdown.changed() => {}
                 }
             }

@@ -27,7 +27,7 @@ use crate::error::{AppError, AppResult};
 use crate::idempotency::{self, Idempotency};
 
 /// Attempts of one command when other writers keep changing its stream.
-const CONFLICT_ATTEMPTS_MAX: usize = 10;
+pub(crate) const CONFLICT_ATTEMPTS_MAX: usize = 10;
 /// Events read per round trip when loading a stream.
 const LOAD_BATCH_SIZE: i64 = 1_000;
 /// No stream the API loads is longer; a longer one is a bug or an attack.
