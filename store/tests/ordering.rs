@@ -501,36 +501,43 @@ async fn an_append_on_a_version_another_process_wrote_is_not_refused_on_stale_be
 
 /// Followers of the whole log (every projection) woken by the same commit
 /// share one read of the heads, and what they share always holds the
-/// commit that woke them.
+/// commit that woke them: this process's, or another's once its NOTIFY
+/// came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn followers_woken_together_share_one_read_of_the_heads_and_see_what_woke_them() {
     let db = TestDb::new().await;
-    let store = db.pipelined_store().await;
-    let community = community(&store).await;
+    let (here, there) = (db.pipelined_store().await, db.store().await);
+    let community = community(&here).await;
     let reads = || {
-        store
-            .stats()
+        here.stats()
             .heads_reads_total
             .load(std::sync::atomic::Ordering::Relaxed)
     };
-    let mut log = store.watch_log();
+    let log = here.watch_log();
+    let mut announced = here.head_watch(community);
     for round in 1..=12 {
+        let writer = if round % 3 == 0 { &there } else { &here };
         let expected = ExpectedVersion::Exact(round - 1);
-        append(&store, append_one(community, "report-1", expected, round)).await;
-        assert!(
-            log.has_changed().unwrap(),
-            "a commit is announced before its append returns"
-        );
-        let seen = *log.borrow_and_update();
+        append(writer, append_one(community, "report-1", expected, round)).await;
+        // Woken: this process's commit is announced before its append
+        // returns; another process's, when its NOTIFY arrives.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            announced.wait_for(|head| *head >= round),
+        )
+        .await
+        .expect("the commit is announced")
+        .unwrap();
+        let seen = *log.borrow();
         let before = reads();
         let shared =
-            futures::future::join_all((0..16).map(|_| store.community_heads_since(seen))).await;
+            futures::future::join_all((0..16).map(|_| here.community_heads_since(seen))).await;
         for heads in shared {
             assert_eq!(*heads.unwrap(), vec![(community, round)], "round {round}");
         }
         assert_eq!(reads() - before, 1, "sixteen followers, one read");
         // Asked again with nothing new announced: the same read.
-        store.community_heads_since(seen).await.unwrap();
+        here.community_heads_since(seen).await.unwrap();
         assert_eq!(reads() - before, 1);
     }
 }
