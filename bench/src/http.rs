@@ -59,6 +59,10 @@ pub struct Measure {
     pub p99_ms: f64,
     /// Against the baseline this measure is judged by.
     pub ratio: Option<f64>,
+    /// That baseline's rate, measured in the same phase, right before:
+    /// the machine's speed drifts over a run, so a ratio compares the
+    /// measure with a baseline taken under the same conditions.
+    pub baseline_per_second: Option<f64>,
     /// The events in the community when the measure ran.
     pub history_events: i64,
     /// The largest projection lag seen while it ran (write phases).
@@ -349,9 +353,18 @@ fn measure(name: &str, latencies: &mut [Duration], errors: usize, elapsed: Durat
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         ratio: None,
+        baseline_per_second: None,
         history_events: 0,
         projection_lag_max: None,
         server_rss_mib: 0.0,
+    }
+}
+
+impl Measure {
+    /// Judges this measure by a baseline's rate from the same phase.
+    fn judge_by(&mut self, baseline_per_second: f64) {
+        self.ratio = Some(self.per_second / baseline_per_second);
+        self.baseline_per_second = Some(baseline_per_second);
     }
 }
 
@@ -772,25 +785,55 @@ async fn run_http_bench(
     .await?;
     trivial.server_rss_mib = server.rss_mib();
     let raw = raw_commits(pg_config, connections, seconds).await?;
-    let ceiling = raw.per_second;
 
-    // The reads, each next to the trivial query, at a history size.
-    let reads_at = |events| {
-        measure_reads(
+    // The trivial query again, right before the reads it judges.
+    let trivial_now = || async {
+        let request: NextRequest = Arc::new(|_, _| {
+            let q = "{ viewer { signedIn } }".to_string();
+            Some(("/graphql".to_string(), Some((q, json!({})))))
+        });
+        let name = "trivial authenticated query";
+        let (measure, _) = drive(
+            name,
             &base,
-            &of_admin,
-            &of_resident,
+            of_resident.clone(),
             connections,
             seconds,
-            &trivial,
-            events,
-            &server,
+            request,
         )
+        .await?;
+        anyhow::Ok(measure)
+    };
+    // The reads, each next to the trivial query, at a history size.
+    let reads_at = |events, trivial: Measure| {
+        let (base, of_admin, of_resident, server) = (&base, &of_admin, &of_resident, &server);
+        async move {
+            measure_reads(
+                base,
+                of_admin,
+                of_resident,
+                connections,
+                seconds,
+                &trivial,
+                events,
+                server,
+            )
+            .await
+        }
     };
     let mut measures = Vec::new();
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     for (phase, size) in sizes.iter().enumerate() {
+        // The commit ceiling again, right before the writes it judges.
+        let ceiling = match phase {
+            0 => raw.per_second,
+            _ => {
+                raw_commits(pg_config, connections, seconds)
+                    .await?
+                    .per_second
+            }
+        };
         // Writes: reports filed by residents, then accepted by the admin.
         let running = Arc::new(AtomicBool::new(true));
         let lag = watch_lag(base.clone(), admin.clone(), running.clone());
@@ -805,7 +848,7 @@ async fn run_http_bench(
         .await?;
         running.store(false, Ordering::Relaxed);
         submit.projection_lag_max = Some(lag.await?);
-        submit.ratio = Some(submit.per_second / ceiling);
+        submit.judge_by(ceiling);
         submit.history_events = history_events(&client, &base, &admin).await?;
         submit.server_rss_mib = server.rss_mib();
         let ids: Arc<Vec<String>> = Arc::new(
@@ -844,7 +887,7 @@ async fn run_http_bench(
         .await?;
         running.store(false, Ordering::Relaxed);
         accepted.projection_lag_max = Some(lag.await?);
-        accepted.ratio = Some(accepted.per_second / ceiling);
+        accepted.judge_by(ceiling);
         accepted.history_events = history_events(&client, &base, &admin).await?;
         accepted.server_rss_mib = server.rss_mib();
         measures.push(submit);
@@ -869,7 +912,7 @@ async fn run_http_bench(
                 spread,
             )
             .await?;
-            spread.ratio = Some(spread.per_second / ceiling);
+            spread.judge_by(ceiling);
             spread.history_events = history_events(&client, &base, &admin).await?;
             spread.server_rss_mib = server.rss_mib();
             measures.push(spread);
@@ -893,7 +936,7 @@ async fn run_http_bench(
         .await?;
         running.store(false, Ordering::Relaxed);
         pairs.projection_lag_max = Some(lag.await?);
-        pairs.ratio = Some(pairs.per_second / ceiling);
+        pairs.judge_by(ceiling);
         pairs.history_events = history_events(&client, &base, &admin).await?;
         pairs.server_rss_mib = server.rss_mib();
         catch_up(&client, &base, &admin).await?;
@@ -936,7 +979,7 @@ async fn run_http_bench(
         catch_up(&client, &base, &admin).await?;
         let events = history_events(&client, &base, &admin).await?;
         eprintln!("bench: reads at {events} events (phase {phase})");
-        measures.extend(reads_at(events).await?);
+        measures.extend(reads_at(events, trivial_now().await?).await?);
     }
     if args.fill_to > 0 {
         let events = history_events(&client, &base, &admin).await?;
@@ -951,7 +994,7 @@ async fn run_http_bench(
         eprintln!("bench: read models catching up");
         catch_up_within(&client, &base, &admin, Duration::from_secs(1_800)).await?;
         eprintln!("bench: reads at {events} events (filled)");
-        measures.extend(reads_at(events).await?);
+        measures.extend(reads_at(events, trivial_now().await?).await?);
     }
     drop(server);
     Ok(HttpBenchReport {
@@ -1026,7 +1069,7 @@ async fn measure_reads(
             of_resident.clone()
         };
         let (mut read, _) = drive(name, base, token, connections, seconds, next).await?;
-        read.ratio = Some(read.per_second / trivial.per_second);
+        read.judge_by(trivial.per_second);
         read.history_events = events;
         read.server_rss_mib = server.rss_mib();
         measures.push(read);
