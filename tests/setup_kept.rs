@@ -67,37 +67,42 @@ async fn a_set_up_changed_by_another_process_decides_every_command_kept_on_it() 
     let (at, due) = submitted(&app, c, warm).await;
     assert_eq!(due - at, 48 * HOUR);
 
+    // A category defined elsewhere, then a report in it filed here: how
+    // long after its filing it is due.
+    let due_after_defining = |code: &'static str, hours: u32| {
+        let (app, other) = (&app, &other);
+        async move {
+            let k = category(code, hours);
+            app.ok_at(other, admin, DEFINE_CATEGORY, json!({"c": c, "k": k}))
+                .await;
+            let (report, _) = submit(app, f, &f.resident, "RB-01", code).await;
+            let (at, due) = submitted(app, c, report).await;
+            due - at
+        }
+    };
     // A deadline changed: the report is due by the new one.
-    app.ok_at(
-        &other,
-        admin,
-        DEFINE_CATEGORY,
-        json!({"c": c, "k": category("FLOATING-GARBAGE", 12)}),
-    )
-    .await;
-    let (report, _) = submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
-    let (at, due) = submitted(&app, c, report).await;
-    assert_eq!(due - at, 12 * HOUR, "decided on the new deadline");
-
+    assert_eq!(
+        due_after_defining("FLOATING-GARBAGE", 12).await,
+        12 * HOUR,
+        "decided on the new deadline"
+    );
     // A category defined: a report in it is taken.
-    app.ok_at(
-        &other,
-        admin,
-        DEFINE_CATEGORY,
-        json!({"c": c, "k": category("BLOCKED-DRAIN", 24)}),
-    )
-    .await;
-    let (report, _) = submit(&app, f, &f.resident, "RB-01", "BLOCKED-DRAIN").await;
-    let (at, due) = submitted(&app, c, report).await;
-    assert_eq!(due - at, 24 * HOUR);
+    assert_eq!(due_after_defining("BLOCKED-DRAIN", 24).await, 24 * HOUR);
 
+    // A site retired elsewhere, by its code.
+    let retire = |code: &'static str| {
+        let (app, other) = (&app, &other);
+        async move {
+            let site = app
+                .ok_at(other, admin, SITE, json!({"c": c, "code": code}))
+                .await;
+            let site = site["site"]["id"].clone();
+            app.ok_at(other, admin, RETIRE_SITE, json!({"c": c, "s": site}))
+                .await;
+        }
+    };
     // A site retired: no report is filed there, and nothing is stored.
-    let site = app
-        .ok_at(&other, admin, SITE, json!({"c": c, "code": "RB-02"}))
-        .await;
-    let site = site["site"]["id"].clone();
-    app.ok_at(&other, admin, RETIRE_SITE, json!({"c": c, "s": site}))
-        .await;
+    retire("RB-02").await;
     let head = app.head(c).await;
     let report = json!({"siteCode": "RB-02", "category": "FLOATING-GARBAGE", "text": "岸边有垃圾"});
     let refused = app
@@ -109,12 +114,7 @@ async fn a_set_up_changed_by_another_process_decides_every_command_kept_on_it() 
     // A micro-space retired: its suggestion box is closed.
     let suggested = app.gql(None, SUGGEST, json!({"c": c, "s": "MS-01"})).await;
     assert_eq!(code_of(&suggested), "OK", "{suggested}");
-    let site = app
-        .ok_at(&other, admin, SITE, json!({"c": c, "code": "MS-01"}))
-        .await;
-    let site = site["site"]["id"].clone();
-    app.ok_at(&other, admin, RETIRE_SITE, json!({"c": c, "s": site}))
-        .await;
+    retire("MS-01").await;
     let head = app.head(c).await;
     let refused = app.gql(None, SUGGEST, json!({"c": c, "s": "MS-01"})).await;
     assert_eq!(code_of(&refused), "NOT_FOUND", "{refused}");

@@ -62,7 +62,9 @@ pub struct StoreStats {
     pub idempotent_replays_total: AtomicU64,
     pub append_failures_total: AtomicU64,
     pub batches_total: AtomicU64,
-    /// Batches planned again under the head lock after their base moved.
+    /// Batches planned again under the head lock: their base moved, or
+    /// they expected versions newer than the writer believed (another
+    /// process wrote those streams).
     pub batch_replans_total: AtomicU64,
     /// Reads of every community's head for followers of the whole log
     /// (shared by followers woken together).
