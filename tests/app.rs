@@ -66,6 +66,8 @@ pub struct TestApp {
     pub points: PointsDesk,
     pub sweeper: PointsSweeper,
     pub sealer: app::audit::seals::Sealer,
+    /// The server's reads, with the answers it keeps.
+    pub reads: projections::ReadCache,
     secrets: Secrets,
     handle: actix_web::dev::ServerHandle,
 }
@@ -73,6 +75,7 @@ pub struct TestApp {
 /// Another server process on the test's database.
 pub struct Process {
     pub url: String,
+    pub reads: projections::ReadCache,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -91,6 +94,7 @@ pub struct Options {
     /// Whether the server follows the log (read models, earning process).
     pub run_projections: bool,
     pub run_earning: bool,
+    pub read_cache: projections::CacheLimits,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             runner: projections::RunnerConfig::default(),
             run_projections: true,
             run_earning: true,
+            read_cache: projections::CacheLimits::default(),
         }
     }
 }
@@ -144,6 +149,7 @@ impl TestApp {
         settings.run_projections = options.run_projections;
         settings.run_earning = options.run_earning;
         settings.runner = options.runner;
+        settings.read_cache = options.read_cache;
         settings.submission_rates = app::ratelimit::SubmissionRates {
             anonymous_burst: options.anonymous_burst,
             ..options.rates
@@ -161,6 +167,7 @@ impl TestApp {
         let points = application.app.points.clone();
         let sweeper = PointsSweeper::new(points.clone());
         let sealer = application.app.sealer.clone();
+        let reads = application.app.reads.clone();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             db,
@@ -176,6 +183,7 @@ impl TestApp {
             points,
             sweeper,
             sealer,
+            reads,
             secrets,
             handle,
         }
@@ -199,6 +207,7 @@ impl TestApp {
             .expect("the second process starts");
         let process = Process {
             url: format!("http://{}/graphql", application.address),
+            reads: application.app.reads.clone(),
             handle: application.handle(),
         };
         tokio::spawn(application.run_until_stopped());

@@ -19,6 +19,7 @@ mod graphql_bad_input;
 mod points;
 mod projection_runner;
 mod rate_limits;
+mod read_cache;
 mod report_flows;
 mod residents;
 mod server;

@@ -26,6 +26,7 @@ pub struct Config {
     pub seals: SealsConfig,
     pub processes: ProcessesConfig,
     pub projections: ProjectionsConfig,
+    pub reads: ReadsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +94,27 @@ pub struct ProjectionsConfig {
     pub batch_size: i64,
     /// Events folded per transaction when filling a generation from zero.
     pub replay_batch_size: i64,
+}
+
+/// Answers of repeated reads kept in memory while nothing they rest on has
+/// changed (ADR 0013).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadsConfig {
+    /// Answers kept at most; 0 keeps none.
+    pub cache_entries_max: usize,
+    /// Rows kept at most, across every answer.
+    pub cache_rows_max: usize,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        let limits = projections::CacheLimits::default();
+        ReadsConfig {
+            cache_entries_max: limits.entries_max,
+            cache_rows_max: limits.rows_max,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -281,6 +303,18 @@ impl Config {
             1,
             1_000_000,
         )?;
+        within(
+            "reads.cache_entries_max",
+            self.reads.cache_entries_max,
+            0,
+            1_000_000,
+        )?;
+        within(
+            "reads.cache_rows_max",
+            self.reads.cache_rows_max,
+            1,
+            100_000_000,
+        )?;
         Ok(())
     }
 
@@ -293,6 +327,13 @@ impl Config {
             anonymous_community_per_minute: limits.anonymous_community_per_minute,
             member_burst: limits.member_burst,
             member_per_minute: limits.member_per_minute,
+        }
+    }
+
+    pub fn read_cache(&self) -> projections::CacheLimits {
+        projections::CacheLimits {
+            entries_max: self.reads.cache_entries_max,
+            rows_max: self.reads.cache_rows_max,
         }
     }
 

@@ -126,6 +126,35 @@ pub fn render_stalls(out: &mut String, stalls: &[projections::stalls::Stall]) {
     }
 }
 
+/// The kept answers of repeated reads: how often one was served, how often
+/// a read went to the database, and how many are kept now.
+pub fn render_read_cache(out: &mut String, cache: &projections::ReadCache) {
+    let stats = cache.stats();
+    for (name, help, value) in [
+        (
+            "civic_ledger_read_cache_hits_total",
+            "Reads answered from a kept answer.",
+            stats.hits_total.load(Ordering::Relaxed),
+        ),
+        (
+            "civic_ledger_read_cache_misses_total",
+            "Reads answered from the database.",
+            stats.misses_total.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP civic_ledger_read_cache_entries Answers kept now.\n\
+         # TYPE civic_ledger_read_cache_entries gauge\ncivic_ledger_read_cache_entries {}",
+        cache.entries()
+    );
+}
+
 pub fn render_lag(out: &mut String, lags: &[(String, i64)]) {
     out.push_str(
         "# HELP civic_ledger_projection_lag_events Events a projection is behind the log.\n",

@@ -91,6 +91,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut body = crate::metrics::render(state.store.stats());
     crate::metrics::render_stalls(&mut body, &state.app.runner.stalls().all());
+    crate::metrics::render_read_cache(&mut body, &state.app.reads);
     match projections::progress::lag_by_projection(state.store.pool()).await {
         Ok(lags) => crate::metrics::render_lag(&mut body, &lags),
         Err(error) => tracing::warn!(%error, "projection lag unavailable"),

@@ -54,6 +54,8 @@ pub struct Settings {
     /// Whether it runs the earning process with them (another may).
     pub run_earning: bool,
     pub freshness_timeout: Duration,
+    /// The answers of repeated reads kept in memory.
+    pub read_cache: projections::CacheLimits,
     /// How fast reports and suggestions may come, per budget.
     pub submission_rates: SubmissionRates,
     /// Sign-up code requests and attempts per address: a burst, then per
@@ -91,6 +93,7 @@ impl Settings {
             run_projections: true,
             run_earning: true,
             freshness_timeout: Duration::from_secs(config.server.freshness_timeout_seconds),
+            read_cache: config.read_cache(),
             submission_rates: config.submission_rates(),
             signup_rates: (config.limits.signup_burst, config.limits.signup_per_minute),
             trusted_proxies,
@@ -187,6 +190,7 @@ impl Application {
             services,
             tokens: Tokens::new(&settings.secrets.token_key),
             runner,
+            reads: projections::ReadCache::new(store.clone(), settings.read_cache),
             freshness_timeout: settings.freshness_timeout,
         });
         let listener = TcpListener::bind(&settings.listen)

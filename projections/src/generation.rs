@@ -478,6 +478,9 @@ pub async fn promote(
         });
     }
     point_reading_at(&transaction, projection, generation).await?;
+    // Answers kept from the retired generation are retired with it, in
+    // every process (projections/src/cache.rs).
+    store::announce_topic_in(&transaction, &crate::cache::generations_topic(projection)).await?;
     transaction.commit().await?;
     Ok(())
 }

@@ -12,9 +12,11 @@
 
 use domain::streams::StreamKind;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
 use domain::points::{GrantSource, WalletEvent};
 use domain::report::{ReportEvent, Reporter};
@@ -26,6 +28,7 @@ use store::{CommunityId, RecordedEvent};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::cache::{Answer, Question, ReadCache};
 use crate::community_info::{self, Grids};
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
@@ -725,7 +728,115 @@ const PERIOD_SQL: &str = "CASE $4 WHEN 'all' THEN 'all' ELSE $4 || ':' || to_cha
      FROM {schema}.communities WHERE community_id = $1), 'Asia/Shanghai'), \
      CASE $4 WHEN 'month' THEN 'YYYY-MM' ELSE 'IYYY-\"W\"IW' END) END";
 
-/// The top `limit` residents of a board.
+/// Which board, how much of it, and whose standing.
+#[derive(Clone, Copy, Debug)]
+pub struct BoardQuestion {
+    pub metric: Metric,
+    /// A grid, or the whole community.
+    pub scope: Option<Uuid>,
+    pub period: Period,
+    pub limit: i64,
+    pub standing_of: Option<Uuid>,
+}
+
+/// A board's top, one resident's standing, and the display names of the
+/// residents in them who have a profile.
+#[derive(Clone, Debug, Default)]
+pub struct Board {
+    pub top: Vec<Standing>,
+    pub standing: Option<Standing>,
+    pub names: HashMap<Uuid, String>,
+}
+
+/// A board as fresh as `at_least`, kept for as long as its period lasts
+/// and no profile of the community changes (names leave with an erasure).
+pub async fn board(
+    reads: &ReadCache,
+    community: CommunityId,
+    asked: BoardQuestion,
+    at_least: Option<i64>,
+) -> Result<Arc<Board>, ProjectionError> {
+    let BoardQuestion {
+        metric,
+        scope,
+        period,
+        limit,
+        standing_of,
+    } = asked;
+    let (kind, at) = period.kind_and_at();
+    // The moment is not part of the question: the answer is the same for
+    // every moment of its period, which is what it is kept for.
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!(
+            "board {} {scope:?} {kind} {limit} {standing_of:?}",
+            metric.key()
+        ),
+    };
+    let profiles = [store::profiles::profiles_topic(community)];
+    reads
+        .read(question, at, at_least, &profiles, async |client| {
+            let schema = reading_schema(NAME);
+            let holds_at = period_moments_in(client, &schema, community, period).await?;
+            let top = top_in(client, &schema, community, (metric, scope, period), limit).await?;
+            let standing = match standing_of {
+                Some(resident) => {
+                    rank_of_in(
+                        client,
+                        &schema,
+                        community,
+                        (metric, scope, period),
+                        resident,
+                    )
+                    .await?
+                }
+                None => None,
+            };
+            let people: Vec<Uuid> = top.iter().chain(&standing).map(|s| s.resident_id).collect();
+            let names = store::profiles::display_names_in(client, community, &people).await?;
+            let rows = people.len();
+            Ok(Answer {
+                value: Board {
+                    top,
+                    standing,
+                    names,
+                },
+                rows,
+                holds_at,
+            })
+        })
+        .await
+}
+
+/// The moments (microseconds) of the period holding `period`'s moment, in
+/// the community's calendar; every moment for all time.
+async fn period_moments_in(
+    client: &impl GenericClient,
+    schema: &str,
+    community: CommunityId,
+    period: Period,
+) -> Result<Range<i64>, ProjectionError> {
+    let (kind, at) = period.kind_and_at();
+    if kind == "all" {
+        return Ok(i64::MIN..i64::MAX);
+    }
+    // `date_trunc('week', …)` starts the ISO week on Monday, as the period
+    // key's `IYYY-"W"IW` does.
+    let sql = format!(
+        "WITH zone AS (SELECT coalesce((SELECT time_zone FROM {schema}.communities \
+             WHERE community_id = $1), 'Asia/Shanghai') AS name), \
+         period AS (SELECT date_trunc($2, to_timestamp($3::bigint / 1000000.0) \
+             AT TIME ZONE zone.name) AS start, zone.name FROM zone) \
+         SELECT (extract(epoch FROM start AT TIME ZONE name) * 1000000)::bigint, \
+             (extract(epoch FROM (start + ('1 ' || $2)::interval) AT TIME ZONE name) \
+             * 1000000)::bigint FROM period"
+    );
+    let rows = query(client, &sql, &[&community.as_uuid(), &kind, &at]).await?;
+    Ok(rows[0].get(0)..rows[0].get(1))
+}
+
+/// The top `limit` residents of a board, read now (not kept).
 pub async fn top(
     pool: &Pool,
     community: CommunityId,
@@ -735,12 +846,13 @@ pub async fn top(
     limit: i64,
 ) -> Result<Vec<Standing>, ProjectionError> {
     let schema = reading_schema(NAME);
-    top_in(pool, &schema, community, (metric, scope, period), limit).await
+    let client = pool.get().await?;
+    top_in(&client, &schema, community, (metric, scope, period), limit).await
 }
 
 /// `top` from the read model in `schema` (a replay's).
 pub async fn top_in(
-    pool: &Pool,
+    client: &impl GenericClient,
     schema: &str,
     community: CommunityId,
     (metric, scope, period): (Metric, Option<Uuid>, Period),
@@ -755,9 +867,8 @@ pub async fn top_in(
          ORDER BY score DESC, reached_position, resident_id"
     );
     let (kind, at) = period.kind_and_at();
-    let client = pool.get().await?;
     let rows = query(
-        &client,
+        client,
         &sql,
         &[
             &community.as_uuid(),
@@ -779,7 +890,8 @@ pub async fn top_in(
         .collect())
 }
 
-/// One resident's score and rank on a board; `None` without a score.
+/// One resident's score and rank on a board, read now (not kept); `None`
+/// without a score.
 pub async fn rank_of(
     pool: &Pool,
     community: CommunityId,
@@ -789,7 +901,25 @@ pub async fn rank_of(
     resident: Uuid,
 ) -> Result<Option<Standing>, ProjectionError> {
     let schema = reading_schema(NAME);
-    let period_sql = PERIOD_SQL.replace("{schema}", &schema);
+    let client = pool.get().await?;
+    rank_of_in(
+        &client,
+        &schema,
+        community,
+        (metric, scope, period),
+        resident,
+    )
+    .await
+}
+
+async fn rank_of_in(
+    client: &impl GenericClient,
+    schema: &str,
+    community: CommunityId,
+    (metric, scope, period): (Metric, Option<Uuid>, Period),
+    resident: Uuid,
+) -> Result<Option<Standing>, ProjectionError> {
+    let period_sql = PERIOD_SQL.replace("{schema}", schema);
     let sql = format!(
         "SELECT s.score, 1 + coalesce((SELECT sum(c.residents) FROM {schema}.score_counts c \
              WHERE c.community_id = s.community_id AND c.metric = s.metric \
@@ -798,9 +928,8 @@ pub async fn rank_of(
          AND s.period = ({period_sql}) AND s.resident_id = $6 AND s.score > 0"
     );
     let (kind, at) = period.kind_and_at();
-    let client = pool.get().await?;
     let rows = query(
-        &client,
+        client,
         &sql,
         &[
             &community.as_uuid(),

@@ -8,6 +8,7 @@
 //!
 //! Only this crate and `store` know SQL.
 
+pub mod cache;
 mod community_info;
 pub mod error;
 pub mod generation;
@@ -23,6 +24,7 @@ pub mod suggestions;
 
 use std::sync::Arc;
 
+pub use cache::{Answer, CacheLimits, Question, ReadCache};
 pub use error::ProjectionError;
 pub use progress::Progress;
 pub use runner::{Change, ProjectionRunner, RunnerConfig};

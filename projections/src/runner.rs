@@ -385,6 +385,9 @@ impl ProjectionRunner {
         )
         .await?;
         generation::promote(self.pool(), projection.name(), generation).await?;
+        // Other processes hear of it through the NOTIFY the promotion sent.
+        self.store
+            .announce_topic(&crate::cache::generations_topic(projection.name()));
         tracing::info!(
             projection = projection.name(),
             generation,

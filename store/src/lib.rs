@@ -36,7 +36,7 @@ pub use error::{SignupRefusal, StoreError};
 pub use provision::PrivatePostgres;
 pub use seals::Seal;
 pub use snapshot::Snapshot;
-pub use store::{EventStore, Heads, LogBatches, StoreConfig};
+pub use store::{announce_topic_in, EventStore, Heads, LogBatches, StoreConfig};
 pub use subscription::Subscription;
 pub use trail::TrailFilter;
 pub use types::*;

@@ -1,6 +1,7 @@
 //! One LISTEN connection per store: commits announced by any process (through
 //! NOTIFY inside the appending transaction) wake this process's subscribers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use crate::store::Inner;
+use crate::store::{Inner, TOPIC_PREFIX};
 use crate::types::CommunityId;
 use crate::writer::APPENDED_CHANNEL;
 
@@ -27,7 +28,10 @@ pub(crate) fn spawn(inner: Weak<Inner>) -> JoinHandle<()> {
             // Notifications may have been missed while disconnected: make
             // every subscriber look at the log again.
             match inner.upgrade() {
-                Some(inner) => inner.wake_all(),
+                Some(inner) => {
+                    inner.listening.store(false, Ordering::Release);
+                    inner.wake_all();
+                }
                 None => return,
             }
             tokio::time::sleep(Duration::from_millis(RECONNECT_DELAY_MS)).await;
@@ -47,7 +51,9 @@ async fn listen(
                 let Some(inner) = inner.upgrade() else {
                     return Ok(());
                 };
-                if let Some((community_id, position)) = parse_notice(notice.payload()) {
+                if let Some(topic) = notice.payload().strip_prefix(TOPIC_PREFIX) {
+                    inner.announce_topic(topic);
+                } else if let Some((community_id, position)) = parse_notice(notice.payload()) {
                     inner.announce_local(community_id, position);
                 }
             }
@@ -61,6 +67,9 @@ async fn listen(
         ended = &mut driver => return ended,
     }
     if let Some(inner) = inner.upgrade() {
+        // Listening from here on; what was announced before is looked at
+        // again.
+        inner.listening.store(true, Ordering::Release);
         inner.wake_all();
     }
     driver.await

@@ -179,7 +179,14 @@ impl EventStore {
                 }
             }
         };
+        if resident.new {
+            crate::store::announce_topic_in(&transaction, &profiles_topic(attempt.community_id))
+                .await?;
+        }
         transaction.commit().await?;
+        if resident.new {
+            self.announce_topic(&profiles_topic(attempt.community_id));
+        }
         Ok(resident)
     }
 
@@ -191,16 +198,7 @@ impl EventStore {
         people: &[Uuid],
     ) -> Result<HashMap<Uuid, String>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT person_id, display_name FROM profiles WHERE community_id = $1 \
-                 AND person_id = ANY($2) AND display_name IS NOT NULL",
-            )
-            .await?;
-        let rows = client
-            .query(&statement, &[&community_id.as_uuid(), &people])
-            .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        display_names_in(&client, community_id, people).await
     }
 
     /// Erases a resident's profile: the phone number, its keyed hash, the
@@ -228,7 +226,33 @@ impl EventStore {
                 &[&community_id.as_uuid(), &person],
             )
             .await?;
+        crate::store::announce_topic_in(&transaction, &profiles_topic(community_id)).await?;
         transaction.commit().await?;
+        self.announce_topic(&profiles_topic(community_id));
         Ok(erased == 1)
     }
+}
+
+/// [`EventStore::display_names`] on `client` (a reader's snapshot).
+pub async fn display_names_in(
+    client: &impl deadpool_postgres::GenericClient,
+    community_id: CommunityId,
+    people: &[Uuid],
+) -> Result<HashMap<Uuid, String>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT person_id, display_name FROM profiles WHERE community_id = $1 \
+             AND person_id = ANY($2) AND display_name IS NOT NULL",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&community_id.as_uuid(), &people])
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The topic announced when a community's profiles change (a resident's
+/// first sign-up, an erasure): what shows display names watches it.
+pub fn profiles_topic(community_id: CommunityId) -> String {
+    format!("profiles:{}", community_id.as_uuid())
 }

@@ -21,7 +21,7 @@ use crate::limits;
 use crate::listener;
 use crate::stats::StoreStats;
 use crate::types::{AppendOutcome, AppendRequest, CommunityId, Head, RecordedEvent};
-use crate::writer::{spawn_writer, to_hash, PendingAppend, WriterQueue};
+use crate::writer::{spawn_writer, to_hash, PendingAppend, WriterQueue, APPENDED_CHANNEL};
 
 /// How the store connects and how much it may hold open.
 #[derive(Clone, Debug)]
@@ -66,6 +66,14 @@ pub(crate) struct Inner {
     /// The last read of every community's head, with the `log_grew` count
     /// seen before it was made ([`EventStore::community_heads_since`]).
     heads_read: tokio::sync::Mutex<Option<(u64, Heads)>>,
+    /// A count per topic, bumped whenever a change other than an append is
+    /// announced (a profile changed, a read model's generation promoted),
+    /// by this process or, through NOTIFY, by another
+    /// ([`EventStore::topic_watch`]).
+    topics: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// True while the listener holds a connection that has run LISTEN: only
+    /// then does every commit of another process reach the watches.
+    pub(crate) listening: AtomicBool,
     shutting_down: AtomicBool,
     listener_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -126,6 +134,8 @@ impl EventStore {
             heads: Mutex::new(HashMap::new()),
             log_grew: watch::channel(0).0,
             heads_read: tokio::sync::Mutex::new(None),
+            topics: Mutex::new(HashMap::new()),
+            listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             listener_task: Mutex::new(None),
         });
@@ -502,6 +512,35 @@ impl EventStore {
         self.inner.log_grew.subscribe()
     }
 
+    /// Changes whenever `topic` is announced, by this process
+    /// ([`EventStore::announce_topic`]) or another ([`announce_topic_in`]),
+    /// and when the listener reconnects (announcements may have been
+    /// missed).
+    pub fn topic_watch(&self, topic: &str) -> watch::Receiver<u64> {
+        let mut topics = lock(&self.inner.topics);
+        match topics.get(topic) {
+            Some(sender) => sender.subscribe(),
+            None => {
+                let (sender, receiver) = watch::channel(0);
+                topics.insert(topic.to_string(), sender);
+                receiver
+            }
+        }
+    }
+
+    /// Tells this process's watchers of `topic` at once, after a change of
+    /// its own committed (other processes hear of it through NOTIFY).
+    pub fn announce_topic(&self, topic: &str) {
+        self.inner.announce_topic(topic);
+    }
+
+    /// True while every commit and announcement of another process reaches
+    /// this process's watches (the listener is connected and listening).
+    /// While false, what a watch says unchanged may have changed.
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
     /// The highest position known to be committed in a community, changing
     /// as commits are announced.
     pub fn head_watch(&self, community_id: CommunityId) -> watch::Receiver<i64> {
@@ -514,6 +553,13 @@ impl EventStore {
 }
 
 impl Inner {
+    /// Tells this process's watchers of `topic` that it changed.
+    pub(crate) fn announce_topic(&self, topic: &str) {
+        if let Some(sender) = lock(&self.topics).get(topic) {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
+        }
+    }
+
     /// Tells this process's subscribers that `position` is committed.
     pub(crate) fn announce_local(&self, community_id: CommunityId, position: i64) {
         self.log_grew
@@ -536,8 +582,30 @@ impl Inner {
         for sender in lock(&self.heads).values() {
             sender.send_modify(|_| {});
         }
+        for sender in lock(&self.topics).values() {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
+        }
     }
 }
+
+/// Announces `topic` to every process's [`EventStore::topic_watch`] when
+/// `transaction` commits (NOTIFY is delivered on commit, and not at all on
+/// a rollback). The process that commits also calls
+/// [`EventStore::announce_topic`]; its own listener hears it later too.
+pub async fn announce_topic_in(
+    transaction: &tokio_postgres::Transaction<'_>,
+    topic: &str,
+) -> Result<(), StoreError> {
+    let payload = format!("{TOPIC_PREFIX}{topic}");
+    transaction
+        .execute("SELECT pg_notify($1, $2)", &[&APPENDED_CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+/// How an announcement of a topic starts, telling it from an append's
+/// `community:position` on the same channel.
+pub(crate) const TOPIC_PREFIX: &str = "topic:";
 
 fn bounded_limit(limit: i64) -> Result<i64, StoreError> {
     if !(1..=limits::READ_BATCH_MAX).contains(&limit) {

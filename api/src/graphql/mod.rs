@@ -41,6 +41,8 @@ pub const PAGE_SIZE_DEFAULT: i32 = 20;
 pub struct App {
     pub services: Services,
     pub runner: ProjectionRunner,
+    /// Reads of the read models, answers of repeated ones kept.
+    pub reads: projections::ReadCache,
     pub tokens: Tokens,
     /// How long a query waits for the read models to reach `atLeast`.
     pub freshness_timeout: Duration,

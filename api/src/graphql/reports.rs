@@ -454,15 +454,23 @@ impl ReportQuery {
             submitted_at,
             report_id,
         });
-        let pool = app(ctx).commands.store().pool();
-        let mut rows = projections::reports::list_reports(pool, &query, cursor, limit + 1).await?;
+        let rows = projections::reports::list_reports(
+            &app(ctx).reads,
+            CommunityId::new(community_id),
+            &query,
+            cursor,
+            limit + 1,
+            at_least,
+        )
+        .await?;
         let has_next = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
         let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(rows.into_iter().map(|row| {
-            let cursor = encode_cursor(row.submitted_at, row.report_id);
-            Edge::new(cursor, ReportNode::new(row, viewer))
-        }));
+        connection
+            .edges
+            .extend(rows.iter().take(limit as usize).map(|row| {
+                let cursor = encode_cursor(row.submitted_at, row.report_id);
+                Edge::new(cursor, ReportNode::new(row.clone(), viewer))
+            }));
         Ok(connection)
     }
 
@@ -498,13 +506,14 @@ impl ReportQuery {
         let app = app(ctx);
         let now = app.commands.clock().now().micros();
         let ledgers = projections::reports::grid_ledgers(
-            app.commands.store().pool(),
+            &app.reads,
             CommunityId::new(community_id),
             grid_id,
             now,
+            at_least,
         )
         .await?;
-        Ok(ledgers.into_iter().map(GridLedgerNode::from).collect())
+        Ok(ledgers.iter().cloned().map(GridLedgerNode::from).collect())
     }
 
     /// Received, accepted, resolved, escalated and reopened reports per
@@ -523,13 +532,14 @@ impl ReportQuery {
         }
         fresh(ctx, projections::reports::NAME, community_id, at_least).await?;
         let rows = projections::reports::statistics(
-            app(ctx).commands.store().pool(),
+            &app(ctx).reads,
             CommunityId::new(community_id),
             from_month.as_deref(),
             to_month.as_deref(),
+            at_least,
         )
         .await?;
-        Ok(rows.into_iter().map(CategoryMonthNode::from).collect())
+        Ok(rows.iter().cloned().map(CategoryMonthNode::from).collect())
     }
 }
 

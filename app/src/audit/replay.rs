@@ -100,6 +100,7 @@ pub async fn summary(
     replayed: &Replayed,
 ) -> Result<ReplaySummary, ProjectionError> {
     let pool = store.pool();
+    let client = pool.get().await?;
     let schema = |name| {
         replayed
             .schema(name)
@@ -112,7 +113,7 @@ pub async fn summary(
     )
     .await?;
     let board = projections::leaderboards::top_in(
-        pool,
+        &client,
         &schema(projections::leaderboards::NAME)?,
         replayed.community,
         (Metric::Points, None, Period::AllTime),
@@ -120,7 +121,7 @@ pub async fn summary(
     )
     .await?;
     let statistics = projections::reports::statistics_in(
-        pool,
+        &client,
         &schema(projections::reports::NAME)?,
         replayed.community,
         None,

@@ -1,6 +1,8 @@
 //! Reads of the points ledger.
 
-use deadpool_postgres::Pool;
+use std::sync::Arc;
+
+use deadpool_postgres::{GenericClient, Pool};
 use rust_decimal::Decimal;
 use store::CommunityId;
 use tokio_postgres::types::Json;
@@ -8,6 +10,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::NAME;
+use crate::cache::{Answer, Question, ReadCache};
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
 use crate::sql::query;
@@ -24,8 +27,31 @@ pub struct WalletRow {
     pub last_position: i64,
 }
 
+/// A resident's wallet, as fresh as `at_least`; `None` before its first
+/// movement.
 pub async fn wallet(
-    pool: &Pool,
+    reads: &ReadCache,
+    community: CommunityId,
+    resident: Uuid,
+    at_least: Option<i64>,
+) -> Result<Arc<Option<WalletRow>>, ProjectionError> {
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!("wallet {resident}"),
+    };
+    reads
+        .read(question, 0, at_least, &[], async |client| {
+            Ok(Answer::timeless(
+                wallet_in(client, community, resident).await?,
+                1,
+            ))
+        })
+        .await
+}
+
+async fn wallet_in(
+    client: &impl GenericClient,
     community: CommunityId,
     resident: Uuid,
 ) -> Result<Option<WalletRow>, ProjectionError> {
@@ -34,8 +60,7 @@ pub async fn wallet(
         "SELECT resident_id, balance, held, earned, redeemed, next_expiry, last_position \
          FROM {schema}.wallets WHERE community_id = $1 AND resident_id = $2"
     );
-    let client = pool.get().await?;
-    let rows = query(&client, &sql, &[&community.as_uuid(), &resident]).await?;
+    let rows = query(client, &sql, &[&community.as_uuid(), &resident]).await?;
     Ok(rows.first().map(|row| WalletRow {
         resident_id: row.get(0),
         balance: row.get(1),
@@ -93,9 +118,31 @@ pub struct StatementLine {
     pub gift: Option<(Uuid, String)>,
 }
 
-/// A page of a wallet's statement, newest first, before `before` (a position).
+/// A page of a wallet's statement, newest first, before `before` (a
+/// position), as fresh as `at_least`.
 pub async fn statement(
-    pool: &Pool,
+    reads: &ReadCache,
+    community: CommunityId,
+    resident: Uuid,
+    (before, limit): (Option<i64>, i64),
+    at_least: Option<i64>,
+) -> Result<Arc<Vec<StatementLine>>, ProjectionError> {
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!("statement {resident} {before:?} {limit}"),
+    };
+    reads
+        .read(question, 0, at_least, &[], async |client| {
+            let lines = statement_in(client, community, resident, before, limit).await?;
+            let count = lines.len();
+            Ok(Answer::timeless(lines, count))
+        })
+        .await
+}
+
+async fn statement_in(
+    client: &impl GenericClient,
     community: CommunityId,
     resident: Uuid,
     before: Option<i64>,
@@ -120,9 +167,8 @@ pub async fn statement(
                WHERE r.community_id = l.community_id AND r.redemption_id = l.redemption_id LIMIT 1) g ON true \
          ORDER BY l.position DESC"
     );
-    let client = pool.get().await?;
     let rows = query(
-        &client,
+        client,
         &sql,
         &[&community.as_uuid(), &resident, &before, &limit],
     )

@@ -1,12 +1,15 @@
 //! Reads of the reports read model.
 
-use deadpool_postgres::Pool;
+use std::sync::Arc;
+
+use deadpool_postgres::{GenericClient, Pool};
 use domain::report::DeadlineKind;
 use store::CommunityId;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::NAME;
+use crate::cache::{Answer, Question, ReadCache};
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
 use crate::sql::query;
@@ -172,9 +175,48 @@ pub struct ReportCursor {
     pub report_id: Uuid,
 }
 
-/// A page of reports, newest first, after `after`.
+/// A page of a community's reports, newest first, after `after`, as fresh
+/// as `at_least`; kept while it holds, unless it asks for what is overdue
+/// (which changes with every moment).
 pub async fn list_reports(
-    pool: &Pool,
+    reads: &ReadCache,
+    community: CommunityId,
+    filter: &ReportFilter,
+    after: Option<ReportCursor>,
+    limit: i64,
+    at_least: Option<i64>,
+) -> Result<Arc<Vec<ReportRow>>, ProjectionError> {
+    let filter = ReportFilter {
+        community: Some(community),
+        ..filter.clone()
+    };
+    // Every field of the filter (the caller's own id among them, for
+    // hidden reports), the cursor and the limit change the answer.
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!("list_reports {filter:?} {after:?} {limit}"),
+    };
+    let moment = filter.overdue_at.unwrap_or(0);
+    reads
+        .read(question, moment, at_least, &[], async |client| {
+            let rows = list_reports_in(client, &filter, after, limit).await?;
+            let count = rows.len();
+            Ok(match filter.overdue_at {
+                Some(now) => Answer {
+                    value: rows,
+                    rows: count,
+                    holds_at: now..now,
+                },
+                None => Answer::timeless(rows, count),
+            })
+        })
+        .await
+}
+
+/// [`list_reports`] on `client`, never kept.
+pub async fn list_reports_in(
+    client: &impl GenericClient,
     filter: &ReportFilter,
     after: Option<ReportCursor>,
     limit: i64,
@@ -199,9 +241,8 @@ pub async fn list_reports(
          ORDER BY r.submitted_at DESC, r.report_id DESC LIMIT $16",
         overdue = overdue_sql(9),
     );
-    let client = pool.get().await?;
     let rows = query(
-        &client,
+        client,
         &sql,
         &[
             &community,
@@ -293,14 +334,37 @@ pub struct GridLedger {
     pub median_resolution_us: Option<i64>,
 }
 
-/// The ledgers of a community's grids (or one grid) as of `now`; a level 1
-/// grid counts the reports of the grids inside it too.
+/// The ledgers of a community's grids (or one grid) as of `now`, as fresh
+/// as `at_least`; kept until a deadline passes or the month turns.
 pub async fn grid_ledgers(
-    pool: &Pool,
+    reads: &ReadCache,
     community: CommunityId,
     grid: Option<Uuid>,
     now: i64,
-) -> Result<Vec<GridLedger>, ProjectionError> {
+    at_least: Option<i64>,
+) -> Result<Arc<Vec<GridLedger>>, ProjectionError> {
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!("grid_ledgers {grid:?}"),
+    };
+    reads
+        .read(question, now, at_least, &[], async |client| {
+            grid_ledgers_in(client, community, grid, now).await
+        })
+        .await
+}
+
+/// [`grid_ledgers`] on `client`, with the moments it holds for: from `now`
+/// until the next deadline of the grids' open reports passes (`overdue`
+/// grows) or the month in the community's calendar turns
+/// (`resolvedThisMonth` starts again).
+pub async fn grid_ledgers_in(
+    client: &impl GenericClient,
+    community: CommunityId,
+    grid: Option<Uuid>,
+    now: i64,
+) -> Result<Answer<Vec<GridLedger>>, ProjectionError> {
     let schema = reading_schema(NAME);
     // Open reports, the medians and the moments are the fold's
     // (reports/ledger.rs): what is overdue now and what was resolved this
@@ -314,12 +378,17 @@ pub async fn grid_ledgers(
         )
     };
     let sql = format!(
-        "WITH month_start AS (SELECT (extract(epoch FROM date_trunc('month', \
-             to_timestamp($3::bigint / 1000000.0) AT TIME ZONE c.time_zone) \
-             AT TIME ZONE c.time_zone) * 1000000)::bigint AS at \
-             FROM {schema}.communities c WHERE c.community_id = $1) \
+        "WITH month AS (SELECT date_trunc('month', \
+             to_timestamp($3::bigint / 1000000.0) AT TIME ZONE c.time_zone) AS start, \
+             c.time_zone FROM {schema}.communities c WHERE c.community_id = $1), \
+         month_start AS (SELECT (extract(epoch FROM start AT TIME ZONE time_zone) \
+             * 1000000)::bigint AS at, (extract(epoch FROM (start + interval '1 month') \
+             AT TIME ZONE time_zone) * 1000000)::bigint AS next FROM month) \
          SELECT g.grid_id, g.parent_id, g.name, coalesce(l.open, 0), {overdue}, {resolved}, \
-             first_response.median_us, resolution.median_us \
+             first_response.median_us, resolution.median_us, \
+             (SELECT min(m.at) FROM {schema}.grid_moments m WHERE m.community_id = $1 \
+                 AND m.grid_id = g.grid_id AND m.kind = 0 AND m.at > $3), \
+             (SELECT next FROM month_start) \
          FROM {schema}.grids g \
          LEFT JOIN {schema}.grid_ledgers l \
              ON l.community_id = $1 AND l.grid_id = g.grid_id \
@@ -332,9 +401,17 @@ pub async fn grid_ledgers(
         overdue = counted(0, "<= $3"),
         resolved = counted(1, ">= (SELECT at FROM month_start)"),
     );
-    let client = pool.get().await?;
-    let rows = query(&client, &sql, &[&community.as_uuid(), &grid, &now]).await?;
-    Ok(rows
+    let rows = query(client, &sql, &[&community.as_uuid(), &grid, &now]).await?;
+    let mut until = i64::MAX;
+    for row in &rows {
+        let next_deadline: Option<i64> = row.get(8);
+        let next_month: Option<i64> = row.get(9);
+        until = next_deadline
+            .into_iter()
+            .chain(next_month)
+            .fold(until, i64::min);
+    }
+    let ledgers: Vec<GridLedger> = rows
         .iter()
         .map(|row| GridLedger {
             grid_id: row.get(0),
@@ -346,7 +423,13 @@ pub async fn grid_ledgers(
             median_first_response_us: row.get(6),
             median_resolution_us: row.get(7),
         })
-        .collect())
+        .collect();
+    let count = ledgers.len();
+    Ok(Answer {
+        value: ledgers,
+        rows: count,
+        holds_at: now..until.max(now),
+    })
 }
 
 /// Counts of one category in one month of the community's calendar.
@@ -361,20 +444,33 @@ pub struct CategoryMonth {
     pub reopened: i32,
 }
 
-/// Statistics per category and month, months `from..=to` (`YYYY-MM`).
+/// Statistics per category and month, months `from..=to` (`YYYY-MM`), as
+/// fresh as `at_least`.
 pub async fn statistics(
-    pool: &Pool,
+    reads: &ReadCache,
     community: CommunityId,
     from_month: Option<&str>,
     to_month: Option<&str>,
-) -> Result<Vec<CategoryMonth>, ProjectionError> {
+    at_least: Option<i64>,
+) -> Result<Arc<Vec<CategoryMonth>>, ProjectionError> {
     let schema = reading_schema(NAME);
-    statistics_in(pool, &schema, community, from_month, to_month).await
+    let question = Question {
+        projection: NAME,
+        community,
+        key: format!("statistics {from_month:?} {to_month:?}"),
+    };
+    reads
+        .read(question, 0, at_least, &[], async |client| {
+            let rows = statistics_in(client, &schema, community, from_month, to_month).await?;
+            let count = rows.len();
+            Ok(Answer::timeless(rows, count))
+        })
+        .await
 }
 
 /// `statistics` from the read model in `schema` (a replay's).
 pub async fn statistics_in(
-    pool: &Pool,
+    client: &impl GenericClient,
     schema: &str,
     community: CommunityId,
     from_month: Option<&str>,
@@ -386,9 +482,8 @@ pub async fn statistics_in(
          AND ($2::text IS NULL OR month >= $2) AND ($3::text IS NULL OR month <= $3) \
          ORDER BY month, category LIMIT 10000"
     );
-    let client = pool.get().await?;
     let rows = query(
-        &client,
+        client,
         &sql,
         &[&community.as_uuid(), &from_month, &to_month],
     )

@@ -127,32 +127,20 @@ impl LeaderboardQuery {
             LeaderboardMetric::AdoptedSuggestions => Metric::AdoptedSuggestions,
             LeaderboardMetric::VolunteerHours => Metric::VolunteerHours,
         };
-        let pool = app.commands.store().pool();
-        let top = projections::leaderboards::top(
-            pool,
+        let board = projections::leaderboards::board(
+            &app.reads,
             community,
-            metric,
-            grid_id,
-            period,
-            i64::from(first),
+            projections::leaderboards::BoardQuestion {
+                metric,
+                scope: grid_id,
+                period,
+                limit: i64::from(first),
+                standing_of,
+            },
+            at_least,
         )
         .await?;
-        let standing = match standing_of {
-            Some(resident) => {
-                projections::leaderboards::rank_of(
-                    pool, community, metric, grid_id, period, resident,
-                )
-                .await?
-            }
-            None => None,
-        };
-        let mut people: Vec<Uuid> = top.iter().map(|s| s.resident_id).collect();
-        people.extend(standing.iter().map(|s| s.resident_id));
-        let names = app
-            .commands
-            .store()
-            .display_names(community, &people)
-            .await?;
+        let names = &board.names;
         let you = claims.map(|c| c.sub);
         let entry = |s: projections::leaderboards::Standing| LeaderboardEntry {
             rank: s.rank,
@@ -165,8 +153,8 @@ impl LeaderboardQuery {
             is_you: you == Some(s.resident_id),
         };
         Ok(LeaderboardNode {
-            entries: top.into_iter().map(entry).collect(),
-            standing: standing.map(entry),
+            entries: board.top.iter().cloned().map(entry).collect(),
+            standing: board.standing.clone().map(entry),
         })
     }
 

@@ -37,6 +37,10 @@ pub struct WalletNode {
     community_id: Uuid,
     #[graphql(skip)]
     statement_visible: bool,
+    /// The position the wallet was read at least as fresh as, which its
+    /// statement is read as fresh as too.
+    #[graphql(skip)]
+    fresh_from: Option<i64>,
 }
 
 #[derive(SimpleObject)]
@@ -131,17 +135,20 @@ impl WalletNode {
             })
             .transpose()?;
         let store = app(ctx).commands.store();
-        let pool = store.pool();
         let community = CommunityId::new(self.community_id);
-        let mut lines =
-            projections::points::statement(pool, community, self.resident_id, before, limit + 1)
-                .await?;
+        let lines = projections::points::statement(
+            &app(ctx).reads,
+            community,
+            self.resident_id,
+            (before, limit + 1),
+            self.fresh_from,
+        )
+        .await?;
         let has_next = lines.len() as i64 > limit;
-        lines.truncate(limit as usize);
         let mut connection = Connection::new(before.is_some(), has_next);
-        for line in lines {
+        for line in lines.iter().take(limit as usize) {
             let cursor = line.position.to_string();
-            let (mut node, note) = statement_line(line)?;
+            let (mut node, note) = statement_line(line.clone())?;
             if let Some(hash) = note {
                 node.note = app::content::text_of(store, community, hash.as_str()).await?;
             }
@@ -304,6 +311,7 @@ impl WalletQuery {
         };
         let app = app(ctx);
         let community = CommunityId::new(community_id);
+        let mut fresh_from = None;
         if let Some(position) = at_least {
             fresh(
                 ctx,
@@ -315,19 +323,21 @@ impl WalletQuery {
             // Every grant the earning process made for what came before
             // `position` is in the wallet's stream now: the ledger must have
             // folded the stream's last event (not the whole log's head).
-            let last = app
+            fresh_from = app
                 .commands
                 .store()
                 .stream_last_position(community, &wallet_stream(resident))
                 .await?;
-            fresh(ctx, projections::points::NAME, community_id, last).await?;
+            fresh(ctx, projections::points::NAME, community_id, fresh_from).await?;
         }
-        let pool = app.commands.store().pool();
-        let row = projections::points::wallet(pool, community, resident).await?;
+        let row = projections::points::wallet(&app.reads, community, resident, fresh_from).await?;
         let zero = Decimal::ZERO;
-        let (balance, held, earned, redeemed) = row.map_or((zero, zero, zero, zero), |row| {
-            (row.balance, row.held, row.earned, row.redeemed)
-        });
+        let (balance, held, earned, redeemed) = row
+            .as_ref()
+            .as_ref()
+            .map_or((zero, zero, zero, zero), |row| {
+                (row.balance, row.held, row.earned, row.redeemed)
+            });
         Ok(WalletNode {
             resident_id: resident,
             balance: super::amount(balance),
@@ -337,6 +347,7 @@ impl WalletQuery {
             redeemed: super::amount(redeemed),
             community_id,
             statement_visible,
+            fresh_from,
         })
     }
 }
