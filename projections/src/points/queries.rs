@@ -111,8 +111,9 @@ pub struct StatementLine {
     pub amount: Decimal,
     pub balance: Decimal,
     pub held: Decimal,
-    /// The event itself: its source, redemption or reason.
-    pub detail: serde_json::Value,
+    /// The event itself: its source, redemption or reason (decoded once,
+    /// when the page is read, not each time a kept page is shown).
+    pub detail: domain::points::WalletEvent,
     pub at: i64,
     /// The gift a redemption's line is for.
     pub gift: Option<(Uuid, String)>,
@@ -176,7 +177,7 @@ async fn statement_in(
     Ok(rows
         .iter()
         .map(|row| {
-            let detail: Json<serde_json::Value> = row.get(5);
+            let detail: Json<domain::points::WalletEvent> = row.get(5);
             StatementLine {
                 position: row.get(0),
                 kind: row.get(1),

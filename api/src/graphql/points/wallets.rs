@@ -148,7 +148,7 @@ impl WalletNode {
         let mut connection = Connection::new(before.is_some(), has_next);
         for line in lines.iter().take(limit as usize) {
             let cursor = line.position.to_string();
-            let (mut node, note) = statement_line(line.clone())?;
+            let (mut node, note) = statement_line(line);
             if let Some(hash) = note {
                 node.note = app::content::text_of(store, community, hash.as_str()).await?;
             }
@@ -159,12 +159,11 @@ impl WalletNode {
 }
 
 /// A statement line, and the hash of its admin's note if it has one.
-fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<ContentHash>)> {
-    let event: WalletEvent = serde_json::from_value(line.detail).map_err(ApiError::internal)?;
+fn statement_line(line: &StatementLine) -> (StatementLineNode, Option<ContentHash>) {
     let mut note = None;
     let mut node = StatementLineNode {
         position: line.position,
-        kind: line.kind,
+        kind: line.kind.clone(),
         amount: super::amount(line.amount),
         balance: super::amount(line.balance),
         held: super::amount(line.held),
@@ -175,7 +174,7 @@ fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<C
         suggestion_id: None,
         redemption_id: None,
         gift_id: line.gift.as_ref().map(|(id, _)| *id),
-        gift_name: line.gift.map(|(_, name)| name),
+        gift_name: line.gift.as_ref().map(|(_, name)| name.clone()),
         note: None,
         grant_id: None,
         hours: None,
@@ -183,20 +182,20 @@ fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<C
         by: None,
         at: to_datetime(line.at),
     };
-    match event {
+    match &line.detail {
         WalletEvent::PointsGranted { source, by, .. } => {
-            node.by = by.map(|by| by.person.0);
-            describe_source(&mut node, &source);
+            node.by = by.as_ref().map(|by| by.person.0);
+            describe_source(&mut node, source);
             if let GrantSource::Manual { reason, .. } = source {
-                note = Some(reason);
+                note = Some(reason.clone());
             }
         }
         WalletEvent::GrantWithheld {
             source, reason, by, ..
         } => {
-            node.by = by.map(|by| by.person.0);
-            node.withheld_reason = Some(name_of(reason));
-            describe_source(&mut node, &source);
+            node.by = by.as_ref().map(|by| by.person.0);
+            node.withheld_reason = Some(name_of(*reason));
+            describe_source(&mut node, source);
         }
         WalletEvent::PointsHeld { redemption, .. }
         | WalletEvent::HoldReleased { redemption, .. }
@@ -213,18 +212,18 @@ fn statement_line(line: StatementLine) -> ApiResult<(StatementLineNode, Option<C
             ..
         } => {
             node.report_id = Some(report.0);
-            node.shortfall = Some(super::amount(shortfall));
-            node.by = by.map(|by| by.person.0);
+            node.shortfall = Some(super::amount(*shortfall));
+            node.by = by.as_ref().map(|by| by.person.0);
             node.reason = match reason {
                 ReversalReason::Fraudulent { note: hash } => {
-                    note = Some(hash);
+                    note = Some(hash.clone());
                     "fraudulent".into()
                 }
                 ReversalReason::MergedDuplicate { .. } => "merged_duplicate".into(),
             };
         }
     }
-    Ok((node, note))
+    (node, note)
 }
 
 fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {
