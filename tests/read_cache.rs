@@ -323,6 +323,7 @@ async fn kept_answers_stay_within_their_bounds() {
             read_cache: projections::CacheLimits {
                 entries_max,
                 rows_max,
+                ..projections::CacheLimits::default()
             },
             ..Options::default()
         })
@@ -374,4 +375,32 @@ async fn an_answer_read_while_its_model_lags_is_not_kept() {
     }
     assert_eq!(app.reads.hits(), 0);
     assert_eq!(app.reads.entries(), 0);
+}
+
+/// An answer is kept for `age_max` at most even when nothing was announced:
+/// the bound on staleness should the process that committed die before
+/// announcing it.
+#[tokio::test]
+async fn an_answer_is_kept_no_longer_than_its_age_allows() {
+    let app = TestApp::spawn_with(Options {
+        read_cache: projections::CacheLimits {
+            age_max: std::time::Duration::from_millis(300),
+            ..projections::CacheLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let f = app.fixture().await;
+    caught_up(&app, &f).await;
+    let ask = async || {
+        app.ok(Some(&f.admin), GRID_LEDGERS, json!({"c": f.community}))
+            .await
+    };
+    ask().await;
+    let hits = app.reads.hits();
+    ask().await;
+    assert_eq!(app.reads.hits(), hits + 1, "young: served again");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    ask().await;
+    assert_eq!(app.reads.hits(), hits + 1, "too old: read again");
 }

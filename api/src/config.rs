@@ -105,6 +105,8 @@ pub struct ReadsConfig {
     pub cache_entries_max: usize,
     /// Rows kept at most, across every answer.
     pub cache_rows_max: usize,
+    /// How long one answer is kept at most, milliseconds.
+    pub cache_age_max_ms: u64,
 }
 
 impl Default for ReadsConfig {
@@ -113,6 +115,7 @@ impl Default for ReadsConfig {
         ReadsConfig {
             cache_entries_max: limits.entries_max,
             cache_rows_max: limits.rows_max,
+            cache_age_max_ms: limits.age_max.as_millis() as u64,
         }
     }
 }
@@ -315,6 +318,12 @@ impl Config {
             1,
             100_000_000,
         )?;
+        within(
+            "reads.cache_age_max_ms",
+            self.reads.cache_age_max_ms,
+            1,
+            3_600_000,
+        )?;
         Ok(())
     }
 
@@ -334,6 +343,7 @@ impl Config {
         projections::CacheLimits {
             entries_max: self.reads.cache_entries_max,
             rows_max: self.reads.cache_rows_max,
+            age_max: Duration::from_millis(self.reads.cache_age_max_ms),
         }
     }
 

@@ -16,7 +16,9 @@
 //! - the time: the moment the read is asked at lies in the range the answer
 //!   holds for (a grid's overdue count holds until its next deadline);
 //! - the caller's `atLeast`: the answer's checkpoint reaches it;
-//! - the store's listener is connected, so no announcement can be missed.
+//! - the store's listener is connected, so no announcement can be missed;
+//! - it is younger than `age_max`: an announcement is lost if the process
+//!   that committed dies before sending it, and this bounds for how long.
 //!
 //! Watches are marked seen before the snapshot is taken, so whatever commits
 //! after the snapshot began is announced after the mark and retires the
@@ -32,6 +34,7 @@ use std::hash::Hash;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Pool, Transaction};
 use hashlink::LruCache;
@@ -78,6 +81,10 @@ pub struct CacheLimits {
     pub entries_max: usize,
     /// Rows kept at most across all answers.
     pub rows_max: usize,
+    /// How long an answer is kept at most, even when nothing it rests on was
+    /// announced (an announcement can be lost with the process that made
+    /// the commit).
+    pub age_max: Duration,
 }
 
 impl Default for CacheLimits {
@@ -85,6 +92,7 @@ impl Default for CacheLimits {
         CacheLimits {
             entries_max: 10_000,
             rows_max: 1_000_000,
+            age_max: Duration::from_secs(2),
         }
     }
 }
@@ -94,6 +102,7 @@ struct Entry {
     rows: usize,
     checkpoint: i64,
     holds_at: Range<i64>,
+    kept_at: Instant,
     watches: Watches,
 }
 
@@ -207,6 +216,7 @@ impl ReadCache {
             .misses_total
             .fetch_add(1, Ordering::Relaxed);
         let watches = enabled.then(|| self.mark(&question, topics));
+        let started = Instant::now();
         let mut client = self.pool().get().await?;
         let transaction = client
             .build_transaction()
@@ -228,6 +238,7 @@ impl ReadCache {
                     rows: answer.rows.max(1),
                     checkpoint,
                     holds_at: answer.holds_at,
+                    kept_at: started,
                     watches,
                 };
                 self.keep(question, entry);
@@ -252,7 +263,9 @@ impl ReadCache {
         let listening = self.inner.store.is_listening();
         let mut kept = self.kept();
         let entry = kept.entries.get(question)?;
+        let young = entry.kept_at.elapsed() < self.inner.limits.age_max;
         let holds = listening
+            && young
             && entry.holds_at.contains(&at_us)
             && at_least.is_none_or(|position| entry.checkpoint >= position)
             && entry.watches.unchanged();
@@ -263,7 +276,7 @@ impl ReadCache {
             debug_assert!(value.is_ok(), "one question, one answer type");
             return value.ok();
         }
-        if !entry.watches.unchanged() {
+        if !young || !entry.watches.unchanged() {
             // Retired for good: nothing it rests on comes back.
             let rows = entry.rows;
             kept.entries.remove(question);

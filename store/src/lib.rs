@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 mod listener;
 pub mod migrate;
+mod notifier;
 mod pgjson;
 pub mod profiles;
 pub mod provision;

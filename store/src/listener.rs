@@ -1,5 +1,6 @@
 //! One LISTEN connection per store: commits announced by any process (through
-//! NOTIFY inside the appending transaction) wake this process's subscribers.
+//! NOTIFY, sent by its notifier once they landed) wake this process's
+//! subscribers.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;

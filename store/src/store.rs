@@ -19,6 +19,7 @@ use crate::canonical::GENESIS_HASH;
 use crate::error::StoreError;
 use crate::limits;
 use crate::listener;
+use crate::notifier::{self, Pending};
 use crate::stats::StoreStats;
 use crate::types::{AppendOutcome, AppendRequest, CommunityId, Head, RecordedEvent};
 use crate::writer::{spawn_writer, to_hash, PendingAppend, WriterQueue, APPENDED_CHANNEL};
@@ -76,6 +77,10 @@ pub(crate) struct Inner {
     pub(crate) listening: AtomicBool,
     shutting_down: AtomicBool,
     listener_task: Mutex<Option<JoinHandle<()>>>,
+    /// This process's commits not yet announced to the others
+    /// (`notifier.rs`).
+    pub(crate) pending_announcements: Arc<Pending>,
+    notifier_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Every community with the last position of its log, in creation order.
@@ -138,9 +143,13 @@ impl EventStore {
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             listener_task: Mutex::new(None),
+            pending_announcements: Arc::new(Pending::default()),
+            notifier_task: Mutex::new(None),
         });
         let task = listener::spawn(Arc::downgrade(&inner));
         *lock(&inner.listener_task) = Some(task);
+        let task = notifier::spawn(Arc::downgrade(&inner));
+        *lock(&inner.notifier_task) = Some(task);
         Ok(EventStore { inner })
     }
 
@@ -246,8 +255,14 @@ impl EventStore {
         for task in tasks {
             let _ = task.await;
         }
-        if let Some(task) = lock(&self.inner.listener_task).take() {
-            task.abort();
+        // The last commits are announced before the notifier stops.
+        if let Err(error) = notifier::send_now(&self.inner).await {
+            tracing::warn!(%error, "could not announce the last commits");
+        }
+        for task in [&self.inner.listener_task, &self.inner.notifier_task] {
+            if let Some(task) = lock(task).take() {
+                task.abort();
+            }
         }
     }
 
@@ -558,6 +573,13 @@ impl Inner {
         if let Some(sender) = lock(&self.topics).get(topic) {
             sender.send_modify(|count| *count = count.wrapping_add(1));
         }
+    }
+
+    /// Tells every process, this one at once and the others through the
+    /// notifier, that this process committed `position`.
+    pub(crate) fn announce_commit(&self, community_id: CommunityId, position: i64) {
+        self.announce_local(community_id, position);
+        self.pending_announcements.announce(community_id, position);
     }
 
     /// Tells this process's subscribers that `position` is committed.

@@ -541,3 +541,46 @@ async fn followers_woken_together_share_one_read_of_the_heads_and_see_what_woke_
         assert_eq!(reads() - before, 1);
     }
 }
+
+/// Commits are announced to other processes after they land, gathered per
+/// community (`store/src/notifier.rs`): under many concurrent writers in
+/// several communities, another process's head watch of each community
+/// still reaches its last position, and never names one that is not
+/// committed.
+#[tokio::test]
+async fn every_commit_is_announced_to_other_processes_once_it_landed() {
+    let db = TestDb::new().await;
+    let (here, there) = (db.store().await, db.store().await);
+    let mut communities = Vec::new();
+    for _ in 0..4 {
+        communities.push(community(&here).await);
+    }
+    let mut watches: Vec<_> = communities.iter().map(|c| there.head_watch(*c)).collect();
+    let writers = (0..32).map(|writer| {
+        let here = here.clone();
+        let community = communities[writer % communities.len()];
+        tokio::spawn(async move {
+            for n in 0..10 {
+                let stream = format!("writer-{writer}");
+                let expected = match n {
+                    0 => ExpectedVersion::NoStream,
+                    n => ExpectedVersion::Exact(n),
+                };
+                append(&here, append_one(community, &stream, expected, n)).await;
+            }
+        })
+    });
+    futures::future::join_all(writers).await;
+    for (community, watch) in communities.iter().zip(&mut watches) {
+        let head = here.head(*community).await.unwrap().position;
+        assert_eq!(head, 80, "eight writers of ten appends each");
+        let seen = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            watch.wait_for(|announced| *announced >= head),
+        )
+        .await
+        .expect("announced to the other process")
+        .unwrap();
+        assert_eq!(*seen, head, "nothing beyond what was committed");
+    }
+}

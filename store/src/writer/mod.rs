@@ -274,7 +274,7 @@ impl Writer {
             BatchEnd::Committed => {
                 if plan.writes() {
                     self.inner
-                        .announce_local(self.community_id, plan.head.position);
+                        .announce_commit(self.community_id, plan.head.position);
                 }
                 reply_all(&self.inner.stats, batch, plan.results);
             }
@@ -319,7 +319,7 @@ impl Writer {
                 Ok(plan) => {
                     if plan.writes() {
                         self.inner
-                            .announce_local(self.community_id, plan.head.position);
+                            .announce_commit(self.community_id, plan.head.position);
                     }
                     return reply_all(&self.inner.stats, batch, plan.results);
                 }

@@ -41,7 +41,6 @@ const INSERT_CONTENTS: &str =
 const MOVE_HEAD: &str = "SELECT move_community_head($1, $2, $3, $4, $5, $6)";
 /// Raised by `move_community_head` (migrations/V1__event_store.sql).
 const HEAD_MOVED: &str = "CL001";
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// How the lookups start: under the head lock, or without any lock.
 #[derive(Clone, Copy, PartialEq)]
@@ -183,8 +182,8 @@ pub(crate) enum WriteEnd {
 }
 
 /// Writes a planned batch and commits it, as one pipeline (BEGIN, head move,
-/// inserts, NOTIFY, COMMIT): no round trip to this process happens while
-/// the head row is locked. With `begin`, the
+/// inserts, COMMIT): no round trip to this process happens while the head
+/// row is locked. The commit is announced after it lands (`notifier.rs`). With `begin`, the
 /// transaction starts in the same pipeline; without, the caller began it.
 pub(crate) async fn write_planned(
     client: &deadpool_postgres::Object,
@@ -226,7 +225,6 @@ pub(crate) async fn write_planned(
     }
     let content_params: [&(dyn ToSql + Sync); 4] =
         [&community, &content_hashes, &content_types, &content_bodies];
-    let notice = format!("{}:{}", community_id, plan.head.position);
     let event_params: [&(dyn ToSql + Sync); 12] = [
         &community,
         &rows.positions,
@@ -256,15 +254,13 @@ pub(crate) async fn write_planned(
         &plan.base.position,
         &&plan.base.hash[..],
     ];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&APPENDED_CHANNEL, &notice];
     let prepared = futures::try_join!(
         client.prepare_cached(INSERT_EVENTS),
         client.prepare_cached(INSERT_KEYS),
         client.prepare_cached(INSERT_CONTENTS),
         client.prepare_cached(MOVE_HEAD),
-        client.prepare_cached(NOTIFY),
     );
-    let (insert_events, insert_keys, insert_contents, move_head, notify) = match prepared {
+    let (insert_events, insert_keys, insert_contents, move_head) = match prepared {
         Ok(statements) => statements,
         Err(error) => return WriteEnd::NotCommitted(error.into()),
     };
@@ -279,7 +275,7 @@ pub(crate) async fn write_planned(
     // The head moves first: that takes its row lock before any row is
     // inserted, as the lock-first path does, so writers of several processes
     // queue on the head row instead of deadlocking on each other's rows.
-    let (began, moved, inserted, keys, contents, notified, committed) = futures::join!(
+    let (began, moved, inserted, keys, contents, committed) = futures::join!(
         began,
         client.execute(&move_head, &head_params),
         client.execute(&insert_events, &event_params),
@@ -299,7 +295,6 @@ pub(crate) async fn write_planned(
                 client.execute(&insert_contents, &content_params).await
             }
         },
-        client.execute(&notify, &notify_params),
         client.batch_execute("COMMIT"),
     );
     if let Err(error) = &moved {
@@ -308,7 +303,7 @@ pub(crate) async fn write_planned(
         }
     }
     let inserted_count = inserted.as_ref().map_or(0, |n| *n as usize);
-    let statements = [began.map(|()| 0), inserted, keys, contents, moved, notified];
+    let statements = [began.map(|()| 0), inserted, keys, contents, moved];
     let failed = statements.into_iter().find_map(Result::err);
     match (failed, committed) {
         // After a failed statement the transaction is aborted and the

@@ -1,0 +1,146 @@
+//! Tells every other process of this process's commits, after they land.
+//!
+//! A transaction that runs NOTIFY takes one lock for the whole database at
+//! its commit and holds it until its commit record is flushed, so
+//! notifying transactions commit one at a time (measured with pgbench on
+//! this machine: 5,300–5,600 commits/s with a NOTIFY against 12,800–13,100
+//! without, 16 clients), and each commit wakes the listening backends while
+//! the appending batch waits. The writers therefore do not notify inside
+//! their transactions: after a commit they hand `community:position` to
+//! this task, which sends what has gathered in one statement on a
+//! connection of its own with `synchronous_commit = off` (a notification
+//! holds nothing that must survive a crash; what it announces is already
+//! durable). Announcements gathered while one is in flight are coalesced:
+//! per community only the highest position matters.
+//!
+//! An announcement can be lost when this process dies between a commit and
+//! its announcement. Every reader of announcements has a bound for that:
+//! followers recheck the heads when idle, and kept answers have a maximum
+//! age (ADR 0013).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use crate::store::{lock, Inner};
+use crate::types::CommunityId;
+use crate::writer::APPENDED_CHANNEL;
+
+const RECONNECT_DELAY_MS: u64 = 1_000;
+
+/// Sends the gathered announcements as one statement: one notification per
+/// community.
+const NOTIFY_ALL: &str = "SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice";
+
+/// The announcements not yet sent, at most one per community.
+#[derive(Default)]
+pub(crate) struct Pending {
+    positions: Mutex<HashMap<CommunityId, i64>>,
+    gathered: Notify,
+}
+
+impl Pending {
+    /// Queues `position` of `community` to be announced to other processes.
+    pub(crate) fn announce(&self, community: CommunityId, position: i64) {
+        lock(&self.positions)
+            .entry(community)
+            .and_modify(|queued| *queued = (*queued).max(position))
+            .or_insert(position);
+        self.gathered.notify_one();
+    }
+
+    fn take(&self) -> HashMap<CommunityId, i64> {
+        std::mem::take(&mut *lock(&self.positions))
+    }
+
+    /// Puts back what could not be sent, keeping anything newer.
+    fn restore(&self, unsent: HashMap<CommunityId, i64>) {
+        let mut positions = lock(&self.positions);
+        for (community, position) in unsent {
+            positions
+                .entry(community)
+                .and_modify(|queued| *queued = (*queued).max(position))
+                .or_insert(position);
+        }
+    }
+}
+
+/// Sends what is pending now, on a connection of the pool (at shutdown,
+/// after the last batches committed).
+pub(crate) async fn send_now(inner: &Inner) -> Result<(), crate::error::StoreError> {
+    let positions = inner.pending_announcements.take();
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let notices = notices(&positions);
+    let client = inner.pool.get().await?;
+    client
+        .execute(NOTIFY_ALL, &[&APPENDED_CHANNEL, &notices])
+        .await?;
+    Ok(())
+}
+
+fn notices(positions: &HashMap<CommunityId, i64>) -> Vec<String> {
+    positions
+        .iter()
+        .map(|(community, position)| format!("{community}:{position}"))
+        .collect()
+}
+
+pub(crate) fn spawn(inner: Weak<Inner>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Some(config) = inner.upgrade().map(|i| i.pg_config.clone()) else {
+                return;
+            };
+            if let Err(error) = send_gathered(&inner, config).await {
+                tracing::warn!(%error, "the commit notifier lost its connection; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_millis(RECONNECT_DELAY_MS)).await;
+        }
+    })
+}
+
+/// Sends announcements as they gather, until the connection fails or the
+/// store is gone.
+async fn send_gathered(
+    inner: &Weak<Inner>,
+    config: tokio_postgres::Config,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client.batch_execute("SET synchronous_commit = off").await?;
+    let statement = client.prepare(NOTIFY_ALL).await?;
+    loop {
+        let gathered = {
+            let Some(inner) = inner.upgrade() else {
+                driver.abort();
+                return Ok(());
+            };
+            let pending = inner.pending_announcements.clone();
+            drop(inner);
+            // Woken by the first announcement after the last send (a
+            // permit is kept when nobody waits).
+            pending.gathered.notified().await;
+            (pending.clone(), pending.take())
+        };
+        let (pending, positions) = gathered;
+        if positions.is_empty() {
+            continue;
+        }
+        let notices = notices(&positions);
+        if let Err(error) = client
+            .execute(&statement, &[&APPENDED_CHANNEL, &notices])
+            .await
+        {
+            pending.restore(positions);
+            pending.gathered.notify_one();
+            driver.abort();
+            return Err(error);
+        }
+    }
+}
