@@ -10,7 +10,7 @@
 //! this task, which sends what has gathered in one statement on a
 //! connection of its own with `synchronous_commit = off` (a notification
 //! holds nothing that must survive a crash; what it announces is already
-//! durable). Announcements gathered while one is in flight are coalesced:
+//! durable). Announcements gather for a few milliseconds and are coalesced:
 //! per community only the highest position matters.
 //!
 //! An announcement can be lost when this process dies between a commit and
@@ -31,6 +31,12 @@ use crate::types::CommunityId;
 use crate::writer::APPENDED_CHANNEL;
 
 const RECONNECT_DELAY_MS: u64 = 1_000;
+
+/// How long announcements gather after the first before they are sent: a
+/// notification costs the database a transaction and a wake-up of every
+/// listening backend, so a busy writer's commits share one, at the price of
+/// other processes hearing of them this much later.
+const GATHER_MS: u64 = 5;
 
 /// Sends the gathered announcements as one statement: one notification per
 /// community.
@@ -126,6 +132,7 @@ async fn send_gathered(
             // Woken by the first announcement after the last send (a
             // permit is kept when nobody waits).
             pending.gathered.notified().await;
+            tokio::time::sleep(Duration::from_millis(GATHER_MS)).await;
             (pending.clone(), pending.take())
         };
         let (pending, positions) = gathered;
