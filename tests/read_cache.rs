@@ -404,3 +404,84 @@ async fn an_answer_is_kept_no_longer_than_its_age_allows() {
     ask().await;
     assert_eq!(app.reads.hits(), hits + 1, "too old: read again");
 }
+
+/// Readers and writers at once, in one community: no read is served a
+/// kept answer older than the position it asked for. (Reads without
+/// `atLeast` promise no more than before: what the model has folded.)
+#[tokio::test]
+async fn under_concurrent_writes_no_read_misses_what_it_waited_for() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let app = Arc::new(TestApp::spawn_quiet().await);
+    let f = Arc::new(app.fixture().await);
+    let received = async |app: &TestApp, f: &Fixture, at: Option<i64>| -> i64 {
+        let data = app
+            .ok(
+                Some(&f.admin),
+                STATISTICS,
+                json!({"c": f.community, "at": at}),
+            )
+            .await;
+        figure("statistics", &data)
+    };
+    // Positions of the submissions committed so far, and the newest.
+    let filed = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let newest = Arc::new(AtomicI64::new(0));
+    let writing = Arc::new(AtomicBool::new(true));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (app, f, filed, newest) = (app.clone(), f.clone(), filed.clone(), newest.clone());
+            tokio::spawn(async move {
+                let site = ["RB-01", "RB-02", "MS-01", "RB-01"][writer];
+                for _ in 0..12 {
+                    let (_, position) =
+                        submit(&app, &f, &f.resident, site, "FLOATING-GARBAGE").await;
+                    filed.lock().unwrap().push(position);
+                    newest.fetch_max(position, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..12)
+        .map(|reader| {
+            let (app, f, filed, newest, writing) = (
+                app.clone(),
+                f.clone(),
+                filed.clone(),
+                newest.clone(),
+                writing.clone(),
+            );
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while writing.load(Ordering::SeqCst) || reads < 5 {
+                    // Half ask to be at least as fresh as the newest commit
+                    // they know of; half take what is there.
+                    let at = (reader % 2 == 0).then(|| newest.load(Ordering::SeqCst));
+                    let committed_before = at.map(|at| {
+                        filed.lock().unwrap().iter().filter(|p| **p <= at).count() as i64
+                    });
+                    let seen = received(&app, &f, at).await;
+                    if let Some(committed) = committed_before {
+                        assert!(seen >= committed, "reader {reader}: {seen} < {committed}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    writing.store(false, Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.await.unwrap() >= 5);
+    }
+    let last = newest.load(Ordering::SeqCst);
+    assert_eq!(
+        received(&app, &f, Some(last)).await,
+        48,
+        "every report counted"
+    );
+    assert!(app.reads.hits() > 0, "some reads were served from memory");
+}

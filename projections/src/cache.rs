@@ -55,6 +55,16 @@ pub struct Question {
     pub key: String,
 }
 
+impl Question {
+    pub fn new(projection: &'static str, community: CommunityId, key: String) -> Self {
+        Question {
+            projection,
+            community,
+            key,
+        }
+    }
+}
+
 /// An answer, with how many rows it holds (its weight against `rows_max`)
 /// and the moments (microseconds) at which it holds.
 pub struct Answer<T> {

@@ -766,14 +766,14 @@ pub async fn board(
     let (kind, at) = period.kind_and_at();
     // The moment is not part of the question: the answer is the same for
     // every moment of its period, which is what it is kept for.
-    let question = Question {
-        projection: NAME,
+    let question = Question::new(
+        NAME,
         community,
-        key: format!(
+        format!(
             "board {} {scope:?} {kind} {limit} {standing_of:?}",
             metric.key()
         ),
-    };
+    );
     let profiles = [store::profiles::profiles_topic(community)];
     reads
         .read(question, at, at_least, &profiles, async |client| {

@@ -35,11 +35,7 @@ pub async fn wallet(
     resident: Uuid,
     at_least: Option<i64>,
 ) -> Result<Arc<Option<WalletRow>>, ProjectionError> {
-    let question = Question {
-        projection: NAME,
-        community,
-        key: format!("wallet {resident}"),
-    };
+    let question = Question::new(NAME, community, format!("wallet {resident}"));
     reads
         .read(question, 0, at_least, &[], async |client| {
             Ok(Answer::timeless(
@@ -128,11 +124,11 @@ pub async fn statement(
     (before, limit): (Option<i64>, i64),
     at_least: Option<i64>,
 ) -> Result<Arc<Vec<StatementLine>>, ProjectionError> {
-    let question = Question {
-        projection: NAME,
+    let question = Question::new(
+        NAME,
         community,
-        key: format!("statement {resident} {before:?} {limit}"),
-    };
+        format!("statement {resident} {before:?} {limit}"),
+    );
     reads
         .read(question, 0, at_least, &[], async |client| {
             let lines = statement_in(client, community, resident, before, limit).await?;

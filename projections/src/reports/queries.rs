@@ -192,11 +192,11 @@ pub async fn list_reports(
     };
     // Every field of the filter (the caller's own id among them, for
     // hidden reports), the cursor and the limit change the answer.
-    let question = Question {
-        projection: NAME,
+    let question = Question::new(
+        NAME,
         community,
-        key: format!("list_reports {filter:?} {after:?} {limit}"),
-    };
+        format!("list_reports {filter:?} {after:?} {limit}"),
+    );
     let moment = filter.overdue_at.unwrap_or(0);
     reads
         .read(question, moment, at_least, &[], async |client| {
@@ -343,11 +343,7 @@ pub async fn grid_ledgers(
     now: i64,
     at_least: Option<i64>,
 ) -> Result<Arc<Vec<GridLedger>>, ProjectionError> {
-    let question = Question {
-        projection: NAME,
-        community,
-        key: format!("grid_ledgers {grid:?}"),
-    };
+    let question = Question::new(NAME, community, format!("grid_ledgers {grid:?}"));
     reads
         .read(question, now, at_least, &[], async |client| {
             grid_ledgers_in(client, community, grid, now).await
@@ -454,11 +450,11 @@ pub async fn statistics(
     at_least: Option<i64>,
 ) -> Result<Arc<Vec<CategoryMonth>>, ProjectionError> {
     let schema = reading_schema(NAME);
-    let question = Question {
-        projection: NAME,
+    let question = Question::new(
+        NAME,
         community,
-        key: format!("statistics {from_month:?} {to_month:?}"),
-    };
+        format!("statistics {from_month:?} {to_month:?}"),
+    );
     reads
         .read(question, 0, at_least, &[], async |client| {
             let rows = statistics_in(client, &schema, community, from_month, to_month).await?;
