@@ -17,6 +17,7 @@ use domain::points::{GrantSource, Wallet, WalletEvent};
 use domain::values::{ContentHash, GridId, PersonId, ReportId, Role};
 use projections::points::StatementLine;
 use rust_decimal::Decimal;
+use std::sync::{Arc, OnceLock};
 use store::CommunityId;
 use uuid::Uuid;
 
@@ -49,39 +50,136 @@ pub struct ExpiringPoints {
     pub amount: String,
 }
 
-/// A line of a statement: one event of the wallet.
-#[derive(SimpleObject)]
+/// A line of a statement: one event of the wallet. Its fields are made
+/// when asked for, from the page kept for it: a statement is read far more
+/// often than its lines' every field is wanted.
 pub struct StatementLineNode {
-    pub position: i64,
+    lines: Arc<Vec<StatementLine>>,
+    index: usize,
+    community_id: Uuid,
+    described: OnceLock<Described>,
+}
+
+/// What a line's event says, beyond its amounts.
+#[derive(Default)]
+struct Described {
+    reason: String,
+    withheld_reason: Option<String>,
+    report_id: Option<Uuid>,
+    suggestion_id: Option<Uuid>,
+    redemption_id: Option<Uuid>,
+    grant_id: Option<Uuid>,
+    hours: Option<String>,
+    shortfall: Option<String>,
+    by: Option<Uuid>,
+    /// The hash of the admin's note, when it has one.
+    note: Option<ContentHash>,
+}
+
+/// A line of a statement: one event of the wallet.
+#[Object]
+impl StatementLineNode {
+    async fn position(&self) -> i64 {
+        self.line().position
+    }
+
     /// granted, withheld, held, released, redeemed, expired, reversed
-    pub kind: String,
-    pub amount: String,
+    async fn kind(&self) -> &str {
+        &self.line().kind
+    }
+
+    async fn amount(&self) -> String {
+        super::amount(self.line().amount)
+    }
+
     /// The running balance after this line.
-    pub balance: String,
-    pub held: String,
-    pub available: String,
+    async fn balance(&self) -> String {
+        super::amount(self.line().balance)
+    }
+
+    async fn held(&self) -> String {
+        super::amount(self.line().held)
+    }
+
+    async fn available(&self) -> String {
+        super::amount(self.line().balance - self.line().held)
+    }
+
     /// What the points were for: report_accepted, report_resolved,
     /// suggestion_adopted, volunteer_service, manual, redemption, expiry,
     /// fraudulent, merged_duplicate.
-    pub reason: String,
+    async fn reason(&self) -> &str {
+        &self.described().reason
+    }
+
     /// Why a grant was withheld: daily_limit, budget_exhausted, report_reversed.
-    pub withheld_reason: Option<String>,
-    pub report_id: Option<Uuid>,
-    pub suggestion_id: Option<Uuid>,
-    pub redemption_id: Option<Uuid>,
+    async fn withheld_reason(&self) -> Option<&str> {
+        self.described().withheld_reason.as_deref()
+    }
+
+    async fn report_id(&self) -> Option<Uuid> {
+        self.described().report_id
+    }
+
+    async fn suggestion_id(&self) -> Option<Uuid> {
+        self.described().suggestion_id
+    }
+
+    async fn redemption_id(&self) -> Option<Uuid> {
+        self.described().redemption_id
+    }
+
     /// The gift a redemption's line is for.
-    pub gift_id: Option<Uuid>,
-    pub gift_name: Option<String>,
+    async fn gift_id(&self) -> Option<Uuid> {
+        self.line().gift.as_ref().map(|(id, _)| *id)
+    }
+
+    async fn gift_name(&self) -> Option<&str> {
+        self.line().gift.as_ref().map(|(_, name)| name.as_str())
+    }
+
     /// The admin's reason, for a manual grant or a fraudulent report's
     /// reversal (none once erased).
-    pub note: Option<String>,
-    pub grant_id: Option<Uuid>,
-    pub hours: Option<String>,
+    async fn note(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let Some(hash) = &self.described().note else {
+            return Ok(None);
+        };
+        let store = app(ctx).commands.store();
+        let community = CommunityId::new(self.community_id);
+        Ok(app::content::text_of(store, community, hash.as_str()).await?)
+    }
+
+    async fn grant_id(&self) -> Option<Uuid> {
+        self.described().grant_id
+    }
+
+    async fn hours(&self) -> Option<&str> {
+        self.described().hours.as_deref()
+    }
+
     /// What a reversal could not take back.
-    pub shortfall: Option<String>,
+    async fn shortfall(&self) -> Option<&str> {
+        self.described().shortfall.as_deref()
+    }
+
     /// The admin or staff member behind it; none for automatic lines.
-    pub by: Option<Uuid>,
-    pub at: DateTime<Utc>,
+    async fn by(&self) -> Option<Uuid> {
+        self.described().by
+    }
+
+    async fn at(&self) -> DateTime<Utc> {
+        to_datetime(self.line().at)
+    }
+}
+
+impl StatementLineNode {
+    fn line(&self) -> &StatementLine {
+        &self.lines[self.index]
+    }
+
+    fn described(&self) -> &Described {
+        self.described.get_or_init(|| describe(&self.line().detail))
+    }
 }
 
 #[ComplexObject]
@@ -134,7 +232,6 @@ impl WalletNode {
                     .map_err(|_| ApiError::validation("after: not a cursor this list gave"))
             })
             .transpose()?;
-        let store = app(ctx).commands.store();
         let community = CommunityId::new(self.community_id);
         let lines = projections::points::statement(
             &app(ctx).reads,
@@ -146,48 +243,30 @@ impl WalletNode {
         .await?;
         let has_next = lines.len() as i64 > limit;
         let mut connection = Connection::new(before.is_some(), has_next);
-        for line in lines.iter().take(limit as usize) {
-            let cursor = line.position.to_string();
-            let (mut node, note) = statement_line(line);
-            if let Some(hash) = note {
-                node.note = app::content::text_of(store, community, hash.as_str()).await?;
-            }
-            connection.edges.push(Edge::new(cursor, node));
+        for index in 0..lines.len().min(limit as usize) {
+            let node = StatementLineNode {
+                lines: lines.clone(),
+                index,
+                community_id: self.community_id,
+                described: OnceLock::new(),
+            };
+            connection
+                .edges
+                .push(Edge::new(lines[index].position.to_string(), node));
         }
         Ok(connection)
     }
 }
 
-/// A statement line, and the hash of its admin's note if it has one.
-fn statement_line(line: &StatementLine) -> (StatementLineNode, Option<ContentHash>) {
-    let mut note = None;
-    let mut node = StatementLineNode {
-        position: line.position,
-        kind: line.kind.clone(),
-        amount: super::amount(line.amount),
-        balance: super::amount(line.balance),
-        held: super::amount(line.held),
-        available: super::amount(line.balance - line.held),
-        reason: String::new(),
-        withheld_reason: None,
-        report_id: None,
-        suggestion_id: None,
-        redemption_id: None,
-        gift_id: line.gift.as_ref().map(|(id, _)| *id),
-        gift_name: line.gift.as_ref().map(|(_, name)| name.clone()),
-        note: None,
-        grant_id: None,
-        hours: None,
-        shortfall: None,
-        by: None,
-        at: to_datetime(line.at),
-    };
-    match &line.detail {
+/// What a statement line's event says, beyond its amounts.
+fn describe(event: &WalletEvent) -> Described {
+    let mut node = Described::default();
+    match event {
         WalletEvent::PointsGranted { source, by, .. } => {
             node.by = by.as_ref().map(|by| by.person.0);
             describe_source(&mut node, source);
             if let GrantSource::Manual { reason, .. } = source {
-                note = Some(reason.clone());
+                node.note = Some(reason.clone());
             }
         }
         WalletEvent::GrantWithheld {
@@ -216,17 +295,17 @@ fn statement_line(line: &StatementLine) -> (StatementLineNode, Option<ContentHas
             node.by = by.as_ref().map(|by| by.person.0);
             node.reason = match reason {
                 ReversalReason::Fraudulent { note: hash } => {
-                    note = Some(hash.clone());
+                    node.note = Some(hash.clone());
                     "fraudulent".into()
                 }
                 ReversalReason::MergedDuplicate { .. } => "merged_duplicate".into(),
             };
         }
     }
-    (node, note)
+    node
 }
 
-fn describe_source(node: &mut StatementLineNode, source: &GrantSource) {
+fn describe_source(node: &mut Described, source: &GrantSource) {
     node.reason = source.kind().to_string();
     match source {
         GrantSource::ReportAccepted { report } | GrantSource::ReportResolved { report } => {
