@@ -20,6 +20,7 @@ use projections::reports::{
     CategoryMonth, GridLedger, ReportCursor, ReportFilter, ReportRow, TimelineEntry,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use store::CommunityId;
 use uuid::Uuid;
 
@@ -467,9 +468,10 @@ impl ReportQuery {
         let mut connection = Connection::new(after.is_some(), has_next);
         connection
             .edges
-            .extend(rows.iter().take(limit as usize).map(|row| {
+            .extend((0..rows.len().min(limit as usize)).map(|index| {
+                let row = SharedRow::of(&rows, index);
                 let cursor = encode_cursor(row.submitted_at, row.report_id);
-                Edge::new(cursor, ReportNode::new(row.clone(), viewer))
+                Edge::new(cursor, ReportNode::new(row, viewer))
             }));
         Ok(connection)
     }
@@ -570,13 +572,45 @@ impl SubmitReportMutation {
 
 /// A report as its viewer may see it.
 pub struct ReportNode {
-    pub row: ReportRow,
+    pub row: SharedRow,
     /// The viewer may see who reported it.
     pub privileged: bool,
 }
 
+/// A report's row, shared with the page it came from: a kept page is shown
+/// to many callers and is not copied for each of them.
+pub struct SharedRow {
+    rows: Arc<Vec<ReportRow>>,
+    index: usize,
+}
+
+impl SharedRow {
+    /// Row `index` of `rows`.
+    pub fn of(rows: &Arc<Vec<ReportRow>>, index: usize) -> Self {
+        assert!(index < rows.len(), "a row of the page");
+        SharedRow {
+            rows: rows.clone(),
+            index,
+        }
+    }
+}
+
+impl From<ReportRow> for SharedRow {
+    fn from(row: ReportRow) -> Self {
+        SharedRow::of(&Arc::new(vec![row]), 0)
+    }
+}
+
+impl std::ops::Deref for SharedRow {
+    type Target = ReportRow;
+    fn deref(&self) -> &ReportRow {
+        &self.rows[self.index]
+    }
+}
+
 impl ReportNode {
-    pub fn new(row: ReportRow, viewer: &Viewer) -> Self {
+    pub fn new(row: impl Into<SharedRow>, viewer: &Viewer) -> Self {
+        let row = row.into();
         let privileged = sees_reporter(claims_of(viewer), row.reporter_id);
         ReportNode { row, privileged }
     }
