@@ -36,13 +36,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::Transaction;
 use hashlink::LruCache;
 use store::{CommunityId, EventStore};
 use tokio::sync::watch;
 use tokio_postgres::IsolationLevel;
 
 use crate::error::ProjectionError;
+use crate::progress::LIVE_CHECKPOINT;
 use crate::sql::query;
 
 /// What a read asks: of which read model, in which community, and the rest
@@ -178,10 +179,6 @@ impl ReadCache {
         }
     }
 
-    pub fn pool(&self) -> &Pool {
-        self.inner.store.pool()
-    }
-
     pub fn stats(&self) -> &CacheStats {
         &self.inner.stats
     }
@@ -227,7 +224,7 @@ impl ReadCache {
             .fetch_add(1, Ordering::Relaxed);
         let watches = enabled.then(|| self.mark(&question, topics));
         let started = Instant::now();
-        let mut client = self.pool().get().await?;
+        let mut client = self.inner.store.pool().get().await?;
         let transaction = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
@@ -273,12 +270,12 @@ impl ReadCache {
         let listening = self.inner.store.is_listening();
         let mut kept = self.kept();
         let entry = kept.entries.get(question)?;
-        let young = entry.kept_at.elapsed() < self.inner.limits.age_max;
+        let retired =
+            entry.kept_at.elapsed() >= self.inner.limits.age_max || !entry.watches.unchanged();
         let holds = listening
-            && young
+            && !retired
             && entry.holds_at.contains(&at_us)
-            && at_least.is_none_or(|position| entry.checkpoint >= position)
-            && entry.watches.unchanged();
+            && at_least.is_none_or(|position| entry.checkpoint >= position);
         if holds {
             // A question names its type by its projection and key; another
             // type under the same question is a programmer's error.
@@ -286,7 +283,7 @@ impl ReadCache {
             debug_assert!(value.is_ok(), "one question, one answer type");
             return value.ok();
         }
-        if !young || !entry.watches.unchanged() {
+        if retired {
             // Retired for good: nothing it rests on comes back.
             let rows = entry.rows;
             kept.entries.remove(question);
@@ -338,12 +335,13 @@ async fn folded_whole_log(
     transaction: &Transaction<'_>,
     question: &Question,
 ) -> Result<Option<i64>, ProjectionError> {
+    let sql = format!(
+        "SELECT coalesce(({LIVE_CHECKPOINT}), 0), \
+         coalesce((SELECT last_position FROM community_heads WHERE community_id = $2), 0)"
+    );
     let rows = query(
         transaction,
-        "SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
-             JOIN projection_generations g USING (projection, generation) \
-             WHERE c.projection = $1 AND g.state = 'live' AND c.community_id = $2), 0), \
-         coalesce((SELECT last_position FROM community_heads WHERE community_id = $2), 0)",
+        &sql,
         &[&question.projection, &question.community.as_uuid()],
     )
     .await?;

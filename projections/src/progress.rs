@@ -68,6 +68,12 @@ impl Progress {
     }
 }
 
+/// The checkpoint of projection `$1`'s live generation for community `$2`
+/// (no row when none).
+pub(crate) const LIVE_CHECKPOINT: &str = "SELECT c.position FROM projection_checkpoints c \
+    JOIN projection_generations g USING (projection, generation) \
+    WHERE c.projection = $1 AND g.state = 'live' AND c.community_id = $2";
+
 /// The stored checkpoint of the live generation (0 when none).
 pub async fn live_checkpoint(
     pool: &Pool,
@@ -75,13 +81,7 @@ pub async fn live_checkpoint(
     community: CommunityId,
 ) -> Result<i64, ProjectionError> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "SELECT c.position FROM projection_checkpoints c \
-             JOIN projection_generations g USING (projection, generation) \
-             WHERE c.projection = $1 AND g.state = 'live' AND c.community_id = $2",
-        )
-        .await?;
+    let statement = client.prepare_cached(LIVE_CHECKPOINT).await?;
     let row = client
         .query_opt(&statement, &[&projection, &community.as_uuid()])
         .await?;

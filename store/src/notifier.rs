@@ -63,14 +63,11 @@ impl Pending {
         std::mem::take(&mut *lock(&self.positions))
     }
 
-    /// Puts back what could not be sent, keeping anything newer.
+    /// Puts back what could not be sent, keeping anything newer, for the
+    /// next connection to send.
     fn restore(&self, unsent: HashMap<CommunityId, i64>) {
-        let mut positions = lock(&self.positions);
         for (community, position) in unsent {
-            positions
-                .entry(community)
-                .and_modify(|queued| *queued = (*queued).max(position))
-                .or_insert(position);
+            self.announce(community, position);
         }
     }
 }
@@ -100,10 +97,13 @@ fn notices(positions: &HashMap<CommunityId, i64>) -> Vec<String> {
 pub(crate) fn spawn(inner: Weak<Inner>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let Some(config) = inner.upgrade().map(|i| i.pg_config.clone()) else {
+            let Some((config, pending)) = inner
+                .upgrade()
+                .map(|i| (i.pg_config.clone(), i.pending_announcements.clone()))
+            else {
                 return;
             };
-            if let Err(error) = send_gathered(&inner, config).await {
+            if let Err(error) = send_gathered(&inner, &pending, config).await {
                 tracing::warn!(%error, "the commit notifier lost its connection; reconnecting");
             }
             tokio::time::sleep(Duration::from_millis(RECONNECT_DELAY_MS)).await;
@@ -115,39 +115,35 @@ pub(crate) fn spawn(inner: Weak<Inner>) -> JoinHandle<()> {
 /// store is gone.
 async fn send_gathered(
     inner: &Weak<Inner>,
+    pending: &Pending,
     config: tokio_postgres::Config,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     let driver = tokio::spawn(connection);
-    client.batch_execute("SET synchronous_commit = off").await?;
-    let statement = client.prepare(NOTIFY_ALL).await?;
-    loop {
-        let gathered = {
-            let Some(inner) = inner.upgrade() else {
-                driver.abort();
-                return Ok(());
-            };
-            let pending = inner.pending_announcements.clone();
-            drop(inner);
+    let sent = async {
+        client.batch_execute("SET synchronous_commit = off").await?;
+        let statement = client.prepare(NOTIFY_ALL).await?;
+        while inner.strong_count() > 0 {
             // Woken by the first announcement after the last send (a
             // permit is kept when nobody waits).
             pending.gathered.notified().await;
             tokio::time::sleep(Duration::from_millis(GATHER_MS)).await;
-            (pending.clone(), pending.take())
-        };
-        let (pending, positions) = gathered;
-        if positions.is_empty() {
-            continue;
+            let positions = pending.take();
+            if positions.is_empty() {
+                continue;
+            }
+            let notices = notices(&positions);
+            if let Err(error) = client
+                .execute(&statement, &[&APPENDED_CHANNEL, &notices])
+                .await
+            {
+                pending.restore(positions);
+                return Err(error);
+            }
         }
-        let notices = notices(&positions);
-        if let Err(error) = client
-            .execute(&statement, &[&APPENDED_CHANNEL, &notices])
-            .await
-        {
-            pending.restore(positions);
-            pending.gathered.notify_one();
-            driver.abort();
-            return Err(error);
-        }
+        Ok(())
     }
+    .await;
+    driver.abort();
+    sent
 }
