@@ -20,6 +20,8 @@ pub(crate) struct ValidatedAppend {
     pub encoded: Vec<EncodedEvent>,
     /// The hash of each of the request's contents, in order.
     pub content_hashes: Vec<[u8; 32]>,
+    /// How this append's way to the log is known before its outcome is.
+    pub landing: crate::Landing,
 }
 
 pub(crate) struct EncodedEvent {
@@ -139,6 +141,7 @@ pub(crate) fn validate(mut request: AppendRequest) -> Result<ValidatedAppend, St
         request_hash,
         encoded,
         content_hashes,
+        landing: crate::Landing::default(),
     })
 }
 

@@ -45,6 +45,23 @@ impl Default for StoreConfig {
     }
 }
 
+/// An append queued with its community's writer.
+pub struct Submitted {
+    landing: crate::Landing,
+    outcome: oneshot::Receiver<Result<AppendOutcome, StoreError>>,
+}
+
+impl Submitted {
+    pub fn landing(&self) -> crate::Landing {
+        self.landing.clone()
+    }
+
+    /// Waits for the append's commit, or its refusal.
+    pub async fn outcome(self) -> Result<AppendOutcome, StoreError> {
+        self.outcome.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+}
+
 /// A handle to the event store; cheap to clone, shared by every task.
 #[derive(Clone)]
 pub struct EventStore {
@@ -57,6 +74,8 @@ pub(crate) struct Inner {
     pub pg_config: tokio_postgres::Config,
     pub stats: StoreStats,
     writers: Mutex<HashMap<CommunityId, WriterQueue>>,
+    /// `local_day` answers by time zone and minute (see there).
+    days: Mutex<HashMap<(String, i64), i32>>,
     writer_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The highest position known to be committed, per community, for
     /// subscribers; fed by local commits and by NOTIFY from other processes.
@@ -135,6 +154,7 @@ impl EventStore {
             pg_config,
             stats: StoreStats::default(),
             writers: Mutex::new(HashMap::new()),
+            days: Mutex::new(HashMap::new()),
             writer_tasks: Mutex::new(Vec::new()),
             heads: Mutex::new(HashMap::new()),
             log_grew: watch::channel(0).0,
@@ -217,12 +237,22 @@ impl EventStore {
     /// Appends atomically to one or several streams of one community. Waits
     /// for the community's writer to commit the batch this append joins.
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.submit(request).await?.outcome().await
+    }
+
+    /// Queues an append with its community's writer and returns once it is
+    /// queued, before it commits: appends queued later, by anyone, are
+    /// planned after it. Its [`Landing`](crate::Landing) lets a command
+    /// decided on the state it leaves be queued right behind it
+    /// ([`AppendRequest::after`]); [`Submitted::outcome`] waits for it.
+    pub async fn submit(&self, request: AppendRequest) -> Result<Submitted, StoreError> {
         let append = validate(request)?;
         let community_id = append.request.community_id;
+        let landing = append.landing.clone();
         let (reply, outcome) = oneshot::channel();
         let pending = PendingAppend {
             append,
-            reply,
+            reply: Some(reply),
             enqueued_at: Instant::now(),
         };
         let queue = self.writer_for(community_id)?;
@@ -230,7 +260,7 @@ impl EventStore {
             .send(pending)
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
-        outcome.await.map_err(|_| StoreError::ShuttingDown)?
+        Ok(Submitted { landing, outcome })
     }
 
     fn writer_for(&self, community_id: CommunityId) -> Result<WriterQueue, StoreError> {
@@ -456,17 +486,43 @@ impl EventStore {
 
     /// The day (days since 1970-01-01) a moment falls on in a time zone's
     /// calendar; PostgreSQL knows the zones.
+    ///
+    /// Every grant asks, so the answer is kept by zone and minute when the
+    /// minute's first and last microseconds fall on the same day: a zone
+    /// changes its offset at most once in a minute, so then every moment
+    /// of that minute does too.
     pub async fn local_day(&self, time_zone: &str, at_micros: i64) -> Result<i32, StoreError> {
+        const MINUTE: i64 = 60_000_000;
+        const DAYS_KEPT_MAX: usize = 10_000;
+        let minute = at_micros.div_euclid(MINUTE);
+        let key = (time_zone.to_string(), minute);
+        if let Some(day) = lock(&self.inner.days).get(&key) {
+            return Ok(*day);
+        }
         let client = self.inner.pool.get().await?;
         let statement = client
             .prepare_cached(
-                "SELECT ((to_timestamp($1::bigint / 1000000.0) AT TIME ZONE $2)::date                  - DATE '1970-01-01')::integer",
+                "SELECT ((to_timestamp($1::bigint / 1000000.0) AT TIME ZONE $2::text)::date \
+                         - DATE '1970-01-01')::integer, \
+                        ((to_timestamp($3::bigint / 1000000.0) AT TIME ZONE $2::text)::date \
+                         - DATE '1970-01-01')::integer, \
+                        ((to_timestamp(($3::bigint + 59999999) / 1000000.0) AT TIME ZONE $2::text)::date \
+                         - DATE '1970-01-01')::integer",
             )
             .await?;
+        let minute_start = minute * MINUTE;
         let row = client
-            .query_one(&statement, &[&at_micros, &time_zone])
+            .query_one(&statement, &[&at_micros, &time_zone, &minute_start])
             .await?;
-        Ok(row.get(0))
+        let (day, first, last): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        if first == last {
+            let mut kept = lock(&self.inner.days);
+            if kept.len() >= DAYS_KEPT_MAX {
+                kept.clear();
+            }
+            kept.insert(key, day);
+        }
+        Ok(day)
     }
 
     /// Every community, in the order they were created.

@@ -216,6 +216,9 @@ pub struct AppendRequest {
     /// same transaction as the events: both land, or neither. Storing the
     /// same bytes again does nothing, and an erased hash stays erased.
     pub contents: Vec<NewContent>,
+    /// Appends of this process this one was decided behind: it lands only
+    /// if each of them does ([`crate::Landing`]).
+    pub after: Vec<crate::Landing>,
 }
 
 /// A piece of content an append carries.
@@ -234,7 +237,17 @@ impl AppendRequest {
             idempotency_key: None,
             request_fingerprint: None,
             contents: Vec::new(),
+            after: Vec::new(),
         }
+    }
+
+    /// Lands only if the append `landing` stands for lands: this one was
+    /// decided on the state that one leaves, before it committed.
+    pub fn after(mut self, landing: crate::Landing) -> Self {
+        if !self.after.contains(&landing) {
+            self.after.push(landing);
+        }
+        self
     }
 
     /// Stores `body` with the events ([`AppendRequest::contents`]).

@@ -42,8 +42,20 @@ const LOCKED_ATTEMPTS_MAX: usize = 3;
 
 pub(crate) struct PendingAppend {
     pub append: ValidatedAppend,
-    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    /// Taken when the outcome is sent.
+    pub reply: Option<oneshot::Sender<Result<AppendOutcome, StoreError>>>,
     pub enqueued_at: Instant,
+}
+
+impl Drop for PendingAppend {
+    /// An append dropped unanswered (its batch's task failed, or the
+    /// writer stopped) never lands: whatever was decided behind it waits
+    /// no longer.
+    fn drop(&mut self) {
+        if !self.append.landing.is_settled() {
+            self.append.landing.settle(false);
+        }
+    }
 }
 
 pub(crate) type WriterQueue = mpsc::Sender<PendingAppend>;
@@ -469,7 +481,7 @@ fn reply_all(
     results: Vec<Result<AppendOutcome, StoreError>>,
 ) {
     assert_eq!(results.len(), batch.len(), "one result per append");
-    for (pending, result) in batch.into_iter().zip(results) {
+    for (mut pending, result) in batch.into_iter().zip(results) {
         match &result {
             Ok(outcome) if outcome.replayed => StoreStats::add(&stats.idempotent_replays_total, 1),
             Ok(outcome) => {
@@ -484,8 +496,12 @@ fn reply_all(
         }
         let micros = pending.enqueued_at.elapsed().as_micros();
         stats.observe_append_latency(u64::try_from(micros).unwrap_or(u64::MAX));
+        let landed = matches!(&result, Ok(outcome) if !outcome.replayed);
+        pending.append.landing.settle(landed);
         // A caller that gave up waiting is no reason to fail the others.
-        let _ = pending.reply.send(result);
+        if let Some(reply) = pending.reply.take() {
+            let _ = reply.send(result);
+        }
     }
 }
 

@@ -110,6 +110,13 @@ pub(crate) fn plan_batch(
                 outcome,
                 append,
             ));
+            // It wrote nothing now: nothing decided behind it may land.
+            append.landing.planned(false);
+            continue;
+        }
+        if let Some(refused) = refused_behind(append, &known.versions) {
+            append.landing.planned(false);
+            results.push(Err(refused));
             continue;
         }
         if let Some(conflict) = find_conflict(append, &known.versions) {
@@ -119,8 +126,10 @@ pub(crate) fn plan_batch(
                     if expected > actual
             );
             results.push(Err(conflict));
+            append.landing.planned(false);
             continue;
         }
+        append.landing.planned(true);
         let first_position = head.position + 1;
         let mut streams = Vec::with_capacity(append.request.streams.len());
         let mut encoded = append.encoded.iter();
@@ -202,6 +211,26 @@ fn replay(
     Ok(AppendOutcome {
         replayed: true,
         ..outcome.clone()
+    })
+}
+
+/// A refusal for an append decided behind another that will not land:
+/// a conflict on the first stream they share, as if that stream had moved
+/// (the state the decision rested on is not the one that will be there).
+fn refused_behind(append: &ValidatedAppend, versions: &HashMap<String, i64>) -> Option<StoreError> {
+    if append
+        .request
+        .after
+        .iter()
+        .all(|ahead| ahead.admits_followers())
+    {
+        return None;
+    }
+    let (stream_id, expected) = append.request.named_streams().next()?;
+    Some(StoreError::Conflict {
+        stream_id: stream_id.to_string(),
+        expected,
+        actual: versions.get(stream_id.as_str()).copied().unwrap_or(0),
     })
 }
 
