@@ -1146,6 +1146,97 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
     );
 }
 
+/// One gift, two processes, many counters at once: each process queues
+/// its placements behind each other without waiting for their commits,
+/// and the other process's writes make some of them conflict. Exactly the
+/// stock is handed over, and nothing lands on a state that did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_placing_on_one_gift_at_once_hold_exactly_its_stock() {
+    use app::commands::{Commands, Ran, RequestMeta};
+    use app::directory::Directory;
+    use app::points::{PlaceRequest, PointsDesk};
+    use domain::values::{Actor, GiftId, PersonId, RedemptionId};
+
+    let app = TestApp::spawn().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let gift = app.gift(&counter, "1", 24).await;
+    let community = store::CommunityId::new(f.community);
+    let residents: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+    for resident in &residents {
+        app.grant(f, *resident, "3").await;
+    }
+    let other_store = store::EventStore::connect_url(&app.db.url(), store::StoreConfig::default())
+        .await
+        .expect("a second process's store");
+    let desks = [
+        app.points.clone(),
+        PointsDesk::new(
+            Commands::new(other_store.clone(), app.clock.clone()),
+            Directory::default(),
+        ),
+    ];
+    let clerk = Actor {
+        person: PersonId(counter.clerk_id),
+        role: Role::Clerk,
+    };
+    let attempts = residents.iter().enumerate().map(|(n, resident)| {
+        let desk = desks[n % 2].clone();
+        let resident = *resident;
+        async move {
+            let request = || PlaceRequest {
+                redemption: RedemptionId(Uuid::new_v4()),
+                resident: PersonId(resident),
+                gift: GiftId(gift),
+                quantity: 1,
+                by: clerk,
+                centre: Some(domain::values::CentreId(counter.centre)),
+            };
+            // As a counter would: a contended answer is tried again.
+            for _ in 0..20 {
+                let setup = desk.community(community).await.unwrap();
+                let meta = RequestMeta {
+                    request_id: Uuid::new_v4().to_string(),
+                    ..RequestMeta::default()
+                };
+                match desk.place(community, &meta, &setup, request()).await {
+                    Ok(Ran::Appended(..)) => return "OK".to_string(),
+                    Ok(Ran::Repeated(_)) => return "REPEATED".to_string(),
+                    Err(app::error::AppError::Contended(_)) => continue,
+                    Err(error) => return error.code().to_string(),
+                }
+            }
+            "CONTENDED".to_string()
+        }
+    });
+    let codes: Vec<String> = join_all(attempts).await;
+    assert_eq!(codes.iter().filter(|c| *c == "OK").count(), 24, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "OUT_OF_STOCK").count(),
+        16,
+        "{codes:?}"
+    );
+    let head = app.head(f.community).await;
+    let gifts = app
+        .ok(
+            Some(&counter.clerk),
+            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held } }",
+            json!({"c": f.community, "at": head}),
+        )
+        .await;
+    assert_eq!(gifts["gifts"][0], json!({"stock": 0, "held": 24}));
+    let mut held = 0;
+    for resident in &residents {
+        let wallet = app.wallet(&f.admin, f.community, *resident, head).await;
+        let wallet_held = wallet["held"].as_str().unwrap().to_string();
+        assert!(wallet_held == "0" || wallet_held == "1", "{wallet}");
+        held += i32::from(wallet_held == "1");
+    }
+    assert_eq!(held, 24, "every placement held one resident's point");
+    assert_eq!(app.trial_balance(f, head).await["total"], "0");
+    other_store.shutdown().await;
+}
+
 /// What a wallet's stream says, folded here apart from the server: its
 /// balance and held points from the amounts alone, and its lots spent
 /// oldest first (an expiry only from lots due by its time).

@@ -94,15 +94,9 @@ impl Directory {
                 if newer.is_empty() {
                     return Ok(kept);
                 }
-                Loaded {
-                    state: (*kept.community).clone(),
-                    version: kept.version,
-                }
+                Loaded::stored((*kept.community).clone(), kept.version)
             }
-            None => Loaded {
-                state: Community::default(),
-                version: 0,
-            },
+            None => Loaded::stored(Community::default(), 0),
         };
         let loaded = commands
             .load_from(community, COMMUNITY_STREAM, loaded)

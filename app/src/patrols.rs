@@ -226,10 +226,7 @@ impl Services {
                 let event = patrol.state.decide(command.clone())?;
                 let mut decision = Decision::new(()).with(patrol_stream_id, &patrol, &event)?;
                 if let Some((submit, _)) = opened {
-                    let new_report = Loaded {
-                        state: Report::default(),
-                        version: 0,
-                    };
+                    let new_report = Loaded::stored(Report::default(), 0);
                     let submitted = new_report
                         .state
                         .decide(ReportCommand::Submit(Box::new(submit.clone())))?;

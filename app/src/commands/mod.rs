@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use store::{
     AppendOutcome, AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion,
-    IdempotencyKey, NewEvent, StoreError, StreamId, StreamType,
+    IdempotencyKey, Landing, NewEvent, StoreError, StreamId, StreamType, Submitted,
 };
 
 use self::streams::{StateCache, StreamLocks};
@@ -77,6 +77,21 @@ impl RequestMeta {
 pub struct Loaded<A> {
     pub state: A,
     pub version: i64,
+    /// The append of this process, queued and not yet committed, that
+    /// brings the stream to `version`: a decision on this state lands only
+    /// behind it.
+    pub landing: Option<Landing>,
+}
+
+impl<A> Loaded<A> {
+    /// A state read from the log (or a stream known to be empty).
+    pub fn stored(state: A, version: i64) -> Self {
+        Loaded {
+            state,
+            version,
+            landing: None,
+        }
+    }
 }
 
 /// One stream's part of an append: the event an aggregate decided.
@@ -92,6 +107,8 @@ pub struct Decided {
 pub struct Decision<T> {
     decided: Vec<Decided>,
     after: Vec<(String, i64, Arc<dyn std::any::Any + Send + Sync>)>,
+    /// The queued appends the loaded states rest on.
+    behind: Vec<Landing>,
     /// What the caller wants back once it is appended.
     value: T,
 }
@@ -101,6 +118,7 @@ impl<T> Decision<T> {
         Decision {
             decided: Vec::new(),
             after: Vec::new(),
+            behind: Vec::new(),
             value,
         }
     }
@@ -118,12 +136,27 @@ impl<T> Decision<T> {
     {
         self.decided
             .push(decided::<A>(stream_id, loaded.version, event)?);
+        self.behind.extend(loaded.landing.iter().cloned());
         let mut state = loaded.state.clone();
         state.apply(event.clone());
         self.after
             .push((stream_id.to_string(), loaded.version + 1, Arc::new(state)));
         Ok(self)
     }
+}
+
+/// A command on several streams decided and queued, not yet landed
+/// ([`Commands::queue_all`]).
+pub enum Queued<T> {
+    Submitted {
+        submitted: Submitted,
+        value: T,
+        /// The appends it was queued behind.
+        behind: Vec<Landing>,
+        attempt: usize,
+    },
+    /// Answered without queueing: a retry of a request already carried out.
+    Done(Ran<T>),
 }
 
 /// How a command on several streams ended.
@@ -203,12 +236,13 @@ impl Commands {
         A: Aggregate + Default + Clone + 'static,
         A::Event: DeserializeOwned,
     {
+        // A state on its way counts once it has landed.
         let start = match self.cache.get::<A>(community.as_uuid(), stream_id) {
-            Some((version, state)) => Loaded { state, version },
-            None => Loaded {
-                state: A::default(),
-                version: 0,
+            Some(kept) => match &kept.landing {
+                Some(landing) if !landing.settled().await => Loaded::stored(A::default(), 0),
+                _ => Loaded::stored(kept.state, kept.version),
             },
+            None => Loaded::stored(A::default(), 0),
         };
         let loaded = self.load_from(community, stream_id, start).await?;
         self.remember(community, stream_id, &loaded);
@@ -242,9 +276,11 @@ impl Commands {
     }
 
     /// The aggregate for a decision under its stream's lock: as kept after
-    /// this process's last write, without reading, or else loaded. A kept
-    /// state can be behind only if another process wrote the stream; then
-    /// the append conflicts and `execute_all` decides again from a read.
+    /// this process's last write, without reading, or else loaded. The
+    /// last write may still be on its way: the decision is then queued
+    /// behind it, and lands only if it does. A kept state can be behind
+    /// only if another process wrote the stream; then the append conflicts
+    /// and `execute_all` decides again from a read.
     pub async fn load_kept<A>(
         &self,
         community: CommunityId,
@@ -255,9 +291,23 @@ impl Commands {
         A::Event: DeserializeOwned,
     {
         match self.cache.get::<A>(community.as_uuid(), stream_id) {
-            Some((version, state)) => Ok(Loaded { state, version }),
+            Some(kept) => Ok(Loaded {
+                state: kept.state,
+                version: kept.version,
+                landing: kept.landing,
+            }),
             None => self.load(community, stream_id).await,
         }
+    }
+
+    /// Waits for this process's appends on their way to these streams,
+    /// then drops what is kept of them: the next decision reads what
+    /// landed, and what other processes wrote.
+    async fn settle_and_forget(&self, community: CommunityId, streams: &[String]) {
+        for landing in self.cache.on_their_way(community.as_uuid(), streams) {
+            landing.settled().await;
+        }
+        self.cache.forget(community.as_uuid(), streams);
     }
 
     /// Runs a command that changes several streams of one community at
@@ -267,6 +317,12 @@ impl Commands {
     /// another process decides again from fresh reads, and so does a
     /// refusal decided on kept states, so that no one is refused on stale
     /// state; a retried request is answered with its first outcome.
+    ///
+    /// The streams stay locked only until the append is queued, not until
+    /// it commits: the next command on a busy stream is decided on the
+    /// state this one leaves and queued right behind it, landing only if
+    /// this one does (`store::Landing`), so many commands on one stream
+    /// share a commit.
     pub async fn execute_all<T, F, Fut>(
         &self,
         community: CommunityId,
@@ -279,50 +335,157 @@ impl Commands {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
-        let _turn = self.locks.lock(community.as_uuid(), streams).await;
+        let queued = self
+            .queue_all(community, streams, meta, contents, &decide)
+            .await?;
+        self.land_all(community, streams, meta, contents, &decide, queued)
+            .await
+    }
+
+    /// The first half of [`Commands::execute_all`]: decides and queues the
+    /// append, and returns once it is queued. A caller that queues several
+    /// commands one after another gets them planned in that order, then
+    /// waits for each with [`Commands::land_all`].
+    pub async fn queue_all<T, F, Fut>(
+        &self,
+        community: CommunityId,
+        streams: &[String],
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        decide: &F,
+    ) -> AppResult<Queued<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = AppResult<Decision<T>>>,
+    {
+        self.decide_and_queue(community, streams, meta, contents, decide, 1, false)
+            .await
+    }
+
+    /// The second half of [`Commands::execute_all`]: waits for the append
+    /// to land; one that conflicted is decided again from fresh reads.
+    pub async fn land_all<T, F, Fut>(
+        &self,
+        community: CommunityId,
+        streams: &[String],
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        decide: &F,
+        mut queued: Queued<T>,
+    ) -> AppResult<Ran<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = AppResult<Decision<T>>>,
+    {
         let community_id = community.as_uuid();
-        let mut attempt = 0;
-        let mut read_fresh = false;
         loop {
-            attempt += 1;
+            let (submitted, value, behind, attempt) = match queued {
+                Queued::Done(ran) => return Ok(ran),
+                Queued::Submitted {
+                    submitted,
+                    value,
+                    behind,
+                    attempt,
+                } => (submitted, value, behind, attempt),
+            };
+            let landing = submitted.landing();
+            let refusal = match submitted.outcome().await {
+                Ok(outcome) if !outcome.replayed => return Ok(Ran::Appended(outcome, value)),
+                // The key's first attempt carried it out; what was decided
+                // now, and kept, was not written.
+                Ok(outcome) => {
+                    self.cache.forget_behind(community_id, streams, &landing);
+                    return Ok(Ran::Repeated(outcome));
+                }
+                Err(refusal) => refusal,
+            };
+            self.cache.forget_behind(community_id, streams, &landing);
+            match refusal {
+                conflict if setup_moved(meta, &conflict) => return Err(append_error(conflict)),
+                // A stream moved under us, or an append this one was queued
+                // behind did not land (only that: a key used for another
+                // request, or a refusal, is not retried).
+                StoreError::Conflict { .. } if attempt < CONFLICT_ATTEMPTS_MAX => {
+                    let behind_failed = behind.iter().any(Landing::has_failed);
+                    if !behind_failed {
+                        tokio::time::sleep(conflict_pause(attempt)).await;
+                    }
+                    queued = self
+                        .decide_and_queue(
+                            community,
+                            streams,
+                            meta,
+                            contents,
+                            decide,
+                            attempt + 1,
+                            true,
+                        )
+                        .await?;
+                }
+                other => return Err(append_error(other)),
+            }
+        }
+    }
+
+    /// One attempt: with the streams locked, decides and queues.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_queue<T, F, Fut>(
+        &self,
+        community: CommunityId,
+        streams: &[String],
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        decide: &F,
+        attempt: usize,
+        mut read_fresh: bool,
+    ) -> AppResult<Queued<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = AppResult<Decision<T>>>,
+    {
+        let _turn = self.locks.lock(community.as_uuid(), streams).await;
+        if read_fresh {
+            self.settle_and_forget(community, streams).await;
+        }
+        loop {
             let decision = match decide().await {
                 Ok(decision) => decision,
                 Err(error) => {
                     if let Some(outcome) = self.first_outcome(community, meta).await? {
-                        return Ok(Ran::Repeated(outcome));
+                        return Ok(Queued::Done(Ran::Repeated(outcome)));
                     }
                     if read_fresh {
                         return Err(error);
                     }
-                    self.cache.forget(community_id, streams);
+                    self.settle_and_forget(community, streams).await;
                     read_fresh = true;
                     continue;
                 }
             };
-            match self
-                .try_append(community, meta, decision.decided, contents)
-                .await?
-            {
-                Ok(outcome) if outcome.replayed => return Ok(Ran::Repeated(outcome)),
-                Ok(outcome) => {
-                    for (stream_id, version, state) in decision.after {
-                        self.cache
-                            .put_shared(community_id, &stream_id, version, state);
-                    }
-                    return Ok(Ran::Appended(outcome, decision.value));
-                }
-                Err(conflict) if setup_moved(meta, &conflict) => {
-                    return Err(append_error(conflict))
-                }
-                // A stream moved under us (only that: a key used for
-                // another request, or a refusal, is not retried).
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
-                    self.cache.forget(community_id, streams);
-                    read_fresh = true;
-                    tokio::time::sleep(conflict_pause(attempt)).await;
-                }
-                Err(error) => return Err(append_error(error)),
+            let request = self.request(
+                community,
+                meta,
+                decision.decided,
+                contents,
+                &decision.behind,
+            )?;
+            let submitted = self.store.submit(request).await.map_err(append_error)?;
+            let landing = submitted.landing();
+            for (stream_id, version, state) in decision.after {
+                self.cache.put_shared(
+                    community.as_uuid(),
+                    &stream_id,
+                    version,
+                    state,
+                    Some(landing.clone()),
+                );
             }
+            return Ok(Queued::Submitted {
+                submitted,
+                value: decision.value,
+                behind: decision.behind,
+                attempt,
+            });
         }
     }
 
@@ -392,10 +555,7 @@ impl Commands {
         loop {
             attempt += 1;
             let mut loaded = if minted && attempt == 1 {
-                Loaded {
-                    state: A::default(),
-                    version: 0,
-                }
+                Loaded::stored(A::default(), 0)
             } else {
                 self.load::<A>(community, stream_id).await?
             };
@@ -485,7 +645,24 @@ impl Commands {
         decided: Vec<Decided>,
         contents: &[Prepared],
     ) -> AppResult<Result<AppendOutcome, StoreError>> {
+        let request = self.request(community, meta, decided, contents, &[])?;
+        Ok(self.store.append(request).await)
+    }
+
+    /// The append of what aggregates decided, with the request's metadata,
+    /// key and set-up condition, queued behind `behind`.
+    fn request(
+        &self,
+        community: CommunityId,
+        meta: &RequestMeta,
+        decided: Vec<Decided>,
+        contents: &[Prepared],
+        behind: &[Landing],
+    ) -> AppResult<AppendRequest> {
         let mut request = AppendRequest::new(community);
+        for landing in behind {
+            request = request.after(landing.clone());
+        }
         for piece in contents {
             request = piece.carried_by(request);
         }
@@ -513,7 +690,7 @@ impl Commands {
                 ExpectedVersion::Exact(version),
             );
         }
-        Ok(self.store.append(request).await)
+        Ok(request)
     }
 }
 

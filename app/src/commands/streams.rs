@@ -3,11 +3,17 @@
 //! several streams cannot deadlock) and a cache of loaded aggregates (a
 //! cached state only saves reading what it already folded; every load still
 //! reads the stream from the cached version on).
+//!
+//! A state kept by a command whose append is queued but not yet committed
+//! carries that append's [`Landing`]: a command deciding under the lock may
+//! decide on it (and lands only behind it); a plain load waits for it to
+//! land. A state whose append failed is as if it were not kept.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use store::Landing;
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
@@ -17,8 +23,22 @@ const CACHED_STREAMS_MAX: usize = 50_000;
 const LOCKS_SWEEP_AT: usize = 10_000;
 
 type StreamKey = (Uuid, String);
-/// A state and the stream version it was folded to.
-type CachedState = (i64, Arc<dyn Any + Send + Sync>);
+/// A state, the stream version it was folded to, and the append that
+/// brings the stream there while it is still on its way.
+type CachedState = (i64, Arc<dyn Any + Send + Sync>, Option<Landing>);
+
+/// A kept state, as [`StateCache::get`] gives it.
+pub struct Kept<A> {
+    pub version: i64,
+    pub state: A,
+    /// The queued append the state rests on, unless it is known committed.
+    pub landing: Option<Landing>,
+}
+
+/// Whether a kept state may stand: its append did not fail.
+fn stands(landing: &Option<Landing>) -> bool {
+    landing.as_ref().is_none_or(|landing| !landing.has_failed())
+}
 
 #[derive(Clone, Default)]
 pub struct StreamLocks {
@@ -65,16 +85,24 @@ pub struct StateCache {
 }
 
 impl StateCache {
-    /// The cached state of a stream and its version, if it is of type `A`.
+    /// The cached state of a stream, if it is of type `A` and the append it
+    /// rests on (if any) has not failed.
     pub fn get<A: Clone + Send + Sync + 'static>(
         &self,
         community: Uuid,
         stream: &str,
-    ) -> Option<(i64, A)> {
+    ) -> Option<Kept<A>> {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let (version, state) = states.get(&(community, stream.to_string()))?;
+        let (version, state, landing) = states.get(&(community, stream.to_string()))?;
+        if !stands(landing) {
+            return None;
+        }
         let state = state.downcast_ref::<A>()?;
-        Some((*version, state.clone()))
+        Some(Kept {
+            version: *version,
+            state: state.clone(),
+            landing: landing.clone().filter(|landing| !landing.has_landed()),
+        })
     }
 
     /// Keeps a state unless a newer one is kept already.
@@ -85,24 +113,56 @@ impl StateCache {
         version: i64,
         state: &A,
     ) {
-        self.put_shared(community, stream, version, Arc::new(state.clone()));
+        self.put_shared(community, stream, version, Arc::new(state.clone()), None);
     }
 
+    /// Keeps a state, committed (`landing` is `None`) or brought about by
+    /// an append still on its way, unless a newer one that may stand is
+    /// kept already.
     pub fn put_shared(
         &self,
         community: Uuid,
         stream: &str,
         version: i64,
         state: Arc<dyn Any + Send + Sync>,
+        landing: Option<Landing>,
     ) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if states.len() >= CACHED_STREAMS_MAX {
             states.clear();
         }
         let key = (community, stream.to_string());
-        let newer_kept = states.get(&key).is_some_and(|(kept, _)| *kept > version);
+        let newer_kept = states
+            .get(&key)
+            .is_some_and(|(kept, _, landing)| *kept > version && stands(landing));
         if !newer_kept {
-            states.insert(key, (version, state));
+            states.insert(key, (version, state, landing));
+        }
+    }
+
+    /// The appends still on their way that the kept states of these
+    /// streams rest on.
+    pub fn on_their_way(&self, community: Uuid, streams: &[String]) -> Vec<Landing> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        streams
+            .iter()
+            .filter_map(|stream| states.get(&(community, stream.clone())))
+            .filter_map(|(_, _, landing)| landing.clone())
+            .filter(|landing| !landing.is_settled())
+            .collect()
+    }
+
+    /// Drops the states that rest on `landing`: it did not land as decided.
+    pub fn forget_behind(&self, community: Uuid, streams: &[String], landing: &Landing) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        for stream in streams {
+            let key = (community, stream.clone());
+            if states
+                .get(&key)
+                .is_some_and(|(_, _, kept)| kept.as_ref() == Some(landing))
+            {
+                states.remove(&key);
+            }
         }
     }
 

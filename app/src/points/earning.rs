@@ -12,18 +12,20 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::points::wallet::ReversalReason;
+use domain::points::wallet::WalletEvent;
 use domain::points::{GrantSource, Wallet};
 use domain::report::{Report, ReportEvent, ReportState, Reporter};
 use domain::streams::StreamKind;
 use domain::suggestion::{Outcome, SuggestionEvent};
 use domain::values::{GridId, PersonId, Points, ReportId, SuggestionId, Timestamp};
+use futures::StreamExt;
 use projections::runner::{decode, entity_id};
 use projections::{Change, Projection, ProjectionError};
 use rust_decimal::Decimal;
 use store::{CommunityId, RecordedEvent};
 
-use super::{wallet_stream, GrantRequest, PointsDesk, Reversal};
-use crate::commands::{report_stream, suggestion_stream, RequestMeta};
+use super::{wallet_stream, GrantRequest, PointsDesk, PreparedGrant, Reversal};
+use crate::commands::{report_stream, suggestion_stream, Queued, RequestMeta};
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 
@@ -50,7 +52,12 @@ impl Projection for EarningProcess {
         String::new()
     }
 
-    /// Event by event: each grant is its own command.
+    /// Each grant is its own command, but they need not wait for each
+    /// other's commits: what every event earns is read for several events
+    /// at once; the grants are then decided and queued one after another
+    /// in the log's order (so a wallet's daily limit and a reversal meet
+    /// them in that order), each behind the last on the budget's stream;
+    /// and the batch ends once every one has landed.
     async fn apply_batch(
         &self,
         _transaction: &Transaction<'_>,
@@ -58,21 +65,65 @@ impl Projection for EarningProcess {
         events: &[RecordedEvent],
         _changes: &mut Vec<Change>,
     ) -> Result<(), ProjectionError> {
-        for event in events {
-            let followed = match projections::runner::kind(event) {
-                Some(StreamKind::Report) => self.follow_report(event).await,
-                Some(StreamKind::Suggestion) => self.follow_suggestion(event).await,
-                _ => Ok(()),
-            };
-            followed.map_err(|error: AppError| ProjectionError::Process {
+        let failed = |position: i64| {
+            move |error: AppError| ProjectionError::Process {
                 process: NAME,
-                position: event.position,
+                position,
                 reason: error.describe(),
-            })?;
+            }
+        };
+        // All read before any is queued: a read left half way holds a
+        // connection the grants need.
+        let reads: Vec<_> = events.iter().map(|event| self.earned(event)).collect();
+        let earnings: Vec<(i64, AppResult<Vec<Earned>>)> = futures::stream::iter(reads)
+            .buffered(EVENTS_READ_AT_ONCE)
+            .collect()
+            .await;
+        let mut queued = Vec::new();
+        for (position, earned) in earnings {
+            for earning in earned.map_err(failed(position))? {
+                match earning {
+                    Earned::Grant(earn) => {
+                        if let Some(grant) = self.queue(earn).await.map_err(failed(position))? {
+                            queued.push((position, grant));
+                        }
+                    }
+                    Earned::Reversal(reversal) => {
+                        self.reverse_merged(reversal)
+                            .await
+                            .map_err(failed(position))?;
+                    }
+                }
+            }
+        }
+        for (position, (grant, meta, queued)) in queued {
+            grant
+                .land(&self.desk, &meta, &[], queued)
+                .await
+                .map_err(failed(position))?;
         }
         Ok(())
     }
 }
+
+/// Events whose earnings are read at once.
+const EVENTS_READ_AT_ONCE: usize = 8;
+
+/// What one event earns: grants, or the reversal of a merged duplicate's.
+enum Earned {
+    Grant(Earn),
+    Reversal(MergedReversal),
+}
+
+struct MergedReversal {
+    community: CommunityId,
+    position: i64,
+    resident: PersonId,
+    report: ReportId,
+    original: ReportId,
+}
+
+type QueuedGrant = (PreparedGrant, RequestMeta, Queued<WalletEvent>);
 
 /// What a report event earns.
 enum Earning {
@@ -85,13 +136,23 @@ enum Earning {
 }
 
 impl EarningProcess {
-    async fn follow_report(&self, event: &RecordedEvent) -> AppResult<()> {
+    /// What an event earns, with its position.
+    async fn earned(&self, event: &RecordedEvent) -> (i64, AppResult<Vec<Earned>>) {
+        let earned = match projections::runner::kind(event) {
+            Some(StreamKind::Report) => self.follow_report(event).await,
+            Some(StreamKind::Suggestion) => self.follow_suggestion(event).await,
+            _ => Ok(Vec::new()),
+        };
+        (event.position, earned)
+    }
+
+    async fn follow_report(&self, event: &RecordedEvent) -> AppResult<Vec<Earned>> {
         let earning = match decode::<ReportEvent>(event)? {
             ReportEvent::ReportAccepted { at, .. } => Earning::Accepted(at),
             ReportEvent::ReportConfirmed { at, .. } => Earning::Resolved(at),
             ReportEvent::ReportClaimed { at, .. } => Earning::Claimed(at),
             ReportEvent::ReportMerged { original, .. } => Earning::Merged(original),
-            _ => return Ok(()),
+            _ => return Ok(Vec::new()),
         };
         let community = event.community_id;
         let report_id = ReportId(entity_id(event, "report")?);
@@ -102,11 +163,11 @@ impl EarningProcess {
             .await?
             .state;
         let Some(submission) = report.submission.as_deref() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         // Anonymous reporters earn nothing until they claim the report.
         let Reporter::Resident(resident) = submission.reporter else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let setup = self.desk.community(community).await?;
         let submitted = self
@@ -120,7 +181,7 @@ impl EarningProcess {
             .points_rules
             .earns(resident, filed_as_staff, report.accepted_by)
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let accepted_points = setup
             .categories
@@ -131,47 +192,52 @@ impl EarningProcess {
         let resolved = GrantSource::ReportResolved { report: report_id };
         let grid = Some(submission.grid);
         let merged = report.state == ReportState::Merged;
-        let earns = |source: GrantSource, amount: Decimal, at: Timestamp| Earn {
-            community,
-            position: event.position,
-            resident,
-            source,
-            amount,
-            grid,
-            at,
+        let earns = |source: GrantSource, amount: Decimal, at: Timestamp| {
+            Earned::Grant(Earn {
+                community,
+                setup: setup.clone(),
+                position: event.position,
+                resident,
+                source,
+                amount,
+                grid,
+                at,
+            })
         };
-        match earning {
-            Earning::Accepted(at) if !merged => {
-                self.earn(earns(accepted, accepted_points, at)).await
-            }
-            Earning::Resolved(at) => self.earn(earns(resolved, bonus, at)).await,
+        Ok(match earning {
+            Earning::Accepted(at) if !merged => vec![earns(accepted, accepted_points, at)],
+            Earning::Resolved(at) => vec![earns(resolved, bonus, at)],
             Earning::Claimed(at) if !merged => {
+                let mut earned = Vec::new();
                 if was_accepted(report.state) {
-                    self.earn(earns(accepted, accepted_points, at)).await?;
+                    earned.push(earns(accepted, accepted_points, at));
                 }
                 if matches!(report.state, ReportState::Confirmed | ReportState::Closed) {
-                    self.earn(earns(resolved, bonus, at)).await?;
+                    earned.push(earns(resolved, bonus, at));
                 }
-                Ok(())
+                earned
             }
-            Earning::Merged(original) => {
-                self.reverse_merged(community, event.position, resident, report_id, original)
-                    .await
-            }
-            Earning::Accepted(_) | Earning::Claimed(_) => Ok(()),
-        }
+            Earning::Merged(original) => vec![Earned::Reversal(MergedReversal {
+                community,
+                position: event.position,
+                resident,
+                report: report_id,
+                original,
+            })],
+            Earning::Accepted(_) | Earning::Claimed(_) => Vec::new(),
+        })
     }
 
-    async fn follow_suggestion(&self, event: &RecordedEvent) -> AppResult<()> {
+    async fn follow_suggestion(&self, event: &RecordedEvent) -> AppResult<Vec<Earned>> {
         let SuggestionEvent::SuggestionAnswered { outcome, at, .. } =
             decode::<SuggestionEvent>(event)?
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let partly = match outcome {
             Outcome::Adopted => false,
             Outcome::PartlyAdopted => true,
-            _ => return Ok(()),
+            _ => return Ok(Vec::new()),
         };
         let community = event.community_id;
         let suggestion = SuggestionId(entity_id(event, "suggestion")?);
@@ -190,12 +256,12 @@ impl EarningProcess {
             .map(|submitted| submitted.decode::<SuggestionEvent>())
             .transpose()?
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let setup = self.desk.community(community).await?;
         let as_staff = first.first().is_some_and(filed_as_staff);
         if !setup.points_rules.earns(resident, as_staff, None) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rules = &setup.points_rules;
         let amount = if partly {
@@ -203,31 +269,35 @@ impl EarningProcess {
         } else {
             rules.suggestion_adopted
         };
-        self.earn(Earn {
+        let grid = setup.sites.get(&site).map(|site| site.grid);
+        Ok(vec![Earned::Grant(Earn {
             community,
+            setup,
             position: event.position,
             resident,
             source: GrantSource::SuggestionAdopted { suggestion, partly },
             amount,
-            grid: setup.sites.get(&site).map(|site| site.grid),
+            grid,
             at,
-        })
-        .await
+        })])
     }
 
-    /// Grants unless the wallet has seen this source already.
-    async fn earn(&self, earn: Earn) -> AppResult<()> {
+    /// Queues a grant unless the wallet has seen this source already. The
+    /// wallet is taken as this process keeps it, with the grants queued
+    /// before this one: a grant of this batch that does not land fails the
+    /// batch, which is then followed again.
+    async fn queue(&self, earn: Earn) -> AppResult<Option<QueuedGrant>> {
         let Ok(amount) = Points::parse(earn.amount) else {
             // The rules give nothing for this.
-            return Ok(());
+            return Ok(None);
         };
         let wallet = self
             .desk
             .commands()
-            .load::<Wallet>(earn.community, &wallet_stream(earn.resident.0))
+            .load_kept::<Wallet>(earn.community, &wallet_stream(earn.resident.0))
             .await?;
         if wallet.state.sources.contains_key(&earn.source.key()) {
-            return Ok(());
+            return Ok(None);
         }
         let meta = process_meta(
             earn.position,
@@ -241,20 +311,22 @@ impl EarningProcess {
             grid: earn.grid,
             at: earn.at,
         };
-        self.desk
-            .grant(earn.community, &meta, request, &[])
-            .await
-            .map(drop)
+        let grant = self
+            .desk
+            .prepare_grant(earn.community, &earn.setup, request)
+            .await?;
+        let queued = grant.queue(&self.desk, &meta, &[]).await?;
+        Ok(Some((grant, meta, queued)))
     }
 
-    async fn reverse_merged(
-        &self,
-        community: CommunityId,
-        position: i64,
-        resident: PersonId,
-        report: ReportId,
-        original: ReportId,
-    ) -> AppResult<()> {
+    async fn reverse_merged(&self, reversal: MergedReversal) -> AppResult<()> {
+        let MergedReversal {
+            community,
+            position,
+            resident,
+            report,
+            original,
+        } = reversal;
         let wallet = self
             .desk
             .commands()
@@ -283,6 +355,8 @@ impl EarningProcess {
 
 struct Earn {
     community: CommunityId,
+    /// The community as it was read for this event.
+    setup: std::sync::Arc<domain::community::Community>,
     position: i64,
     resident: PersonId,
     source: GrantSource,

@@ -22,7 +22,7 @@ use domain::Decide;
 use rust_decimal::Decimal;
 use store::{AppendOutcome, CommunityId};
 
-use crate::commands::{Commands, Decision, Ran, RequestMeta};
+use crate::commands::{Commands, Decision, Queued, Ran, RequestMeta};
 use crate::content::Prepared;
 use crate::directory::Directory;
 use crate::error::{AppError, AppResult};
@@ -42,6 +42,87 @@ pub struct GrantRequest {
     pub by: Option<Actor>,
     pub grid: Option<GridId>,
     pub at: Timestamp,
+}
+
+/// A grant looked up and ready to decide ([`PointsDesk::prepare_grant`]).
+pub struct PreparedGrant {
+    community: CommunityId,
+    wallet_id: String,
+    streams: [String; 2],
+    daily_limit: Option<Decimal>,
+    day: i32,
+    expires_at: Option<Timestamp>,
+    request: GrantRequest,
+}
+
+impl PreparedGrant {
+    /// Decides and queues it; returns once it is queued, so grants queued
+    /// one after another are planned in that order.
+    pub async fn queue(
+        &self,
+        desk: &PointsDesk,
+        meta: &RequestMeta,
+        contents: &[Prepared],
+    ) -> AppResult<Queued<WalletEvent>> {
+        let decide = || self.decide(&desk.commands);
+        desk.commands
+            .queue_all(self.community, &self.streams, meta, contents, &decide)
+            .await
+    }
+
+    /// Waits for a queued grant to land, deciding it again on a conflict.
+    pub async fn land(
+        &self,
+        desk: &PointsDesk,
+        meta: &RequestMeta,
+        contents: &[Prepared],
+        queued: Queued<WalletEvent>,
+    ) -> AppResult<Ran<WalletEvent>> {
+        let decide = || self.decide(&desk.commands);
+        desk.commands
+            .land_all(
+                self.community,
+                &self.streams,
+                meta,
+                contents,
+                &decide,
+                queued,
+            )
+            .await
+    }
+
+    async fn decide(&self, commands: &Commands) -> AppResult<Decision<WalletEvent>> {
+        let (community, request) = (self.community, &self.request);
+        let wallet = commands
+            .load_kept::<Wallet>(community, &self.wallet_id)
+            .await?;
+        let budget = commands
+            .load_kept::<Budget>(community, BUDGET_STREAM)
+            .await?;
+        let grant = Grant {
+            source: request.source.clone(),
+            amount: request.amount,
+            by: request.by,
+            grid: request.grid,
+            budget_available: budget.state.balance,
+            daily_limit: self.daily_limit,
+            day: self.day,
+            expires_at: self.expires_at,
+            at: request.at,
+        };
+        let event = wallet.state.decide(WalletCommand::Grant(Box::new(grant)))?;
+        let mut decision = Decision::new(event.clone()).with(&self.wallet_id, &wallet, &event)?;
+        if let WalletEvent::PointsGranted { amount, .. } = &event {
+            let issued = budget.state.decide(BudgetCommand::Issue {
+                resident: request.resident,
+                source: request.source.clone(),
+                amount: *amount,
+                at: request.at,
+            })?;
+            decision = decision.with(BUDGET_STREAM, &budget, &issued)?;
+        }
+        Ok(decision)
+    }
 }
 
 /// Taking back what a report earned a resident.
@@ -122,50 +203,39 @@ impl PointsDesk {
         contents: &[Prepared],
     ) -> AppResult<Ran<WalletEvent>> {
         let setup = self.community(community).await?;
+        let grant = self.prepare_grant(community, &setup, request).await?;
+        let queued = grant.queue(self, meta, contents).await?;
+        grant.land(self, meta, contents, queued).await
+    }
+
+    /// A grant with what it is decided on looked up (`setup` is the
+    /// community as the caller read it): ready to be queued with
+    /// [`PreparedGrant::queue`] and waited for with [`PreparedGrant::land`].
+    pub async fn prepare_grant(
+        &self,
+        community: CommunityId,
+        setup: &Community,
+        request: GrantRequest,
+    ) -> AppResult<PreparedGrant> {
         let rules = &setup.points_rules;
         let day = self
             .commands
             .store()
-            .local_day(crate::calendar::zone_of(&setup), request.at.micros())
+            .local_day(crate::calendar::zone_of(setup), request.at.micros())
             .await?;
         let expires_at = rules
             .expiry_days
             .map(|days| request.at.plus_hours(days * 24));
         let wallet_id = wallet_stream(request.resident.0);
-        let streams = [BUDGET_STREAM.to_string(), wallet_id.clone()];
-        let commands = &self.commands;
-        self.commands
-            .execute_all(community, &streams, meta, contents, || async {
-                let wallet = commands.load_kept::<Wallet>(community, &wallet_id).await?;
-                let budget = commands
-                    .load_kept::<Budget>(community, BUDGET_STREAM)
-                    .await?;
-                let grant = Grant {
-                    source: request.source.clone(),
-                    amount: request.amount,
-                    by: request.by,
-                    grid: request.grid,
-                    budget_available: budget.state.balance,
-                    daily_limit: rules.daily_limit,
-                    day,
-                    expires_at,
-                    at: request.at,
-                };
-                let event = wallet.state.decide(WalletCommand::Grant(Box::new(grant)))?;
-                let mut decision =
-                    Decision::new(event.clone()).with(&wallet_id, &wallet, &event)?;
-                if let WalletEvent::PointsGranted { amount, .. } = &event {
-                    let issued = budget.state.decide(BudgetCommand::Issue {
-                        resident: request.resident,
-                        source: request.source.clone(),
-                        amount: *amount,
-                        at: request.at,
-                    })?;
-                    decision = decision.with(BUDGET_STREAM, &budget, &issued)?;
-                }
-                Ok(decision)
-            })
-            .await
+        Ok(PreparedGrant {
+            community,
+            streams: [BUDGET_STREAM.to_string(), wallet_id.clone()],
+            wallet_id,
+            daily_limit: rules.daily_limit,
+            day,
+            expires_at,
+            request,
+        })
     }
 
     /// What a wallet command did, also when it ran before: a retry is
