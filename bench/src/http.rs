@@ -67,6 +67,8 @@ pub struct Measure {
     pub history_events: i64,
     /// The largest projection lag seen while it ran (write phases).
     pub projection_lag_max: Option<i64>,
+    /// Which read model (or `earning`) was that far behind.
+    pub projection_lagging: Option<String>,
     /// The server's resident memory after it, in MiB.
     pub server_rss_mib: f64,
 }
@@ -104,7 +106,7 @@ fn print_table(report: &HttpBenchReport) {
         report.connections, report.seconds, report.postgres_version
     );
     println!(
-        "{:<38} {:>9} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8} {:>9} {:>7}",
+        "{:<38} {:>9} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8} {:>18} {:>7}",
         "measure",
         "requests",
         "errors",
@@ -121,7 +123,7 @@ fn print_table(report: &HttpBenchReport) {
         .chain(report.measures.iter());
     for m in all {
         println!(
-            "{:<38} {:>9} {:>7} {:>10.0} {:>8.1} {:>8.1} {:>7} {:>8} {:>9} {:>7.0}",
+            "{:<38} {:>9} {:>7} {:>10.0} {:>8.1} {:>8.1} {:>7} {:>8} {:>18} {:>7.0}",
             m.name,
             m.requests,
             m.errors,
@@ -131,7 +133,10 @@ fn print_table(report: &HttpBenchReport) {
             m.ratio.map_or("-".to_string(), |r| format!("{r:.3}")),
             m.history_events,
             m.projection_lag_max
-                .map_or("-".to_string(), |l| l.to_string()),
+                .map_or("-".to_string(), |l| match &m.projection_lagging {
+                    Some(name) => format!("{l} {name}"),
+                    None => l.to_string(),
+                }),
             m.server_rss_mib,
         );
     }
@@ -356,6 +361,7 @@ fn measure(name: &str, latencies: &mut [Duration], errors: usize, elapsed: Durat
         baseline_per_second: None,
         history_events: 0,
         projection_lag_max: None,
+        projection_lagging: None,
         server_rss_mib: 0.0,
     }
 }
@@ -414,18 +420,21 @@ async fn raw_commits(
     ))
 }
 
-/// The largest projection lag seen while `running` is set, polled.
+/// The largest projection lag seen while `running` is set, polled, and
+/// the projection that was that far behind.
 fn watch_lag(
     base: String,
     admin: String,
     running: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<i64> {
+) -> tokio::task::JoinHandle<(i64, Option<String>)> {
     tokio::spawn(async move {
         let client = reqwest::Client::new();
-        let mut most = 0;
+        let mut most = (0, None);
         while running.load(Ordering::Relaxed) {
-            if let Ok(lag) = projection_lag(&client, &base, &admin).await {
-                most = most.max(lag);
+            if let Ok((lag, name)) = lagging_most(&client, &base, &admin).await {
+                if lag > most.0 {
+                    most = (lag, name);
+                }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -474,23 +483,33 @@ async fn catch_up_within(
 
 /// The most any read model (or the earning process) is behind the head.
 async fn projection_lag(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<i64> {
+    Ok(lagging_most(client, base, admin).await?.0)
+}
+
+/// The most any read model (or the earning process) is behind the head,
+/// and which one it is.
+async fn lagging_most(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+) -> anyhow::Result<(i64, Option<String>)> {
     let data = graphql(
         client,
         base,
         admin,
-        "query($c: UUID!) { projectionLag(communityId: $c) { lag head } }",
+        "query($c: UUID!) { projectionLag(communityId: $c) { name lag } }",
         json!({"c": demo::COMMUNITY}),
     )
     .await?;
-    Ok(data["projectionLag"]
+    let rows = data["projectionLag"]
         .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| r["lag"].as_i64())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0))
+        .cloned()
+        .unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter_map(|row| Some((row["lag"].as_i64()?, row["name"].as_str()?.to_string())))
+        .max_by_key(|(lag, _)| *lag)
+        .map_or((0, None), |(lag, name)| (lag, Some(name))))
 }
 
 async fn history_events(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<i64> {
@@ -847,7 +866,9 @@ async fn run_http_bench(
         )
         .await?;
         running.store(false, Ordering::Relaxed);
-        submit.projection_lag_max = Some(lag.await?);
+        let (lag_max, lagging) = lag.await?;
+        submit.projection_lag_max = Some(lag_max);
+        submit.projection_lagging = lagging;
         submit.judge_by(ceiling);
         submit.history_events = history_events(&client, &base, &admin).await?;
         submit.server_rss_mib = server.rss_mib();
@@ -886,7 +907,9 @@ async fn run_http_bench(
         )
         .await?;
         running.store(false, Ordering::Relaxed);
-        accepted.projection_lag_max = Some(lag.await?);
+        let (lag_max, lagging) = lag.await?;
+        accepted.projection_lag_max = Some(lag_max);
+        accepted.projection_lagging = lagging;
         accepted.judge_by(ceiling);
         accepted.history_events = history_events(&client, &base, &admin).await?;
         accepted.server_rss_mib = server.rss_mib();
@@ -935,7 +958,9 @@ async fn run_http_bench(
         )
         .await?;
         running.store(false, Ordering::Relaxed);
-        pairs.projection_lag_max = Some(lag.await?);
+        let (lag_max, lagging) = lag.await?;
+        pairs.projection_lag_max = Some(lag_max);
+        pairs.projection_lagging = lagging;
         pairs.judge_by(ceiling);
         pairs.history_events = history_events(&client, &base, &admin).await?;
         pairs.server_rss_mib = server.rss_mib();
@@ -952,7 +977,9 @@ async fn run_http_bench(
         )
         .await?;
         running.store(false, Ordering::Relaxed);
-        fresh.projection_lag_max = Some(lag.await?);
+        let (lag_max, lagging) = lag.await?;
+        fresh.projection_lag_max = Some(lag_max);
+        fresh.projection_lagging = lagging;
         fresh.history_events = history_events(&client, &base, &admin).await?;
         fresh.server_rss_mib = server.rss_mib();
         measures.push(pairs);

@@ -390,6 +390,39 @@ impl EventStore {
         rows.iter().map(recorded_event).collect()
     }
 
+    /// The first `versions` events of each of several streams, in one
+    /// statement: stream by stream (in the order of their ids), each in
+    /// version order. A stream with `versions` events may have more; read
+    /// on with `read_stream`. At most `READ_BATCH_MAX` events in all.
+    pub async fn read_streams_start(
+        &self,
+        community_id: CommunityId,
+        stream_ids: &[String],
+        versions: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let streams = i64::try_from(stream_ids.len()).unwrap_or(i64::MAX);
+        bounded_limit(versions)?;
+        if streams == 0 {
+            return Ok(Vec::new());
+        }
+        bounded_limit(streams.saturating_mul(versions))?;
+        let client = self.inner.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 \
+                 AND stream_id = ANY($2::text[]) AND stream_version <= $3 \
+                 ORDER BY stream_id, stream_version"
+            ))
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&community_id.as_uuid(), &stream_ids, &versions],
+            )
+            .await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
     /// The position of a stream's last event (none for a stream with no
     /// events): what a read of that stream's state must have folded.
     pub async fn stream_last_position(

@@ -9,8 +9,12 @@
 //! at once). Each grant also carries an idempotency key made from its
 //! source, so a replay is answered without deciding again.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
+use domain::community::Community;
 use domain::points::wallet::ReversalReason;
 use domain::points::wallet::WalletEvent;
 use domain::points::{GrantSource, Wallet};
@@ -25,7 +29,7 @@ use rust_decimal::Decimal;
 use store::{CommunityId, RecordedEvent};
 
 use super::{wallet_stream, GrantRequest, PointsDesk, PreparedGrant, Reversal};
-use crate::commands::{report_stream, suggestion_stream, Queued, RequestMeta};
+use crate::commands::{report_stream, suggestion_stream, Loaded, Queued, RequestMeta};
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 
@@ -74,7 +78,24 @@ impl Projection for EarningProcess {
         };
         // All read before any is queued: a read left half way holds a
         // connection the grants need.
-        let reads: Vec<_> = events.iter().map(|event| self.earned(event)).collect();
+        // A batch is one community's: its set-up is read once.
+        let Some(first) = events.iter().find(|event| earns_by_kind(event)) else {
+            return Ok(());
+        };
+        let setup = self
+            .desk
+            .community(first.community_id)
+            .await
+            .map_err(failed(first.position))?;
+        // The streams of the reports that may earn, in a few statements.
+        let reports = self
+            .reports_read(first.community_id, events)
+            .await
+            .map_err(failed(first.position))?;
+        let reads: Vec<_> = events
+            .iter()
+            .map(|event| self.earned(event, &setup, &reports))
+            .collect();
         let earnings: Vec<(i64, AppResult<Vec<Earned>>)> = futures::stream::iter(reads)
             .buffered(EVENTS_READ_AT_ONCE)
             .collect()
@@ -108,6 +129,28 @@ impl Projection for EarningProcess {
 
 /// Events whose earnings are read at once.
 const EVENTS_READ_AT_ONCE: usize = 8;
+/// A report's events read in one statement; a longer stream is read on.
+const REPORT_EVENTS_READ: i64 = 100;
+/// Report streams read in one statement.
+const REPORTS_READ_AT_ONCE: usize = 100;
+/// The report events that may earn (see `follow_report`).
+const EARNING_REPORT_EVENTS: [&str; 4] = [
+    "ReportAccepted",
+    "ReportConfirmed",
+    "ReportClaimed",
+    "ReportMerged",
+];
+
+/// The first events of report streams, by stream id.
+type ReportStreams = std::collections::HashMap<String, Vec<RecordedEvent>>;
+
+/// Whether an event is of a kind that may earn (reports, suggestions).
+fn earns_by_kind(event: &RecordedEvent) -> bool {
+    matches!(
+        projections::runner::kind(event),
+        Some(StreamKind::Report | StreamKind::Suggestion)
+    )
+}
 
 /// What one event earns: grants, or the reversal of a merged duplicate's.
 enum Earned {
@@ -136,17 +179,58 @@ enum Earning {
 }
 
 impl EarningProcess {
+    /// The first events of the streams of every report that an event of
+    /// the batch may make earn, by stream.
+    async fn reports_read(
+        &self,
+        community: CommunityId,
+        events: &[RecordedEvent],
+    ) -> AppResult<ReportStreams> {
+        let mut stream_ids: Vec<String> = events
+            .iter()
+            .filter(|event| projections::runner::kind(event) == Some(StreamKind::Report))
+            .filter(|event| EARNING_REPORT_EVENTS.contains(&event.event_type.as_str()))
+            .map(|event| event.stream_id.clone())
+            .collect();
+        stream_ids.sort();
+        stream_ids.dedup();
+        let mut streams = ReportStreams::new();
+        let store = self.desk.commands().store();
+        for ids in stream_ids.chunks(REPORTS_READ_AT_ONCE) {
+            for event in store
+                .read_streams_start(community, ids, REPORT_EVENTS_READ)
+                .await?
+            {
+                streams
+                    .entry(event.stream_id.clone())
+                    .or_default()
+                    .push(event);
+            }
+        }
+        Ok(streams)
+    }
+
     /// What an event earns, with its position.
-    async fn earned(&self, event: &RecordedEvent) -> (i64, AppResult<Vec<Earned>>) {
+    async fn earned(
+        &self,
+        event: &RecordedEvent,
+        setup: &Arc<Community>,
+        reports: &ReportStreams,
+    ) -> (i64, AppResult<Vec<Earned>>) {
         let earned = match projections::runner::kind(event) {
-            Some(StreamKind::Report) => self.follow_report(event).await,
-            Some(StreamKind::Suggestion) => self.follow_suggestion(event).await,
+            Some(StreamKind::Report) => self.follow_report(event, setup, reports).await,
+            Some(StreamKind::Suggestion) => self.follow_suggestion(event, setup).await,
             _ => Ok(Vec::new()),
         };
         (event.position, earned)
     }
 
-    async fn follow_report(&self, event: &RecordedEvent) -> AppResult<Vec<Earned>> {
+    async fn follow_report(
+        &self,
+        event: &RecordedEvent,
+        setup: &Arc<Community>,
+        reports: &ReportStreams,
+    ) -> AppResult<Vec<Earned>> {
         let earning = match decode::<ReportEvent>(event)? {
             ReportEvent::ReportAccepted { at, .. } => Earning::Accepted(at),
             ReportEvent::ReportConfirmed { at, .. } => Earning::Resolved(at),
@@ -156,12 +240,9 @@ impl EarningProcess {
         };
         let community = event.community_id;
         let report_id = ReportId(entity_id(event, "report")?);
-        let report = self
-            .desk
-            .commands()
-            .load::<Report>(community, &report_stream(report_id.0))
-            .await?
-            .state;
+        // The report as it is now, and who filed it (its first event's
+        // metadata).
+        let (report, filed_as_staff) = self.report_and_filer(community, report_id, reports).await?;
         let Some(submission) = report.submission.as_deref() else {
             return Ok(Vec::new());
         };
@@ -169,14 +250,6 @@ impl EarningProcess {
         let Reporter::Resident(resident) = submission.reporter else {
             return Ok(Vec::new());
         };
-        let setup = self.desk.community(community).await?;
-        let submitted = self
-            .desk
-            .commands()
-            .store()
-            .read_stream(community, &report_stream(report_id.0), 1, 1)
-            .await?;
-        let filed_as_staff = submitted.first().is_some_and(filed_as_staff);
         if !setup
             .points_rules
             .earns(resident, filed_as_staff, report.accepted_by)
@@ -228,7 +301,45 @@ impl EarningProcess {
         })
     }
 
-    async fn follow_suggestion(&self, event: &RecordedEvent) -> AppResult<Vec<Earned>> {
+    /// A report folded from its stream's first events as the batch read
+    /// them (read on if there are more), and whether a member of staff
+    /// filed it.
+    async fn report_and_filer(
+        &self,
+        community: CommunityId,
+        report: ReportId,
+        reports: &ReportStreams,
+    ) -> AppResult<(Report, bool)> {
+        let commands = self.desk.commands();
+        let stream_id = report_stream(report.0);
+        let read;
+        let events = match reports.get(&stream_id) {
+            Some(events) => events,
+            None => {
+                read = commands
+                    .store()
+                    .read_stream(community, &stream_id, 1, REPORT_EVENTS_READ)
+                    .await?;
+                &read
+            }
+        };
+        let filed_as_staff = events.first().is_some_and(filed_as_staff);
+        let mut loaded = Loaded::stored(Report::default(), 0);
+        for event in events {
+            loaded.state.apply(event.decode::<ReportEvent>()?);
+            loaded.version = event.stream_version;
+        }
+        if events.len() as i64 == REPORT_EVENTS_READ {
+            loaded = commands.load_from(community, &stream_id, loaded).await?;
+        }
+        Ok((loaded.state, filed_as_staff))
+    }
+
+    async fn follow_suggestion(
+        &self,
+        event: &RecordedEvent,
+        setup: &Arc<Community>,
+    ) -> AppResult<Vec<Earned>> {
         let SuggestionEvent::SuggestionAnswered { outcome, at, .. } =
             decode::<SuggestionEvent>(event)?
         else {
@@ -258,7 +369,6 @@ impl EarningProcess {
         else {
             return Ok(Vec::new());
         };
-        let setup = self.desk.community(community).await?;
         let as_staff = first.first().is_some_and(filed_as_staff);
         if !setup.points_rules.earns(resident, as_staff, None) {
             return Ok(Vec::new());
@@ -272,7 +382,7 @@ impl EarningProcess {
         let grid = setup.sites.get(&site).map(|site| site.grid);
         Ok(vec![Earned::Grant(Earn {
             community,
-            setup,
+            setup: setup.clone(),
             position: event.position,
             resident,
             source: GrantSource::SuggestionAdopted { suggestion, partly },
@@ -356,7 +466,7 @@ impl EarningProcess {
 struct Earn {
     community: CommunityId,
     /// The community as it was read for this event.
-    setup: std::sync::Arc<domain::community::Community>,
+    setup: Arc<Community>,
     position: i64,
     resident: PersonId,
     source: GrantSource,
