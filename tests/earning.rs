@@ -468,3 +468,94 @@ async fn racing_processes_carrying_out_one_earning_grant_once_and_none_is_refuse
         "one grant per earning"
     );
 }
+
+/// With the earning process stopped, two residents' reports are accepted;
+/// the process then follows all of it in one batch, queueing each grant
+/// behind the last on the budget without waiting for each to commit. They
+/// land in the log's order, which decides what the daily limit cuts: the
+/// first reports are paid, the third in part, the fourth is withheld. A
+/// process that kept nothing, following it all again, pays nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_batch_of_grants_lands_in_the_logs_order() {
+    let app = TestApp::spawn_quiet().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let rules = json!({"resolvedReportBonus": "0", "suggestionAdopted": "0",
+        "suggestionPartlyAdopted": "0", "volunteerHour": "0", "dailyLimit": "12"});
+    app.ok(
+        Some(&f.admin),
+        "mutation($c: UUID!, $r: PointsRulesInput!) { setPointsRules(communityId: $c, rules: $r) { position } }",
+        json!({"c": f.community, "r": rules}),
+    )
+    .await;
+    let filed = [
+        (&f.resident, "RB-01", "FLOATING-GARBAGE"),
+        (&f.other_resident, "RB-01", "SEWAGE-OUTFALL"),
+        (&f.resident, "RB-02", "FLOATING-GARBAGE"),
+        (&f.resident, "MS-01", "FLOATING-GARBAGE"),
+        (&f.other_resident, "RB-02", "SEWAGE-OUTFALL"),
+        (&f.resident, "RB-02", "SEWAGE-OUTFALL"),
+    ];
+    let mut accepted = Vec::new();
+    for (resident, site, category) in filed {
+        let (report, _) = submit(&app, f, resident, site, category).await;
+        accept(&app, f, &f.admin, report).await;
+        accepted.push(report);
+    }
+
+    let process = EarningProcess::new(app.points.clone());
+    let generation = ensure_live(app.store.pool(), &process).await.unwrap();
+    let runner = ProjectionRunner::new(app.store.clone(), RunnerConfig::default());
+    runner.catch_up(&process, generation).await.unwrap();
+    // Followed again from the start by a process that kept nothing.
+    let fresh = EarningProcess::new(PointsDesk::new(
+        Commands::new(app.store.clone(), app.clock.clone()),
+        Directory::default(),
+    ));
+    let mut builder = Builder::new(app.store.pool()).await.unwrap();
+    let rebuilt = builder.start(&fresh, Building::Rebuild).await.unwrap();
+    runner.catch_up(&fresh, rebuilt).await.unwrap();
+
+    // The resident's wallet: what each of their reports got, in order.
+    let wallet_stream = format!("wallet-{}", f.resident_id);
+    let got: Vec<(String, String, String)> = app
+        .store
+        .read_stream(CommunityId::new(f.community), &wallet_stream, 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| {
+            let payload = event.payload_value().unwrap();
+            let body = &payload[&event.event_type];
+            let amount = body["amount"].as_str().unwrap_or("-").to_string();
+            let report = body["source"]["report_accepted"]["report"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (event.event_type.clone(), amount, report)
+        })
+        .collect();
+    let theirs: Vec<String> = [0, 2, 3, 5]
+        .iter()
+        .map(|n| accepted[*n].to_string())
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("PointsGranted", "5"),
+        ("PointsGranted", "5"),
+        ("PointsGranted", "2"),
+        ("GrantWithheld", "-"),
+    ]
+    .iter()
+    .zip(&theirs)
+    .map(|((kind, amount), report)| (kind.to_string(), amount.to_string(), report.clone()))
+    .collect();
+    assert_eq!(got, want, "paid in the order the reports were accepted");
+    assert_eq!(
+        count_events(&app, f.community, "budget", "BudgetIssued").await,
+        5,
+        "three grants to one resident, two to the other, each once"
+    );
+    let head = app.head(f.community).await;
+    let wallet = app.wallet(&f.admin, f.community, f.resident_id, head).await;
+    assert_eq!(wallet["balance"], "12", "{wallet}");
+}

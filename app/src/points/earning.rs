@@ -79,7 +79,7 @@ impl Projection for EarningProcess {
         // All read before any is queued: a read left half way holds a
         // connection the grants need.
         // A batch is one community's: its set-up is read once.
-        let Some(first) = events.iter().find(|event| earns_by_kind(event)) else {
+        let Some(first) = events.iter().find(|event| may_earn(event)) else {
             return Ok(());
         };
         let setup = self
@@ -94,6 +94,7 @@ impl Projection for EarningProcess {
             .map_err(failed(first.position))?;
         let reads: Vec<_> = events
             .iter()
+            .filter(|event| may_earn(event))
             .map(|event| self.earned(event, &setup, &reports))
             .collect();
         let earnings: Vec<(i64, AppResult<Vec<Earned>>)> = futures::stream::iter(reads)
@@ -144,12 +145,14 @@ const EARNING_REPORT_EVENTS: [&str; 4] = [
 /// The first events of report streams, by stream id.
 type ReportStreams = std::collections::HashMap<String, Vec<RecordedEvent>>;
 
-/// Whether an event is of a kind that may earn (reports, suggestions).
-fn earns_by_kind(event: &RecordedEvent) -> bool {
-    matches!(
-        projections::runner::kind(event),
-        Some(StreamKind::Report | StreamKind::Suggestion)
-    )
+/// Whether an event may earn, by its stream's kind and its type: a batch
+/// of nothing else (reports filed, worked on) reads nothing.
+fn may_earn(event: &RecordedEvent) -> bool {
+    match projections::runner::kind(event) {
+        Some(StreamKind::Report) => EARNING_REPORT_EVENTS.contains(&event.event_type.as_str()),
+        Some(StreamKind::Suggestion) => event.event_type == "SuggestionAnswered",
+        _ => false,
+    }
 }
 
 /// What one event earns: grants, or the reversal of a merged duplicate's.
@@ -189,7 +192,7 @@ impl EarningProcess {
         let mut stream_ids: Vec<String> = events
             .iter()
             .filter(|event| projections::runner::kind(event) == Some(StreamKind::Report))
-            .filter(|event| EARNING_REPORT_EVENTS.contains(&event.event_type.as_str()))
+            .filter(|event| may_earn(event))
             .map(|event| event.stream_id.clone())
             .collect();
         stream_ids.sort();
