@@ -1552,6 +1552,16 @@ async fn wallets_the_ledger_keeps_are_their_streams_folded_again_over_a_varied_h
         .await
         .unwrap();
     assert_eq!(counter_figures().await, folded_here, "rebuilt");
+    // The rebuild folded every wallet's grants and spendings in one batch,
+    // the spending wallets' lots read together before it: the same lots.
+    for (resident, wallet) in &expected {
+        let shown = app.wallet(&f.admin, f.community, *resident, head).await;
+        assert_eq!(
+            shown["expiring"],
+            json!(wallet.expiring()),
+            "rebuilt: {resident}: {shown}"
+        );
+    }
 
     // While a generation folded before lots were kept serves (it is being
     // rebuilt), `expiring` is the wallet's stream folded.

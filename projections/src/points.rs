@@ -172,6 +172,19 @@ impl Projection for PointsProjection {
         };
         let mut batch = Batch::default();
         let mut counter = counter::Counter::default();
+        // The wallets the batch spends from, their lots read at once.
+        let mut spending: Vec<Uuid> = events
+            .iter()
+            .filter(|event| crate::runner::kind(event) == Some(StreamKind::Wallet))
+            .filter(|event| SPENDING_EVENTS.contains(&event.event_type.as_str()))
+            .map(|event| entity_id(event, "wallet"))
+            .collect::<Result<_, _>>()?;
+        spending.sort();
+        spending.dedup();
+        batch
+            .lots
+            .load(transaction, schema, community, &spending)
+            .await?;
         for event in events {
             match crate::runner::kind(event) {
                 Some(StreamKind::Community) => {
@@ -201,6 +214,9 @@ impl Projection for PointsProjection {
         batch.write(transaction, schema, community).await
     }
 }
+
+/// The wallet events that take from a wallet's lots (see `Batch::wallet`).
+const SPENDING_EVENTS: [&str; 3] = ["PointsRedeemed", "PointsReversed", "PointsExpired"];
 
 /// The name of an account in the read model: `issuing`, `wallet:<id>`, …
 pub fn account_name(account: Account) -> String {

@@ -4,9 +4,9 @@
 //!
 //! A grant adds its lot; a redemption, a reversal or an expiry takes from
 //! the lots by the wallet's own rule ([`domain::points::takings`]), so the
-//! rows are what the aggregate keeps. A batch reads a wallet's lots only
-//! when one of its events spends from that wallet, and writes back only the
-//! rows it changed.
+//! rows are what the aggregate keeps. A batch reads the lots of the
+//! wallets its events spend from, all in one statement before it folds,
+//! and writes back only the rows it changed.
 
 use std::collections::HashMap;
 
@@ -83,6 +83,49 @@ impl TableRow for NewLot<'_> {
 }
 
 impl Lots {
+    /// Reads the stored lots of every wallet in `residents` (those the
+    /// batch spends from) in one statement; a wallet read here is not read
+    /// again by `spent`. Must come before the batch's grants are folded.
+    pub(super) async fn load(
+        &mut self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        community: Uuid,
+        residents: &[Uuid],
+    ) -> Result<(), ProjectionError> {
+        let unread: Vec<Uuid> = residents
+            .iter()
+            .copied()
+            .filter(|resident| !self.wallets.get(resident).is_some_and(|w| w.loaded))
+            .collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT resident_id, position, expires_at, remaining FROM {schema}.wallet_lots \
+             WHERE community_id = $1 AND resident_id = ANY($2) ORDER BY resident_id, position"
+        );
+        let rows = query(transaction, &sql, &[&community, &unread]).await?;
+        let mut stored: HashMap<Uuid, Vec<Lot>> = HashMap::new();
+        for row in &rows {
+            stored.entry(row.get(0)).or_default().push(Lot {
+                position: row.get(1),
+                expires_at: row.get(2),
+                remaining: row.get(3),
+                stored: Some(row.get(3)),
+            });
+        }
+        for resident in unread {
+            let wallet = self.wallets.entry(resident).or_default();
+            let mut lots = stored.remove(&resident).unwrap_or_default();
+            // Lots granted in this batch come after every stored one.
+            lots.append(&mut wallet.lots);
+            wallet.lots = lots;
+            wallet.loaded = true;
+        }
+        Ok(())
+    }
+
     /// A grant's lot, at the end of its wallet's.
     pub(super) fn granted(
         &mut self,
