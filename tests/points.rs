@@ -173,11 +173,52 @@ impl TestApp {
         data["wallet"].clone()
     }
 
+    /// The community's first gift's stock and held count, as of `at`.
+    pub async fn gift_stock(&self, clerk: &str, community: Uuid, at: i64) -> Value {
+        self.ok(
+            Some(clerk),
+            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held } }",
+            json!({"c": community, "at": at}),
+        )
+        .await["gifts"][0]
+            .clone()
+    }
+
     pub async fn trial_balance(&self, f: &Fixture, at: i64) -> Value {
         self.ok(Some(&f.auditor), TRIAL, json!({"c": f.community, "at": at}))
             .await["trialBalance"]
             .clone()
     }
+}
+
+/// Places one redemption through a process's own desk (not over HTTP), as
+/// the counter's clerk: how two processes are raced on one database.
+async fn place_at_desk(
+    desk: &app::points::PointsDesk,
+    counter: &Counter,
+    gift: Uuid,
+    resident: Uuid,
+    quantity: u32,
+) -> app::error::AppResult<app::commands::Ran<domain::points::redemption::Placement>> {
+    use domain::values::{Actor, CentreId, GiftId, PersonId, RedemptionId};
+    let community = store::CommunityId::new(counter.f.community);
+    let request = app::points::PlaceRequest {
+        redemption: RedemptionId(Uuid::new_v4()),
+        resident: PersonId(resident),
+        gift: GiftId(gift),
+        quantity,
+        by: Actor {
+            person: PersonId(counter.clerk_id),
+            role: Role::Clerk,
+        },
+        centre: Some(CentreId(counter.centre)),
+    };
+    let meta = app::commands::RequestMeta {
+        request_id: Uuid::new_v4().to_string(),
+        ..app::commands::RequestMeta::default()
+    };
+    let setup = desk.community(community).await?;
+    desk.place(community, &meta, &setup, request).await
 }
 
 fn statement_kinds(wallet: &Value) -> Vec<String> {
@@ -417,14 +458,10 @@ async fn thirty_counters_racing_for_five_gifts_hand_over_exactly_five() {
         "{codes:?}"
     );
     let head = app.head(f.community).await;
-    let gifts = app
-        .ok(
-            Some(&counter.clerk),
-            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held } }",
-            json!({"c": f.community, "at": head}),
-        )
-        .await;
-    assert_eq!(gifts["gifts"][0], json!({"stock": 0, "held": 5}));
+    assert_eq!(
+        app.gift_stock(&counter.clerk, f.community, head).await,
+        json!({"stock": 0, "held": 5})
+    );
     assert_eq!(app.trial_balance(f, head).await["total"], "0");
 }
 
@@ -1063,8 +1100,8 @@ async fn a_gifts_stock_history_says_who_changed_it_and_why() {
 async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refuse() {
     use app::commands::{Commands, Ran, RequestMeta};
     use app::directory::Directory;
-    use app::points::{PlaceRequest, PointsDesk};
-    use domain::values::{Actor, GiftId, PersonId, RedemptionId};
+    use app::points::PointsDesk;
+    use domain::values::{Actor, PersonId};
 
     let app = TestApp::spawn().await;
     let counter = app.counter().await;
@@ -1076,27 +1113,10 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
         Commands::new(app.store.clone(), app.clock.clone()),
         Directory::default(),
     );
-    let clerk = Actor {
-        person: PersonId(counter.clerk_id),
-        role: Role::Clerk,
-    };
     let place = |desk: &PointsDesk, quantity: u32| {
-        let desk = desk.clone();
+        let (desk, counter) = (desk.clone(), &counter);
         async move {
-            let request = PlaceRequest {
-                redemption: RedemptionId(Uuid::new_v4()),
-                resident: PersonId(f.resident_id),
-                gift: GiftId(gift),
-                quantity,
-                by: clerk,
-                centre: Some(domain::values::CentreId(counter.centre)),
-            };
-            let meta = RequestMeta {
-                request_id: Uuid::new_v4().to_string(),
-                ..RequestMeta::default()
-            };
-            let setup = desk.community(community).await.unwrap();
-            match desk.place(community, &meta, &setup, request).await {
+            match place_at_desk(&desk, counter, gift, f.resident_id, quantity).await {
                 Ok(Ran::Appended(..)) => "OK".to_string(),
                 Ok(Ran::Repeated(_)) => "REPEATED".to_string(),
                 Err(error) => error.code().to_string(),
@@ -1152,16 +1172,14 @@ async fn two_processes_deciding_on_kept_state_neither_overdraw_nor_wrongly_refus
 /// stock is handed over, and nothing lands on a state that did not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_placing_on_one_gift_at_once_hold_exactly_its_stock() {
-    use app::commands::{Commands, Ran, RequestMeta};
+    use app::commands::{Commands, Ran};
     use app::directory::Directory;
-    use app::points::{PlaceRequest, PointsDesk};
-    use domain::values::{Actor, GiftId, PersonId, RedemptionId};
+    use app::points::PointsDesk;
 
     let app = TestApp::spawn().await;
     let counter = app.counter().await;
     let f = &counter.f;
     let gift = app.gift(&counter, "1", 24).await;
-    let community = store::CommunityId::new(f.community);
     let residents: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
     for resident in &residents {
         app.grant(f, *resident, "3").await;
@@ -1176,30 +1194,13 @@ async fn two_processes_placing_on_one_gift_at_once_hold_exactly_its_stock() {
             Directory::default(),
         ),
     ];
-    let clerk = Actor {
-        person: PersonId(counter.clerk_id),
-        role: Role::Clerk,
-    };
     let attempts = residents.iter().enumerate().map(|(n, resident)| {
-        let desk = desks[n % 2].clone();
+        let (desk, counter) = (desks[n % 2].clone(), &counter);
         let resident = *resident;
         async move {
-            let request = || PlaceRequest {
-                redemption: RedemptionId(Uuid::new_v4()),
-                resident: PersonId(resident),
-                gift: GiftId(gift),
-                quantity: 1,
-                by: clerk,
-                centre: Some(domain::values::CentreId(counter.centre)),
-            };
             // As a counter would: a contended answer is tried again.
             for _ in 0..20 {
-                let setup = desk.community(community).await.unwrap();
-                let meta = RequestMeta {
-                    request_id: Uuid::new_v4().to_string(),
-                    ..RequestMeta::default()
-                };
-                match desk.place(community, &meta, &setup, request()).await {
+                match place_at_desk(&desk, counter, gift, resident, 1).await {
                     Ok(Ran::Appended(..)) => return "OK".to_string(),
                     Ok(Ran::Repeated(_)) => return "REPEATED".to_string(),
                     Err(app::error::AppError::Contended(_)) => continue,
@@ -1217,14 +1218,10 @@ async fn two_processes_placing_on_one_gift_at_once_hold_exactly_its_stock() {
         "{codes:?}"
     );
     let head = app.head(f.community).await;
-    let gifts = app
-        .ok(
-            Some(&counter.clerk),
-            "query($c: UUID!, $at: Int) { gifts(communityId: $c, atLeast: $at) { stock held } }",
-            json!({"c": f.community, "at": head}),
-        )
-        .await;
-    assert_eq!(gifts["gifts"][0], json!({"stock": 0, "held": 24}));
+    assert_eq!(
+        app.gift_stock(&counter.clerk, f.community, head).await,
+        json!({"stock": 0, "held": 24})
+    );
     let mut held = 0;
     for resident in &residents {
         let wallet = app.wallet(&f.admin, f.community, *resident, head).await;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use store::{
     AppendOutcome, AppendRequest, CommunityId, EventStore, EventType, ExpectedVersion,
-    IdempotencyKey, Landing, NewEvent, StoreError, StreamId, StreamType, Submitted,
+    IdempotencyKey, Landing, NewEvent, RecordedEvent, StoreError, StreamId, StreamType, Submitted,
 };
 
 use self::streams::{StateCache, StreamLocks};
@@ -159,6 +159,16 @@ pub enum Queued<T> {
     Done(Ran<T>),
 }
 
+/// A command on several streams of one community, as `execute_all` runs
+/// it: `decide` loads what it needs and decides (see there).
+pub struct OnStreams<'a, F> {
+    pub community: CommunityId,
+    pub streams: &'a [String],
+    pub meta: &'a RequestMeta,
+    pub contents: &'a [Prepared],
+    pub decide: F,
+}
+
 /// How a command on several streams ended.
 pub enum Ran<T> {
     Appended(AppendOutcome, T),
@@ -210,15 +220,7 @@ impl Commands {
                 .read_stream(community, stream_id, loaded.version + 1, LOAD_BATCH_SIZE)
                 .await?;
             let done = (events.len() as i64) < LOAD_BATCH_SIZE;
-            for event in events {
-                assert_eq!(
-                    event.stream_version,
-                    loaded.version + 1,
-                    "stream versions are gap-free"
-                );
-                loaded.state.apply(event.decode::<A::Event>()?);
-                loaded.version = event.stream_version;
-            }
+            fold(&mut loaded, &events)?;
             if loaded.version > STREAM_EVENTS_MAX {
                 return Err(AppError::internal(format!(
                     "stream {stream_id} is too long"
@@ -291,11 +293,7 @@ impl Commands {
         A::Event: DeserializeOwned,
     {
         match self.cache.get::<A>(community.as_uuid(), stream_id) {
-            Some(kept) => Ok(Loaded {
-                state: kept.state,
-                version: kept.version,
-                landing: kept.landing,
-            }),
+            Some(kept) => Ok(kept),
             None => self.load(community, stream_id).await,
         }
     }
@@ -335,49 +333,41 @@ impl Commands {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
-        let queued = self
-            .queue_all(community, streams, meta, contents, &decide)
-            .await?;
-        self.land_all(community, streams, meta, contents, &decide, queued)
-            .await
+        let command = OnStreams {
+            community,
+            streams,
+            meta,
+            contents,
+            decide,
+        };
+        let queued = self.queue_all(&command).await?;
+        self.land_all(&command, queued).await
     }
 
     /// The first half of [`Commands::execute_all`]: decides and queues the
     /// append, and returns once it is queued. A caller that queues several
     /// commands one after another gets them planned in that order, then
     /// waits for each with [`Commands::land_all`].
-    pub async fn queue_all<T, F, Fut>(
-        &self,
-        community: CommunityId,
-        streams: &[String],
-        meta: &RequestMeta,
-        contents: &[Prepared],
-        decide: &F,
-    ) -> AppResult<Queued<T>>
+    pub async fn queue_all<T, F, Fut>(&self, command: &OnStreams<'_, F>) -> AppResult<Queued<T>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
-        self.decide_and_queue(community, streams, meta, contents, decide, 1, false)
-            .await
+        self.decide_and_queue(command, 1, false).await
     }
 
     /// The second half of [`Commands::execute_all`]: waits for the append
     /// to land; one that conflicted is decided again from fresh reads.
     pub async fn land_all<T, F, Fut>(
         &self,
-        community: CommunityId,
-        streams: &[String],
-        meta: &RequestMeta,
-        contents: &[Prepared],
-        decide: &F,
+        command: &OnStreams<'_, F>,
         mut queued: Queued<T>,
     ) -> AppResult<Ran<T>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
-        let community_id = community.as_uuid();
+        let (community_id, streams) = (command.community.as_uuid(), command.streams);
         loop {
             let (submitted, value, behind, attempt) = match queued {
                 Queued::Done(ran) => return Ok(ran),
@@ -401,7 +391,9 @@ impl Commands {
             };
             self.cache.forget_behind(community_id, streams, &landing);
             match refusal {
-                conflict if setup_moved(meta, &conflict) => return Err(append_error(conflict)),
+                conflict if setup_moved(command.meta, &conflict) => {
+                    return Err(append_error(conflict))
+                }
                 // A stream moved under us, or an append this one was queued
                 // behind did not land (only that: a key used for another
                 // request, or a refusal, is not retried).
@@ -410,17 +402,7 @@ impl Commands {
                     if !behind_failed {
                         tokio::time::sleep(conflict_pause(attempt)).await;
                     }
-                    queued = self
-                        .decide_and_queue(
-                            community,
-                            streams,
-                            meta,
-                            contents,
-                            decide,
-                            attempt + 1,
-                            true,
-                        )
-                        .await?;
+                    queued = self.decide_and_queue(command, attempt + 1, true).await?;
                 }
                 other => return Err(append_error(other)),
             }
@@ -428,14 +410,9 @@ impl Commands {
     }
 
     /// One attempt: with the streams locked, decides and queues.
-    #[allow(clippy::too_many_arguments)]
     async fn decide_and_queue<T, F, Fut>(
         &self,
-        community: CommunityId,
-        streams: &[String],
-        meta: &RequestMeta,
-        contents: &[Prepared],
-        decide: &F,
+        command: &OnStreams<'_, F>,
         attempt: usize,
         mut read_fresh: bool,
     ) -> AppResult<Queued<T>>
@@ -443,6 +420,14 @@ impl Commands {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = AppResult<Decision<T>>>,
     {
+        let OnStreams {
+            community,
+            streams,
+            meta,
+            contents,
+            decide,
+        } = command;
+        let community = *community;
         let _turn = self.locks.lock(community.as_uuid(), streams).await;
         if read_fresh {
             self.settle_and_forget(community, streams).await;
@@ -719,6 +704,24 @@ fn conflict_pause(attempt: usize) -> std::time::Duration {
     use rand::Rng;
     let ceiling_ms = 2_u64 << attempt.min(6);
     std::time::Duration::from_millis(rand::thread_rng().gen_range(1..=ceiling_ms))
+}
+
+/// Folds `events`, the next of its stream, into a loaded aggregate.
+pub fn fold<A>(loaded: &mut Loaded<A>, events: &[RecordedEvent]) -> AppResult<()>
+where
+    A: Aggregate,
+    A::Event: DeserializeOwned,
+{
+    for event in events {
+        assert_eq!(
+            event.stream_version,
+            loaded.version + 1,
+            "stream versions are gap-free"
+        );
+        loaded.state.apply(event.decode::<A::Event>()?);
+        loaded.version = event.stream_version;
+    }
+    Ok(())
 }
 
 /// The event an aggregate decided, ready to append to its stream.

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use store::Landing;
+
+use super::Loaded;
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
@@ -26,14 +28,6 @@ type StreamKey = (Uuid, String);
 /// A state, the stream version it was folded to, and the append that
 /// brings the stream there while it is still on its way.
 type CachedState = (i64, Arc<dyn Any + Send + Sync>, Option<Landing>);
-
-/// A kept state, as [`StateCache::get`] gives it.
-pub struct Kept<A> {
-    pub version: i64,
-    pub state: A,
-    /// The queued append the state rests on, unless it is known committed.
-    pub landing: Option<Landing>,
-}
 
 /// Whether a kept state may stand: its append did not fail.
 fn stands(landing: &Option<Landing>) -> bool {
@@ -86,19 +80,20 @@ pub struct StateCache {
 
 impl StateCache {
     /// The cached state of a stream, if it is of type `A` and the append it
-    /// rests on (if any) has not failed.
+    /// rests on (if any) has not failed; that append is named unless it is
+    /// known to have landed.
     pub fn get<A: Clone + Send + Sync + 'static>(
         &self,
         community: Uuid,
         stream: &str,
-    ) -> Option<Kept<A>> {
+    ) -> Option<Loaded<A>> {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let (version, state, landing) = states.get(&(community, stream.to_string()))?;
         if !stands(landing) {
             return None;
         }
         let state = state.downcast_ref::<A>()?;
-        Some(Kept {
+        Some(Loaded {
             version: *version,
             state: state.clone(),
             landing: landing.clone().filter(|landing| !landing.has_landed()),

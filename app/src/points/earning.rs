@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
 use domain::community::Community;
 use domain::points::wallet::ReversalReason;
@@ -29,7 +28,7 @@ use rust_decimal::Decimal;
 use store::{CommunityId, RecordedEvent};
 
 use super::{wallet_stream, GrantRequest, PointsDesk, PreparedGrant, Reversal};
-use crate::commands::{report_stream, suggestion_stream, Loaded, Queued, RequestMeta};
+use crate::commands::{fold, report_stream, suggestion_stream, Loaded, Queued, RequestMeta};
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 
@@ -76,8 +75,6 @@ impl Projection for EarningProcess {
                 reason: error.describe(),
             }
         };
-        // All read before any is queued: a read left half way holds a
-        // connection the grants need.
         // A batch is one community's: its set-up is read once.
         let Some(first) = events.iter().find(|event| may_earn(event)) else {
             return Ok(());
@@ -92,6 +89,8 @@ impl Projection for EarningProcess {
             .reports_read(first.community_id, events)
             .await
             .map_err(failed(first.position))?;
+        // All read before any is queued: a read left half way holds a
+        // connection the grants need.
         let reads: Vec<_> = events
             .iter()
             .filter(|event| may_earn(event))
@@ -328,10 +327,7 @@ impl EarningProcess {
         };
         let filed_as_staff = events.first().is_some_and(filed_as_staff);
         let mut loaded = Loaded::stored(Report::default(), 0);
-        for event in events {
-            loaded.state.apply(event.decode::<ReportEvent>()?);
-            loaded.version = event.stream_version;
-        }
+        fold(&mut loaded, events)?;
         if events.len() as i64 == REPORT_EVENTS_READ {
             loaded = commands.load_from(community, &stream_id, loaded).await?;
         }

@@ -22,7 +22,7 @@ use domain::Decide;
 use rust_decimal::Decimal;
 use store::{AppendOutcome, CommunityId};
 
-use crate::commands::{Commands, Decision, Queued, Ran, RequestMeta};
+use crate::commands::{Commands, Decision, OnStreams, Queued, Ran, RequestMeta};
 use crate::content::Prepared;
 use crate::directory::Directory;
 use crate::error::{AppError, AppResult};
@@ -66,7 +66,7 @@ impl PreparedGrant {
     ) -> AppResult<Queued<WalletEvent>> {
         let decide = || self.decide(&desk.commands);
         desk.commands
-            .queue_all(self.community, &self.streams, meta, contents, &decide)
+            .queue_all(&self.command(meta, contents, decide))
             .await
     }
 
@@ -80,15 +80,24 @@ impl PreparedGrant {
     ) -> AppResult<Ran<WalletEvent>> {
         let decide = || self.decide(&desk.commands);
         desk.commands
-            .land_all(
-                self.community,
-                &self.streams,
-                meta,
-                contents,
-                &decide,
-                queued,
-            )
+            .land_all(&self.command(meta, contents, decide), queued)
             .await
+    }
+
+    /// The grant as a command on the budget's and the wallet's streams.
+    fn command<'a, F>(
+        &'a self,
+        meta: &'a RequestMeta,
+        contents: &'a [Prepared],
+        decide: F,
+    ) -> OnStreams<'a, F> {
+        OnStreams {
+            community: self.community,
+            streams: &self.streams,
+            meta,
+            contents,
+            decide,
+        }
     }
 
     async fn decide(&self, commands: &Commands) -> AppResult<Decision<WalletEvent>> {

@@ -83,9 +83,9 @@ impl TableRow for NewLot<'_> {
 }
 
 impl Lots {
-    /// Reads the stored lots of every wallet in `residents` (those the
-    /// batch spends from) in one statement; a wallet read here is not read
-    /// again by `spent`. Must come before the batch's grants are folded.
+    /// Reads the stored lots of the wallets in `residents` not read yet,
+    /// in one statement. A batch reads those it spends from this way before
+    /// it folds; `spent` reads any other it meets.
     pub(super) async fn load(
         &mut self,
         transaction: &Transaction<'_>,
@@ -153,27 +153,9 @@ impl Lots {
         amount: Decimal,
         due_at: Option<i64>,
     ) -> Result<(), ProjectionError> {
+        self.load(transaction, schema, community, &[resident])
+            .await?;
         let wallet = self.wallets.entry(resident).or_default();
-        if !wallet.loaded {
-            let sql = format!(
-                "SELECT position, expires_at, remaining FROM {schema}.wallet_lots \
-                 WHERE community_id = $1 AND resident_id = $2 ORDER BY position"
-            );
-            let rows = query(transaction, &sql, &[&community, &resident]).await?;
-            let mut lots: Vec<Lot> = rows
-                .iter()
-                .map(|row| Lot {
-                    position: row.get(0),
-                    expires_at: row.get(1),
-                    remaining: row.get(2),
-                    stored: Some(row.get(2)),
-                })
-                .collect();
-            // Lots granted in this batch come after every stored one.
-            lots.append(&mut wallet.lots);
-            wallet.lots = lots;
-            wallet.loaded = true;
-        }
         let taken = domain::points::takings(
             wallet
                 .lots

@@ -215,7 +215,7 @@ fn replay(
 }
 
 /// A refusal for an append decided behind another that will not land:
-/// a conflict on the first stream they share, as if that stream had moved
+/// a conflict on the first stream it names, as if that stream had moved
 /// (the state the decision rested on is not the one that will be there).
 fn refused_behind(append: &ValidatedAppend, versions: &HashMap<String, i64>) -> Option<StoreError> {
     if append
