@@ -557,7 +557,12 @@ pub struct DuplicateCandidates {
 /// likely a duplicate of one of them. One statement, so one snapshot:
 /// whatever the model's rows miss lies in the tail, and each candidate
 /// comes with what its stream did after the model folded it, so a caller
-/// reads a stream only when it changed.
+/// reads a stream only when it changed. The tail is read through the
+/// index of submissions by site (`events_report_submissions_by_site`), so
+/// its cost is the site's own recent filings, not the tail's length; a
+/// candidate moved when its stream's last event lies past the checkpoint,
+/// one row read backwards through the stream index (a plan that cannot
+/// turn into a scan of the log when the table's statistics are stale).
 pub async fn duplicate_candidates(
     pool: &Pool,
     community: CommunityId,
@@ -584,13 +589,16 @@ pub async fn duplicate_candidates(
                  WHERE e.community_id = $1 \
                  AND e.position > greatest((SELECT position FROM folded), \
                      (SELECT last_position FROM community_heads WHERE community_id = $1) - $7) \
-                 AND e.event_type = 'ReportSubmitted' AND e.payload @> $8 \
+                 AND e.event_type = 'ReportSubmitted' \
+                 AND e.payload #>> '{{ReportSubmitted,place,site,site}}' = $2::text \
+                 AND e.payload @> $8 \
                  ORDER BY e.position LIMIT $7), \
          found AS (\
              SELECT 1 AS source, o.submitted_at AS seen, o.report_id, NULL::jsonb AS payload, \
-                 EXISTS (SELECT 1 FROM events m WHERE m.community_id = $1 \
+                 coalesce((SELECT m.position FROM events m WHERE m.community_id = $1 \
                      AND m.stream_id = $9 || o.report_id::text \
-                     AND m.position > (SELECT position FROM folded)) AS moved, \
+                     ORDER BY m.stream_version DESC LIMIT 1), 0) \
+                     > (SELECT position FROM folded) AS moved, \
                  NULL::bigint AS version \
              FROM open_then o \
              UNION ALL \
