@@ -87,6 +87,76 @@ async fn a_removed_staff_members_token_is_refused_for_every_mutation_and_staff_r
     app.stop().await;
 }
 
+/// Many staff requests at once share the reads that vouch for their
+/// tokens, yet none is vouched by a read older than itself: a worker
+/// removed by another process is refused by every request sent after the
+/// removal, while reads of the set-up that began before it are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let other = app.second_process().await;
+    const ASSIGN: &str = "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
+    const STAFF: &str = "query($c: UUID!) { community(communityId: $c) { staff { personId } } }";
+    let workers: Vec<(Uuid, String)> = (0..6)
+        .map(|_| {
+            let id = Uuid::new_v4();
+            (id, app.token(f.community, id, Role::GridWorker))
+        })
+        .collect();
+    for (id, _) in &workers {
+        let staff = json!({"personId": id, "role": "GRID_WORKER", "gridIds": [f.grid1]});
+        app.ok(
+            Some(&f.admin),
+            ASSIGN,
+            json!({"c": f.community, "s": staff}),
+        )
+        .await;
+    }
+    let vars = json!({"c": f.community});
+    // Staff who stay keep this process reading the set-up all along.
+    let done = AtomicBool::new(false);
+    let load = (0..16).map(|_| async {
+        let mut answered = 0usize;
+        while !done.load(Ordering::Relaxed) {
+            let answer = app.gql(Some(&f.other_worker), STAFF, vars.clone()).await;
+            assert_eq!(code_of(&answer), "OK", "staff who stay: {answer}");
+            answered += 1;
+        }
+        answered
+    });
+    let removals = async {
+        for (id, token) in &workers {
+            let before = app.gql(Some(token), STAFF, vars.clone()).await;
+            assert_eq!(code_of(&before), "OK", "before the removal: {before}");
+            app.ok_at(
+                &other,
+                Some(&f.admin),
+                REMOVE,
+                json!({"c": f.community, "p": id}),
+            )
+            .await;
+            let after = futures::future::join_all(
+                (0..16).map(|_| app.gql(Some(token), STAFF, vars.clone())),
+            )
+            .await;
+            for answer in after {
+                assert_eq!(code_of(&answer), "FORBIDDEN", "after the removal: {answer}");
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    };
+    let (answered, ()) = tokio::join!(futures::future::join_all(load), removals);
+    assert!(
+        answered.iter().all(|n| *n > 0),
+        "the load ran beside every removal: {answered:?}"
+    );
+    other.stop().await;
+    app.stop().await;
+}
+
 async fn balance(app: &TestApp, f: &Fixture, person: Uuid) -> String {
     let head = app.head(f.community).await;
     let wallet = app.wallet(&f.admin, f.community, person, head).await;

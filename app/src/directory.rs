@@ -1,8 +1,11 @@
 //! Each community's set-up (grids, sites, categories, staff) as its
 //! aggregate's state, cached and brought up to date with one short read
-//! per use, since commands and scope checks need it on every request.
+//! per use, since commands and scope checks need it on every request. Uses
+//! that wait at once share a read: each takes the answer of a read that
+//! began after it arrived, so none misses a change committed before it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use domain::community::Community;
@@ -23,9 +26,20 @@ const SETUP_ATTEMPTS_MAX: usize = crate::commands::CONFLICT_ATTEMPTS_MAX;
 /// Each community's set-up with the stream version it was read at.
 type Cache = HashMap<CommunityId, (i64, Arc<Community>)>;
 
+/// One community's reads of its set-up, taken one at a time.
+#[derive(Default)]
+struct Reads {
+    /// Reads begun so far; each takes the next number.
+    begun: AtomicU64,
+    /// Held while a read runs; holds the number of the last read that
+    /// finished and was kept.
+    finished: tokio::sync::Mutex<u64>,
+}
+
 #[derive(Clone, Default)]
 pub struct Directory {
     cached: Arc<Mutex<Cache>>,
+    reads: Arc<Mutex<HashMap<CommunityId, Arc<Reads>>>>,
 }
 
 impl Directory {
@@ -82,9 +96,42 @@ impl Directory {
         kept.map(|(version, community)| SetUp { community, version })
     }
 
+    /// The set-up as of a read that began after this call did: this
+    /// call's own, or one that another caller began while this one waited
+    /// for its turn. Under load, one read answers every caller waiting at
+    /// once instead of one read each.
+    async fn read(&self, commands: &Commands, community: CommunityId) -> AppResult<SetUp> {
+        let reads = self.reads_of(community);
+        let arrived = reads.begun.load(Ordering::SeqCst);
+        let mut finished = reads.finished.lock().await;
+        if *finished > arrived {
+            if let Some(kept) = self.kept(community) {
+                return Ok(kept);
+            }
+        }
+        let number = reads.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let setup = self.read_now(commands, community).await?;
+        *finished = number;
+        Ok(setup)
+    }
+
+    /// The reads of one community's set-up (bounded like the cache: past
+    /// the bound the map starts over, and callers holding an old entry
+    /// only miss sharing a read with newer ones).
+    fn reads_of(&self, community: CommunityId) -> Arc<Reads> {
+        let mut reads = self
+            .reads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reads.len() >= CACHED_COMMUNITIES_MAX && !reads.contains_key(&community) {
+            reads.clear();
+        }
+        reads.entry(community).or_default().clone()
+    }
+
     /// The set-up brought up to date with one short read (none of it when
     /// nothing changed since it was kept).
-    async fn read(&self, commands: &Commands, community: CommunityId) -> AppResult<SetUp> {
+    async fn read_now(&self, commands: &Commands, community: CommunityId) -> AppResult<SetUp> {
         let loaded = match self.kept(community) {
             Some(kept) => {
                 let newer = commands
