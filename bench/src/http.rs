@@ -276,6 +276,7 @@ async fn drive(
     seconds: u64,
     next: NextRequest,
 ) -> anyhow::Result<(Measure, Vec<Value>)> {
+    eprintln!("bench: measuring {name}");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
@@ -339,6 +340,7 @@ async fn drive(
         errors += e;
     }
     let elapsed = started.elapsed();
+    eprintln!("bench: measured {name}");
     Ok((measure(name, &mut latencies, errors, elapsed), answers))
 }
 
@@ -593,6 +595,7 @@ async fn redemption_pairs(
     (connections, seconds): (usize, u64),
     fresh_reads: bool,
 ) -> anyhow::Result<(Measure, Measure)> {
+    eprintln!("bench: measuring placeRedemption + completeRedemption");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
@@ -662,6 +665,7 @@ async fn redemption_pairs(
         read_errors += re;
     }
     let elapsed = started.elapsed();
+    eprintln!("bench: measured placeRedemption + completeRedemption");
     Ok((
         measure(
             "placeRedemption + completeRedemption",
