@@ -394,6 +394,12 @@ impl EventStore {
     /// statement: stream by stream (in the order of their ids), each in
     /// version order. A stream with `versions` events may have more; read
     /// on with `read_stream`. At most `READ_BATCH_MAX` events in all.
+    ///
+    /// Each stream is its own limited subquery, so the plan is one index
+    /// range per stream whatever the table's statistics say: written as
+    /// one `stream_id = ANY(..)` condition, a plan made on stale
+    /// statistics scanned every early event of the community (68 ms a
+    /// call at 100,000 events, growing with the log).
     pub async fn read_streams_start(
         &self,
         community_id: CommunityId,
@@ -409,9 +415,11 @@ impl EventStore {
         let client = self.inner.pool.get().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE community_id = $1 \
-                 AND stream_id = ANY($2::text[]) AND stream_version <= $3 \
-                 ORDER BY stream_id, stream_version"
+                "SELECT e.* FROM (SELECT DISTINCT unnest($2::text[]) AS id) s \
+                 CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE community_id = $1 AND stream_id = s.id AND stream_version <= $3 \
+                     ORDER BY stream_version LIMIT $3) e \
+                 ORDER BY e.stream_id, e.stream_version"
             ))
             .await?;
         let rows = client
