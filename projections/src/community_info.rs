@@ -3,6 +3,7 @@
 
 use domain::streams::StreamKind;
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use deadpool_postgres::Transaction;
 use domain::community::{CommunityEvent, DEFAULT_TIME_ZONE};
@@ -94,13 +95,20 @@ async fn readable_time_zone(
     event: &RecordedEvent,
     time_zone: &str,
 ) -> Result<String, ProjectionError> {
-    let statement = transaction
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
-        .await?;
-    let known: bool = transaction
-        .query_one(&statement, &[&time_zone])
-        .await?
-        .get(0);
+    let known = match zones_asked().get(time_zone) {
+        Some(known) => known,
+        None => {
+            let statement = transaction
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+                .await?;
+            let known: bool = transaction
+                .query_one(&statement, &[&time_zone])
+                .await?
+                .get(0);
+            zones_asked().keep(time_zone, known);
+            known
+        }
+    };
     if known {
         return Ok(time_zone.to_string());
     }
@@ -111,6 +119,41 @@ async fn readable_time_zone(
         "unknown time zone in the log; the read models use {DEFAULT_TIME_ZONE} until it is corrected"
     );
     Ok(DEFAULT_TIME_ZONE.to_string())
+}
+
+/// Zones asked about at most before the answers kept start over.
+const ZONES_KEPT_MAX: usize = 1_000;
+
+/// What PostgreSQL answered about each zone name, kept for the process:
+/// `pg_timezone_names` reads the whole zone database (about 80 ms a call),
+/// and each projection asks once per set-up event of every community, so
+/// creating or rebuilding communities paid it again and again. The zone
+/// database does not change under a running server.
+struct ZonesAsked(Mutex<HashMap<String, bool>>);
+
+impl ZonesAsked {
+    fn get(&self, zone: &str) -> Option<bool> {
+        self.lock().get(zone).copied()
+    }
+
+    fn keep(&self, zone: &str, known: bool) {
+        let mut zones = self.lock();
+        if zones.len() >= ZONES_KEPT_MAX {
+            zones.clear();
+        }
+        zones.insert(zone.to_string(), known);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn zones_asked() -> &'static ZonesAsked {
+    static ZONES: OnceLock<ZonesAsked> = OnceLock::new();
+    ZONES.get_or_init(|| ZonesAsked(Mutex::new(HashMap::new())))
 }
 
 /// Folds a community set-up event; other events are left alone.
