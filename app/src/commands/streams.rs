@@ -19,7 +19,11 @@ use super::Loaded;
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-/// Aggregates kept in memory; past this the cache starts over.
+/// Aggregates kept in memory at most. They are kept in two generations of
+/// half as many each: when the newer one is full it becomes the older one
+/// and the oldest are dropped, so a stream used in the last half of the
+/// bound's worth of puts is still kept (a full cache used to start over,
+/// and every busy stream was read again at once).
 const CACHED_STREAMS_MAX: usize = 50_000;
 /// Idle locks are swept when this many are known.
 const LOCKS_SWEEP_AT: usize = 10_000;
@@ -75,7 +79,34 @@ impl StreamLocks {
 
 #[derive(Clone, Default)]
 pub struct StateCache {
-    states: Arc<Mutex<HashMap<StreamKey, CachedState>>>,
+    states: Arc<Mutex<Generations>>,
+}
+
+/// The kept states, newer generation first.
+#[derive(Default)]
+struct Generations {
+    newer: HashMap<StreamKey, CachedState>,
+    older: HashMap<StreamKey, CachedState>,
+}
+
+impl Generations {
+    /// What is kept of a stream: the newer generation's, else the older's.
+    fn get(&self, key: &StreamKey) -> Option<&CachedState> {
+        self.newer.get(key).or_else(|| self.older.get(key))
+    }
+
+    fn insert(&mut self, key: StreamKey, state: CachedState) {
+        if self.newer.len() >= CACHED_STREAMS_MAX / 2 && !self.newer.contains_key(&key) {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.older.remove(&key);
+        self.newer.insert(key, state);
+    }
+
+    fn remove(&mut self, key: &StreamKey) {
+        self.newer.remove(key);
+        self.older.remove(key);
+    }
 }
 
 impl StateCache {
@@ -87,7 +118,7 @@ impl StateCache {
         community: Uuid,
         stream: &str,
     ) -> Option<Loaded<A>> {
-        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let states = self.lock();
         let (version, state, landing) = states.get(&(community, stream.to_string()))?;
         if !stands(landing) {
             return None;
@@ -122,10 +153,7 @@ impl StateCache {
         state: Arc<dyn Any + Send + Sync>,
         landing: Option<Landing>,
     ) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        if states.len() >= CACHED_STREAMS_MAX {
-            states.clear();
-        }
+        let mut states = self.lock();
         let key = (community, stream.to_string());
         let newer_kept = states
             .get(&key)
@@ -138,7 +166,7 @@ impl StateCache {
     /// The appends still on their way that the kept states of these
     /// streams rest on.
     pub fn on_their_way(&self, community: Uuid, streams: &[String]) -> Vec<Landing> {
-        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let states = self.lock();
         streams
             .iter()
             .filter_map(|stream| states.get(&(community, stream.clone())))
@@ -149,7 +177,7 @@ impl StateCache {
 
     /// Drops the states that rest on `landing`: it did not land as decided.
     pub fn forget_behind(&self, community: Uuid, streams: &[String], landing: &Landing) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut states = self.lock();
         for stream in streams {
             let key = (community, stream.clone());
             if states
@@ -161,11 +189,82 @@ impl StateCache {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Drops what is kept of these streams: the next load reads them.
     pub fn forget(&self, community: Uuid, streams: &[String]) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut states = self.lock();
         for stream in streams {
             states.remove(&(community, stream.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(cache: &StateCache, community: Uuid, n: usize) -> Option<i64> {
+        cache
+            .get::<usize>(community, &format!("s-{n}"))
+            .map(|loaded| loaded.version)
+    }
+
+    /// Past the bound, the oldest states go and the recent ones stay (a
+    /// stream put again counts as recent); nothing kept is past the bound.
+    #[test]
+    fn a_full_cache_drops_its_oldest_states_not_all_of_them() {
+        let cache = StateCache::default();
+        let community = Uuid::new_v4();
+        let half = CACHED_STREAMS_MAX / 2;
+        for n in 0..CACHED_STREAMS_MAX {
+            cache.put(community, &format!("s-{n}"), n as i64, &n);
+        }
+        // A bound's worth put: all of it is kept.
+        for n in [0, 1, 2, half, CACHED_STREAMS_MAX - 1] {
+            assert_eq!(kept(&cache, community, n), Some(n as i64), "stream {n}");
+        }
+        // One more: the older half goes, except the stream put again.
+        cache.put(community, "s-1", 100, &1usize);
+        assert_eq!(kept(&cache, community, 0), None);
+        assert_eq!(kept(&cache, community, 2), None);
+        assert_eq!(kept(&cache, community, 1), Some(100));
+        for n in [half, CACHED_STREAMS_MAX - 1] {
+            assert_eq!(kept(&cache, community, n), Some(n as i64), "stream {n}");
+        }
+        let states = cache.lock();
+        assert!(states.newer.len() + states.older.len() <= CACHED_STREAMS_MAX);
+        assert!(states
+            .newer
+            .keys()
+            .all(|key| !states.older.contains_key(key)));
+    }
+
+    /// A stream forgotten is forgotten in both generations, and an older
+    /// state never replaces a newer one kept in either.
+    #[test]
+    fn forgetting_and_newer_states_hold_across_generations() {
+        let cache = StateCache::default();
+        let community = Uuid::new_v4();
+        cache.put(community, "s-old", 7, &7usize);
+        for n in 0..CACHED_STREAMS_MAX / 2 {
+            cache.put(community, &format!("s-{n}"), 1, &n);
+        }
+        assert!(cache
+            .lock()
+            .older
+            .contains_key(&(community, "s-old".to_string())));
+        cache.put(community, "s-old", 3, &3usize);
+        assert_eq!(
+            cache.get::<usize>(community, "s-old").map(|l| l.version),
+            Some(7)
+        );
+        cache.forget(community, &["s-old".to_string()]);
+        assert!(cache.get::<usize>(community, "s-old").is_none());
+        cache.put(community, "s-1", 5, &5usize);
+        cache.forget(community, &["s-1".to_string()]);
+        assert!(cache.get::<usize>(community, "s-1").is_none());
     }
 }
