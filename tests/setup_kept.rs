@@ -233,3 +233,95 @@ async fn reports_filed_while_another_process_changes_the_deadline_follow_the_log
     assert_eq!(hours, Some(19));
     other.stop().await;
 }
+
+/// Commands on one report decided on the state this process kept after
+/// its own last write, while another process wrote the report since: each
+/// outcome is the one the stored state gives, refusals included, and the
+/// log holds exactly what was decided on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_another_process_changed_is_decided_on_as_stored_not_as_kept() {
+    use crate::app::act;
+
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let other = app.second_process().await;
+    let c = f.community;
+    let elsewhere = |mutation: &'static str, report: Uuid| {
+        let (app, other, f) = (&app, &other, &f);
+        async move {
+            let (name, arguments) = mutation.split_once('(').unwrap_or((mutation, ")"));
+            let arguments = arguments.trim_end_matches(')');
+            let separator = if arguments.is_empty() { "" } else { ", " };
+            let query = format!(
+                "mutation($c: UUID!, $r: UUID!) {{ {name}(communityId: $c, reportId: $r{separator}{arguments}) {{ position }} }}"
+            );
+            app.ok_at(other, Some(&f.admin), &query, json!({"c": c, "r": report}))
+                .await;
+        }
+    };
+    let events_of = |report: Uuid| {
+        let app = &app;
+        async move {
+            app.store
+                .read_stream(
+                    CommunityId::new(c),
+                    &domain::streams::report(report),
+                    1,
+                    100,
+                )
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    // (what this process does first, what the other process does, what
+    // this one then asks). Each runs twice: all in this process, which
+    // gives the answer and the events, and with the middle step done by
+    // the other process, which must give the same.
+    let table: [(&str, &str, &str); 4] = [
+        // Kept "submitted", stored "accepted": refused as stored.
+        ("", "acceptReport", "acceptReport"),
+        // Kept "submitted", stored "rejected": refused as stored.
+        (
+            "",
+            "rejectReport(reason: {kind: NOT_ACTIONABLE})",
+            "acceptReport",
+        ),
+        // Kept "hidden", stored "shown again": hidden again, not refused.
+        (
+            "hideReport(reason: \"含个人信息\")",
+            "unhideReport",
+            "hideReport(reason: \"仍含个人信息\")",
+        ),
+        // Kept "accepted" with no comment, stored with one: a second.
+        (
+            "acceptReport",
+            "commentOnReport(text: \"已派人\")",
+            "commentOnReport(text: \"已到场\")",
+        ),
+    ];
+    let mut refusals = 0;
+    for (first, between, then) in table {
+        let mut outcomes = Vec::new();
+        for split in [false, true] {
+            let (report, _) = submit(&app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+            if !first.is_empty() {
+                let done = act(&app, &f, &f.admin, first, report).await;
+                assert_eq!(code_of(&done), "OK", "{first}: {done}");
+            }
+            if split {
+                elsewhere(between, report).await;
+            } else {
+                let done = act(&app, &f, &f.admin, between, report).await;
+                assert_eq!(code_of(&done), "OK", "{between}: {done}");
+            }
+            let answer = act(&app, &f, &f.admin, then, report).await;
+            outcomes.push((code_of(&answer), events_of(report).await));
+        }
+        assert_eq!(outcomes[1], outcomes[0], "{first} / {between} / {then}");
+        refusals += usize::from(outcomes[0].0 != "OK");
+    }
+    assert_eq!(refusals, 2, "the table holds both refusals and changes");
+    other.stop().await;
+    app.stop().await;
+}

@@ -474,9 +474,11 @@ impl Commands {
         }
     }
 
-    /// Runs one command on one aggregate. `command` sees the loaded state
-    /// (to check the caller's scope against it) and builds the command, or
-    /// refuses. `contents` (what the command's hashes name) are stored once
+    /// Runs one command on one aggregate. `command` sees the state (to
+    /// check the caller's scope against it) and builds the command, or
+    /// refuses. The state is first the one this process kept after its
+    /// last committed write, without a read; a conflict, or a refusal, is
+    /// decided again on the stream as read. `contents` (what the command's hashes name) are stored once
     /// the command is decided, before its event is appended, so a refused
     /// command stores nothing.
     pub async fn execute<A>(
@@ -539,10 +541,18 @@ impl Commands {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut loaded = if minted && attempt == 1 {
-                Loaded::stored(A::default(), 0)
-            } else {
-                self.load::<A>(community, stream_id).await?
+            // The first decision is made without reading: on the empty state
+            // of a minted stream, or on the state this process kept after
+            // its last committed write. It can be behind only if another
+            // process wrote the stream; then the append conflicts, and a
+            // refusal is decided again, both from a fresh read.
+            let (mut loaded, read) = match attempt {
+                1 if minted => (Loaded::stored(A::default(), 0), false),
+                1 => match self.cache.get::<A>(community.as_uuid(), stream_id) {
+                    Some(kept) if kept.landing.is_none() => (kept, false),
+                    _ => (self.load::<A>(community, stream_id).await?, true),
+                },
+                _ => (self.load::<A>(community, stream_id).await?, true),
             };
             let decision = command(&loaded.state).and_then(|c| Ok(loaded.state.decide(c)?));
             let event = match decision {
@@ -554,6 +564,8 @@ impl Commands {
                         let loaded = self.load::<A>(community, stream_id).await?;
                         return Ok((outcome, loaded.state));
                     }
+                    // No one is refused on a state that was not read.
+                    None if !read => continue,
                     None => return Err(error),
                 },
             };
@@ -565,8 +577,12 @@ impl Commands {
                 Err(conflict) if setup_moved(meta, &conflict) => {
                     return Err(append_error(conflict))
                 }
+                // Decided on a kept state another process has moved past:
+                // read and decide again at once; after a read, back off.
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS_MAX => {
-                    tokio::time::sleep(conflict_pause(attempt)).await;
+                    if read {
+                        tokio::time::sleep(conflict_pause(attempt)).await;
+                    }
                 }
                 Err(error) => return Err(append_error(error)),
                 // The key's first attempt (another process's) committed

@@ -1,8 +1,9 @@
 //! What keeps commands on the same stream from wasting each other's work in
 //! one process: a lock per stream (taken in a fixed order, so commands on
 //! several streams cannot deadlock) and a cache of loaded aggregates (a
-//! cached state only saves reading what it already folded; every load still
-//! reads the stream from the cached version on).
+//! load reads the stream from the cached version on; a command decides on
+//! the cached state without reading, and its append, which rests on that
+//! version, conflicts if another process wrote the stream since).
 //!
 //! A state kept by a command whose append is queued but not yet committed
 //! carries that append's [`Landing`]: a command deciding under the lock may
