@@ -352,6 +352,9 @@ pub struct Fixture {
     pub foreign_admin: String,
 }
 
+pub const ASSIGN_STAFF: &str =
+    "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
+
 pub const SETUP_GRID: &str = "mutation($c: UUID!, $name: String!, $parent: UUID) {
     addGrid(communityId: $c, name: $name, parentId: $parent) { id position } }";
 pub const SETUP_SITE: &str = "mutation($c: UUID!, $site: SiteInput!) {
@@ -417,7 +420,7 @@ impl TestApp {
         let (worker_id, other_worker_id) = (Uuid::new_v4(), Uuid::new_v4());
         let (department_id, other_department_id, inspector_id) =
             (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let staff = "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
+        let staff = ASSIGN_STAFF;
         for s in [
             json!({"personId": worker_id, "role": "GRID_WORKER", "gridIds": [grid1]}),
             json!({"personId": other_worker_id, "role": "GRID_WORKER", "gridIds": [grid2]}),
@@ -479,6 +482,17 @@ pub async fn submit(
 }
 
 /// Runs a report mutation `name(communityId, reportId, …extra)` as `token`.
+/// The mutation `name(arguments)` on a report (`mutation` as
+/// `"name"` or `"name(arguments)"`), answering with `selection`.
+pub fn report_mutation(mutation: &str, selection: &str) -> String {
+    let (name, arguments) = mutation.split_once('(').unwrap_or((mutation, ")"));
+    let arguments = arguments.trim_end_matches(')');
+    let separator = if arguments.is_empty() { "" } else { ", " };
+    format!(
+        "mutation($c: UUID!, $r: UUID!) {{ {name}(communityId: $c, reportId: $r{separator}{arguments}) {{ {selection} }} }}"
+    )
+}
+
 pub async fn act(
     app: &TestApp,
     fixture: &Fixture,
@@ -486,12 +500,7 @@ pub async fn act(
     mutation: &str,
     report: Uuid,
 ) -> Value {
-    let (name, arguments) = mutation.split_once('(').unwrap_or((mutation, ")"));
-    let arguments = arguments.trim_end_matches(')');
-    let separator = if arguments.is_empty() { "" } else { ", " };
-    let query = format!(
-        "mutation($c: UUID!, $r: UUID!) {{ {name}(communityId: $c, reportId: $r{separator}{arguments}) {{ position state }} }}"
-    );
+    let query = report_mutation(mutation, "position state");
     app.gql(
         Some(token),
         &query,

@@ -72,7 +72,7 @@ impl TestApp {
                     .unwrap(),
             );
         }
-        let staff = "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
+        let staff = crate::app::ASSIGN_STAFF;
         let (clerk_id, other_clerk_id) = (Uuid::new_v4(), Uuid::new_v4());
         for (person, centre) in [(clerk_id, centres[0]), (other_clerk_id, centres[1])] {
             let s = json!({"personId": person, "role": "CLERK", "centreId": centre});

@@ -240,7 +240,7 @@ async fn reports_filed_while_another_process_changes_the_deadline_follow_the_log
 /// log holds exactly what was decided on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_report_another_process_changed_is_decided_on_as_stored_not_as_kept() {
-    use crate::app::act;
+    use crate::app::{act, report_mutation};
 
     let app = TestApp::spawn_quiet().await;
     let f = app.fixture().await;
@@ -249,12 +249,7 @@ async fn a_report_another_process_changed_is_decided_on_as_stored_not_as_kept() 
     let elsewhere = |mutation: &'static str, report: Uuid| {
         let (app, other, f) = (&app, &other, &f);
         async move {
-            let (name, arguments) = mutation.split_once('(').unwrap_or((mutation, ")"));
-            let arguments = arguments.trim_end_matches(')');
-            let separator = if arguments.is_empty() { "" } else { ", " };
-            let query = format!(
-                "mutation($c: UUID!, $r: UUID!) {{ {name}(communityId: $c, reportId: $r{separator}{arguments}) {{ position }} }}"
-            );
+            let query = report_mutation(mutation, "position");
             app.ok_at(other, Some(&f.admin), &query, json!({"c": c, "r": report}))
                 .await;
         }

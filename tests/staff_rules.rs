@@ -11,6 +11,7 @@ use crate::app::*;
 const REMOVE: &str =
     "mutation($c: UUID!, $p: UUID!) { removeStaff(communityId: $c, personId: $p) { position } }";
 const START: &str = "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }";
+const STAFF_LIST: &str = "query($c: UUID!) { community(communityId: $c) { staff { personId } } }";
 
 async fn start_patrol(app: &TestApp, f: &Fixture) -> Uuid {
     let data = app
@@ -38,7 +39,7 @@ async fn a_removed_staff_members_token_is_refused_for_every_mutation_and_staff_r
     let department = app.token(f.community, department_person, Role::Department);
     app.ok(
         Some(&f.admin),
-        "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }",
+        ASSIGN_STAFF,
         json!({"c": f.community, "s": {"personId": department_person, "role": "DEPARTMENT", "departmentId": f.department_id}}),
     )
     .await;
@@ -68,7 +69,7 @@ async fn a_removed_staff_members_token_is_refused_for_every_mutation_and_staff_r
         ("accept", worker, "mutation($c: UUID!, $r: UUID!) { acceptReport(communityId: $c, reportId: $r) { position } }"),
         ("comment", worker, "mutation($c: UUID!, $r: UUID!) { commentOnReport(communityId: $c, reportId: $r, text: \"已处理\") { position } }"),
         ("hidden report", worker, report_query),
-        ("staff list", worker, "query($c: UUID!) { community(communityId: $c) { staff { personId } } }"),
+        ("staff list", worker, STAFF_LIST),
         ("a balance", worker, "query($c: UUID!, $resident: UUID!) { wallet(communityId: $c, residentId: $resident) { balance } }"),
         ("report list", worker, "query($c: UUID!) { reports(communityId: $c) { edges { node { id } } } }"),
         ("department comment", Some(&department), "mutation($c: UUID!, $r: UUID!) { commentOnReport(communityId: $c, reportId: $r, text: \"收到\") { position } }"),
@@ -98,8 +99,6 @@ async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_l
     let app = TestApp::spawn_quiet().await;
     let f = app.fixture().await;
     let other = app.second_process().await;
-    const ASSIGN: &str = "mutation($c: UUID!, $s: StaffInput!) { assignStaff(communityId: $c, staff: $s) { position } }";
-    const STAFF: &str = "query($c: UUID!) { community(communityId: $c) { staff { personId } } }";
     let workers: Vec<(Uuid, String)> = (0..6)
         .map(|_| {
             let id = Uuid::new_v4();
@@ -110,7 +109,7 @@ async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_l
         let staff = json!({"personId": id, "role": "GRID_WORKER", "gridIds": [f.grid1]});
         app.ok(
             Some(&f.admin),
-            ASSIGN,
+            ASSIGN_STAFF,
             json!({"c": f.community, "s": staff}),
         )
         .await;
@@ -121,7 +120,9 @@ async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_l
     let load = (0..16).map(|_| async {
         let mut answered = 0usize;
         while !done.load(Ordering::Relaxed) {
-            let answer = app.gql(Some(&f.other_worker), STAFF, vars.clone()).await;
+            let answer = app
+                .gql(Some(&f.other_worker), STAFF_LIST, vars.clone())
+                .await;
             assert_eq!(code_of(&answer), "OK", "staff who stay: {answer}");
             answered += 1;
         }
@@ -129,7 +130,7 @@ async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_l
     });
     let removals = async {
         for (id, token) in &workers {
-            let before = app.gql(Some(token), STAFF, vars.clone()).await;
+            let before = app.gql(Some(token), STAFF_LIST, vars.clone()).await;
             assert_eq!(code_of(&before), "OK", "before the removal: {before}");
             app.ok_at(
                 &other,
@@ -139,7 +140,7 @@ async fn a_worker_removed_elsewhere_is_refused_by_every_request_after_it_under_l
             )
             .await;
             let after = futures::future::join_all(
-                (0..16).map(|_| app.gql(Some(token), STAFF, vars.clone())),
+                (0..16).map(|_| app.gql(Some(token), STAFF_LIST, vars.clone())),
             )
             .await;
             for answer in after {

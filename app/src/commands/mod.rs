@@ -478,9 +478,9 @@ impl Commands {
     /// check the caller's scope against it) and builds the command, or
     /// refuses. The state is first the one this process kept after its
     /// last committed write, without a read; a conflict, or a refusal, is
-    /// decided again on the stream as read. `contents` (what the command's hashes name) are stored once
-    /// the command is decided, before its event is appended, so a refused
-    /// command stores nothing.
+    /// decided again on the stream as read. `contents` (what the command's
+    /// hashes name) are stored once the command is decided, before its
+    /// event is appended, so a refused command stores nothing.
     pub async fn execute<A>(
         &self,
         community: CommunityId,
@@ -546,13 +546,18 @@ impl Commands {
             // its last committed write. It can be behind only if another
             // process wrote the stream; then the append conflicts, and a
             // refusal is decided again, both from a fresh read.
-            let (mut loaded, read) = match attempt {
-                1 if minted => (Loaded::stored(A::default(), 0), false),
-                1 => match self.cache.get::<A>(community.as_uuid(), stream_id) {
-                    Some(kept) if kept.landing.is_none() => (kept, false),
-                    _ => (self.load::<A>(community, stream_id).await?, true),
-                },
-                _ => (self.load::<A>(community, stream_id).await?, true),
+            let unread = match attempt {
+                1 if minted => Some(Loaded::stored(A::default(), 0)),
+                1 => self
+                    .cache
+                    .get::<A>(community.as_uuid(), stream_id)
+                    .filter(|kept| kept.landing.is_none()),
+                _ => None,
+            };
+            let read = unread.is_none();
+            let mut loaded = match unread {
+                Some(loaded) => loaded,
+                None => self.load::<A>(community, stream_id).await?,
             };
             let decision = command(&loaded.state).and_then(|c| Ok(loaded.state.decide(c)?));
             let event = match decision {
