@@ -14,6 +14,9 @@ use serde_json::json;
 use crate::app::{act, submit, Fixture, TestApp};
 
 /// Every table of a schema, as JSON text of its rows in a stable order.
+/// Compared as values (`jsonb`): a `json` column keeps the characters it
+/// was given, and an event's payload may reach a fold in either form it
+/// has (the canonical text sent, or PostgreSQL's rendering of it).
 pub async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
     let client = app.db.client().await;
     let tables = client
@@ -29,7 +32,10 @@ pub async fn dump(app: &TestApp, schema: &str) -> BTreeMap<String, String> {
         let name: String = table.get(0);
         let rows: Option<String> = client
             .query_one(
-                &format!("SELECT json_agg(t ORDER BY t::text)::text FROM {schema}.{name} t"),
+                &format!(
+                    "SELECT jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text)::text \
+                     FROM {schema}.{name} t"
+                ),
                 &[],
             )
             .await

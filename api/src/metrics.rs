@@ -48,6 +48,11 @@ pub fn render(stats: &StoreStats) -> String {
             "Reads of every community's head by followers of the log.",
             &stats.heads_reads_total,
         ),
+        (
+            "civic_ledger_tail_reads_total",
+            "Reads by followers of the log answered from the events this process committed, in memory.",
+            &stats.tail_reads_total,
+        ),
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

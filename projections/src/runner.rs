@@ -480,7 +480,7 @@ impl ProjectionRunner {
         }
         let events = self
             .store
-            .read_log(community, checkpoint + 1, self.config.batch_size)
+            .read_log_followed(community, checkpoint + 1, self.config.batch_size)
             .await?;
         if events.is_empty() {
             return Ok(false);

@@ -21,7 +21,11 @@ use uuid::Uuid;
 use crate::error::ProjectionError;
 
 /// JSON text for a `json` column (an event's payload, or part of it):
-/// written as it is, never parsed into a tree and back.
+/// written as it is, never parsed into a tree and back. Its characters are
+/// not part of the read model, only its value: a fold is given a payload
+/// as the canonical text that was sent (events this process committed a
+/// moment ago) or as PostgreSQL's rendering of it (events read from the
+/// log), and readers parse it.
 pub(crate) type JsonText = Json<Box<RawValue>>;
 
 /// One field of every row, as an array parameter (`unnest($n::type[])`).

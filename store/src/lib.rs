@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod stats;
 mod store;
 pub mod subscription;
+mod tail;
 pub mod trail;
 pub mod types;
 pub mod verify;

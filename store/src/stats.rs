@@ -69,6 +69,9 @@ pub struct StoreStats {
     /// Reads of every community's head for followers of the whole log
     /// (shared by followers woken together).
     pub heads_reads_total: AtomicU64,
+    /// Reads by followers of the log answered from the events this process
+    /// committed, kept in memory, without a read of the log.
+    pub tail_reads_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

@@ -100,6 +100,9 @@ pub(crate) struct Inner {
     /// (`notifier.rs`).
     pub(crate) pending_announcements: Arc<Pending>,
     notifier_task: Mutex<Option<JoinHandle<()>>>,
+    /// The newest events this process committed, per community
+    /// ([`EventStore::read_log_followed`]).
+    pub(crate) tails: crate::tail::Tails,
 }
 
 /// Every community with the last position of its log, in creation order.
@@ -165,6 +168,7 @@ impl EventStore {
             listener_task: Mutex::new(None),
             pending_announcements: Arc::new(Pending::default()),
             notifier_task: Mutex::new(None),
+            tails: crate::tail::Tails::default(),
         });
         let task = listener::spawn(Arc::downgrade(&inner));
         *lock(&inner.listener_task) = Some(task);
@@ -343,6 +347,36 @@ impl EventStore {
             events.push(recorded_event(&row)?);
         }
         Ok(events)
+    }
+
+    /// As [`EventStore::read_log`], for readers that follow the log as it
+    /// grows (the projections): events this process committed a moment ago
+    /// come from memory, the same events every follower reads at once,
+    /// decoded once. Where memory does not hold `from_position` (another
+    /// process wrote it, or it is older), the log is read. The answer may
+    /// stop short of `limit` where memory ends; the rest is read on the
+    /// next call. The events are those of the log; only a payload's text
+    /// may be in another form (the canonical JSON that was sent), with the
+    /// same value: decode it, do not compare its characters.
+    pub async fn read_log_followed(
+        &self,
+        community_id: CommunityId,
+        from_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = bounded_limit(limit)?;
+        let held = self.inner.tails.read(
+            community_id,
+            from_position,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        );
+        match held {
+            Some(events) => {
+                StoreStats::add(&self.inner.stats.tail_reads_total, 1);
+                Ok(events)
+            }
+            None => self.read_log(community_id, from_position, limit).await,
+        }
     }
 
     /// A community's log from `from_position` to `to_position` (both

@@ -28,10 +28,10 @@ use crate::error::StoreError;
 use crate::limits;
 use crate::stats::StoreStats;
 use crate::store::Inner;
-use crate::types::{AppendOutcome, CommunityId};
+use crate::types::{AppendOutcome, CommunityId, RecordedEvent};
 use plan::{plan_batch, HeadState, Known, Plan};
 pub(crate) use sql::APPENDED_CHANNEL;
-use sql::{look_up, write_planned, Lock, WriteEnd};
+use sql::{look_up, recorded_events, write_planned, Lock, WriteEnd};
 
 /// How long the writer trusts its reading of the database clock, advanced by
 /// a monotonic timer, before it reads the clock again.
@@ -96,6 +96,9 @@ struct Ended {
     batch: Vec<PendingAppend>,
     plan: Plan,
     end: BatchEnd,
+    /// The events it wrote, when it committed some (made in the batch's
+    /// own task, not the writer's).
+    recorded: Option<Vec<RecordedEvent>>,
 }
 
 type InFlight = JoinHandle<Ended>;
@@ -182,11 +185,15 @@ impl Writer {
                 let generation = self.generation;
                 in_flight.push_back(tokio::spawn(async move {
                     let end = commit_pipelined(client, community_id, &batch, &plan).await;
+                    let recorded = (matches!(end, BatchEnd::Committed) && plan.writes())
+                        .then(|| recorded_events(community_id, &batch, &plan))
+                        .flatten();
                     Ended {
                         generation,
                         batch,
                         plan,
                         end,
+                        recorded,
                     }
                 }));
             }
@@ -268,6 +275,7 @@ impl Writer {
             batch,
             plan,
             end,
+            recorded,
         } = match ended {
             Ok(ended) => ended,
             Err(panicked) => {
@@ -285,6 +293,7 @@ impl Writer {
             BatchEnd::Committed if stale => retry.extend(batch),
             BatchEnd::Committed => {
                 if plan.writes() {
+                    self.keep_tail(recorded);
                     self.inner
                         .announce_commit(self.community_id, plan.head.position);
                 }
@@ -301,6 +310,15 @@ impl Writer {
                 let failed = vec![Err(error); batch.len()];
                 reply_all(&self.inner.stats, batch, failed);
             }
+        }
+    }
+
+    /// Keeps the events a batch committed for the log's followers, before
+    /// they hear of the commit; without them, the followers read the log.
+    fn keep_tail(&self, recorded: Option<Vec<RecordedEvent>>) {
+        match recorded {
+            Some(events) => self.inner.tails.committed(self.community_id, events),
+            None => self.inner.tails.forget(self.community_id),
         }
     }
 
@@ -330,6 +348,7 @@ impl Writer {
                 }
                 Ok(plan) => {
                     if plan.writes() {
+                        self.keep_tail(recorded_events(self.community_id, &batch, &plan));
                         self.inner
                             .announce_commit(self.community_id, plan.head.position);
                     }

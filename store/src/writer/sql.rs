@@ -4,11 +4,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::{Json, ToSql};
 
-use super::plan::{HeadState, Known, Plan};
+use super::plan::{HeadState, Known, Plan, PlannedEvent};
 use super::PendingAppend;
+use crate::append::EncodedEvent;
 use crate::error::StoreError;
 use crate::pgjson::JsonbText;
-use crate::types::{AppendOutcome, CommunityId};
+use crate::types::{AppendOutcome, CommunityId, NewEvent, RecordedEvent, StreamAppend};
 
 pub(crate) const APPENDED_CHANNEL: &str = "civic_ledger_appended";
 
@@ -142,32 +143,82 @@ struct EventRows<'a> {
     hashes: Vec<&'a [u8]>,
 }
 
+/// A planned event with what it was planned from.
+struct PlannedRow<'a> {
+    planned: &'a PlannedEvent,
+    stream: &'a StreamAppend,
+    event: &'a NewEvent,
+    encoded: &'a EncodedEvent,
+}
+
+/// The events a plan writes, in position order, each with its request's
+/// stream, event and encoding.
+fn planned_rows<'a>(
+    batch: &'a [PendingAppend],
+    plan: &'a Plan,
+) -> impl Iterator<Item = PlannedRow<'a>> {
+    plan.events.iter().map(move |planned| {
+        let append = &batch[planned.append].append;
+        let stream = &append.request.streams[planned.stream];
+        let flat_index: usize = append.request.streams[..planned.stream]
+            .iter()
+            .map(|s| s.events.len())
+            .sum::<usize>()
+            + planned.event;
+        PlannedRow {
+            planned,
+            stream,
+            event: &stream.events[planned.event],
+            encoded: &append.encoded[flat_index],
+        }
+    })
+}
+
 impl<'a> EventRows<'a> {
     fn of(batch: &'a [PendingAppend], plan: &'a Plan) -> Self {
         let mut rows = EventRows::default();
-        for planned in &plan.events {
-            let append = &batch[planned.append].append;
-            let stream = &append.request.streams[planned.stream];
-            let event = &stream.events[planned.event];
-            let flat_index: usize = append.request.streams[..planned.stream]
-                .iter()
-                .map(|s| s.events.len())
-                .sum::<usize>()
-                + planned.event;
-            let encoded = &append.encoded[flat_index];
-            rows.positions.push(planned.position);
-            rows.stream_ids.push(stream.stream_id.as_str());
-            rows.stream_types.push(stream.stream_type.as_str());
-            rows.stream_versions.push(planned.version);
-            rows.event_types.push(event.event_type.as_str());
-            rows.event_versions.push(&event.event_version);
-            rows.payloads.push(JsonbText(&encoded.payload));
-            rows.metadata.push(JsonbText(&encoded.metadata));
-            rows.previous_hashes.push(&planned.previous_hash);
-            rows.hashes.push(&planned.hash);
+        for row in planned_rows(batch, plan) {
+            rows.positions.push(row.planned.position);
+            rows.stream_ids.push(row.stream.stream_id.as_str());
+            rows.stream_types.push(row.stream.stream_type.as_str());
+            rows.stream_versions.push(row.planned.version);
+            rows.event_types.push(row.event.event_type.as_str());
+            rows.event_versions.push(&row.event.event_version);
+            rows.payloads.push(JsonbText(&row.encoded.payload));
+            rows.metadata.push(JsonbText(&row.encoded.metadata));
+            rows.previous_hashes.push(&row.planned.previous_hash);
+            rows.hashes.push(&row.planned.hash);
         }
         rows
     }
+}
+
+/// The events a committed plan wrote, as a read of the log returns them
+/// (for the tail kept in memory, `tail.rs`). `None` if one cannot be
+/// rebuilt, which a validated append never causes; then nothing is kept.
+pub(crate) fn recorded_events(
+    community_id: CommunityId,
+    batch: &[PendingAppend],
+    plan: &Plan,
+) -> Option<Vec<RecordedEvent>> {
+    planned_rows(batch, plan)
+        .map(|row| {
+            Some(RecordedEvent {
+                community_id,
+                position: row.planned.position,
+                stream_id: row.stream.stream_id.as_str().to_string(),
+                stream_type: row.stream.stream_type.as_str().to_string(),
+                stream_version: row.planned.version,
+                event_type: row.event.event_type.as_str().to_string(),
+                event_version: row.event.event_version.clone(),
+                payload: crate::tail::raw_payload(&row.encoded.payload)?,
+                metadata: row.event.metadata.clone(),
+                recorded_at: plan.recorded_at,
+                previous_hash: row.planned.previous_hash,
+                hash: row.planned.hash,
+            })
+        })
+        .collect()
 }
 
 /// How writing a planned batch ended.
