@@ -364,7 +364,138 @@ async fn every_read_model_folded_at_once_from_one_read_of_the_log_equals_the_liv
     }
 }
 
-/// The generations being built, by projection and number.
+/// A store of its own on the test's database, its connections named
+/// `name`, for work whose statistics a test reads once they end.
+async fn named_store(app: &TestApp, name: &str) -> store::EventStore {
+    let mut config = app.db.config.clone();
+    config.application_name(name);
+    store::EventStore::connect(config, store::StoreConfig::default())
+        .await
+        .unwrap()
+}
+
+/// Stops a store made by [`named_store`] and waits until its connections
+/// have ended: a backend's statistics are complete once it has.
+async fn ended(app: &TestApp, store: store::EventStore, name: &str) {
+    store.shutdown().await;
+    drop(store);
+    let client = app.db.client().await;
+    for _ in 0..500 {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the connections of {name} did not end");
+}
+
+/// Scans and index scans of every table of a schema, by table.
+async fn scans(app: &TestApp, schema: &str) -> BTreeMap<String, (i64, i64)> {
+    let client = app.db.client().await;
+    client
+        .query(
+            "SELECT relname::text, coalesce(seq_scan, 0), coalesce(idx_scan, 0) \
+             FROM pg_stat_user_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect()
+}
+
+/// A fold looks up and changes the rows its batch names by their keys, and
+/// never scans a read model's table: over a whole history folded in small
+/// batches, on connections where an index probe is priced as a thousand
+/// page reads, no statement of any projection scans a table, whether it
+/// folds into a generation being filled from zero or into one that is
+/// folded as the live one is. (Priced as PostgreSQL prices it by default,
+/// a random read from disk, a few hundred probes looked dearer than a scan
+/// of the community's whole table, which every batch then paid, more as
+/// the history grew.)
+#[tokio::test]
+async fn a_fold_probes_the_keys_of_its_batch_and_scans_no_table_whatever_the_costs_say() {
+    let app = TestApp::spawn_quiet().await;
+    let (head, _) = history(&app).await;
+    app.db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET random_page_cost = 1000",
+            app.db.name
+        ))
+        .await
+        .unwrap();
+    let mut probed = 0;
+    for filling in [true, false] {
+        for projection in projections::all() {
+            let name = projection.name();
+            let building = named_store(&app, "fold-test-building").await;
+            let mut builder = Builder::new(building.pool()).await.unwrap();
+            let generation = builder
+                .start(&*projection, Building::Rebuild)
+                .await
+                .unwrap();
+            drop(builder);
+            if !filling {
+                // With its indexes and statistics, then neither being
+                // filled (folded with `fill_batch`) nor live (followed by
+                // the server's runner too): folded as the live one is.
+                finish_building(building.pool(), &*projection, generation, Building::Rebuild)
+                    .await
+                    .unwrap();
+                app.db
+                    .client()
+                    .await
+                    .execute(
+                        "UPDATE projection_generations SET state = 'retired' \
+                         WHERE projection = $1 AND generation = $2",
+                        &[&name, &generation],
+                    )
+                    .await
+                    .unwrap();
+            }
+            ended(&app, building, "fold-test-building").await;
+            let schema = schema_name(name, generation);
+            let before = scans(&app, &schema).await;
+
+            let folding = named_store(&app, "fold-test-folding").await;
+            let runner = ProjectionRunner::new(
+                folding.clone(),
+                RunnerConfig {
+                    batch_size: 5,
+                    ..RunnerConfig::default()
+                },
+            );
+            let folded = runner.catch_up(&*projection, generation).await.unwrap();
+            assert_eq!(folded as i64, head, "{name}");
+            drop(runner);
+            ended(&app, folding, "fold-test-folding").await;
+            let after = scans(&app, &schema).await;
+            for (table, (seq_scans, index_scans)) in &after {
+                let (seq_before, index_before) = before.get(table).copied().unwrap_or_default();
+                assert_eq!(
+                    *seq_scans - seq_before,
+                    0,
+                    "{name} (filling: {filling}): a fold scanned {schema}.{table}"
+                );
+                probed += index_scans - index_before;
+            }
+        }
+    }
+    // The counts were complete: the folds' lookups show.
+    assert!(probed > 0, "the folds probed indexes");
+}
+
 /// The generation a projection's reading schema says its views show.
 async fn shown_by_reading_schema(app: &TestApp, projection: &str) -> Option<String> {
     app.db
@@ -439,6 +570,7 @@ async fn every_read_model_is_read_through_views_of_its_live_generation_whatever_
     app.stop().await;
 }
 
+/// The generations being built, by projection and number.
 async fn being_built(app: &TestApp) -> Vec<(String, i32)> {
     let rows = app
         .db

@@ -81,6 +81,27 @@ impl Default for RunnerConfig {
 /// primary key, and a rebuild's is analyzed once filled.
 const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
 
+/// Set for every fold's transaction. A fold reads and writes the rows its
+/// batch names, by key, and every table it touches has an index on that
+/// key. But PostgreSQL prices an index probe as a random read from disk,
+/// so a few hundred probes looked dearer than one scan of the community's
+/// whole table joined by hash, until the table held tens of thousands of
+/// rows: every batch scanned the grid moments of every report and every
+/// leaderboard score (11 to 15 ms a batch at 35,000 events), more as the
+/// history grew. With scans and hash and merge joins priced out, every
+/// statement probes its keys' index, a cost that grows with the batch and
+/// not with the history, whatever the statistics and costs say
+/// (docs/adr/0015).
+const FOLD_SETTINGS: &str = "SET LOCAL enable_seqscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// [`FOLD_SETTINGS`], for a generation being filled batch by batch, which
+/// nothing waits on: a crash may lose its last batches (never half of one),
+/// and the fill goes on from the checkpoint that was kept.
+const FILL_SETTINGS: &str = "SET LOCAL enable_seqscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+    SET LOCAL synchronous_commit = off";
+
 /// How many batches a replay reads ahead of its slowest projection.
 const READ_AHEAD_BATCHES: usize = 2;
 
@@ -524,14 +545,6 @@ impl ProjectionRunner {
         let schema = schema_name(projection.name(), generation.number);
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
-        if generation.filling {
-            // Nothing waits on a generation being filled batch by batch: a
-            // crash may lose its last batches (never half of one), and the
-            // fill goes on from the checkpoint that was kept.
-            transaction
-                .batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
-        }
         // Both checkpoint statements run once per batch of every
         // projection: on the connection's statement cache.
         let lock = transaction
@@ -540,13 +553,20 @@ impl ProjectionRunner {
                  AND generation = $2 AND community_id = $3 FOR UPDATE",
             )
             .await?;
-        let stored: i64 = transaction
-            .query_one(
-                &lock,
-                &[&projection.name(), &generation.number, &community.as_uuid()],
-            )
-            .await?
-            .get(0);
+        let settings = if generation.filling {
+            FILL_SETTINGS
+        } else {
+            FOLD_SETTINGS
+        };
+        let (name, community_id) = (projection.name(), community.as_uuid());
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&name, &generation.number, &community_id];
+        // Sent together: one round trip.
+        let (_, stored) = futures::try_join!(
+            transaction.batch_execute(settings),
+            transaction.query_one(&lock, &params),
+        )?;
+        let stored: i64 = stored.get(0);
         if stored != checkpoint {
             // Another runner (another process) moved it first: start over
             // from where it is.

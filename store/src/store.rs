@@ -131,7 +131,11 @@ impl EventStore {
             "-c statement_timeout={}",
             config.statement_timeout_ms
         ));
-        pg_config.application_name("civic-ledger");
+        // Named so that an operator can tell its connections apart, unless
+        // the embedder named them.
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("civic-ledger");
+        }
         let manager = Manager::from_config(
             pg_config.clone(),
             NoTls,
