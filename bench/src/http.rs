@@ -429,13 +429,25 @@ fn watch_lag(
     admin: String,
     running: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(i64, Option<String>)> {
+    watch_lag_in(base, vec![(demo::COMMUNITY, admin)], running)
+}
+
+/// [`watch_lag`] over several communities, each with its admin's token:
+/// the largest lag of any read model in any of them.
+fn watch_lag_in(
+    base: String,
+    watched: Vec<(Uuid, String)>,
+    running: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(i64, Option<String>)> {
     tokio::spawn(async move {
         let client = reqwest::Client::new();
         let mut most = (0, None);
         while running.load(Ordering::Relaxed) {
-            if let Ok((lag, name)) = lagging_most(&client, &base, &admin).await {
-                if lag > most.0 {
-                    most = (lag, name);
+            for (community, admin) in &watched {
+                if let Ok((lag, name)) = lagging_most_in(&client, &base, *community, admin).await {
+                    if lag > most.0 {
+                        most = (lag, name);
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -495,12 +507,21 @@ async fn lagging_most(
     base: &str,
     admin: &str,
 ) -> anyhow::Result<(i64, Option<String>)> {
+    lagging_most_in(client, base, demo::COMMUNITY, admin).await
+}
+
+async fn lagging_most_in(
+    client: &reqwest::Client,
+    base: &str,
+    community: Uuid,
+    admin: &str,
+) -> anyhow::Result<(i64, Option<String>)> {
     let data = graphql(
         client,
         base,
         admin,
         "query($c: UUID!) { projectionLag(communityId: $c) { name lag } }",
-        json!({"c": demo::COMMUNITY}),
+        json!({"c": community}),
     )
     .await?;
     let rows = data["projectionLag"]
@@ -923,6 +944,10 @@ async fn run_http_bench(
         if phase == 0 {
             // The same filing load, spread over eight communities.
             let (communities, tokens) = more_communities(&server, &client, 8, connections).await?;
+            let watched = communities
+                .iter()
+                .map(|c| Ok((*c, server.token_in(*c, "admin", demo::ADMIN)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let communities = Arc::new(communities);
             let tokens = Arc::new(tokens);
             let of_spread = Arc::new(move |c: usize| Some(tokens[c].clone()))
@@ -930,6 +955,8 @@ async fn run_http_bench(
             let spread: NextRequest = Arc::new(move |connection, n| {
                 submit_in(communities[connection % communities.len()], connection, n)
             });
+            let running = Arc::new(AtomicBool::new(true));
+            let lag = watch_lag_in(base.clone(), watched, running.clone());
             let (mut spread, _) = drive(
                 "submitReport over 8 communities",
                 &base,
@@ -939,6 +966,10 @@ async fn run_http_bench(
                 spread,
             )
             .await?;
+            running.store(false, Ordering::Relaxed);
+            let (lag_max, lagging) = lag.await?;
+            spread.projection_lag_max = Some(lag_max);
+            spread.projection_lagging = lagging;
             spread.judge_by(ceiling);
             spread.history_events = history_events(&client, &base, &admin).await?;
             spread.server_rss_mib = server.rss_mib();
