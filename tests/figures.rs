@@ -251,6 +251,89 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     app.stop().await;
 }
 
+/// The duplicate check runs on its generic plan on every connection, from
+/// its first run (a connection that planned it for a young community's
+/// parameters at first went on planning it on every run), and leaves the
+/// connection as it found it: no setting, no transaction.
+#[tokio::test]
+async fn the_duplicate_check_runs_on_its_generic_plan_and_leaves_its_connection_as_it_was() {
+    let app = TestApp::spawn().await;
+    let f = app.fixture().await;
+    let (first, _) = file_garbage(&app, &f).await;
+    let site: Uuid = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT (payload->'ReportSubmitted'->'place'->'site'->>'site')::uuid FROM events \
+             WHERE event_type = 'ReportSubmitted' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Two connections, so that each runs it several times.
+    let checking = store::EventStore::connect(
+        app.db.config.clone(),
+        store::StoreConfig {
+            pool_size_max: 2,
+            ..store::StoreConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let community = store::CommunityId::new(f.community);
+    let check = || {
+        projections::reports::duplicate_candidates(
+            checking.pool(),
+            community,
+            site,
+            "FLOATING-GARBAGE",
+            0,
+            5,
+            5_000,
+        )
+    };
+    let found = futures::future::join_all((0..12).map(|_| check())).await;
+    for found in found {
+        let found = found.unwrap();
+        let named =
+            found.open_then.iter().any(|(report, _)| *report == first) || !found.newer.is_empty();
+        assert!(named, "the filed report is a candidate");
+    }
+    let (a, b) = (
+        checking.pool().get().await.unwrap(),
+        checking.pool().get().await.unwrap(),
+    );
+    let (mut generic, mut custom) = (0, 0);
+    for connection in [&a, &b] {
+        let mode: String = connection
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "auto", "the setting stayed in its transaction");
+        assert!(!connection.is_closed());
+        let plans = connection
+            .query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                 WHERE statement LIKE 'WITH folded AS%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        for row in plans {
+            generic += row.get::<_, i64>(0);
+            custom += row.get::<_, i64>(1);
+        }
+        // A savepoint is refused outside a transaction block.
+        let outside = connection.batch_execute("SAVEPOINT probe").await;
+        assert!(outside.is_err(), "no transaction left open");
+    }
+    assert_eq!(custom, 0, "never planned for its parameters");
+    assert_eq!(generic, 12, "every run on the generic plan");
+}
+
 #[tokio::test]
 async fn duplicates_are_flagged_back_to_back_without_the_read_model_and_only_while_open() {
     // No projections at all: whatever is flagged comes from the log.

@@ -12,7 +12,7 @@ use super::NAME;
 use crate::cache::{Answer, Question, ReadCache};
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
-use crate::sql::query;
+use crate::sql::{query, query_generic};
 
 /// The states of an open report (`ReportState::OPEN`), as SQL.
 const OPEN_STATES: &str = "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
@@ -609,9 +609,8 @@ pub async fn duplicate_candidates(
          SELECT f.position, x.source, x.report_id, x.payload, x.moved, x.version \
          FROM folded f LEFT JOIN found x ON true ORDER BY x.source, x.seen"
     );
-    let client = pool.get().await?;
-    let rows = query(
-        &client,
+    let rows = query_generic(
+        pool,
         &sql,
         &[
             &community.as_uuid(),
