@@ -188,7 +188,12 @@ async fn reports_and_suggestions_earn_by_the_rules_and_duplicates_earn_nothing()
     // A duplicate, accepted before it was found out, is reversed on merge.
     let other = other_resident(&app, f).await;
     let (duplicate, _) = submit(&app, f, &f.other_resident, "RB-02", "SEWAGE-OUTFALL").await;
-    act(&app, f, &f.admin, "acceptReport", duplicate).await;
+    let position = accept(&app, f, &f.admin, duplicate).await;
+    // Paid before it is found out: the earning process has granted for the
+    // acceptance (merged first, there is nothing to reverse and nothing is
+    // granted; the balance is the same).
+    let wallet = app.wallet(&f.admin, f.community, other, position).await;
+    assert_eq!(lines(&wallet), [line("granted", "report_accepted", "5")]);
     let (original, _) = submit(&app, f, &f.resident, "RB-02", "FLOATING-GARBAGE").await;
     let merge = format!("mergeReport(originalId: \"{original}\")");
     let merged = act(&app, f, &f.admin, &merge, duplicate).await;
