@@ -27,16 +27,36 @@ pub(crate) const TAIL_EVENTS_MAX: usize = 4_096;
 /// Payload and metadata bytes kept per community at most, so that large
 /// events cannot make the tail hold much memory.
 pub(crate) const TAIL_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes kept across all communities at most: with many communities
+/// writing, the tails of those that wrote least recently are dropped
+/// (their followers read the log).
+pub(crate) const TAILS_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+pub(crate) struct Tails {
+    communities: Mutex<Kept>,
+    bytes_max: usize,
+}
+
+impl Default for Tails {
+    fn default() -> Self {
+        Tails::bounded(TAILS_BYTES_MAX)
+    }
+}
 
 #[derive(Default)]
-pub(crate) struct Tails {
-    communities: Mutex<HashMap<CommunityId, Tail>>,
+struct Kept {
+    tails: HashMap<CommunityId, Tail>,
+    /// Bytes of every tail.
+    bytes: usize,
+    /// Counts commits, to tell which tail was added to least recently.
+    commits: u64,
 }
 
 #[derive(Default)]
 struct Tail {
     events: VecDeque<RecordedEvent>,
     bytes: usize,
+    last_commit: u64,
 }
 
 impl Tail {
@@ -59,25 +79,58 @@ fn size(event: &RecordedEvent) -> usize {
 }
 
 impl Tails {
+    /// Tails holding `bytes_max` bytes in all at most.
+    pub(crate) fn bounded(bytes_max: usize) -> Tails {
+        Tails {
+            communities: Mutex::new(Kept::default()),
+            bytes_max,
+        }
+    }
+
     /// Adds events that just committed, in position order.
     pub(crate) fn committed(&self, community_id: CommunityId, events: Vec<RecordedEvent>) {
         let Some(first) = events.first().map(|e| e.position) else {
             return;
         };
-        let mut communities = lock(&self.communities);
-        let tail = communities.entry(community_id).or_default();
+        let mut kept = lock(&self.communities);
+        kept.commits += 1;
+        let commit = kept.commits;
+        let tail = kept.tails.entry(community_id).or_default();
+        let before = tail.bytes;
+        tail.last_commit = commit;
         if tail.last().is_some_and(|last| last + 1 != first) {
-            *tail = Tail::default();
+            *tail = Tail {
+                last_commit: commit,
+                ..Tail::default()
+            };
         }
         for event in events {
             tail.bytes += size(&event);
             tail.events.push_back(event);
         }
-        while tail.events.len() > TAIL_EVENTS_MAX || tail.bytes > TAIL_BYTES_MAX {
+        let bytes_max = TAIL_BYTES_MAX.min(self.bytes_max);
+        while tail.events.len() > TAIL_EVENTS_MAX || tail.bytes > bytes_max {
             let Some(dropped) = tail.events.pop_front() else {
                 break;
             };
             tail.bytes -= size(&dropped);
+        }
+        let after = tail.bytes;
+        kept.bytes = kept.bytes - before + after;
+        // Over the bound for all: drop whole tails, those added to least
+        // recently first (this one last).
+        while kept.bytes > self.bytes_max {
+            let Some(oldest) = kept
+                .tails
+                .iter()
+                .min_by_key(|(_, tail)| tail.last_commit)
+                .map(|(community, _)| *community)
+            else {
+                break;
+            };
+            if let Some(dropped) = kept.tails.remove(&oldest) {
+                kept.bytes -= dropped.bytes;
+            }
         }
     }
 
@@ -91,8 +144,8 @@ impl Tails {
         from_position: i64,
         limit: usize,
     ) -> Option<Vec<RecordedEvent>> {
-        let communities = lock(&self.communities);
-        let tail = communities.get(&community_id)?;
+        let kept = lock(&self.communities);
+        let tail = kept.tails.get(&community_id)?;
         let (first, last) = (tail.first()?, tail.last()?);
         if from_position < first || from_position > last {
             return None;
@@ -101,10 +154,13 @@ impl Tails {
         Some(tail.events.range(start..).take(limit).cloned().collect())
     }
 
-    /// Forgets a community's tail (its events were never committed after
-    /// all, or the community is gone).
+    /// Forgets a community's tail: a committed batch could not be added
+    /// to it, so it would no longer be the log's unbroken end.
     pub(crate) fn forget(&self, community_id: CommunityId) {
-        lock(&self.communities).remove(&community_id);
+        let mut kept = lock(&self.communities);
+        if let Some(dropped) = kept.tails.remove(&community_id) {
+            kept.bytes -= dropped.bytes;
+        }
     }
 }
 
@@ -169,6 +225,32 @@ mod tests {
         assert_eq!(positions(tails.read(c, 8, 10)), Some(vec![8, 9]));
         tails.forget(c);
         assert_eq!(positions(tails.read(c, 8, 10)), None);
+    }
+
+    #[test]
+    fn across_communities_it_drops_the_tails_added_to_least_recently() {
+        // Room for three events of 1,000 bytes (and their quotes) in all.
+        let tails = Tails::bounded(3_100);
+        let c = |n: u128| CommunityId::new(uuid::Uuid::from_u128(n));
+        tails.committed(c(1), vec![event(1, 1_000)]);
+        tails.committed(c(2), vec![event(1, 1_000)]);
+        tails.committed(c(3), vec![event(1, 1_000)]);
+        tails.committed(c(1), vec![event(2, 1_000)]);
+        // Four over the bound: the tail added to least recently (2) goes.
+        assert_eq!(positions(tails.read(c(2), 1, 10)), None);
+        assert_eq!(positions(tails.read(c(1), 1, 10)), Some(vec![1, 2]));
+        assert_eq!(positions(tails.read(c(3), 1, 10)), Some(vec![1]));
+        tails.forget(c(1));
+        tails.committed(c(2), vec![event(5, 1_000)]);
+        tails.committed(c(4), vec![event(9, 1_000)]);
+        assert_eq!(positions(tails.read(c(3), 1, 10)), Some(vec![1]));
+        assert_eq!(positions(tails.read(c(2), 5, 10)), Some(vec![5]));
+        assert_eq!(positions(tails.read(c(4), 9, 10)), Some(vec![9]));
+        // One community alone over the bound keeps the newest that fit.
+        let tails = Tails::bounded(1_500);
+        tails.committed(c(1), vec![event(1, 1_000), event(2, 1_000)]);
+        assert_eq!(positions(tails.read(c(1), 1, 10)), None);
+        assert_eq!(positions(tails.read(c(1), 2, 10)), Some(vec![2]));
     }
 
     #[test]
