@@ -92,6 +92,16 @@ impl Tails {
         let Some(first) = events.first().map(|e| e.position) else {
             return;
         };
+        // A batch's positions follow each other; were they ever not to, the
+        // tail would no longer be the log's unbroken end: keep none.
+        let unbroken = events
+            .windows(2)
+            .all(|pair| pair[0].position + 1 == pair[1].position);
+        debug_assert!(unbroken, "a committed batch's positions follow each other");
+        if !unbroken {
+            self.forget(community_id);
+            return;
+        }
         let mut kept = lock(&self.communities);
         kept.commits += 1;
         let commit = kept.commits;
