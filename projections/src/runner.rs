@@ -91,16 +91,19 @@ const ANALYZE_AT_FOLDED: [u64; 4] = [2_000, 20_000, 200_000, 2_000_000];
 /// history grew. With scans and hash and merge joins priced out, every
 /// statement probes its keys' index, a cost that grows with the batch and
 /// not with the history, whatever the statistics and costs say
-/// (docs/adr/0015).
-const FOLD_SETTINGS: &str = "SET LOCAL enable_seqscan = off; \
-    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+/// (docs/adr/0016).
+macro_rules! fold_settings {
+    () => {
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+         SET LOCAL enable_mergejoin = off"
+    };
+}
+const FOLD_SETTINGS: &str = fold_settings!();
 
 /// [`FOLD_SETTINGS`], for a generation being filled batch by batch, which
 /// nothing waits on: a crash may lose its last batches (never half of one),
 /// and the fill goes on from the checkpoint that was kept.
-const FILL_SETTINGS: &str = "SET LOCAL enable_seqscan = off; \
-    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-    SET LOCAL synchronous_commit = off";
+const FILL_SETTINGS: &str = concat!(fold_settings!(), "; SET LOCAL synchronous_commit = off");
 
 /// How many batches a replay reads ahead of its slowest projection.
 const READ_AHEAD_BATCHES: usize = 2;
