@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::sql::{column, execute, insert_rows, query, TableRow};
+use crate::sql::{column, execute, insert_rows, probe, query, TableRow};
 
 pub(super) const TABLES_SQL: &str = "
 CREATE TABLE {schema}.wallet_lots (
@@ -102,8 +102,14 @@ impl Lots {
             return Ok(());
         }
         let sql = format!(
-            "SELECT resident_id, position, expires_at, remaining FROM {schema}.wallet_lots \
-             WHERE community_id = $1 AND resident_id = ANY($2) ORDER BY resident_id, position"
+            "SELECT l.resident_id, l.position, l.expires_at, l.remaining \
+             FROM unnest($2::uuid[]) AS k(resident_id) CROSS JOIN LATERAL ({}) AS l \
+             ORDER BY l.resident_id, l.position",
+            probe(
+                &format!("{schema}.wallet_lots"),
+                "resident_id, position, expires_at, remaining",
+                "resident_id = k.resident_id"
+            )
         );
         let rows = query(transaction, &sql, &[&community, &unread]).await?;
         let mut stored: HashMap<Uuid, Vec<Lot>> = HashMap::new();

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::ReportRecord;
 use crate::error::ProjectionError;
-use crate::sql::{column, execute, query};
+use crate::sql::{column, delete_probed, execute, query};
 
 /// The durations a grid keeps a median of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -241,11 +241,13 @@ async fn change_grid_set(
     for (rows, sql) in [
         (
             removed,
-            format!(
-                "DELETE FROM {schema}.{table} t USING {unnest} \
-                     AS x(grid_id, kind, {value}, report_id) \
-                 WHERE t.community_id = $1 AND t.grid_id = x.grid_id AND t.kind = x.kind \
-                     AND t.{value} = x.{value} AND t.report_id = x.report_id"
+            delete_probed(
+                &format!("{schema}.{table}"),
+                &format!("{unnest} AS x(grid_id, kind, {value}, report_id)"),
+                &format!(
+                    "grid_id = x.grid_id AND kind = x.kind AND {value} = x.{value} \
+                     AND report_id = x.report_id"
+                ),
             ),
         ),
         (
