@@ -137,8 +137,12 @@ pub(crate) async fn load_rows<T: DeserializeOwned>(
     if touched.is_empty() {
         return Ok(loaded);
     }
+    // `row_to_json` writes the row's text at once; `to_jsonb` builds a
+    // binary value first and PostgreSQL then writes its text for the wire:
+    // twice the time (34 against 18.5 µs a report row), the largest part
+    // of loading a batch's reports once each is found by a probe.
     let sql = format!(
-        "SELECT to_jsonb(t) FROM unnest($2::uuid[]) AS k(id) CROSS JOIN LATERAL ({}) AS t",
+        "SELECT row_to_json(t) FROM unnest($2::uuid[]) AS k(id) CROSS JOIN LATERAL ({}) AS t",
         probe(table, "*", &format!("{key} = k.id"))
     );
     for row in query(transaction, &sql, &[&community, &touched]).await? {
