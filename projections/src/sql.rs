@@ -99,8 +99,9 @@ pub(crate) fn probe(table: &str, columns: &str, key: &str) -> String {
 
 /// Deletes the rows of `table` (qualified) that `keys` (the batch's keys as
 /// an aliased set, such as `unnest($2::uuid[]) AS k(id)`) name, each found
-/// by [`probe`] on `key` (`id = k.id`): by their row addresses, so the statement reads nothing but
-/// the probed rows, however the planner would join the keys to the table.
+/// by [`probe`] on `key` (`id = k.id`): by their row addresses, so the
+/// statement reads nothing but the probed rows, however the planner would
+/// join the keys to the table.
 pub(crate) fn delete_probed(table: &str, keys: &str, key: &str) -> String {
     format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {keys} \

@@ -107,13 +107,10 @@ impl Tails {
         let commit = kept.commits;
         let tail = kept.tails.entry(community_id).or_default();
         let before = tail.bytes;
-        tail.last_commit = commit;
         if tail.last().is_some_and(|last| last + 1 != first) {
-            *tail = Tail {
-                last_commit: commit,
-                ..Tail::default()
-            };
+            *tail = Tail::default();
         }
+        tail.last_commit = commit;
         for event in events {
             tail.bytes += size(&event);
             tail.events.push_back(event);
