@@ -196,6 +196,32 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
             .unwrap()
         }
     };
+    // The same from this process's memory, when it holds the log after the
+    // checkpoint; the check reads the log otherwise.
+    let in_memory = |site: Uuid| {
+        let store = app.store.clone();
+        async move {
+            projections::reports::duplicate_candidates_in_memory(
+                &store,
+                community,
+                site,
+                "FLOATING-GARBAGE",
+                0,
+                5,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Both ways agree wherever memory holds the tail.
+    let both = |site: Uuid| {
+        let (from_log, from_memory) = (candidates(site, 5_000), in_memory(site));
+        async move {
+            let found = from_log.await;
+            assert_eq!(from_memory.await, Some(found.clone()), "memory and log");
+            found
+        }
+    };
     let submissions = |found: &projections::reports::DuplicateCandidates| -> Vec<(Uuid, i64)> {
         found
             .newer
@@ -212,7 +238,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     let site = site().await;
     let (b, of_b) = file_garbage(&app, &f).await;
     assert_eq!(of_b, Some(a), "from the tail: nothing is folded yet");
-    let found = candidates(site, 5_000).await;
+    let found = both(site).await;
     assert_eq!((found.folded, found.open_then.len()), (0, 0));
     assert_eq!(submissions(&found), vec![(a, 1), (b, 1)]);
 
@@ -220,7 +246,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     let folded = app.head(f.community).await;
     let (c, of_c) = file_garbage(&app, &f).await;
     assert_eq!(of_c, Some(b), "from the model: the newest open one");
-    let found = candidates(site, 5_000).await;
+    let found = both(site).await;
     assert_eq!(found.folded, folded);
     assert_eq!(found.open_then, vec![(b, false), (a, false)]);
     assert_eq!(submissions(&found), vec![(c, 1)]);
@@ -231,7 +257,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     let to_resolved = ["acceptReport", assign.as_str(), "startWork", RESOLVE];
     walk(&app, &f, b, &to_resolved).await;
     walk(&app, &f, c, &to_resolved).await;
-    let found = candidates(site, 5_000).await;
+    let found = both(site).await;
     assert_eq!(found.open_then, vec![(b, true), (a, false)]);
     assert_eq!(submissions(&found), vec![(c, 5)]);
     let (d, of_d) = file_garbage(&app, &f).await;
@@ -244,10 +270,45 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     // Nothing of another community reaches it.
     let other = app.fixture().await;
     file_garbage(&app, &other).await;
+    assert_eq!(submissions(&both(site).await), vec![(c, 5), (d, 1)]);
+
+    // What another process files is known here once it is announced:
+    // memory no longer holds the log's end, and the check reads the log.
+    let other = app.second_process().await;
+    let filed = app
+        .ok_at(
+            &other,
+            Some(&f.resident),
+            SUBMIT,
+            json!({"c": f.community, "r": {"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": "对岸也看到了"}}),
+        )
+        .await;
+    let e: Uuid = filed["submitReport"]["reportId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let position = filed["submitReport"]["position"].as_i64().unwrap();
+    let mut head = app.store.head_watch(community);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        head.wait_for(|h| *h >= position),
+    )
+    .await
+    .expect("the other process's commit is announced")
+    .unwrap();
+    assert_eq!(
+        in_memory(site).await,
+        None,
+        "memory misses the other's event"
+    );
     assert_eq!(
         submissions(&candidates(site, 5_000).await),
-        vec![(c, 5), (d, 1)]
+        vec![(c, 5), (d, 1), (e, 1)]
     );
+    let (_, of_g) = file_garbage(&app, &f).await;
+    assert_eq!(of_g, Some(e), "the other process's report, from the log");
+    other.stop().await;
     app.stop().await;
 }
 

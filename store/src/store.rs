@@ -383,6 +383,45 @@ impl EventStore {
         }
     }
 
+    /// Visits, in position order, the events of the community after
+    /// `after_position` from this process's memory, when it holds every one
+    /// of them up to the highest position known to be committed; `false`,
+    /// visiting nothing, when it does not (read the log). Another process's
+    /// commits are known as they are announced (a few milliseconds late),
+    /// so a caller that must see every event up to the head in one
+    /// snapshot reads the log. Not while the listener is down, nor on the
+    /// first call for a community (its head is followed from then on).
+    /// `visit` runs under the tail's lock, so it must be quick and must not
+    /// wait.
+    pub fn visit_tail_after(
+        &self,
+        community_id: CommunityId,
+        after_position: i64,
+        visit: impl FnMut(&RecordedEvent),
+    ) -> bool {
+        if !self.is_listening() {
+            return false;
+        }
+        let known_head = {
+            let mut heads = lock(&self.inner.heads);
+            match heads.get(&community_id) {
+                Some(head) => *head.borrow(),
+                None => {
+                    heads.insert(community_id, watch::channel(0).0);
+                    return false;
+                }
+            }
+        };
+        let held = self
+            .inner
+            .tails
+            .visit_after(community_id, after_position, known_head, visit);
+        if held {
+            StoreStats::add(&self.inner.stats.tail_reads_total, 1);
+        }
+        held
+    }
+
     /// A community's log from `from_position` to `to_position` (both
     /// included), read `batch_size` events at a time.
     pub fn log_batches(

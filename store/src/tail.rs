@@ -161,6 +161,35 @@ impl Tails {
         Some(tail.events.range(start..).take(limit).cloned().collect())
     }
 
+    /// Visits, in position order, every event the tail holds after
+    /// `after_position`, when it holds all of them from there up to
+    /// `known_head` (none when `after_position` is its last); `false`,
+    /// visiting nothing, when it does not. The tail is locked while `visit`
+    /// runs: keep it short.
+    pub(crate) fn visit_after(
+        &self,
+        community_id: CommunityId,
+        after_position: i64,
+        known_head: i64,
+        mut visit: impl FnMut(&RecordedEvent),
+    ) -> bool {
+        let kept = lock(&self.communities);
+        let Some(tail) = kept.tails.get(&community_id) else {
+            return false;
+        };
+        let (Some(first), Some(last)) = (tail.first(), tail.last()) else {
+            return false;
+        };
+        if after_position < first - 1 || after_position > last || known_head > last {
+            return false;
+        }
+        let Ok(start) = usize::try_from(after_position + 1 - first) else {
+            return false;
+        };
+        tail.events.range(start..).for_each(&mut visit);
+        true
+    }
+
     /// Forgets a community's tail: a committed batch could not be added
     /// to it, so it would no longer be the log's unbroken end.
     pub(crate) fn forget(&self, community_id: CommunityId) {
@@ -216,6 +245,42 @@ mod tests {
         assert_eq!(positions(tails.read(c, 5, 2)), Some(vec![5, 6]));
         let other = CommunityId::new(uuid::Uuid::from_u128(1));
         assert_eq!(positions(tails.read(other, 6, 10)), None);
+    }
+
+    #[test]
+    fn visits_everything_after_a_position_only_when_it_holds_all_of_it() {
+        let tails = Tails::default();
+        let community = CommunityId::new(uuid::Uuid::from_u128(7));
+        let visited_known = |after: i64, known_head: i64| {
+            let mut positions = Vec::new();
+            let held =
+                tails.visit_after(community, after, known_head, |e| positions.push(e.position));
+            held.then_some(positions)
+        };
+        let visited = |after: i64| visited_known(after, 0);
+        assert_eq!(visited(0), None, "no tail yet");
+        tails.committed(community, (5..=8).map(|p| event(p, 10)).collect());
+        assert_eq!(visited(3), None, "position 4 is not held");
+        assert_eq!(visited(4), Some(vec![5, 6, 7, 8]));
+        assert_eq!(visited(6), Some(vec![7, 8]));
+        assert_eq!(visited(8), Some(vec![]), "nothing after the last");
+        assert_eq!(
+            visited(9),
+            None,
+            "past the last: what came after is unknown"
+        );
+        assert_eq!(visited(-1), None);
+        assert_eq!(visited_known(6, 8), Some(vec![7, 8]));
+        assert_eq!(
+            visited_known(6, 9),
+            None,
+            "position 9 is known to be committed elsewhere"
+        );
+        let other = CommunityId::new(uuid::Uuid::from_u128(8));
+        assert!(
+            !tails.visit_after(other, 4, 0, |_| {}),
+            "another community's tail"
+        );
     }
 
     #[test]

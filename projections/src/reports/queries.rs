@@ -1,10 +1,11 @@
 //! Reads of the reports read model.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
 use domain::report::DeadlineKind;
-use store::CommunityId;
+use store::{CommunityId, EventStore};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -14,6 +15,9 @@ use crate::error::ProjectionError;
 use crate::generation::reading_schema;
 use crate::sql::{query, query_generic};
 
+/// The type of a report's first event (`domain::report::ReportEvent`), as
+/// the log names it.
+const SUBMITTED: &str = "ReportSubmitted";
 /// The states of an open report (`ReportState::OPEN`), as SQL.
 const OPEN_STATES: &str = "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
 
@@ -536,7 +540,7 @@ pub async fn missed_deadlines(
 
 /// What a new report at a site in a category may duplicate, from one
 /// snapshot of the read model and of the log's tail after it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DuplicateCandidates {
     /// The position the read model had folded.
     pub folded: i64,
@@ -578,13 +582,7 @@ pub async fn duplicate_candidates(
     let submitted_here = serde_json::json!({"ReportSubmitted": {
         "place": {"site": {"site": site}}, "category": category}});
     let sql = format!(
-        "WITH folded AS (SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
-                 JOIN projection_generations g USING (projection, generation) \
-                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), 0) AS position), \
-         open_then AS (SELECT report_id, submitted_at FROM {schema}.reports \
-                 WHERE community_id = $1 AND site_id = $2 AND category = $3 \
-                 AND submitted_at >= $4 AND state IN {OPEN_STATES} \
-                 ORDER BY submitted_at DESC LIMIT $5), \
+        "{}, \
          newer AS (SELECT e.position, e.stream_id, e.payload FROM events e \
                  WHERE e.community_id = $1 \
                  AND e.position > greatest((SELECT position FROM folded), \
@@ -607,7 +605,8 @@ pub async fn duplicate_candidates(
                      WHERE v.community_id = $1 AND v.stream_id = n.stream_id) \
              FROM newer n) \
          SELECT f.position, x.source, x.report_id, x.payload, x.moved, x.version \
-         FROM folded f LEFT JOIN found x ON true ORDER BY x.source, x.seen"
+         FROM folded f LEFT JOIN found x ON true ORDER BY x.source, x.seen",
+        folded_and_open_then(&schema)
     );
     let rows = query_generic(
         pool,
@@ -640,6 +639,132 @@ pub async fn duplicate_candidates(
     // Newest first: the rows come oldest first within each source.
     candidates.open_then.reverse();
     Ok(candidates)
+}
+
+/// The first statements' common part, the read model's checkpoint
+/// (`folded`) and the open reports it holds at a site in a category
+/// (`open_then`): parameters $1 community, $2 site, $3 category, $4
+/// submitted since, $5 at most, $6 the projection's name.
+fn folded_and_open_then(schema: &str) -> String {
+    format!(
+        "WITH folded AS (SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
+                 JOIN projection_generations g USING (projection, generation) \
+                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), 0) AS position), \
+         open_then AS (SELECT report_id, submitted_at FROM {schema}.reports \
+                 WHERE community_id = $1 AND site_id = $2 AND category = $3 \
+                 AND submitted_at >= $4 AND state IN {OPEN_STATES} \
+                 ORDER BY submitted_at DESC LIMIT $5)"
+    )
+}
+
+/// [`duplicate_candidates`] with the log after the read model's checkpoint
+/// read from this process's memory ([`EventStore::visit_tail_after`])
+/// instead of from PostgreSQL: the reports the model holds open, then the
+/// submissions at the site among the events this process committed after
+/// the checkpoint, and how far each candidate's stream moved since.
+/// `None` when memory does not hold every event after the checkpoint (read
+/// the log). Only what another process committed since this one last
+/// wrote is missed, as a submission still on its way would be; the events
+/// of the site's own recent submissions no longer cost a read of the log.
+pub async fn duplicate_candidates_in_memory(
+    store: &EventStore,
+    community: CommunityId,
+    site: Uuid,
+    category: &str,
+    since: i64,
+    limit: i64,
+) -> Result<Option<DuplicateCandidates>, ProjectionError> {
+    let (folded, open) =
+        open_reports_folded(store.pool(), community, site, category, since, limit).await?;
+    // Each candidate's stream and its version now: events after the
+    // checkpoint are counted on the version the model knew (0 for a report
+    // the checkpoint does not know of; for one it holds, only whether it
+    // moved matters).
+    let mut streams: HashMap<String, i64> = open
+        .iter()
+        .map(|report| (domain::streams::report(*report), 0))
+        .collect();
+    let site_text = site.to_string();
+    let mut submitted = Vec::new();
+    let held = store.visit_tail_after(community, folded, |event| {
+        if let Some(version) = streams.get_mut(&event.stream_id) {
+            *version += 1;
+        } else if event.event_type == SUBMITTED && event.payload.get().contains(&site_text) {
+            submitted.push((
+                event.position,
+                event.stream_id.clone(),
+                event.payload.get().to_string(),
+            ));
+            streams.insert(event.stream_id.clone(), 1);
+        }
+    });
+    if !held {
+        return Ok(None);
+    }
+    let mut newer = Vec::with_capacity(submitted.len());
+    for (position, stream, payload) in submitted {
+        let payload: serde_json::Value =
+            serde_json::from_str(&payload).map_err(|e| ProjectionError::Undecodable {
+                position,
+                reason: e.to_string(),
+            })?;
+        // The text held the site; its place must be the site itself.
+        let place = &payload[SUBMITTED]["place"]["site"]["site"];
+        let category_held = &payload[SUBMITTED]["category"];
+        if place.as_str() == Some(site_text.as_str()) && category_held.as_str() == Some(category) {
+            newer.push((payload, streams.get(&stream).copied().unwrap_or(1)));
+        }
+    }
+    let open_then = open
+        .into_iter()
+        .map(|report| {
+            let moved = streams
+                .get(&domain::streams::report(report))
+                .is_some_and(|after| *after > 0);
+            (report, moved)
+        })
+        .collect();
+    Ok(Some(DuplicateCandidates {
+        folded,
+        open_then,
+        newer,
+    }))
+}
+
+/// The position the reports model had folded and the reports it held open
+/// then at `site` in `category` submitted at or after `since` (at most
+/// `limit`, newest first), in one snapshot: the first half of
+/// [`duplicate_candidates`].
+async fn open_reports_folded(
+    pool: &Pool,
+    community: CommunityId,
+    site: Uuid,
+    category: &str,
+    since: i64,
+    limit: i64,
+) -> Result<(i64, Vec<Uuid>), ProjectionError> {
+    let schema = reading_schema(NAME);
+    let sql = format!(
+        "{} SELECT f.position, o.report_id FROM folded f \
+         LEFT JOIN open_then o ON true ORDER BY o.submitted_at DESC",
+        folded_and_open_then(&schema)
+    );
+    let rows = query_generic(
+        pool,
+        &sql,
+        &[
+            &community.as_uuid(),
+            &site,
+            &category,
+            &since,
+            &limit,
+            &NAME,
+        ],
+    )
+    .await?;
+    let folded = rows.first().map_or(0, |row| row.get(0));
+    let open = rows.iter().filter_map(|row| row.get(1)).collect();
+    Ok((folded, open))
 }
 
 /// A grid on the "cleanest street" board for a stretch of time.
