@@ -685,11 +685,14 @@ pub async fn duplicate_candidates_in_memory(
         .map(|report| (domain::streams::report(*report), 0))
         .collect();
     let site_text = site.to_string();
+    let at_site = memchr::memmem::Finder::new(site_text.as_bytes());
     let mut submitted = Vec::new();
     let held = store.visit_tail_after(community, folded, |event| {
         if let Some(version) = streams.get_mut(&event.stream_id) {
             *version += 1;
-        } else if event.event_type == SUBMITTED && event.payload.get().contains(&site_text) {
+        } else if event.event_type == SUBMITTED
+            && at_site.find(event.payload.get().as_bytes()).is_some()
+        {
             submitted.push((
                 event.position,
                 event.stream_id.clone(),
