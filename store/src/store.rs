@@ -231,12 +231,16 @@ impl EventStore {
             )
             .await?;
         if removed == 1 {
-            transaction
-                .execute(
-                    "DELETE FROM communities WHERE community_id = $1",
-                    &[&id.as_uuid()],
-                )
-                .await?;
+            // Content put before a first event (`put_content`) goes with it:
+            // no foreign key holds it to the community.
+            for table in ["contents", "idempotency_keys", "communities"] {
+                transaction
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE community_id = $1"),
+                        &[&id.as_uuid()],
+                    )
+                    .await?;
+            }
         }
         transaction.commit().await?;
         Ok(())

@@ -235,3 +235,68 @@ async fn content_carried_by_an_append_lands_with_its_events_or_not_at_all() {
     );
     assert_chain_intact(&store, community).await;
 }
+
+/// The tables the writer fills beside the events (contents, idempotency
+/// keys) hold no foreign key to the community, as the events do not: no
+/// row of theirs is ever kept for a community that does not exist, and a
+/// community forgotten before its first event takes its content with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_tables_keep_nothing_of_a_community_that_does_not_exist() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let client = db.client().await;
+    let rows_of = |community: store::CommunityId| {
+        let client = &client;
+        async move {
+            let mut counts = Vec::new();
+            for table in ["contents", "idempotency_keys", "events", "communities"] {
+                let count: i64 = client
+                    .query_one(
+                        &format!("SELECT count(*) FROM {table} WHERE community_id = $1"),
+                        &[&community.as_uuid()],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                counts.push((table, count));
+            }
+            counts
+        }
+    };
+    let nothing = |counts: Vec<(&'static str, i64)>| counts.iter().all(|(_, n)| *n == 0);
+
+    let unknown = store::CommunityId::random();
+    let carrying = append_one(unknown, "report-1", ExpectedVersion::NoStream, 1)
+        .with_content("text/plain", "河面漂浮垃圾".as_bytes().to_vec())
+        .idempotent(store::IdempotencyKey::parse("retry-1".to_string()).unwrap());
+    let refused = store.append(carrying).await.unwrap_err();
+    assert_eq!(refused.code(), "NOT_FOUND");
+    let put = store.put_content(unknown, "text/plain", b"x").await;
+    assert_eq!(put.unwrap_err().code(), "NOT_FOUND");
+    assert!(
+        nothing(rows_of(unknown).await),
+        "{:?}",
+        rows_of(unknown).await
+    );
+
+    // A registration refused after its row was made: content put before
+    // any event goes with the community.
+    let empty = community(&store).await;
+    store.put_content(empty, "text/plain", b"y").await.unwrap();
+    store.forget_empty_community(empty).await.unwrap();
+    assert!(nothing(rows_of(empty).await), "{:?}", rows_of(empty).await);
+
+    // A community with events is kept whole.
+    let kept = community(&store).await;
+    let request = append_one(kept, "report-1", ExpectedVersion::NoStream, 1)
+        .with_content("text/plain", b"z".to_vec());
+    append(&store, request).await;
+    store.forget_empty_community(kept).await.unwrap();
+    let counts = rows_of(kept).await;
+    assert!(
+        counts
+            .iter()
+            .all(|(table, n)| *table == "idempotency_keys" || *n >= 1),
+        "{counts:?}"
+    );
+}
