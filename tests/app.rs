@@ -554,7 +554,8 @@ impl Subscription {
         subscription
     }
 
-    async fn next_message(&mut self) -> Value {
+    /// The next message of any type (`next`, `error`, `complete`).
+    pub async fn next_message(&mut self) -> Value {
         use tokio_tungstenite::tungstenite::Message;
         loop {
             let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next())

@@ -231,5 +231,31 @@ async fn costly_query_shapes_are_refused_before_they_run_and_file_nothing() {
     assert_eq!(code_of(&small), "OK", "{small}");
     let two = app.gql(resident, &aliased(2), report).await;
     assert_eq!(code_of(&two), "OK", "{two}");
+
+    // Over WebSocket the same check applies (there it is the schema's
+    // extension, not the HTTP handler's).
+    let mut socket = crate::app::Subscription::open(&app, &f.resident, &exploding, json!({})).await;
+    let refused = socket.next_message().await;
+    // A query's errors come as its one result.
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+        "{refused}"
+    );
+
+    // The server keeps recent queries parsed; a kept parse is checked
+    // again for each caller: 766 selections are within a resident's
+    // bounds and not an anonymous caller's, whoever sent them first.
+    let middling = exploding_query(8);
+    for (who, token, code) in [
+        ("signed in", resident, "OK"),
+        ("anonymous, after", None, "QUERY_TOO_COMPLEX"),
+        ("signed in again", resident, "OK"),
+        ("anonymous again", None, "QUERY_TOO_COMPLEX"),
+    ] {
+        let response = app.gql(token, &middling, json!({})).await;
+        assert_eq!(code_of(&response), code, "{who}: {response}");
+    }
     app.stop().await;
 }

@@ -15,6 +15,7 @@ use store::EventStore;
 
 use crate::clients::TrustedProxies;
 use crate::error::ApiError;
+use crate::graphql::cost::ParsedQueries;
 use crate::graphql::{with_error_codes, ApiSchema, App};
 use app::caller::Viewer;
 use app::commands::RequestMeta;
@@ -29,7 +30,12 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
+    /// For HTTP requests, each admitted by `parsed` first (it has no
+    /// extension to check them).
     pub schema: ApiSchema,
+    /// For WebSocket subscriptions, which its extension checks.
+    pub subscription_schema: ApiSchema,
+    pub parsed: Arc<ParsedQueries>,
     pub app: Arc<App>,
     pub trusted_proxies: Arc<TrustedProxies>,
 }
@@ -220,10 +226,15 @@ async fn graphql(
         Ok(meta) => meta,
         Err(error) => return refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
     };
-    let graphql_request = graphql_request
-        .data(viewer(&state, &request).await)
-        .data(meta);
-    let response = with_error_codes(state.schema.execute(graphql_request).await);
+    let viewer = viewer(&state, &request).await;
+    let mut graphql_request = graphql_request;
+    let response = match state.parsed.admit(&mut graphql_request, &viewer) {
+        Ok(()) => {
+            let graphql_request = graphql_request.data(viewer).data(meta);
+            with_error_codes(state.schema.execute(graphql_request).await)
+        }
+        Err(refusal) => with_error_codes(async_graphql::Response::from_errors(vec![refusal])),
+    };
     match refused_retry_after(&response) {
         Some(seconds) => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", seconds.to_string()))
@@ -274,7 +285,7 @@ async fn graphql_ws(
             refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
         )
     })?;
-    GraphQLSubscription::new(state.schema.clone())
+    GraphQLSubscription::new(state.subscription_schema.clone())
         .on_connection_init(move |value| async move {
             let authorization = ["Authorization", "authorization"]
                 .iter()

@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 use crate::auth::Tokens;
 use crate::clients::TrustedProxies;
 use crate::config::{interval, Config};
-use crate::graphql::{build_schema, App};
+use crate::graphql::cost::ParsedQueries;
+use crate::graphql::{build_schema, build_subscription_schema, App};
 use crate::server::{self, AppState};
 use app::audit::seals::{SealPolicy, Sealer};
 use app::clock::{Clock, SystemClock};
@@ -201,6 +202,8 @@ impl Application {
             AppState {
                 store: store.clone(),
                 schema: build_schema(app.clone()),
+                subscription_schema: build_subscription_schema(app.clone()),
+                parsed: Arc::new(ParsedQueries::default()),
                 app: app.clone(),
                 trusted_proxies: Arc::new(settings.trusted_proxies),
             },

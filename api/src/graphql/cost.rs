@@ -11,12 +11,14 @@
 //! its root (each runs a command). Anonymous callers get tighter bounds.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{
     ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Variables};
+use hashlink::LruCache;
 
 use app::caller::Viewer;
 
@@ -69,11 +71,8 @@ pub fn check(
     bounds: &QueryBounds,
 ) -> Result<Measured, TooCostly> {
     let refuse = |message: String| Err(TooCostly { message });
-    if query_bytes > bounds.query_bytes_max {
-        return refuse(format!(
-            "the query is {query_bytes} bytes; at most {} for this caller",
-            bounds.query_bytes_max
-        ));
+    if let Some(refusal) = too_long(query_bytes, bounds) {
+        return Err(refusal);
     }
     if document.fragments.len() > bounds.fragments_max {
         return refuse(format!(
@@ -111,6 +110,16 @@ pub fn check(
         ));
     }
     Ok(measured)
+}
+
+/// A query longer than `bounds` allow, refused before it is parsed.
+fn too_long(query_bytes: usize, bounds: &QueryBounds) -> Option<TooCostly> {
+    (query_bytes > bounds.query_bytes_max).then(|| TooCostly {
+        message: format!(
+            "the query is {query_bytes} bytes; at most {} for this caller",
+            bounds.query_bytes_max
+        ),
+    })
 }
 
 /// What a fragment expands to: its selections, and its fields at a root.
@@ -210,24 +219,151 @@ impl Extension for QueryCostExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        let bounds = match ctx.data_opt::<Viewer>() {
-            Some(Viewer::Member(_)) => &MEMBER_BOUNDS,
-            _ => &ANONYMOUS_BOUNDS,
-        };
-        let refusal = match check(&document, query.len(), bounds) {
-            Ok(_) => match control_character(&document, variables) {
-                None => return Ok(document),
-                Some(message) => (message, "VALIDATION"),
-            },
-            Err(refusal) => (refusal.message, "QUERY_TOO_COMPLEX"),
-        };
-        let mut error = ServerError::new(refusal.0, None);
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", refusal.1);
-        Err(error)
+        let viewer = ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous);
+        match refusal(&document, query.len(), variables, viewer) {
+            None => Ok(document),
+            Some(error) => Err(error),
+        }
     }
+}
+
+/// Why a request's query is refused for `viewer`, as the error to answer
+/// with (its code `QUERY_TOO_COMPLEX` or `VALIDATION`); `None` when it may
+/// run. The extension applies it to WebSocket requests; the HTTP handler
+/// applies it itself ([`ParsedQueries::admit`]), so that the schema it runs
+/// has no extension and no field pays for an extension's hooks.
+pub fn refusal(
+    document: &ExecutableDocument,
+    query_bytes: usize,
+    variables: &Variables,
+    viewer: &Viewer,
+) -> Option<ServerError> {
+    let (message, code) = match nesting_within(document, NESTING_MAX) {
+        false => (
+            format!("the query nests deeper than {NESTING_MAX} selections"),
+            "QUERY_TOO_DEEP",
+        ),
+        true => match check(document, query_bytes, bounds_of(viewer)) {
+            Ok(_) => (control_character(document, variables)?, "VALIDATION"),
+            Err(refusal) => (refusal.message, TOO_COMPLEX),
+        },
+    };
+    Some(refused(message, code))
+}
+
+const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+
+fn bounds_of(viewer: &Viewer) -> &'static QueryBounds {
+    match viewer {
+        Viewer::Member(_) => &MEMBER_BOUNDS,
+        _ => &ANONYMOUS_BOUNDS,
+    }
+}
+
+fn refused(message: String, code: &str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    error
+}
+
+/// How deep a selection set may nest in the text, fields and inline
+/// fragments counted, before the query is refused unwalked: the checks
+/// here recurse, and async-graphql refuses deeper than 32 as well.
+const NESTING_MAX: usize = 32;
+
+/// Whether no selection set of `document` (operations and fragment
+/// definitions alike, spreads not followed) nests deeper than `max`,
+/// measured without recursion, so that no depth of text can exhaust the
+/// stack.
+fn nesting_within(document: &ExecutableDocument, max: usize) -> bool {
+    let mut sets: Vec<(&SelectionSet, usize)> = document
+        .operations
+        .iter()
+        .map(|(_, operation)| (&operation.node.selection_set.node, 0))
+        .chain(
+            document
+                .fragments
+                .values()
+                .map(|fragment| (&fragment.node.selection_set.node, 0)),
+        )
+        .collect();
+    while let Some((set, depth)) = sets.pop() {
+        if depth > max {
+            return false;
+        }
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => sets.push((&field.node.selection_set.node, depth + 1)),
+                Selection::InlineFragment(inline) => {
+                    sets.push((&inline.node.selection_set.node, depth + 1))
+                }
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    true
+}
+
+/// Parsed documents of the queries asked most recently, by their text:
+/// clients send the same few queries over and over, and parsing one cost
+/// an eighth of the server's time for a page of twenty reports. A hostile
+/// client that varies its queries only turns the kept ones over; long
+/// queries are not kept.
+pub struct ParsedQueries {
+    kept: Mutex<LruCache<String, ExecutableDocument>>,
+}
+
+/// Queries kept at most, and the longest kept.
+const PARSED_KEPT_MAX: usize = 256;
+const PARSED_QUERY_BYTES_MAX: usize = 4 * 1024;
+
+impl Default for ParsedQueries {
+    fn default() -> Self {
+        ParsedQueries {
+            kept: Mutex::new(LruCache::new(PARSED_KEPT_MAX)),
+        }
+    }
+}
+
+impl ParsedQueries {
+    /// Parses `request`'s query (or takes the kept parse of the same text)
+    /// and checks it for `viewer`, as the extension does: the refusal to
+    /// answer with, or the request carrying its parsed document. A query
+    /// that does not parse is left to the schema, which reports it as it
+    /// always has.
+    pub fn admit(&self, request: &mut Request, viewer: &Viewer) -> Result<(), ServerError> {
+        let query_bytes = request.query.len();
+        let kept = lock(&self.kept).get(&request.query).cloned();
+        let document = match kept {
+            Some(document) => document,
+            None => {
+                if let Some(refusal) = too_long(query_bytes, bounds_of(viewer)) {
+                    return Err(refused(refusal.message, TOO_COMPLEX));
+                }
+                let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+                    return Ok(());
+                };
+                if query_bytes <= PARSED_QUERY_BYTES_MAX {
+                    lock(&self.kept).insert(request.query.clone(), document.clone());
+                }
+                document
+            }
+        };
+        if let Some(error) = refusal(&document, query_bytes, &request.variables, viewer) {
+            return Err(error);
+        }
+        request.set_parsed_query(document);
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether `c` may travel in a string at all: control characters other
