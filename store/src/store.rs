@@ -829,7 +829,7 @@ pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         event_type: row.get(5),
         event_version: row.get(6),
         payload: payload.0,
-        metadata: metadata.0,
+        metadata: Arc::new(metadata.0),
         recorded_at: row.get(9),
         previous_hash: to_hash(row.get(10))?,
         hash: to_hash(row.get(11))?,

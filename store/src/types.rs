@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -351,7 +352,10 @@ pub struct RecordedEvent {
     /// The payload's JSON text as stored: readers deserialize it straight
     /// into their own types with [`RecordedEvent::decode`].
     pub payload: Box<RawValue>,
-    pub metadata: Metadata,
+    /// Shared, not copied, when an event is handed to several readers (the
+    /// tail's followers each get the batch: copying each event's map was
+    /// most of what that cost).
+    pub metadata: Arc<Metadata>,
     pub recorded_at: DateTime<Utc>,
     #[serde(with = "hex_bytes")]
     pub previous_hash: [u8; 32],

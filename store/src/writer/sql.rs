@@ -212,7 +212,7 @@ pub(crate) fn recorded_events(
                 event_type: row.event.event_type.as_str().to_string(),
                 event_version: row.event.event_version.clone(),
                 payload: crate::tail::raw_payload(&row.encoded.payload)?,
-                metadata: row.event.metadata.clone(),
+                metadata: std::sync::Arc::new(row.event.metadata.clone()),
                 recorded_at: plan.recorded_at,
                 previous_hash: row.planned.previous_hash,
                 hash: row.planned.hash,
