@@ -213,7 +213,7 @@ async fn graphql(
         Err(response) => return response,
     };
     let parsed: Result<async_graphql::Request, _> = serde_json::from_slice(&body);
-    let graphql_request = match parsed {
+    let mut graphql_request = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             return HttpResponse::BadRequest().json(json!({"errors": [{
@@ -227,7 +227,6 @@ async fn graphql(
         Err(error) => return refused(actix_web::http::StatusCode::BAD_REQUEST, &error),
     };
     let viewer = viewer(&state, &request).await;
-    let mut graphql_request = graphql_request;
     let response = match state.parsed.admit(&mut graphql_request, &viewer) {
         Ok(()) => {
             let graphql_request = graphql_request.data(viewer).data(meta);

@@ -424,30 +424,16 @@ impl Services {
         since: i64,
         own: ReportId,
     ) -> AppResult<Option<ReportId>> {
-        let found = match projections::reports::duplicate_candidates_in_memory(
+        let found = projections::reports::likely_duplicate_candidates(
             self.commands.store(),
             community,
             site.0,
             category.as_str(),
             since,
             DUPLICATE_CANDIDATES_MAX,
+            DUPLICATE_TAIL_EVENTS_MAX,
         )
-        .await?
-        {
-            Some(found) => found,
-            None => {
-                projections::reports::duplicate_candidates(
-                    self.commands.store().pool(),
-                    community,
-                    site.0,
-                    category.as_str(),
-                    since,
-                    DUPLICATE_CANDIDATES_MAX,
-                    DUPLICATE_TAIL_EVENTS_MAX,
-                )
-                .await?
-            }
-        };
+        .await?;
         // Newest first: the submissions the read model has not folded, then
         // the reports it holds open. Each is open now unless its stream has
         // moved since (one event only for a submission in the tail); a

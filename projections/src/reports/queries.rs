@@ -657,6 +657,37 @@ fn folded_and_open_then(schema: &str) -> String {
     )
 }
 
+/// The duplicate candidates as a filing needs them: from memory where
+/// [`duplicate_candidates_in_memory`] can answer, from the log otherwise
+/// ([`duplicate_candidates`], among its last `tail_window` events).
+pub async fn likely_duplicate_candidates(
+    store: &EventStore,
+    community: CommunityId,
+    site: Uuid,
+    category: &str,
+    since: i64,
+    limit: i64,
+    tail_window: i64,
+) -> Result<DuplicateCandidates, ProjectionError> {
+    let held =
+        duplicate_candidates_in_memory(store, community, site, category, since, limit).await?;
+    match held {
+        Some(found) => Ok(found),
+        None => {
+            duplicate_candidates(
+                store.pool(),
+                community,
+                site,
+                category,
+                since,
+                limit,
+                tail_window,
+            )
+            .await
+        }
+    }
+}
+
 /// [`duplicate_candidates`] with the log after the read model's checkpoint
 /// read from this process's memory ([`EventStore::visit_tail_after`])
 /// instead of from PostgreSQL: the reports the model holds open, then the
@@ -680,10 +711,12 @@ pub async fn duplicate_candidates_in_memory(
     // checkpoint are counted on the version the model knew (0 for a report
     // the checkpoint does not know of; for one it holds, only whether it
     // moved matters).
-    let mut streams: HashMap<String, i64> = open
-        .iter()
-        .map(|report| (domain::streams::report(*report), 0))
+    let open: Vec<(Uuid, String)> = open
+        .into_iter()
+        .map(|report| (report, domain::streams::report(report)))
         .collect();
+    let mut streams: HashMap<String, i64> =
+        open.iter().map(|(_, stream)| (stream.clone(), 0)).collect();
     let site_text = site.to_string();
     let at_site = memchr::memmem::Finder::new(site_text.as_bytes());
     let mut submitted = Vec::new();
@@ -720,12 +753,7 @@ pub async fn duplicate_candidates_in_memory(
     }
     let open_then = open
         .into_iter()
-        .map(|report| {
-            let moved = streams
-                .get(&domain::streams::report(report))
-                .is_some_and(|after| *after > 0);
-            (report, moved)
-        })
+        .map(|(report, stream)| (report, streams.get(&stream).is_some_and(|after| *after > 0)))
         .collect();
     Ok(Some(DuplicateCandidates {
         folded,
