@@ -201,13 +201,17 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     let in_memory = |site: Uuid| {
         let store = app.store.clone();
         async move {
+            let asked = projections::reports::OpenReportsAsked {
+                site,
+                category: "FLOATING-GARBAGE".into(),
+                since: 0,
+                limit: 5,
+            };
             projections::reports::duplicate_candidates_in_memory(
                 &store,
+                &projections::reports::OpenReportLookups::default(),
                 community,
-                site,
-                "FLOATING-GARBAGE",
-                0,
-                5,
+                &asked,
             )
             .await
             .unwrap()
@@ -309,6 +313,151 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     let (_, of_g) = file_garbage(&app, &f).await;
     assert_eq!(of_g, Some(e), "the other process's report, from the log");
     other.stop().await;
+    app.stop().await;
+}
+
+/// The open-report lookups of many filings at once, gathered into one
+/// statement per community, answer each filing exactly what its own lookup
+/// answers (the same checkpoint, the same reports, its own limit), across
+/// communities, sites and categories; a caller that gives up leaves the
+/// others answered and the gathering free for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gathered_open_report_lookups_answer_each_filing_as_its_own_lookup_would() {
+    use projections::reports::{OpenReportLookups, OpenReportsAsked};
+    let app = without_read_models().await;
+    let (f, g) = (app.fixture().await, app.fixture().await);
+    let categories = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
+    let mut filed = Vec::new();
+    for round in 0..3 {
+        for fixture in [&f, &g] {
+            for site in ["RB-01", "RB-02"] {
+                for category in categories {
+                    if (round + site.len() + category.len()) % 4 == 3 {
+                        continue;
+                    }
+                    app.clock.advance_minutes(1);
+                    let (report, _) =
+                        submit(&app, fixture, &fixture.resident, site, category).await;
+                    filed.push((fixture, report));
+                }
+            }
+        }
+    }
+    // Some are no longer open: their reports are never named.
+    for (fixture, report) in filed.iter().step_by(5) {
+        let steps = ["rejectReport(reason: {kind: NOT_ACTIONABLE})"];
+        walk(&app, fixture, *report, &steps).await;
+    }
+    let reports = projections::reports::ReportsProjection;
+    let runner =
+        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
+    let generation = projections::generation::ensure_live(app.store.pool(), &reports)
+        .await
+        .unwrap();
+    runner.catch_up(&reports, generation).await.unwrap();
+
+    let mut asks = Vec::new();
+    for fixture in [&f, &g] {
+        let sites: Vec<String> = app
+            .db
+            .client()
+            .await
+            .query(
+                "SELECT DISTINCT payload->'ReportSubmitted'->'place'->'site'->>'site' FROM events \
+                 WHERE event_type = 'ReportSubmitted' AND community_id = $1",
+                &[&fixture.community],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(sites.len(), 2);
+        let sites = sites.iter().map(|s| s.parse::<Uuid>().unwrap());
+        for site in sites.chain([Uuid::new_v4()]) {
+            for category in categories.iter().chain(&["NO-SUCH-CATEGORY"]) {
+                for (since, limit) in [(0, 5), (0, 1), (i64::MAX, 5)] {
+                    let community = store::CommunityId::new(fixture.community);
+                    let asked = OpenReportsAsked {
+                        site,
+                        category: category.to_string(),
+                        since,
+                        limit,
+                    };
+                    asks.push((community, asked));
+                }
+            }
+        }
+    }
+    // Each on its own, through the statement of the check from the log.
+    let mut expected = Vec::new();
+    for (community, asked) in &asks {
+        let found = projections::reports::duplicate_candidates(
+            app.store.pool(),
+            *community,
+            asked.site,
+            &asked.category,
+            asked.since,
+            asked.limit,
+            5_000,
+        )
+        .await
+        .unwrap();
+        let open: Vec<Uuid> = found.open_then.iter().map(|(id, _)| *id).collect();
+        expected.push((found.folded, open));
+    }
+    assert!(
+        expected.iter().any(|(_, open)| open.len() > 1),
+        "some name several"
+    );
+    assert!(
+        expected.iter().any(|(_, open)| open.is_empty()),
+        "some name none"
+    );
+    assert!(expected.iter().all(|(folded, _)| *folded > 0), "all folded");
+
+    // All at once, three times over, through one gathering.
+    let lookups = OpenReportLookups::default();
+    let ask_all = |times: usize| {
+        let mut tasks = Vec::new();
+        for _ in 0..times {
+            for (index, (community, asked)) in asks.iter().enumerate() {
+                let (lookups, pool) = (lookups.clone(), app.store.pool().clone());
+                let (community, asked) = (*community, asked.clone());
+                tasks.push(tokio::spawn(async move {
+                    let answer = lookups.open_reports(&pool, community, asked).await;
+                    (index, answer.unwrap())
+                }));
+            }
+        }
+        tasks
+    };
+    let answers = futures::future::join_all(ask_all(3)).await;
+    assert_eq!(answers.len(), asks.len() * 3);
+    for answer in answers {
+        let (index, answer) = answer.unwrap();
+        assert_eq!(answer, expected[index], "{:?}", asks[index]);
+    }
+
+    // Callers that give up at once: the rest are answered all the same.
+    let mut tasks = ask_all(2);
+    for task in tasks.iter().step_by(3) {
+        task.abort();
+    }
+    let mut answered = 0;
+    for task in tasks.drain(..) {
+        if let Ok((index, answer)) = task.await {
+            assert_eq!(answer, expected[index]);
+            answered += 1;
+        }
+    }
+    assert!(answered >= asks.len(), "{answered} answered");
+    let (community, asked) = asks[0].clone();
+    let after = lookups
+        .open_reports(app.store.pool(), community, asked)
+        .await
+        .unwrap();
+    assert_eq!(after, expected[0]);
     app.stop().await;
 }
 

@@ -186,6 +186,7 @@ impl Application {
                 settings.signup_rates.1,
             ),
             retry_key: settings.secrets.token_key.clone(),
+            open_reports: Default::default(),
         };
         let app = Arc::new(App {
             services,

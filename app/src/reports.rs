@@ -424,13 +424,17 @@ impl Services {
         since: i64,
         own: ReportId,
     ) -> AppResult<Option<ReportId>> {
+        let asked = projections::reports::OpenReportsAsked {
+            site: site.0,
+            category: category.as_str().to_string(),
+            since,
+            limit: DUPLICATE_CANDIDATES_MAX,
+        };
         let found = projections::reports::likely_duplicate_candidates(
             self.commands.store(),
+            &self.open_reports,
             community,
-            site.0,
-            category.as_str(),
-            since,
-            DUPLICATE_CANDIDATES_MAX,
+            &asked,
             DUPLICATE_TAIL_EVENTS_MAX,
         )
         .await?;

@@ -28,6 +28,9 @@ pub struct Services {
     pub signup_limiter: RateLimiter,
     /// Keys idempotent retries' derived values (report ids, salts).
     pub retry_key: Vec<u8>,
+    /// Gathers concurrent filings' lookups of the open reports at their
+    /// sites (the duplicate check) into one statement per community.
+    pub open_reports: projections::reports::OpenReportLookups,
 }
 
 /// One call: the caller as the adapter vouched for it (its token checked

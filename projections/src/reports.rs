@@ -781,6 +781,8 @@ fn event_time(event: &ReportEvent) -> i64 {
     at.micros()
 }
 
+pub use lookups::*;
 pub use queries::*;
 mod ledger;
+mod lookups;
 mod queries;

@@ -9,6 +9,7 @@ use store::{CommunityId, EventStore};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::lookups::{OpenReportLookups, OpenReportsAsked};
 use super::NAME;
 use crate::cache::{Answer, Question, ReadCache};
 use crate::error::ProjectionError;
@@ -19,7 +20,8 @@ use crate::sql::{query, query_generic};
 /// the log names it.
 const SUBMITTED: &str = "ReportSubmitted";
 /// The states of an open report (`ReportState::OPEN`), as SQL.
-const OPEN_STATES: &str = "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
+pub(super) const OPEN_STATES: &str =
+    "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
 
 /// A report in `state` waits for work: the states of [`OPEN_STATES`].
 pub(crate) fn is_open_state(state: &str) -> bool {
@@ -641,19 +643,30 @@ pub async fn duplicate_candidates(
     Ok(candidates)
 }
 
-/// The first statements' common part, the read model's checkpoint
+/// The reports model's live checkpoint in the community `$1` as the
+/// query `folded` (one row), the projection's name given as `name` (a
+/// parameter such as `$6`).
+pub(super) fn folded_checkpoint(name: &str) -> String {
+    format!(
+        "folded AS (SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
+             JOIN projection_generations g USING (projection, generation) \
+             WHERE c.projection = {name} AND g.state = 'live' AND c.community_id = $1), 0) \
+             AS position)"
+    )
+}
+
+/// The first statement's common part, the read model's checkpoint
 /// (`folded`) and the open reports it holds at a site in a category
 /// (`open_then`): parameters $1 community, $2 site, $3 category, $4
 /// submitted since, $5 at most, $6 the projection's name.
 fn folded_and_open_then(schema: &str) -> String {
     format!(
-        "WITH folded AS (SELECT coalesce((SELECT c.position FROM projection_checkpoints c \
-                 JOIN projection_generations g USING (projection, generation) \
-                 WHERE c.projection = $6 AND g.state = 'live' AND c.community_id = $1), 0) AS position), \
+        "WITH {}, \
          open_then AS (SELECT report_id, submitted_at FROM {schema}.reports \
                  WHERE community_id = $1 AND site_id = $2 AND category = $3 \
                  AND submitted_at >= $4 AND state IN {OPEN_STATES} \
-                 ORDER BY submitted_at DESC LIMIT $5)"
+                 ORDER BY submitted_at DESC LIMIT $5)",
+        folded_checkpoint("$6")
     )
 }
 
@@ -662,25 +675,21 @@ fn folded_and_open_then(schema: &str) -> String {
 /// ([`duplicate_candidates`], among its last `tail_window` events).
 pub async fn likely_duplicate_candidates(
     store: &EventStore,
+    lookups: &OpenReportLookups,
     community: CommunityId,
-    site: Uuid,
-    category: &str,
-    since: i64,
-    limit: i64,
+    asked: &OpenReportsAsked,
     tail_window: i64,
 ) -> Result<DuplicateCandidates, ProjectionError> {
-    let held =
-        duplicate_candidates_in_memory(store, community, site, category, since, limit).await?;
-    match held {
+    match duplicate_candidates_in_memory(store, lookups, community, asked).await? {
         Some(found) => Ok(found),
         None => {
             duplicate_candidates(
                 store.pool(),
                 community,
-                site,
-                category,
-                since,
-                limit,
+                asked.site,
+                &asked.category,
+                asked.since,
+                asked.limit,
                 tail_window,
             )
             .await
@@ -699,14 +708,14 @@ pub async fn likely_duplicate_candidates(
 /// of the site's own recent submissions no longer cost a read of the log.
 pub async fn duplicate_candidates_in_memory(
     store: &EventStore,
+    lookups: &OpenReportLookups,
     community: CommunityId,
-    site: Uuid,
-    category: &str,
-    since: i64,
-    limit: i64,
+    asked: &OpenReportsAsked,
 ) -> Result<Option<DuplicateCandidates>, ProjectionError> {
-    let (folded, open) =
-        open_reports_folded(store.pool(), community, site, category, since, limit).await?;
+    let (site, category) = (asked.site, asked.category.as_str());
+    let (folded, open) = lookups
+        .open_reports(store.pool(), community, asked.clone())
+        .await?;
     // Each candidate's stream and its version now: events after the
     // checkpoint are counted on the version the model knew (0 for a report
     // the checkpoint does not know of; for one it holds, only whether it
@@ -760,42 +769,6 @@ pub async fn duplicate_candidates_in_memory(
         open_then,
         newer,
     }))
-}
-
-/// The position the reports model had folded and the reports it held open
-/// then at `site` in `category` submitted at or after `since` (at most
-/// `limit`, newest first), in one snapshot: the first half of
-/// [`duplicate_candidates`].
-async fn open_reports_folded(
-    pool: &Pool,
-    community: CommunityId,
-    site: Uuid,
-    category: &str,
-    since: i64,
-    limit: i64,
-) -> Result<(i64, Vec<Uuid>), ProjectionError> {
-    let schema = reading_schema(NAME);
-    let sql = format!(
-        "{} SELECT f.position, o.report_id FROM folded f \
-         LEFT JOIN open_then o ON true ORDER BY o.submitted_at DESC",
-        folded_and_open_then(&schema)
-    );
-    let rows = query_generic(
-        pool,
-        &sql,
-        &[
-            &community.as_uuid(),
-            &site,
-            &category,
-            &since,
-            &limit,
-            &NAME,
-        ],
-    )
-    .await?;
-    let folded = rows.first().map_or(0, |row| row.get(0));
-    let open = rows.iter().filter_map(|row| row.get(1)).collect();
-    Ok((folded, open))
 }
 
 /// A grid on the "cleanest street" board for a stretch of time.
