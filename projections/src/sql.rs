@@ -61,25 +61,27 @@ pub(crate) async fn query(
 /// plans) planned the statement again on every run from then on. The
 /// duplicate check while filing over eight communities spent 0.88 ms
 /// planning a call that runs in 0.12 ms, and which connections fell into
-/// that decided the rate of a whole run. In a transaction of its own, sent
-/// with the setting in one round trip.
+/// that decided the rate of a whole run. In a transaction of its own:
+/// the statement is prepared first (from the connection's cache), then
+/// `BEGIN` with the setting, the statement and `COMMIT` go out together,
+/// one round trip (a filing waits for this one; a second round trip for
+/// the `COMMIT` was a filing's millisecond under load, docs/adr/0019). The
+/// three are queued on the connection in that order when first polled, so
+/// a caller that gives up after that leaves the connection out of any
+/// transaction all the same; a statement that fails turns the `COMMIT`
+/// into a rollback.
 pub(crate) async fn query_generic(
     pool: &deadpool_postgres::Pool,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, ProjectionError> {
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
-    let (_, rows) = futures::try_join!(
-        async {
-            transaction
-                .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                .await
-                .map_err(ProjectionError::from)
-        },
-        query(&transaction, sql, params),
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    let (_, rows, _) = futures::try_join!(
+        client.batch_execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"),
+        client.query(&statement, params),
+        client.batch_execute("COMMIT"),
     )?;
-    transaction.commit().await?;
     Ok(rows)
 }
 
