@@ -133,6 +133,24 @@ async fn without_read_models() -> TestApp {
     .await
 }
 
+/// The reports model's live generation, and a runner that folds into it
+/// only when a test says so (`runner.catch_up(&reports, generation)`).
+async fn reports_folded_when_told(
+    app: &TestApp,
+) -> (
+    projections::reports::ReportsProjection,
+    projections::ProjectionRunner,
+    i32,
+) {
+    let reports = projections::reports::ReportsProjection;
+    let runner =
+        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
+    let generation = projections::generation::ensure_live(app.store.pool(), &reports)
+        .await
+        .unwrap();
+    (reports, runner, generation)
+}
+
 /// Files a report at RB-01 as floating garbage, a minute after whatever
 /// came before; its id and the report it was flagged as a likely
 /// duplicate of.
@@ -158,12 +176,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
     // The reports model folds only when this test says so.
     let app = without_read_models().await;
     let f = app.fixture().await;
-    let reports = projections::reports::ReportsProjection;
-    let runner =
-        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
-    let generation = projections::generation::ensure_live(app.store.pool(), &reports)
-        .await
-        .unwrap();
+    let (reports, runner, generation) = reports_folded_when_told(&app).await;
     let community = store::CommunityId::new(f.community);
     let site = || async {
         let site: String = app
@@ -348,12 +361,7 @@ async fn gathered_open_report_lookups_answer_each_filing_as_its_own_lookup_would
         let steps = ["rejectReport(reason: {kind: NOT_ACTIONABLE})"];
         walk(&app, fixture, *report, &steps).await;
     }
-    let reports = projections::reports::ReportsProjection;
-    let runner =
-        projections::ProjectionRunner::new(app.store.clone(), projections::RunnerConfig::default());
-    let generation = projections::generation::ensure_live(app.store.pool(), &reports)
-        .await
-        .unwrap();
+    let (reports, runner, generation) = reports_folded_when_told(&app).await;
     runner.catch_up(&reports, generation).await.unwrap();
 
     let mut asks = Vec::new();

@@ -97,19 +97,23 @@ impl OpenReportLookups {
     /// Runs one statement for everything waiting, then the next, until a
     /// turn finds nobody waiting.
     async fn answer_until_none_wait(&self, pool: &Pool, community: CommunityId) {
-        // Whatever ends this task (a panic too), the community is left to
+        // Whatever else ends this task (a panic), the community is left to
         // the next caller, and whoever still waits is answered (their
         // replies dropped: an error).
-        let _leave = Leave {
+        let mut leave = Leave {
             lookups: self,
             community,
+            armed: true,
         };
         loop {
             let batch: Vec<Waiting> = {
                 let mut waiting = self.lock();
                 let queue = waiting.entry(community).or_default();
                 if queue.is_empty() {
+                    // Under the lock: a caller after this starts a task of
+                    // its own, whose entry this one must not take away.
                     waiting.remove(&community);
+                    leave.armed = false;
                     return;
                 }
                 let take = queue.len().min(LOOKUPS_PER_STATEMENT_MAX);
@@ -133,15 +137,19 @@ impl OpenReportLookups {
     }
 }
 
-/// Takes the community out of the gathering when its task ends.
+/// Takes the community out of the gathering when its task ends other
+/// than by finding nobody waiting (which takes it out itself, disarmed).
 struct Leave<'a> {
     lookups: &'a OpenReportLookups,
     community: CommunityId,
+    armed: bool,
 }
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
-        self.lookups.lock().remove(&self.community);
+        if self.armed {
+            self.lookups.lock().remove(&self.community);
+        }
     }
 }
 
@@ -151,7 +159,7 @@ impl Drop for Leave<'_> {
 /// statement; each question probes the index of open reports by site
 /// (`reports (community_id, site_id, category, submitted_at DESC) WHERE
 /// state IN …`) once, on the statement's generic plan.
-pub async fn open_reports_folded_many(
+async fn open_reports_folded_many(
     pool: &Pool,
     community: CommunityId,
     asked: &[&OpenReportsAsked],
