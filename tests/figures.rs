@@ -1033,3 +1033,193 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
     assert_eq!(rebuilt["gridLedgers"], expected, "as a rebuild folded it");
     app.stop().await;
 }
+
+/// Files a report in each category at each of RB-01 and RB-02, a minute
+/// apart; their ids in that order.
+async fn file_round(app: &TestApp, fixture: &Fixture) -> Vec<Uuid> {
+    let mut filed = Vec::new();
+    for site in ["RB-01", "RB-02"] {
+        for category in KEPT_CATEGORIES {
+            app.clock.advance_minutes(1);
+            filed.push(
+                submit(app, fixture, &fixture.resident, site, category)
+                    .await
+                    .0,
+            );
+        }
+    }
+    filed
+}
+
+const KEPT_CATEGORIES: [&str; 2] = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
+
+/// What the reports model names for each question once it has folded the
+/// whole log: the newest two open reports, newest first.
+async fn open_reports_named_by_the_model(
+    app: &TestApp,
+    f: &Fixture,
+    asks: &[projections::reports::OpenReportsAsked],
+) -> Vec<Vec<Uuid>> {
+    let (reports, runner, generation) = reports_folded_when_told(app).await;
+    runner.catch_up(&reports, generation).await.unwrap();
+    let schema = projections::generation::reading_schema(projections::reports::NAME);
+    let client = app.db.client().await;
+    let mut named = Vec::new();
+    for asked in asks {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT report_id FROM {schema}.reports WHERE community_id = $1 \
+                     AND site_id = $2 AND category = $3 AND submitted_at >= $4 \
+                     AND state IN ('submitted', 'accepted', 'assigned', 'escalated', 'in_progress') \
+                     ORDER BY submitted_at DESC LIMIT 2"
+                ),
+                &[&f.community, &asked.site, &asked.category, &asked.since],
+            )
+            .await
+            .unwrap();
+        named.push(rows.iter().map(|row| row.get(0)).collect());
+    }
+    named
+}
+
+/// Asks `index` every question at once, each both as a new filing and as
+/// the filing of the first report named (a retry): the answers must be
+/// the first and the second of `named`.
+async fn ask_the_kept_reports(
+    app: &TestApp,
+    index: &projections::reports::OpenReportIndex,
+    community: store::CommunityId,
+    asks: &[projections::reports::OpenReportsAsked],
+    named: &[Vec<Uuid>],
+) {
+    use projections::reports::NewestOpen;
+    let newest = |ids: &[Uuid], skip: usize| match ids.get(skip) {
+        Some(report) => NewestOpen::Report(*report),
+        None => NewestOpen::NoneOpen,
+    };
+    let mut tasks = Vec::new();
+    for (asked, ids) in asks.iter().zip(named) {
+        let (index, store, asked) = (index.clone(), app.store.clone(), asked.clone());
+        let first = ids.first().copied().unwrap_or_else(Uuid::new_v4);
+        tasks.push(tokio::spawn(async move {
+            let alone = index.newest_open(&store, community, &asked, Uuid::new_v4());
+            let retried = index.newest_open(&store, community, &asked, first);
+            let (alone, retried) = futures::join!(alone, retried);
+            (alone.unwrap(), retried.unwrap())
+        }));
+    }
+    let answers = futures::future::join_all(tasks).await;
+    for ((answer, asked), ids) in answers.into_iter().zip(asks).zip(named) {
+        let (alone, retried) = answer.unwrap();
+        assert_eq!(alone, newest(ids, 0), "{asked:?}");
+        assert_eq!(retried, newest(ids, 1), "{asked:?} filed by its first");
+    }
+}
+
+/// The reports a filing may duplicate, kept in memory per community
+/// (`OpenReportIndex`), name what the reports model names once it has
+/// folded the whole log: the newest open report at a site in a category
+/// in the window, and the next one when the first is the filing itself.
+/// Kept from a model that lags the log, moved along it across accepts,
+/// resolutions, reopenings, confirmations, closings, rejections and
+/// merges, asked concurrently, and loaded again when the window grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_open_reports_name_what_the_model_names_once_it_has_folded_the_log() {
+    use projections::reports::{OpenReportIndex, OpenReportsAsked};
+    let app = without_read_models().await;
+    let (f, g) = (app.fixture().await, app.fixture().await);
+    let (reports, runner, generation) = reports_folded_when_told(&app).await;
+    let assign = assign(&f);
+    let resolved = ["acceptReport", assign.as_str(), "startWork", RESOLVE];
+    let reopen = "reopenReport(reason: \"又有了\")";
+    let reject = "rejectReport(reason: {kind: NOT_ACTIONABLE})";
+    // Old reports, two hours before the rest: outside a window that starts
+    // at the first new one, inside one that starts at 0.
+    let old = file_round(&app, &f).await;
+    file_round(&app, &g).await;
+    walk(&app, &f, old[1], &resolved).await;
+    app.clock.advance_minutes(120);
+    let window_start = app::clock::Clock::now(&*app.clock).micros() + 60_000_000;
+    let early = file_round(&app, &f).await;
+    walk(&app, &f, early[0], &resolved).await;
+    walk(&app, &f, early[1], &[reject]).await;
+    walk(&app, &f, early[3], &[reject]).await;
+    // The model folds this far; what follows, the index reads from the log.
+    runner.catch_up(&reports, generation).await.unwrap();
+    let late = file_round(&app, &f).await;
+    file_round(&app, &g).await;
+    walk(&app, &f, early[0], &[reopen]).await;
+    walk(&app, &f, late[0], &["acceptReport"]).await;
+    walk(&app, &f, late[1], &resolved).await;
+
+    let community = store::CommunityId::new(f.community);
+    let sites: Vec<Uuid> = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT DISTINCT (payload->'ReportSubmitted'->'place'->'site'->>'site')::uuid \
+             FROM events WHERE event_type = 'ReportSubmitted' AND community_id = $1",
+            &[&f.community],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(sites.len(), 2);
+    // The narrow window first, so the wide one makes the index load again.
+    let mut asks = Vec::new();
+    for since in [window_start, 0, i64::MAX] {
+        for site in sites.iter().copied().chain([Uuid::new_v4()]) {
+            for category in KEPT_CATEGORIES.iter().chain(&["NO-SUCH-CATEGORY"]) {
+                asks.push(OpenReportsAsked {
+                    site,
+                    category: category.to_string(),
+                    since,
+                    limit: 2,
+                });
+            }
+        }
+    }
+    // Asked while the model lags: loaded from it, moved along the log.
+    let kept = OpenReportIndex::default();
+    let first = kept
+        .newest_open(&app.store, community, &asks[0], Uuid::nil())
+        .await
+        .unwrap();
+    let named = open_reports_named_by_the_model(&app, &f, &asks).await;
+    assert!(named.iter().any(|ids| ids.len() == 2), "some name two");
+    assert!(named.iter().any(|ids| ids.is_empty()), "some name none");
+    let wide = asks.len() / 3;
+    assert!(
+        (0..wide).any(|i| named[i] != named[i + wide]),
+        "the window decides some"
+    );
+    assert_eq!(
+        first,
+        projections::reports::NewestOpen::Report(named[0][0]),
+        "{named:?}"
+    );
+    ask_the_kept_reports(&app, &kept, community, &asks, &named).await;
+
+    // More moves: the kept index follows them, a new one loads them.
+    walk(&app, &f, late[1], &[reopen]).await;
+    let to_closed = [
+        assign.as_str(),
+        "startWork",
+        RESOLVE,
+        "confirmReport",
+        "closeReport",
+    ];
+    walk(&app, &f, late[0], &to_closed).await;
+    let merge = format!("mergeReport(originalId: \"{}\")", early[0]);
+    walk(&app, &f, late[3], &[merge.as_str()]).await;
+    let more = file_round(&app, &f).await;
+    walk(&app, &f, more[1], &[reject]).await;
+    let named = open_reports_named_by_the_model(&app, &f, &asks).await;
+    ask_the_kept_reports(&app, &kept, community, &asks, &named).await;
+    ask_the_kept_reports(&app, &OpenReportIndex::default(), community, &asks, &named).await;
+    app.stop().await;
+}

@@ -187,6 +187,7 @@ impl Application {
             ),
             retry_key: settings.secrets.token_key.clone(),
             open_reports: Default::default(),
+            open_index: Default::default(),
         };
         let app = Arc::new(App {
             services,

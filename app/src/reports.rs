@@ -13,6 +13,7 @@ use domain::values::{
     Actor, CategoryCode, ContentHash, DepartmentId, GeoPoint, GridId, PersonId, ReportId, Role,
     SiteCode, SiteId, Timestamp,
 };
+use projections::reports::NewestOpen;
 use sha2::{Digest, Sha256};
 use store::CommunityId;
 use uuid::Uuid;
@@ -413,9 +414,12 @@ impl Services {
     /// The newest open report at `site` in `category` submitted since
     /// `since` (not `own`, so a retry does not find its first attempt): a
     /// new report there is likely its duplicate. It does not rest on the
-    /// read model having caught up: reports submitted after the read
-    /// model's checkpoint are read from the log, and every candidate's
-    /// state is its own stream's, so only a truly open report is named.
+    /// read model having caught up: the community's reports that may be
+    /// open are kept in memory and moved along the log
+    /// ([`projections::reports::OpenReportIndex`]); where they are not
+    /// kept, reports submitted after the read model's checkpoint are read
+    /// from the log, and every candidate's state is its own stream's, so
+    /// only a truly open report is named.
     async fn likely_duplicate(
         &self,
         community: CommunityId,
@@ -430,6 +434,15 @@ impl Services {
             since,
             limit: DUPLICATE_CANDIDATES_MAX,
         };
+        let kept = self
+            .open_index
+            .newest_open(self.commands.store(), community, &asked, own.0)
+            .await?;
+        match kept {
+            NewestOpen::Report(report) => return Ok(Some(ReportId(report))),
+            NewestOpen::NoneOpen => return Ok(None),
+            NewestOpen::NotKept => {}
+        }
         let found = projections::reports::likely_duplicate_candidates(
             self.commands.store(),
             &self.open_reports,

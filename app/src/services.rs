@@ -31,6 +31,9 @@ pub struct Services {
     /// Gathers concurrent filings' lookups of the open reports at their
     /// sites (the duplicate check) into one statement per community.
     pub open_reports: projections::reports::OpenReportLookups,
+    /// Each community's reports a filing may duplicate, kept in memory and
+    /// moved along the log: the duplicate check without a round trip.
+    pub open_index: projections::reports::OpenReportIndex,
 }
 
 /// One call: the caller as the adapter vouched for it (its token checked

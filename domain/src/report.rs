@@ -59,6 +59,43 @@ impl ReportState {
         )
     }
 
+    /// Final: a rejected, closed or merged report never changes state
+    /// again (only a resolved or confirmed one is reopened).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ReportState::Rejected | ReportState::Closed | ReportState::Merged
+        )
+    }
+
+    /// The state a report is in after `event`: the one place the log's
+    /// events move a report's state, for the aggregate and for whatever
+    /// follows reports' states without the whole aggregate.
+    pub fn after(self, event: &ReportEvent) -> ReportState {
+        use ReportEvent::*;
+        match event {
+            ReportSubmitted(_) => ReportState::Submitted,
+            ReportAccepted { .. } => ReportState::Accepted,
+            ReportRejected { .. } => ReportState::Rejected,
+            ReportAssigned { .. } => ReportState::Assigned,
+            ReportEscalated { .. } => ReportState::Escalated,
+            ReportWorkStarted { .. } | ReportReopened { .. } => ReportState::InProgress,
+            ReportResolved { .. } => ReportState::Resolved,
+            ReportConfirmed { .. } => ReportState::Confirmed,
+            ReportClosed { .. } => ReportState::Closed,
+            ReportMerged { .. } => ReportState::Merged,
+            ReportCommented { .. }
+            | ReportClaimed { .. }
+            | ReportSupported { .. }
+            | ReportHidden { .. }
+            | ReportUnhidden { .. }
+            | ReportTextRedacted { .. }
+            | ReportPhotosRedacted { .. }
+            | ReporterNameHidden { .. }
+            | ReportDeadlineMissed { .. } => self,
+        }
+    }
+
     /// The state's name as the log and the read models write it.
     pub fn serialized(self) -> String {
         self.name()
@@ -395,37 +432,17 @@ impl Report {
     /// Applies an event; business rules live in `decide`.
     fn fold(&mut self, event: ReportEvent) {
         use ReportEvent::*;
+        self.state = self.state.after(&event);
         match event {
-            ReportSubmitted(submission) => {
-                self.state = ReportState::Submitted;
-                self.submission = Some(submission);
-            }
-            ReportAccepted { by, .. } => {
-                self.state = ReportState::Accepted;
-                self.accepted_by = Some(by.person);
-            }
-            ReportRejected { .. } => self.state = ReportState::Rejected,
-            ReportAssigned { worker, .. } => {
-                self.state = ReportState::Assigned;
-                self.assignee = Some(worker);
-            }
-            ReportEscalated { department, .. } => {
-                self.state = ReportState::Escalated;
-                self.escalated_to = Some(department);
-            }
-            ReportWorkStarted { .. } => self.state = ReportState::InProgress,
+            ReportSubmitted(submission) => self.submission = Some(submission),
+            ReportAccepted { by, .. } => self.accepted_by = Some(by.person),
+            ReportAssigned { worker, .. } => self.assignee = Some(worker),
+            ReportEscalated { department, .. } => self.escalated_to = Some(department),
             ReportResolved { photos, .. } => {
-                self.state = ReportState::Resolved;
                 self.resolution_photos
                     .extend(photos.map(|p| p.content().clone()));
             }
-            ReportConfirmed { .. } => self.state = ReportState::Confirmed,
-            ReportReopened { reopen_count, .. } => {
-                self.state = ReportState::InProgress;
-                self.reopen_count = reopen_count;
-            }
-            ReportClosed { .. } => self.state = ReportState::Closed,
-            ReportCommented { .. } => {}
+            ReportReopened { reopen_count, .. } => self.reopen_count = reopen_count,
             ReportClaimed { resident, .. } => {
                 if let Some(submission) = &mut self.submission {
                     submission.reporter = Reporter::Resident(resident);
@@ -434,7 +451,6 @@ impl Report {
             ReportSupported { resident, .. } => {
                 self.supporters.insert(resident);
             }
-            ReportMerged { .. } => self.state = ReportState::Merged,
             ReportHidden { .. } => self.hidden = true,
             ReportUnhidden { .. } => self.hidden = false,
             ReportTextRedacted { .. } => self.text_redacted = true,
@@ -446,6 +462,12 @@ impl Report {
                 self.missed_deadlines.insert(kind);
                 self.escalation = escalated_to;
             }
+            ReportRejected { .. }
+            | ReportWorkStarted { .. }
+            | ReportConfirmed { .. }
+            | ReportClosed { .. }
+            | ReportCommented { .. }
+            | ReportMerged { .. } => {}
         }
     }
 

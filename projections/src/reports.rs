@@ -782,7 +782,9 @@ fn event_time(event: &ReportEvent) -> i64 {
 }
 
 pub use lookups::*;
+pub use open_index::*;
 pub use queries::*;
 mod ledger;
 mod lookups;
+mod open_index;
 mod queries;
