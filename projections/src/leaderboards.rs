@@ -33,7 +33,9 @@ use crate::community_info::{self, Grids};
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
 use crate::runner::{decode, entity_id, Change};
-use crate::sql::{column, execute, insert_rows, load_rows, query, replace_rows, Loaded, TableRow};
+use crate::sql::{
+    column, delete_probed, execute, insert_rows, load_rows, query, replace_rows, Loaded, TableRow,
+};
 use crate::Projection;
 
 mod fill;
@@ -504,21 +506,45 @@ async fn write_scores(
              INSERT INTO {schema}.scores (community_id, metric, scope, period, resident_id, \
                  score, reached_position) \
              SELECT $1, metric, scope, period, resident, new, position FROM moved \
-             WHERE old IS NULL) \
-         INSERT INTO {schema}.score_counts (community_id, metric, scope, period, score, residents) \
-         SELECT $1, metric, scope, period, score, sum(residents) FROM ( \
-             SELECT metric, scope, period, old AS score, -1 AS residents FROM moved \
-             WHERE old IS NOT NULL \
-             UNION ALL SELECT metric, scope, period, new, 1 FROM moved) counted \
-         GROUP BY 2, 3, 4, 5 \
-         ON CONFLICT (community_id, metric, scope, period, score) \
-         DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents",
+             WHERE old IS NULL), \
+         counted AS ( \
+             INSERT INTO {schema}.score_counts (community_id, metric, scope, period, score, \
+                 residents) \
+             SELECT $1, metric, scope, period, score, sum(residents) FROM ( \
+                 SELECT metric, scope, period, old AS score, -1 AS residents FROM moved \
+                 WHERE old IS NOT NULL \
+                 UNION ALL SELECT metric, scope, period, new, 1 FROM moved) moves \
+             GROUP BY 2, 3, 4, 5 \
+             ON CONFLICT (community_id, metric, scope, period, score) \
+             DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents \
+             RETURNING metric, scope, period, score, residents) \
+         SELECT metric, scope, period, score FROM counted WHERE residents = 0",
         boards = boards_sql()
     );
-    execute(transaction, &sql, &params).await?;
-    let sql =
-        format!("DELETE FROM {schema}.score_counts WHERE community_id = $1 AND residents = 0");
-    execute(transaction, &sql, &[&community]).await?;
+    let emptied = query(transaction, &sql, &params).await?;
+    if emptied.is_empty() {
+        return Ok(());
+    }
+    // The scores no resident holds any more, deleted by their keys: a
+    // delete of the community's counts at zero read every count of every
+    // board it ever had (every week's and month's), more as the history
+    // grew.
+    let metrics: Vec<String> = emptied.iter().map(|row| row.get(0)).collect();
+    let scopes: Vec<String> = emptied.iter().map(|row| row.get(1)).collect();
+    let periods: Vec<String> = emptied.iter().map(|row| row.get(2)).collect();
+    let scores: Vec<Decimal> = emptied.iter().map(|row| row.get(3)).collect();
+    let sql = delete_probed(
+        &format!("{schema}.score_counts"),
+        "unnest($2::text[], $3::text[], $4::text[], $5::numeric[]) AS k(metric, scope, period, score)",
+        "metric = k.metric AND scope = k.scope AND period = k.period AND score = k.score \
+         AND residents = 0",
+    );
+    execute(
+        transaction,
+        &sql,
+        &[&community, &metrics, &scopes, &periods, &scores],
+    )
+    .await?;
     Ok(())
 }
 
