@@ -79,8 +79,11 @@ struct Kept {
     /// Every such report submitted at or after this is held.
     horizon: i64,
     reports: HashMap<Uuid, Held>,
-    /// The held reports by site and category, oldest first.
-    at_site: HashMap<(Uuid, String), BTreeSet<(i64, Uuid)>>,
+    /// The held reports by site and category, oldest first: by submission
+    /// time, then by the submission's position in the log (0 for reports
+    /// loaded from the model, which all come before those applied since;
+    /// among them a tie is broken by id, as the model cannot tell).
+    at_site: HashMap<(Uuid, String), BTreeSet<(i64, i64, Uuid)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +91,7 @@ struct Held {
     site: Uuid,
     category: String,
     submitted_at: i64,
+    submitted_position: i64,
     state: ReportState,
 }
 
@@ -215,6 +219,7 @@ impl Kept {
                 site: row.get(2),
                 category: row.get(3),
                 submitted_at: row.get(4),
+                submitted_position: 0,
                 state,
             };
             kept.hold(report, held);
@@ -307,6 +312,7 @@ impl Kept {
                         site: site.0,
                         category: submission.category.as_str().to_string(),
                         submitted_at: submission.at.micros(),
+                        submitted_position: event.position,
                         state: ReportState::Submitted,
                     };
                     self.hold(report, held);
@@ -329,7 +335,7 @@ impl Kept {
         self.at_site
             .entry((held.site, held.category.clone()))
             .or_default()
-            .insert((held.submitted_at, report));
+            .insert((held.submitted_at, held.submitted_position, report));
         self.reports.insert(report, held);
     }
 
@@ -339,7 +345,7 @@ impl Kept {
         };
         let key = (held.site, held.category);
         if let Some(reports) = self.at_site.get_mut(&key) {
-            reports.remove(&(held.submitted_at, report));
+            reports.remove(&(held.submitted_at, held.submitted_position, report));
             if reports.is_empty() {
                 self.at_site.remove(&key);
             }
@@ -368,9 +374,9 @@ impl Kept {
     fn newest_open(&self, asked: &OpenReportsAsked, other_than: Uuid) -> Option<Uuid> {
         let reports = self.at_site.get(&(asked.site, asked.category.clone()))?;
         reports
-            .range((asked.since, Uuid::nil())..)
+            .range((asked.since, i64::MIN, Uuid::nil())..)
             .rev()
-            .map(|(_, report)| *report)
+            .map(|(_, _, report)| *report)
             .find(|report| {
                 *report != other_than
                     && self
