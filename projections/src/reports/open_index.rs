@@ -83,8 +83,12 @@ struct Kept {
     /// time, then by the submission's position in the log (0 for reports
     /// loaded from the model, which all come before those applied since;
     /// among them a tie is broken by id, as the model cannot tell).
-    at_site: HashMap<(Uuid, String), BTreeSet<(i64, i64, Uuid)>>,
+    at_site: HashMap<(Uuid, String), BTreeSet<Newness>>,
 }
+
+/// A held report's place in its site's order: submission time, the
+/// submission's position in the log, the report.
+type Newness = (i64, i64, Uuid);
 
 #[derive(Clone, Debug)]
 struct Held {
