@@ -493,15 +493,14 @@ async fn write_scores(
                  max(position) AS position \
              FROM placed, {boards} GROUP BY 1, 2, 3, 4), \
          moved AS ( \
-             SELECT summed.*, old.score AS old, coalesce(old.score, 0) + summed.delta AS new \
+             SELECT summed.*, old.score AS old, old.ctid AS old_row, \
+                 coalesce(old.score, 0) + summed.delta AS new \
              FROM summed LEFT JOIN {schema}.scores old ON old.community_id = $1 \
                  AND old.metric = summed.metric AND old.scope = summed.scope \
                  AND old.period = summed.period AND old.resident_id = summed.resident), \
          updated AS ( \
              UPDATE {schema}.scores s SET score = moved.new, reached_position = moved.position \
-             FROM moved WHERE moved.old IS NOT NULL AND s.community_id = $1 \
-                 AND s.metric = moved.metric AND s.scope = moved.scope \
-                 AND s.period = moved.period AND s.resident_id = moved.resident), \
+             FROM moved WHERE moved.old IS NOT NULL AND s.ctid = moved.old_row RETURNING 1), \
          inserted AS ( \
              INSERT INTO {schema}.scores (community_id, metric, scope, period, resident_id, \
                  score, reached_position) \
@@ -518,10 +517,29 @@ async fn write_scores(
              ON CONFLICT (community_id, metric, scope, period, score) \
              DO UPDATE SET residents = {schema}.score_counts.residents + excluded.residents \
              RETURNING metric, scope, period, score, residents) \
-         SELECT metric, scope, period, score FROM counted WHERE residents = 0",
+         SELECT (SELECT count(*) FROM moved WHERE old IS NOT NULL), \
+             (SELECT count(*) FROM updated), z.* \
+         FROM (SELECT 1) one LEFT JOIN ( \
+             SELECT metric, scope, period, score FROM counted WHERE residents = 0) z ON true",
         boards = boards_sql()
     );
-    let emptied = query(transaction, &sql, &params).await?;
+    let rows = query(transaction, &sql, &params).await?;
+    // The scores found are updated where they were found (by row address,
+    // not by a second probe of the key): the batch holds its generation's
+    // checkpoint row locked, so no one else moves them meanwhile; were
+    // that ever untrue, the batch fails and is folded again, rather than
+    // lose an addition.
+    let (found, updated): (i64, i64) = rows.first().map_or((0, 0), |row| (row.get(0), row.get(1)));
+    if found != updated {
+        return Err(ProjectionError::Unwritable {
+            table: format!("{schema}.scores"),
+            reason: format!("{found} scores found, {updated} updated where they were found"),
+        });
+    }
+    let emptied: Vec<&tokio_postgres::Row> = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<String>>(2).is_some())
+        .collect();
     if emptied.is_empty() {
         return Ok(());
     }
@@ -529,10 +547,10 @@ async fn write_scores(
     // delete of the community's counts at zero read every count of every
     // board it ever had (every week's and month's), more as the history
     // grew.
-    let metrics: Vec<String> = emptied.iter().map(|row| row.get(0)).collect();
-    let scopes: Vec<String> = emptied.iter().map(|row| row.get(1)).collect();
-    let periods: Vec<String> = emptied.iter().map(|row| row.get(2)).collect();
-    let scores: Vec<Decimal> = emptied.iter().map(|row| row.get(3)).collect();
+    let metrics: Vec<String> = emptied.iter().map(|row| row.get(2)).collect();
+    let scopes: Vec<String> = emptied.iter().map(|row| row.get(3)).collect();
+    let periods: Vec<String> = emptied.iter().map(|row| row.get(4)).collect();
+    let scores: Vec<Decimal> = emptied.iter().map(|row| row.get(5)).collect();
     let sql = delete_probed(
         &format!("{schema}.score_counts"),
         "unnest($2::text[], $3::text[], $4::text[], $5::numeric[]) AS k(metric, scope, period, score)",
