@@ -632,15 +632,29 @@ impl ProjectionRunner {
         generation.checkpoints.insert(community, last);
         let before = generation.folded;
         generation.folded += events.len() as u64;
-        if !generation.filling && analyze_due(before, generation.folded) {
-            generation::analyze(&client, &schema).await?;
-        }
         if live {
             self.progress.publish(projection.name(), community, last);
             for change in changes {
                 // No receiver is fine: nobody is subscribed.
                 let _ = self.changes.send(change);
             }
+        }
+        if !generation.filling && analyze_due(before, generation.folded) {
+            // On its own connection, after the batch is published: the
+            // analysis of every table of the generation took long enough
+            // to hold back the reads waiting for this batch (`atLeast`) by
+            // a few hundred milliseconds, and ANALYZE does not block the
+            // folds' writes, so nothing needs to wait for it.
+            let (pool, schema) = (self.pool().clone(), schema.clone());
+            tokio::spawn(async move {
+                let analyzed = match pool.get().await {
+                    Ok(client) => generation::analyze(&client, &schema).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = analyzed {
+                    tracing::warn!(%schema, %error, "could not analyze a read model's tables");
+                }
+            });
         }
         Ok(true)
     }
