@@ -339,7 +339,7 @@ async fn gathered_open_report_lookups_answer_each_filing_as_its_own_lookup_would
     use projections::reports::{OpenReportLookups, OpenReportsAsked};
     let app = without_read_models().await;
     let (f, g) = (app.fixture().await, app.fixture().await);
-    let categories = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
+    let categories = FILED_CATEGORIES;
     let mut filed = Vec::new();
     for round in 0..3 {
         for fixture in [&f, &g] {
@@ -366,23 +366,9 @@ async fn gathered_open_report_lookups_answer_each_filing_as_its_own_lookup_would
 
     let mut asks = Vec::new();
     for fixture in [&f, &g] {
-        let sites: Vec<String> = app
-            .db
-            .client()
-            .await
-            .query(
-                "SELECT DISTINCT payload->'ReportSubmitted'->'place'->'site'->>'site' FROM events \
-                 WHERE event_type = 'ReportSubmitted' AND community_id = $1",
-                &[&fixture.community],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let sites = sites_filed_at(&app, fixture.community).await;
         assert_eq!(sites.len(), 2);
-        let sites = sites.iter().map(|s| s.parse::<Uuid>().unwrap());
-        for site in sites.chain([Uuid::new_v4()]) {
+        for site in sites.into_iter().chain([Uuid::new_v4()]) {
             for category in categories.iter().chain(&["NO-SUCH-CATEGORY"]) {
                 for (since, limit) in [(0, 5), (0, 1), (i64::MAX, 5)] {
                     let community = store::CommunityId::new(fixture.community);
@@ -1034,12 +1020,29 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
     app.stop().await;
 }
 
+/// The sites of a community that reports were filed at, as the log has them.
+async fn sites_filed_at(app: &TestApp, community: Uuid) -> Vec<Uuid> {
+    app.db
+        .client()
+        .await
+        .query(
+            "SELECT DISTINCT (payload->'ReportSubmitted'->'place'->'site'->>'site')::uuid \
+             FROM events WHERE event_type = 'ReportSubmitted' AND community_id = $1",
+            &[&community],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// Files a report in each category at each of RB-01 and RB-02, a minute
 /// apart; their ids in that order.
 async fn file_round(app: &TestApp, fixture: &Fixture) -> Vec<Uuid> {
     let mut filed = Vec::new();
     for site in ["RB-01", "RB-02"] {
-        for category in KEPT_CATEGORIES {
+        for category in FILED_CATEGORIES {
             app.clock.advance_minutes(1);
             filed.push(
                 submit(app, fixture, &fixture.resident, site, category)
@@ -1051,7 +1054,7 @@ async fn file_round(app: &TestApp, fixture: &Fixture) -> Vec<Uuid> {
     filed
 }
 
-const KEPT_CATEGORIES: [&str; 2] = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
+const FILED_CATEGORIES: [&str; 2] = ["FLOATING-GARBAGE", "SEWAGE-OUTFALL"];
 
 /// What the reports model names for each question once it has folded the
 /// whole log: the newest two open reports, newest first.
@@ -1154,26 +1157,13 @@ async fn kept_open_reports_name_what_the_model_names_once_it_has_folded_the_log(
     walk(&app, &f, late[1], &resolved).await;
 
     let community = store::CommunityId::new(f.community);
-    let sites: Vec<Uuid> = app
-        .db
-        .client()
-        .await
-        .query(
-            "SELECT DISTINCT (payload->'ReportSubmitted'->'place'->'site'->>'site')::uuid \
-             FROM events WHERE event_type = 'ReportSubmitted' AND community_id = $1",
-            &[&f.community],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let sites = sites_filed_at(&app, f.community).await;
     assert_eq!(sites.len(), 2);
     // The narrow window first, so the wide one makes the index load again.
     let mut asks = Vec::new();
     for since in [window_start, 0, i64::MAX] {
         for site in sites.iter().copied().chain([Uuid::new_v4()]) {
-            for category in KEPT_CATEGORIES.iter().chain(&["NO-SUCH-CATEGORY"]) {
+            for category in FILED_CATEGORIES.iter().chain(&["NO-SUCH-CATEGORY"]) {
                 asks.push(OpenReportsAsked {
                     site,
                     category: category.to_string(),

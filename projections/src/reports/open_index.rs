@@ -22,14 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::report::{Place, ReportEvent, ReportState};
+use domain::streams::StreamKind;
 use store::{CommunityId, EventStore, RecordedEvent};
 use uuid::Uuid;
 
 use super::lookups::OpenReportsAsked;
-use super::queries::folded_checkpoint;
+use super::queries::{folded_checkpoint, SUBMITTED};
 use super::NAME;
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
+use crate::runner::{entity_id, kind};
 use crate::sql::query;
 
 /// Reports a community may keep here (about 200 bytes each).
@@ -228,19 +230,8 @@ impl Kept {
             };
             kept.hold(report, held);
         }
-        let mut caught_up = 0;
-        let mut batches =
-            store.log_batches(community, kept.through + 1, i64::MAX, CATCH_UP_BATCH_SIZE);
-        while let Some(batch) = batches.next().await? {
-            caught_up += i64::try_from(batch.len()).unwrap_or(i64::MAX);
-            if caught_up > CATCH_UP_EVENTS_MAX {
-                return Ok(None);
-            }
-            for event in &batch {
-                kept.apply(event)?;
-            }
-        }
-        Ok(Some(kept))
+        let caught_up = kept.read_log(store, community).await?;
+        Ok(caught_up.then_some(kept))
     }
 
     /// Applies what was appended since `through`: from this process's tail
@@ -263,6 +254,16 @@ impl Kept {
         if held {
             return Ok(true);
         }
+        self.read_log(store, community).await
+    }
+
+    /// Applies the log after `through` to its end, read from PostgreSQL;
+    /// `false` when that is more than [`CATCH_UP_EVENTS_MAX`].
+    async fn read_log(
+        &mut self,
+        store: &EventStore,
+        community: CommunityId,
+    ) -> Result<bool, ProjectionError> {
         let mut read = 0;
         let mut batches =
             store.log_batches(community, self.through + 1, i64::MAX, CATCH_UP_BATCH_SIZE);
@@ -287,14 +288,11 @@ impl Kept {
             self.through
         );
         self.through = event.position;
-        let Some(report) = event
-            .stream_id
-            .strip_prefix(domain::streams::REPORT_PREFIX)
-            .and_then(|id| id.parse::<Uuid>().ok())
-        else {
+        if kind(event) != Some(StreamKind::Report) {
             return Ok(());
-        };
-        let submitted = event.event_type == "ReportSubmitted";
+        }
+        let report = entity_id(event, "report")?;
+        let submitted = event.event_type == SUBMITTED;
         if !submitted && !self.reports.contains_key(&report) {
             // Submitted before the horizon, at no site, or final.
             return Ok(());

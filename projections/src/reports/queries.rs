@@ -18,7 +18,7 @@ use crate::sql::{query, query_generic};
 
 /// The type of a report's first event (`domain::report::ReportEvent`), as
 /// the log names it.
-const SUBMITTED: &str = "ReportSubmitted";
+pub(super) const SUBMITTED: &str = "ReportSubmitted";
 /// The states of an open report (`ReportState::OPEN`), as SQL.
 pub(super) const OPEN_STATES: &str =
     "('submitted', 'accepted', 'assigned', 'escalated', 'in_progress')";
