@@ -1,6 +1,7 @@
 //! A repeat with the same idempotency key returns the first outcome and
 //! stores nothing new, however it arrives.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use store::{ExpectedVersion, IdempotencyKey, StoreError};
@@ -146,4 +147,140 @@ async fn a_conflicting_first_attempt_leaves_the_key_free() {
     let outcome = append(&store, fresh).await;
     assert!(!outcome.replayed);
     assert_eq!(outcome.last_position, 2);
+}
+
+/// What the other process wrote first, and what this one then asks.
+struct Guess {
+    name: &'static str,
+    /// Written by the other process, in order.
+    before: Vec<store::AppendRequest>,
+    /// Written by this process after its first batch, in order.
+    here_before: Vec<store::AppendRequest>,
+    /// Asked of this process, whose writer knows nothing of `before`.
+    asked: store::AppendRequest,
+    expect: Answer,
+}
+
+/// What a read of the database would have answered.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// The first outcome, replayed.
+    Replay,
+    KeyReused,
+    /// A conflict with the version the other process wrote.
+    Conflict,
+}
+
+/// A batch planned without the head lock takes the keys and new streams its
+/// writer does not know to be new, without reading them (ADR 0021). Each
+/// guess is wrong here (another process wrote them): the answer is the one
+/// a read would have given, and nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_batch_takes_to_be_new_is_read_when_another_process_wrote_it() {
+    let db = TestDb::new().await;
+    let there = db.store().await;
+    let community = community(&there).await;
+    let two_streams = |n| {
+        append_one(community, "redemption-9", ExpectedVersion::NoStream, n).stream(
+            stream("gift-9"),
+            stream_type(),
+            ExpectedVersion::NoStream,
+            vec![event(n + 1)],
+        )
+    };
+    let cases = vec![
+        Guess {
+            name: "a repeat of a key",
+            before: vec![
+                append_one(community, "report-1", ExpectedVersion::NoStream, 1)
+                    .idempotent(key("page-submit-1")),
+            ],
+            asked: append_one(community, "report-1", ExpectedVersion::NoStream, 1)
+                .idempotent(key("page-submit-1")),
+            here_before: vec![],
+            expect: Answer::Replay,
+        },
+        Guess {
+            name: "a key reused for another request",
+            before: vec![
+                append_one(community, "report-2", ExpectedVersion::NoStream, 2)
+                    .idempotent(key("page-submit-2")),
+            ],
+            asked: append_one(community, "report-3", ExpectedVersion::NoStream, 3)
+                .idempotent(key("page-submit-2")),
+            here_before: vec![],
+            expect: Answer::KeyReused,
+        },
+        Guess {
+            name: "a new stream that is not new",
+            before: vec![append_one(
+                community,
+                "report-4",
+                ExpectedVersion::NoStream,
+                4,
+            )],
+            asked: append_one(community, "report-4", ExpectedVersion::NoStream, 5),
+            here_before: vec![],
+            expect: Answer::Conflict,
+        },
+        Guess {
+            // The repeat's other stream moved on since, and this writer
+            // knows it: the refusal it would plan rests on a guessed key.
+            name: "a repeat refused on a stream this writer knows",
+            before: vec![
+                two_streams(6).idempotent(key("counter-place-6")),
+                append_one(community, "gift-9", ExpectedVersion::Exact(1), 8),
+            ],
+            here_before: vec![append_one(
+                community,
+                "gift-9",
+                ExpectedVersion::Exact(2),
+                9,
+            )],
+            asked: two_streams(6).idempotent(key("counter-place-6")),
+            expect: Answer::Replay,
+        },
+    ];
+    for case in cases {
+        let here = db.store().await;
+        let mut firsts = Vec::new();
+        for request in &case.before {
+            firsts.push(append(&there, request.clone()).await);
+        }
+        // This writer's first batch reads the head under its lock; the
+        // batches after it are planned on what it knows.
+        append(
+            &here,
+            append_one(community, "warm-up", ExpectedVersion::Any, 0),
+        )
+        .await;
+        for request in &case.here_before {
+            append(&here, request.clone()).await;
+        }
+        let stored = db.event_count().await;
+        let replans = here.stats().batch_replans_total.load(Ordering::Relaxed);
+        let answer = here.append(case.asked.clone()).await;
+        match (&answer, case.expect) {
+            (Ok(outcome), Answer::Replay) => {
+                assert!(outcome.replayed, "{}: {outcome:?}", case.name);
+                assert_eq!(
+                    outcome.first_position, firsts[0].first_position,
+                    "{}: the first outcome",
+                    case.name
+                );
+            }
+            (Err(StoreError::IdempotencyKeyReused { .. }), Answer::KeyReused) => {}
+            (Err(StoreError::Conflict { actual: 1, .. }), Answer::Conflict) => {}
+            (answer, _) => panic!("{}: {answer:?}", case.name),
+        }
+        // The guess was made, and planned again from what was read.
+        assert_eq!(
+            here.stats().batch_replans_total.load(Ordering::Relaxed),
+            replans + 1,
+            "{}: planned again once",
+            case.name
+        );
+        assert_eq!(db.event_count().await, stored, "{}: nothing new", case.name);
+        assert_chain_intact(&here, community).await;
+    }
 }

@@ -28,8 +28,8 @@ use crate::error::StoreError;
 use crate::limits;
 use crate::stats::StoreStats;
 use crate::store::Inner;
-use crate::types::{AppendOutcome, CommunityId, RecordedEvent};
-use plan::{plan_batch, HeadState, Known, Plan};
+use crate::types::{AppendOutcome, AppendRequest, CommunityId, RecordedEvent};
+use plan::{plan_batch, unknown, HeadState, Known, Plan, Unknown};
 pub(crate) use sql::APPENDED_CHANNEL;
 use sql::{look_up, recorded_events, write_planned, Lock, WriteEnd};
 
@@ -210,13 +210,15 @@ impl Writer {
         batch: &[PendingAppend],
     ) -> Result<(deadpool_postgres::Object, Plan), StoreError> {
         let client = self.inner.pool.get().await?;
-        let database_now = match self.clock_reading(batch) {
+        let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.append.request).collect();
+        let unknown = unknown(&requests, &self.known, true);
+        let database_now = match self.clock_reading(&unknown) {
             Some(now) => now,
             None => {
                 let lookup = look_up(
                     &client,
                     self.community_id,
-                    batch,
+                    &unknown,
                     &mut self.known,
                     Lock::None,
                 )
@@ -236,33 +238,23 @@ impl Writer {
             base,
             database_now,
             &mut self.known,
+            true,
         );
         self.head = Some(plan.head.clone());
         Ok((client, plan))
     }
 
     /// The database clock advanced by the time since it was read, when the
-    /// reading is fresh and the batch names only streams and keys the writer
-    /// knows: then planning needs no round trip.
-    fn clock_reading(&self, batch: &[PendingAppend]) -> Option<chrono::DateTime<chrono::Utc>> {
+    /// reading is fresh and the batch needs nothing else from the database:
+    /// then planning needs no round trip.
+    fn clock_reading(&self, unknown: &Unknown) -> Option<chrono::DateTime<chrono::Utc>> {
         let (read, at) = self.clock?;
         let elapsed = at.elapsed();
-        if elapsed.as_millis() > CLOCK_READING_TTL_MS {
+        if elapsed.as_millis() > CLOCK_READING_TTL_MS || !unknown.is_empty() {
             return None;
         }
-        let all_known = batch.iter().all(|p| {
-            let request = &p.append.request;
-            let key_known = request
-                .idempotency_key
-                .as_ref()
-                .is_none_or(|k| self.known.keys.contains_key(k.as_str()));
-            key_known
-                && request
-                    .named_streams()
-                    .all(|(stream_id, _)| self.known.versions.contains_key(stream_id.as_str()))
-        });
         let elapsed = chrono::TimeDelta::from_std(elapsed).ok()?;
-        all_known.then(|| read + elapsed)
+        Some(read + elapsed)
     }
 
     fn finish(
@@ -361,10 +353,12 @@ impl Writer {
     async fn try_commit_locked(&mut self, batch: &[PendingAppend]) -> Result<Plan, StoreError> {
         let client = self.inner.pool.get().await?;
         client.batch_execute("BEGIN").await?;
+        let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.append.request).collect();
+        let unknown = unknown(&requests, &self.known, false);
         let looked_up = look_up(
             &client,
             self.community_id,
-            batch,
+            &unknown,
             &mut self.known,
             Lock::Head,
         )
@@ -389,6 +383,7 @@ impl Writer {
             base,
             lookup.database_now,
             &mut self.known,
+            false,
         );
         if !plan.writes() {
             roll_back(client).await;

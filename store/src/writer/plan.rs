@@ -8,7 +8,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::append::ValidatedAppend;
 use crate::canonical::{chain_hash, compose_event, timestamp_text, EventHeader};
 use crate::error::StoreError;
-use crate::types::{AppendOutcome, CommunityId, ExpectedVersion, StreamVersion};
+use crate::types::{AppendOutcome, AppendRequest, CommunityId, ExpectedVersion, StreamVersion};
 
 /// Entries the writer remembers at most before it forgets them all (which
 /// only costs lookups in the database).
@@ -42,6 +42,72 @@ impl Known {
     }
 }
 
+/// What planning a batch must read from the database first: the
+/// idempotency keys and stream versions the writer does not know.
+pub(crate) struct Unknown<'a> {
+    pub keys: Vec<&'a str>,
+    pub streams: Vec<&'a str>,
+}
+
+impl Unknown<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.streams.is_empty()
+    }
+}
+
+/// The keys and streams of `requests` that `known` lacks. With
+/// `assume_new` (a batch planned without the head lock), some are taken to
+/// be new instead of read: every key, and every stream the batch only
+/// writes, each time expecting it not to exist yet (a filing's new report,
+/// a new redemption). A wrong guess cannot land: the batch's inserts break
+/// a unique index (`idempotency_keys`' key, `events_by_stream`), its
+/// transaction writes nothing, and it is planned again under the head
+/// lock, which reads everything it names. A stream a batch names as a
+/// condition, or writes at a version it may already have, is always read:
+/// nothing the batch inserts would catch a wrong guess about it.
+pub(crate) fn unknown<'a>(
+    requests: &[&'a AppendRequest],
+    known: &Known,
+    assume_new: bool,
+) -> Unknown<'a> {
+    let mut keys: Vec<&str> = if assume_new {
+        Vec::new()
+    } else {
+        requests
+            .iter()
+            .filter_map(|r| r.idempotency_key.as_ref().map(|k| k.as_str()))
+            .filter(|k| !known.keys.contains_key(*k))
+            .collect()
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    let mut named: Vec<(&str, bool)> = requests
+        .iter()
+        .flat_map(|r| {
+            let written = r.streams.iter().map(|s| {
+                let new = matches!(
+                    s.expected,
+                    ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+                );
+                (s.stream_id.as_str(), new)
+            });
+            let conditions = r.conditions.iter().map(|c| (c.stream_id.as_str(), false));
+            written.chain(conditions)
+        })
+        .filter(|(stream, _)| !known.versions.contains_key(*stream))
+        .collect();
+    named.sort_unstable();
+    // Sorted, a stream's `false` comes first: one name that may not be
+    // guessed is enough to read it.
+    named.dedup_by(|later, earlier| later.0 == earlier.0);
+    let streams = named
+        .into_iter()
+        .filter(|(_, new)| !(assume_new && *new))
+        .map(|(stream, _)| stream)
+        .collect();
+    Unknown { keys, streams }
+}
+
 pub(crate) struct PlannedEvent {
     pub append: usize,
     pub stream: usize,
@@ -66,7 +132,10 @@ pub(crate) struct Plan {
     /// believed it to be: its caller read that version from the database,
     /// so another process wrote the stream and the writer's beliefs are
     /// stale. Conflicts judged on them would be false; the batch must be
-    /// planned again from the database.
+    /// planned again from the database. So is a batch that refused an
+    /// append whose key or new stream was guessed (see [`unknown`]): the
+    /// key may be a repeat, whose answer is its first outcome, not the
+    /// refusal.
     pub outdated: bool,
 }
 
@@ -77,14 +146,18 @@ impl Plan {
 }
 
 /// Plans `appends` on top of `base`. `known` must hold the version of every
-/// stream the batch names and every idempotency key the database knows of;
-/// it is updated with what this batch writes.
+/// stream the batch names and every idempotency key the database knows of,
+/// but for those [`unknown`] assumes new (a missing stream is at version 0,
+/// a missing key was never used); it is updated with what this batch
+/// writes. `guessed`: whether such were assumed (a batch planned without
+/// the head lock), rather than read and found absent.
 pub(crate) fn plan_batch(
     community_id: CommunityId,
     appends: &[&ValidatedAppend],
     base: HeadState,
     database_now: DateTime<Utc>,
     known: &mut Known,
+    guessed: bool,
 ) -> Plan {
     let now = database_now
         .duration_trunc(TimeDelta::microseconds(1))
@@ -114,19 +187,19 @@ pub(crate) fn plan_batch(
             append.landing.planned(false);
             continue;
         }
-        if let Some(refused) = refused_behind(append, &known.versions) {
-            append.landing.planned(false);
-            results.push(Err(refused));
-            continue;
-        }
-        if let Some(conflict) = find_conflict(append, &known.versions) {
+        let refusal = refused_behind(append, &known.versions).or_else(|| {
+            let conflict = find_conflict(append, &known.versions)?;
             outdated |= matches!(
                 conflict,
                 StoreError::Conflict { expected: ExpectedVersion::Exact(expected), actual, .. }
                     if expected > actual
             );
-            results.push(Err(conflict));
+            Some(conflict)
+        });
+        if let Some(refused) = refusal {
+            outdated |= guessed && rests_on_a_guess(append, known);
             append.landing.planned(false);
+            results.push(Err(refused));
             continue;
         }
         append.landing.planned(true);
@@ -195,6 +268,21 @@ pub(crate) fn plan_batch(
         new_keys,
         outdated,
     }
+}
+
+/// Whether planning `append` assumed its key or a stream it writes new,
+/// not having read them.
+fn rests_on_a_guess(append: &ValidatedAppend, known: &Known) -> bool {
+    let request = &append.request;
+    let key_guessed = request
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| !known.keys.contains_key(k.as_str()));
+    key_guessed
+        || request
+            .streams
+            .iter()
+            .any(|s| !known.versions.contains_key(s.stream_id.as_str()))
 }
 
 fn replay(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::{Json, ToSql};
 
-use super::plan::{HeadState, Known, Plan, PlannedEvent};
+use super::plan::{HeadState, Known, Plan, PlannedEvent, Unknown};
 use super::PendingAppend;
 use crate::append::EncodedEvent;
 use crate::error::StoreError;
@@ -58,29 +58,16 @@ pub(crate) struct Lookup {
 }
 
 /// Reads the clock (and, with `Lock::Head`, locks and reads the head), then
-/// the stream versions and idempotency keys of the batch that `known` lacks.
+/// the stream versions and idempotency keys in `unknown`.
 pub(crate) async fn look_up<C: GenericClient>(
     client: &C,
     community_id: CommunityId,
-    batch: &[PendingAppend],
+    unknown: &Unknown<'_>,
     known: &mut Known,
     lock: Lock,
 ) -> Result<Lookup, StoreError> {
     let community = community_id.as_uuid();
-    let requests = batch.iter().map(|p| &p.append.request);
-    let mut keys: Vec<&str> = requests
-        .clone()
-        .filter_map(|r| r.idempotency_key.as_ref().map(|k| k.as_str()))
-        .filter(|k| !known.keys.contains_key(*k))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut streams: Vec<&str> = requests
-        .flat_map(|r| r.named_streams().map(|(stream_id, _)| stream_id.as_str()))
-        .filter(|s| !known.versions.contains_key(*s))
-        .collect();
-    streams.sort_unstable();
-    streams.dedup();
+    let (keys, streams) = (&unknown.keys, &unknown.streams);
     let first_sql = if lock == Lock::Head { LOCK_HEAD } else { CLOCK };
     let (first, find_keys, find_versions) = futures::try_join!(
         client.prepare_cached(first_sql),
@@ -88,8 +75,8 @@ pub(crate) async fn look_up<C: GenericClient>(
         client.prepare_cached(FIND_VERSIONS),
     )?;
     let first_params: [&(dyn ToSql + Sync); 1] = [&community];
-    let key_params: [&(dyn ToSql + Sync); 2] = [&community, &keys];
-    let version_params: [&(dyn ToSql + Sync); 2] = [&community, &streams];
+    let key_params: [&(dyn ToSql + Sync); 2] = [&community, keys];
+    let version_params: [&(dyn ToSql + Sync); 2] = [&community, streams];
     // Sent together (tokio-postgres pipelines them); under the lock, the
     // lookups run after it is taken and so see every earlier commit.
     let (first, key_rows, version_rows) = futures::try_join!(
