@@ -151,7 +151,7 @@ impl Directory {
         if !loaded.state.registered {
             return Err(AppError::not_found("community"));
         }
-        let state = Arc::new(loaded.state);
+        let state = loaded.state;
         let mut cache = self.lock();
         if cache.len() >= CACHED_COMMUNITIES_MAX && !cache.contains_key(&community) {
             cache.clear();

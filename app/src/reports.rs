@@ -5,6 +5,8 @@
 //! see whom. Everything is validated before anything is stored, so a
 //! refused request leaves nothing behind.
 
+use std::sync::Arc;
+
 use domain::community::Community;
 use domain::report::{
     Place, RejectionReason, Report, ReportCommand, ReportEvent, Reporter, SubmitReport,
@@ -242,7 +244,7 @@ impl ReportAction {
 #[derive(Clone, Debug)]
 pub struct ReportActed {
     pub position: i64,
-    pub report: Report,
+    pub report: Arc<Report>,
 }
 
 /// A command as decided from the report's state, by whom and when.

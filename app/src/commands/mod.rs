@@ -75,7 +75,9 @@ impl RequestMeta {
 
 /// An aggregate loaded from its stream, at a version.
 pub struct Loaded<A> {
-    pub state: A,
+    /// Shared with the states kept (`StateCache`): a load or a decision
+    /// copies it only to change it.
+    pub state: Arc<A>,
     pub version: i64,
     /// The append of this process, queued and not yet committed, that
     /// brings the stream to `version`: a decision on this state lands only
@@ -87,7 +89,7 @@ impl<A> Loaded<A> {
     /// A state read from the log (or a stream known to be empty).
     pub fn stored(state: A, version: i64) -> Self {
         Loaded {
-            state,
+            state: Arc::new(state),
             version,
             landing: None,
         }
@@ -137,7 +139,7 @@ impl<T> Decision<T> {
         self.decided
             .push(decided::<A>(stream_id, loaded.version, event)?);
         self.behind.extend(loaded.landing.iter().cloned());
-        let mut state = loaded.state.clone();
+        let mut state = A::clone(&loaded.state);
         state.apply(event.clone());
         self.after
             .push((stream_id.to_string(), loaded.version + 1, Arc::new(state)));
@@ -211,7 +213,7 @@ impl Commands {
         mut loaded: Loaded<A>,
     ) -> AppResult<Loaded<A>>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Event: DeserializeOwned,
     {
         loop {
@@ -242,7 +244,10 @@ impl Commands {
         let start = match self.cache.get::<A>(community.as_uuid(), stream_id) {
             Some(kept) => match &kept.landing {
                 Some(landing) if !landing.settled().await => Loaded::stored(A::default(), 0),
-                _ => Loaded::stored(kept.state, kept.version),
+                _ => Loaded {
+                    landing: None,
+                    ..kept
+                },
             },
             None => Loaded::stored(A::default(), 0),
         };
@@ -256,11 +261,12 @@ impl Commands {
     where
         A: Aggregate + Clone + 'static,
     {
-        self.cache.put(
+        self.cache.put_shared(
             community.as_uuid(),
             stream_id,
             loaded.version,
-            &loaded.state,
+            loaded.state.clone(),
+            None,
         );
     }
 
@@ -488,7 +494,7 @@ impl Commands {
         meta: &RequestMeta,
         contents: &[Prepared],
         command: impl Fn(&A) -> AppResult<A::Command>,
-    ) -> AppResult<(AppendOutcome, A)>
+    ) -> AppResult<(AppendOutcome, Arc<A>)>
     where
         A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
@@ -508,7 +514,7 @@ impl Commands {
         meta: &RequestMeta,
         contents: &[Prepared],
         command: impl Fn(&A) -> AppResult<A::Command>,
-    ) -> AppResult<(AppendOutcome, A)>
+    ) -> AppResult<(AppendOutcome, Arc<A>)>
     where
         A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
@@ -525,7 +531,7 @@ impl Commands {
         contents: &[Prepared],
         command: impl Fn(&A) -> AppResult<A::Command>,
         minted: bool,
-    ) -> AppResult<(AppendOutcome, A)>
+    ) -> AppResult<(AppendOutcome, Arc<A>)>
     where
         A: Aggregate + Decide + Default + Clone + 'static,
         A::Event: DeserializeOwned + Serialize,
@@ -598,7 +604,7 @@ impl Commands {
                     return Ok((outcome, stored.state));
                 }
                 Ok(outcome) => {
-                    loaded.state.apply(event);
+                    Arc::make_mut(&mut loaded.state).apply(event);
                     loaded.version += 1;
                     self.remember(community, stream_id, &loaded);
                     return Ok((outcome, loaded.state));
@@ -730,16 +736,21 @@ fn conflict_pause(attempt: usize) -> std::time::Duration {
 /// Folds `events`, the next of its stream, into a loaded aggregate.
 pub fn fold<A>(loaded: &mut Loaded<A>, events: &[RecordedEvent]) -> AppResult<()>
 where
-    A: Aggregate,
+    A: Aggregate + Clone,
     A::Event: DeserializeOwned,
 {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Copied only if the kept states share it.
+    let state = Arc::make_mut(&mut loaded.state);
     for event in events {
         assert_eq!(
             event.stream_version,
             loaded.version + 1,
             "stream versions are gap-free"
         );
-        loaded.state.apply(event.decode::<A::Event>()?);
+        state.apply(event.decode::<A::Event>()?);
         loaded.version = event.stream_version;
     }
     Ok(())

@@ -124,10 +124,10 @@ impl StateCache {
         if !stands(landing) {
             return None;
         }
-        let state = state.downcast_ref::<A>()?;
+        let state = Arc::clone(state).downcast::<A>().ok()?;
         Some(Loaded {
             version: *version,
-            state: state.clone(),
+            state,
             landing: landing.clone().filter(|landing| !landing.has_landed()),
         })
     }
@@ -241,6 +241,26 @@ mod tests {
             .newer
             .keys()
             .all(|key| !states.older.contains_key(key)));
+    }
+
+    /// A kept state is handed out shared, not copied (a wallet remembers
+    /// every grant it was paid: copying it per decision grew with its
+    /// history); changing what was handed out copies it, and what is kept
+    /// stays as it was.
+    #[test]
+    fn kept_states_are_shared_until_changed() {
+        let cache = StateCache::default();
+        let community = Uuid::new_v4();
+        let state = Arc::new((0..10_000u32).collect::<Vec<u32>>());
+        cache.put_shared(community, "wallet-1", 3, state.clone(), None);
+        let mut loaded = cache.get::<Vec<u32>>(community, "wallet-1").unwrap();
+        assert!(Arc::ptr_eq(&loaded.state, &state), "handed out shared");
+        assert!(cache.get::<String>(community, "wallet-1").is_none());
+        Arc::make_mut(&mut loaded.state).push(10_000);
+        assert!(!Arc::ptr_eq(&loaded.state, &state));
+        let again = cache.get::<Vec<u32>>(community, "wallet-1").unwrap();
+        assert!(Arc::ptr_eq(&again.state, &state));
+        assert_eq!(again.state.len(), 10_000, "the kept state is unchanged");
     }
 
     /// A stream forgotten is forgotten in both generations, and an older

@@ -331,7 +331,8 @@ impl EarningProcess {
         if events.len() as i64 == REPORT_EVENTS_READ {
             loaded = commands.load_from(community, &stream_id, loaded).await?;
         }
-        Ok((loaded.state, filed_as_staff))
+        // Folded here, shared with nothing: taken, not copied.
+        Ok((Arc::unwrap_or_clone(loaded.state), filed_as_staff))
     }
 
     async fn follow_suggestion(

@@ -8,6 +8,8 @@ pub mod earning;
 pub mod service;
 pub mod sweeper;
 
+use std::sync::Arc;
+
 use domain::community::Community;
 use domain::points::redemption::Placement;
 use domain::points::wallet::ReversalReason;
@@ -384,8 +386,8 @@ impl PointsDesk {
             .commands
             .load::<Redemption>(community, &redemption_stream(redemption.0))
             .await?;
-        match loaded.state.placement {
-            Some(placement) => Ok((loaded.state.status, placement)),
+        match &loaded.state.placement {
+            Some(placement) => Ok((loaded.state.status, placement.clone())),
             None => Err(AppError::not_found(format!("redemption {redemption}"))),
         }
     }
@@ -403,6 +405,7 @@ impl PointsDesk {
             .await?;
         kept.state
             .placement
+            .clone()
             .ok_or_else(|| AppError::not_found(format!("redemption {redemption}")))
     }
 
@@ -421,7 +424,7 @@ impl PointsDesk {
             .commands
             .load_kept::<Redemption>(community, &redemption_stream(redemption.0))
             .await?;
-        let Some(placement) = kept.state.placement else {
+        let Some(placement) = kept.state.placement.clone() else {
             return Err(AppError::not_found(format!("redemption {redemption}")));
         };
         if centre.is_some_and(|centre| centre != placement.centre) {
@@ -444,7 +447,7 @@ impl PointsDesk {
                 let gift = commands.load_kept::<Gift>(community, &gift_id).await?;
                 let decided =
                     counter::finish(&loaded.state, &wallet.state, &gift.state, finish, at)?;
-                let mut after = loaded.state.clone();
+                let mut after = Redemption::clone(&loaded.state);
                 cqrs_es::Aggregate::apply(&mut after, decided.redemption.clone());
                 Decision::new(after.status)
                     .with(&redemption_id, &loaded, &decided.redemption)?
@@ -463,7 +466,7 @@ impl PointsDesk {
         centre: Option<CentreId>,
         contents: &[Prepared],
         command: impl Fn(&Gift) -> AppResult<GiftCommand>,
-    ) -> AppResult<(AppendOutcome, Gift)> {
+    ) -> AppResult<(AppendOutcome, Arc<Gift>)> {
         self.community(community).await?;
         self.commands
             .execute::<Gift>(community, &gift_stream(gift.0), meta, contents, |state| {
