@@ -28,7 +28,7 @@ use crate::error::StoreError;
 use crate::limits;
 use crate::stats::StoreStats;
 use crate::store::Inner;
-use crate::types::{AppendOutcome, AppendRequest, CommunityId, RecordedEvent};
+use crate::types::{AppendOutcome, CommunityId, RecordedEvent};
 use plan::{plan_batch, unknown, HeadState, Known, Plan, Unknown};
 pub(crate) use sql::APPENDED_CHANNEL;
 use sql::{look_up, recorded_events, write_planned, Lock, WriteEnd};
@@ -210,8 +210,8 @@ impl Writer {
         batch: &[PendingAppend],
     ) -> Result<(deadpool_postgres::Object, Plan), StoreError> {
         let client = self.inner.pool.get().await?;
-        let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.append.request).collect();
-        let unknown = unknown(&requests, &self.known, true);
+        let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
+        let unknown = unknown(&appends, &self.known, true);
         let database_now = match self.clock_reading(&unknown) {
             Some(now) => now,
             None => {
@@ -231,7 +231,6 @@ impl Writer {
             .head
             .clone()
             .expect("a pipelined batch has a head to build on");
-        let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
         let plan = plan_batch(
             self.community_id,
             &appends,
@@ -353,8 +352,8 @@ impl Writer {
     async fn try_commit_locked(&mut self, batch: &[PendingAppend]) -> Result<Plan, StoreError> {
         let client = self.inner.pool.get().await?;
         client.batch_execute("BEGIN").await?;
-        let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.append.request).collect();
-        let unknown = unknown(&requests, &self.known, false);
+        let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
+        let unknown = unknown(&appends, &self.known, false);
         let looked_up = look_up(
             &client,
             self.community_id,
@@ -376,7 +375,6 @@ impl Writer {
             return Ok(Plan::refused(batch.len(), unknown));
         };
         self.clock = Some((lookup.database_now, Instant::now()));
-        let appends: Vec<&ValidatedAppend> = batch.iter().map(|p| &p.append).collect();
         let plan = plan_batch(
             self.community_id,
             &appends,

@@ -8,7 +8,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::append::ValidatedAppend;
 use crate::canonical::{chain_hash, compose_event, timestamp_text, EventHeader};
 use crate::error::StoreError;
-use crate::types::{AppendOutcome, AppendRequest, CommunityId, ExpectedVersion, StreamVersion};
+use crate::types::{AppendOutcome, CommunityId, ExpectedVersion, StreamVersion};
 
 /// Entries the writer remembers at most before it forgets them all (which
 /// only costs lookups in the database).
@@ -55,7 +55,7 @@ impl Unknown<'_> {
     }
 }
 
-/// The keys and streams of `requests` that `known` lacks. With
+/// The keys and streams of `appends` that `known` lacks. With
 /// `assume_new` (a batch planned without the head lock), some are taken to
 /// be new instead of read: every key, and every stream the batch only
 /// writes, each time expecting it not to exist yet (a filing's new report,
@@ -66,23 +66,24 @@ impl Unknown<'_> {
 /// condition, or writes at a version it may already have, is always read:
 /// nothing the batch inserts would catch a wrong guess about it.
 pub(crate) fn unknown<'a>(
-    requests: &[&'a AppendRequest],
+    appends: &[&'a ValidatedAppend],
     known: &Known,
     assume_new: bool,
 ) -> Unknown<'a> {
     let mut keys: Vec<&str> = if assume_new {
         Vec::new()
     } else {
-        requests
+        appends
             .iter()
-            .filter_map(|r| r.idempotency_key.as_ref().map(|k| k.as_str()))
+            .filter_map(|a| a.request.idempotency_key.as_ref().map(|k| k.as_str()))
             .filter(|k| !known.keys.contains_key(*k))
             .collect()
     };
     keys.sort_unstable();
     keys.dedup();
-    let mut named: Vec<(&str, bool)> = requests
+    let mut named: Vec<(&str, bool)> = appends
         .iter()
+        .map(|a| &a.request)
         .flat_map(|r| {
             let written = r.streams.iter().map(|s| {
                 let new = matches!(
