@@ -418,13 +418,58 @@ async fn scans(app: &TestApp, schema: &str) -> BTreeMap<String, (i64, i64, i64)>
 /// The history of [`history`], then `weeks` more reports filed and
 /// accepted a week apart, so the read models' tables outgrow what one
 /// batch names (every leaderboard gains scores for each new week and
-/// month). Returns the head.
+/// month), and each week at the counter: points granted to a resident,
+/// a redemption cancelled and two completed (so the redemptions, the
+/// gift's holds and the resident's lot, changed and then used up, are
+/// changed where they are stored, not only added to). Returns the head.
 async fn grown_history(app: &TestApp, weeks: usize) -> i64 {
     let (_, f) = history(app).await;
-    for _ in 0..weeks {
+    let admin = Some(f.admin.as_str());
+    let centre = app
+        .ok(
+            admin,
+            "mutation($c: UUID!) { addCentre(communityId: $c, name: \"河长驿站\") { id } }",
+            json!({"c": f.community}),
+        )
+        .await["addCentre"]["id"]
+        .clone();
+    let gift: uuid::Uuid = app
+        .ok(
+            admin,
+            "mutation($c: UUID!, $k: UUID!) { offerGift(communityId: $c, centreId: $k, \
+             name: \"环保购物袋\", price: \"1\", stock: 1000) { id } }",
+            json!({"c": f.community, "k": centre}),
+        )
+        .await["offerGift"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for week in 0..weeks {
         app.clock.advance_hours(24 * 7);
         let (report, _) = submit(app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
         act(app, &f, &f.admin, "acceptReport", report).await;
+        // A resident of the week, whose one lot is spent in part, then
+        // wholly: no wallet's lots outgrow a batch.
+        let resident = uuid::Uuid::new_v4();
+        app.grant(&f, resident, "2").await;
+        let finishes = [
+            "cancelRedemption",
+            "completeRedemption",
+            "completeRedemption",
+        ];
+        for (n, finish) in finishes.into_iter().enumerate() {
+            let key = format!("week-{week}-{n}");
+            let (redemption, _) = app
+                .placed(&f.admin, f.community, resident, gift, &key)
+                .await;
+            app.ok(
+                admin,
+                &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
+                json!({"c": f.community, "r": redemption}),
+            )
+            .await;
+        }
     }
     app.watcher.tick().await.unwrap();
     app.head(f.community).await

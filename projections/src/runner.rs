@@ -108,8 +108,8 @@ fn analyze_due(before: u64, after: u64) -> bool {
 /// history grew. With scans and hash and merge joins priced out, no
 /// statement scans a table, whatever the statistics and costs say
 /// (docs/adr/0016). An index scan may still read the community's rows
-/// through the first column of an index: loads and deletes are written as
-/// a probe per key for that (`sql::probe`), and the statistics are kept
+/// through the first column of an index: loads, updates and deletes are
+/// written as a probe per key for that (`sql::probe`), and the statistics are kept
 /// near the tables' size ([`analyze_due`], docs/adr/0017).
 macro_rules! fold_settings {
     () => {

@@ -112,6 +112,23 @@ pub(crate) fn delete_probed(table: &str, keys: &str, key: &str) -> String {
     )
 }
 
+/// Updates the rows of `table` (qualified) that `rows` (the batch's rows
+/// as a set aliased `d`, such as `unnest($2::uuid[], $3::text[]) AS
+/// d(id, state)`) name, each found by [`probe`] on `key` (`id = d.id`) and
+/// then changed by its row address: `set` assigns the columns from `d`
+/// and from `t`, the row as stored. Joined to the table directly (`FROM
+/// unnest(…) … WHERE t.id = d.id`), the statement's plan was made while
+/// the table was small and kept: every redemption completed read every
+/// redemption of its community, 5.8 ms a batch at 9,000 redemptions and
+/// growing.
+pub(crate) fn update_probed(table: &str, set: &str, rows: &str, key: &str) -> String {
+    format!(
+        "UPDATE {table} AS t SET {set} FROM (SELECT p.ctid AS found, d.* FROM {rows} \
+         CROSS JOIN LATERAL ({}) AS p) AS d WHERE t.ctid = d.found",
+        probe(table, "ctid", key)
+    )
+}
+
 /// The rows a batch loaded to change, keyed by id ([`load_rows`]).
 pub(crate) struct Loaded<T> {
     /// The keys found stored: the rows [`replace_rows`] deletes.

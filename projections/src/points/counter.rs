@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::runner::entity_id;
-use crate::sql::{column, execute, insert_rows, TableRow};
+use crate::sql::{column, execute, insert_rows, update_probed, TableRow};
 
 #[derive(Default)]
 pub(super) struct Counter {
@@ -275,12 +275,13 @@ impl Counter {
     ) -> Result<(), ProjectionError> {
         insert_rows(transaction, &format!("{schema}.gifts"), &self.offered).await?;
         if !self.gifts.is_empty() {
-            let sql = format!(
-                "UPDATE {schema}.gifts g SET stock = d.stock, held = coalesce(d.held, g.held), \
-                 handed_over = g.handed_over + d.handed_over, last_position = d.last_position \
-                 FROM unnest($2::uuid[], $3::integer[], $4::integer[], $5::integer[], \
-                     $6::bigint[]) AS d(gift_id, stock, held, handed_over, last_position) \
-                 WHERE g.community_id = $1 AND g.gift_id = d.gift_id"
+            let sql = update_probed(
+                &format!("{schema}.gifts"),
+                "stock = d.stock, held = coalesce(d.held, t.held), \
+                 handed_over = t.handed_over + d.handed_over, last_position = d.last_position",
+                "unnest($2::uuid[], $3::integer[], $4::integer[], $5::integer[], $6::bigint[]) \
+                 AS d(gift_id, stock, held, handed_over, last_position)",
+                "gift_id = d.gift_id",
             );
             let gifts: Vec<&GiftChange> = self.gifts.values().collect();
             update_each(
@@ -300,12 +301,13 @@ impl Counter {
         insert_rows(transaction, &format!("{schema}.gift_lines"), &self.lines).await?;
         insert_rows(transaction, &format!("{schema}.redemptions"), &self.placed).await?;
         if !self.finished.is_empty() {
-            let sql = format!(
-                "UPDATE {schema}.redemptions r SET status = d.status, finished_at = d.at, \
-                 finished_by = d.by, last_position = d.last_position \
-                 FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::uuid[], $6::bigint[]) \
-                     AS d(redemption_id, status, at, by, last_position) \
-                 WHERE r.community_id = $1 AND r.redemption_id = d.redemption_id"
+            let sql = update_probed(
+                &format!("{schema}.redemptions"),
+                "status = d.status, finished_at = d.at, finished_by = d.by, \
+                 last_position = d.last_position",
+                "unnest($2::uuid[], $3::text[], $4::bigint[], $5::uuid[], $6::bigint[]) \
+                 AS d(redemption_id, status, at, by, last_position)",
+                "redemption_id = d.redemption_id",
             );
             let finished: Vec<&Finished> = self.finished.values().collect();
             update_each(

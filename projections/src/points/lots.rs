@@ -17,7 +17,9 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::sql::{column, execute, insert_rows, probe, query, TableRow};
+use crate::sql::{
+    column, delete_probed, execute, insert_rows, probe, query, update_probed, TableRow,
+};
 
 pub(super) const TABLES_SQL: &str = "
 CREATE TABLE {schema}.wallet_lots (
@@ -206,21 +208,22 @@ impl Lots {
             }
         }
         if !used_up.is_empty() {
-            let sql = format!(
-                "DELETE FROM {schema}.wallet_lots AS l USING unnest($2::uuid[], $3::bigint[]) \
-                 AS d(resident_id, position) WHERE l.community_id = $1 \
-                 AND l.resident_id = d.resident_id AND l.position = d.position"
+            let sql = delete_probed(
+                &format!("{schema}.wallet_lots"),
+                "unnest($2::uuid[], $3::bigint[]) AS d(resident_id, position)",
+                "resident_id = d.resident_id AND position = d.position",
             );
             let residents = column(&used_up, |(resident, _)| *resident);
             let positions = column(&used_up, |(_, lot)| lot.position);
             execute(transaction, &sql, &[&community, &residents, &positions]).await?;
         }
         if !changed.is_empty() {
-            let sql = format!(
-                "UPDATE {schema}.wallet_lots AS l SET remaining = d.remaining \
-                 FROM unnest($2::uuid[], $3::bigint[], $4::numeric[]) \
-                 AS d(resident_id, position, remaining) WHERE l.community_id = $1 \
-                 AND l.resident_id = d.resident_id AND l.position = d.position"
+            let sql = update_probed(
+                &format!("{schema}.wallet_lots"),
+                "remaining = d.remaining",
+                "unnest($2::uuid[], $3::bigint[], $4::numeric[]) \
+                 AS d(resident_id, position, remaining)",
+                "resident_id = d.resident_id AND position = d.position",
             );
             let residents = column(&changed, |(resident, _)| *resident);
             let positions = column(&changed, |(_, lot)| lot.position);
