@@ -74,6 +74,12 @@ pub(crate) struct Inner {
     pub pg_config: tokio_postgres::Config,
     pub stats: StoreStats,
     writers: Mutex<HashMap<CommunityId, WriterQueue>>,
+    /// The runtime the store was connected on, where every community's
+    /// writer runs: not the runtime of whichever caller first appends to
+    /// the community, such as one HTTP worker's thread, which would carry
+    /// that community's writing beside its own requests and stop it when
+    /// that runtime ends.
+    pub(crate) runtime: tokio::runtime::Handle,
     /// `local_day` answers by time zone and minute (see there).
     days: Mutex<HashMap<(String, i64), i32>>,
     writer_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -161,6 +167,7 @@ impl EventStore {
             pg_config,
             stats: StoreStats::default(),
             writers: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
             days: Mutex::new(HashMap::new()),
             writer_tasks: Mutex::new(Vec::new()),
             heads: Mutex::new(HashMap::new()),

@@ -584,3 +584,40 @@ async fn every_commit_is_announced_to_other_processes_once_it_landed() {
         assert_eq!(*seen, head, "nothing beyond what was committed");
     }
 }
+
+/// A community's writer runs on the runtime the store was connected on,
+/// not on the runtime of the caller that first appended to the community
+/// (in the server, one HTTP worker's single thread, which would carry that
+/// community's writing beside its own requests). Appended to first from a
+/// runtime of its own that then ends, the community is still written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_communitys_writer_outlives_the_runtime_of_its_first_caller() {
+    let db = TestDb::new().await;
+    for store in [db.store().await, db.pipelined_store().await] {
+        let community = community(&store).await;
+        let first = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let caller = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let request = append_one(community, "site-1", ExpectedVersion::NoStream, 1);
+                caller.block_on(async { store.append(request).await })
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(first.expect("the first append lands").last_position, 1);
+        // The first caller's runtime has ended; the writer it started has not.
+        for n in 2..=4 {
+            let request = append_one(community, "site-1", ExpectedVersion::Exact(n - 1), n);
+            let outcome =
+                tokio::time::timeout(std::time::Duration::from_secs(10), store.append(request))
+                    .await
+                    .expect("the writer answers");
+            assert_eq!(outcome.expect("appended").last_position, n);
+        }
+        assert_eq!(read_all(&store, community).await.len(), 4);
+    }
+}

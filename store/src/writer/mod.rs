@@ -66,6 +66,7 @@ pub(crate) fn spawn_writer(
 ) -> (WriterQueue, JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(limits::WRITER_QUEUE_CAPACITY);
     let pipeline_depth = inner.pipeline_depth;
+    let runtime = inner.runtime.clone();
     assert!(pipeline_depth >= 1, "at least one batch can be in flight");
     let writer = Writer {
         inner,
@@ -76,7 +77,7 @@ pub(crate) fn spawn_writer(
         known: Known::default(),
         generation: 0,
     };
-    let task = tokio::spawn(writer.run(receiver));
+    let task = runtime.spawn(writer.run(receiver));
     (sender, task)
 }
 
