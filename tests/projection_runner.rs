@@ -84,21 +84,8 @@ async fn history(app: &TestApp) -> (i64, Fixture) {
     let gift = app.gift(&counter, "3", 5).await;
     app.grant(&counter.f, counter.f.resident_id, "20").await;
     for (key, finish) in [("h-1", "completeRedemption"), ("h-2", "cancelRedemption")] {
-        let (redemption, _) = app
-            .placed(
-                &counter.clerk,
-                counter.f.community,
-                counter.f.resident_id,
-                gift,
-                key,
-            )
-            .await;
-        app.ok(
-            Some(&counter.clerk),
-            &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
-            json!({"c": counter.f.community, "r": redemption}),
-        )
-        .await;
+        let (clerk, f) = (&counter.clerk, &counter.f);
+        redeemed(app, clerk, (f.community, f.resident_id, gift), key, finish).await;
     }
     let f = counter.f;
     let assign = format!("assignReport(workerId: \"{}\")", f.worker_id);
@@ -415,6 +402,25 @@ async fn scans(app: &TestApp, schema: &str) -> BTreeMap<String, (i64, i64, i64)>
         .collect()
 }
 
+/// Places a redemption of one `gift` for `resident` at the counter, as
+/// `token` (a clerk or an admin), and finishes it with `finish`
+/// (`completeRedemption` or `cancelRedemption`).
+async fn redeemed(
+    app: &TestApp,
+    token: &str,
+    (community, resident, gift): (uuid::Uuid, uuid::Uuid, uuid::Uuid),
+    key: &str,
+    finish: &str,
+) {
+    let (redemption, _) = app.placed(token, community, resident, gift, key).await;
+    app.ok(
+        Some(token),
+        &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
+        json!({"c": community, "r": redemption}),
+    )
+    .await;
+}
+
 /// The history of [`history`], then `weeks` more reports filed and
 /// accepted a week apart, so the read models' tables outgrow what one
 /// batch names (every leaderboard gains scores for each new week and
@@ -460,15 +466,7 @@ async fn grown_history(app: &TestApp, weeks: usize) -> i64 {
         ];
         for (n, finish) in finishes.into_iter().enumerate() {
             let key = format!("week-{week}-{n}");
-            let (redemption, _) = app
-                .placed(&f.admin, f.community, resident, gift, &key)
-                .await;
-            app.ok(
-                admin,
-                &format!("mutation($c: UUID!, $r: UUID!) {{ {finish}(communityId: $c, redemptionId: $r) {{ status }} }}"),
-                json!({"c": f.community, "r": redemption}),
-            )
-            .await;
+            redeemed(app, &f.admin, (f.community, resident, gift), &key, finish).await;
         }
     }
     app.watcher.tick().await.unwrap();

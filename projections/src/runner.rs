@@ -109,8 +109,8 @@ fn analyze_due(before: u64, after: u64) -> bool {
 /// statement scans a table, whatever the statistics and costs say
 /// (docs/adr/0016). An index scan may still read the community's rows
 /// through the first column of an index: loads, updates and deletes are
-/// written as a probe per key for that (`sql::probe`), and the statistics are kept
-/// near the tables' size ([`analyze_due`], docs/adr/0017).
+/// written as a probe per key for that (`sql::probe`), and the statistics
+/// are kept near the tables' size ([`analyze_due`], docs/adr/0017).
 macro_rules! fold_settings {
     () => {
         "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
