@@ -1120,6 +1120,101 @@ async fn ask_the_kept_reports(
     }
 }
 
+/// A burst of events with no filing among them, longer than the tail of
+/// the log this process keeps (a morning of acceptances, say): the next
+/// filing's lookup loads the community again from the reports model,
+/// which has folded the burst, and reads from the log only what the model
+/// has not, instead of the whole burst while the community's filings
+/// wait; and it still names what the model names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_open_reports_pass_a_burst_longer_than_the_tail_by_the_model_not_the_log() {
+    use projections::reports::{NewestOpen, OpenReportIndex, OpenReportsAsked};
+    use std::sync::atomic::Ordering;
+    let app = without_read_models().await;
+    let f = app.fixture().await;
+    let (reports, runner, generation) = reports_folded_when_told(&app).await;
+    let filed = file_round(&app, &f).await;
+    let community = store::CommunityId::new(f.community);
+    let mut asks = Vec::new();
+    for site in sites_filed_at(&app, f.community).await {
+        for category in FILED_CATEGORIES {
+            asks.push(OpenReportsAsked {
+                site,
+                category: category.to_string(),
+                since: 0,
+                limit: 2,
+            });
+        }
+    }
+    let kept = OpenReportIndex::default();
+    let named = open_reports_named_by_the_model(&app, &f, &asks).await;
+    ask_the_kept_reports(&app, &kept, community, &asks, &named).await;
+
+    // The burst: events no fold reads, five appends of a thousand.
+    let burst = 5_000;
+    for _ in 0..burst / 1_000 {
+        let events = (0..1_000)
+            .map(|i| {
+                store::NewEvent::new(
+                    store::EventType::parse("Counted").unwrap(),
+                    json!({"Counted": {"i": i}}),
+                )
+            })
+            .collect();
+        let request = store::AppendRequest::new(community).stream(
+            store::StreamId::parse(format!("tally-{}", Uuid::new_v4())).unwrap(),
+            store::StreamType::parse("Tally").unwrap(),
+            store::ExpectedVersion::NoStream,
+            events,
+        );
+        app.store.append(request).await.unwrap();
+    }
+    // A move the model folds, then one it has not folded yet.
+    walk(
+        &app,
+        &f,
+        filed[0],
+        &["rejectReport(reason: {kind: NOT_ACTIONABLE})"],
+    )
+    .await;
+    runner.catch_up(&reports, generation).await.unwrap();
+    walk(
+        &app,
+        &f,
+        filed[1],
+        &["rejectReport(reason: {kind: NOT_ACTIONABLE})"],
+    )
+    .await;
+
+    let read = || {
+        app.store
+            .stats()
+            .log_events_read_total
+            .load(Ordering::Relaxed)
+    };
+    let before = read();
+    let first = kept
+        .newest_open(&app.store, community, &asks[0], Uuid::nil())
+        .await
+        .unwrap();
+    let read_from_log = read() - before;
+    assert!(
+        read_from_log < 100,
+        "{read_from_log} events of a burst of {burst} read from the log"
+    );
+    let named = open_reports_named_by_the_model(&app, &f, &asks).await;
+    let newest = named[0]
+        .first()
+        .map_or(NewestOpen::NoneOpen, |report| NewestOpen::Report(*report));
+    assert_eq!(first, newest, "{named:?}");
+    assert!(
+        named.iter().any(|ids| ids.is_empty()),
+        "the rejections emptied a site's category: {named:?}"
+    );
+    ask_the_kept_reports(&app, &kept, community, &asks, &named).await;
+    app.stop().await;
+}
+
 /// The reports a filing may duplicate, kept in memory per community
 /// (`OpenReportIndex`), name what the reports model names once it has
 /// folded the whole log: the newest open report at a site in a category

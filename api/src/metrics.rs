@@ -53,6 +53,11 @@ pub fn render(stats: &StoreStats) -> String {
             "Reads by followers of the log answered from the events this process committed, in memory.",
             &stats.tail_reads_total,
         ),
+        (
+            "civic_ledger_log_events_read_total",
+            "Events read from the log in PostgreSQL, by readers of the log and by followers the tail did not hold.",
+            &stats.log_events_read_total,
+        ),
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

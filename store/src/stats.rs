@@ -72,6 +72,9 @@ pub struct StoreStats {
     /// Reads by followers of the log answered from the events this process
     /// committed, kept in memory, without a read of the log.
     pub tail_reads_total: AtomicU64,
+    /// Events read from the log in PostgreSQL, by readers of the log and
+    /// by followers whose reads the tail did not hold.
+    pub log_events_read_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

@@ -361,6 +361,7 @@ impl EventStore {
         while let Some(row) = rows.try_next().await? {
             events.push(recorded_event(&row)?);
         }
+        StoreStats::add(&self.inner.stats.log_events_read_total, events.len() as u64);
         Ok(events)
     }
 

@@ -9,8 +9,12 @@
 //! (the reports submitted in the window that can still be open: open,
 //! resolved or confirmed), then moved along the log, event by event, from
 //! this process's tail of the log where it holds them and from the log in
-//! PostgreSQL where it does not (another process wrote). A lookup applies
-//! what was appended since the last one and answers from memory.
+//! PostgreSQL where it does not (another process wrote). When more was
+//! appended since the last lookup than the tail holds and the model has
+//! folded most of it (a burst of acceptances with no filing, say), the
+//! community is loaded again from the model rather than read from the log
+//! event by event. A lookup applies what was appended since the last one
+//! and answers from memory.
 //!
 //! What is kept is bounded: a community with more such reports than
 //! [`KEPT_REPORTS_MAX`], or whose model is further behind its log than
@@ -31,6 +35,7 @@ use super::queries::{folded_checkpoint, SUBMITTED};
 use super::NAME;
 use crate::error::ProjectionError;
 use crate::generation::reading_schema;
+use crate::progress::live_checkpoint;
 use crate::runner::{entity_id, kind};
 use crate::sql::query;
 
@@ -235,8 +240,11 @@ impl Kept {
     }
 
     /// Applies what was appended since `through`: from this process's tail
-    /// of the log where it holds all of it, from PostgreSQL otherwise.
-    /// `false` when that is more than [`CATCH_UP_EVENTS_MAX`].
+    /// of the log where it holds all of it; otherwise loaded again from
+    /// the reports model where that has folded more than a batch of what
+    /// is missing, and read from the log in PostgreSQL where it has not.
+    /// `false` when the log to read is more than [`CATCH_UP_EVENTS_MAX`]
+    /// or the model holds more than [`KEPT_REPORTS_MAX`].
     async fn follow(
         &mut self,
         store: &EventStore,
@@ -253,6 +261,24 @@ impl Kept {
         }
         if held {
             return Ok(true);
+        }
+        // Reading the gap from the log costs a read per batch of every
+        // event in it, while this community's filings wait; where the
+        // reports model has folded more than a batch of it, loading again
+        // from the model costs one read of the reports that can be open.
+        // The model is asked only when the gap is known to be that long.
+        let known_head = *store.head_watch(community).borrow();
+        if known_head - self.through > CATCH_UP_BATCH_SIZE
+            && live_checkpoint(store.pool(), NAME, community).await? - self.through
+                > CATCH_UP_BATCH_SIZE
+        {
+            return Ok(match Kept::load(store, community, self.horizon).await? {
+                Some(kept) => {
+                    *self = kept;
+                    true
+                }
+                None => false,
+            });
         }
         self.read_log(store, community).await
     }
