@@ -799,3 +799,82 @@ async fn a_replay_abandoned_half_way_is_dropped_and_a_generation_still_being_bui
     .unwrap();
     assert_eq!(lent.len(), size);
 }
+
+/// A fold of report streams only, that keeps the positions of every batch
+/// it is given.
+struct ReportsOnly {
+    batches: std::sync::Arc<std::sync::Mutex<Vec<Vec<i64>>>>,
+}
+
+#[async_trait::async_trait]
+impl projections::Projection for ReportsOnly {
+    fn name(&self) -> &'static str {
+        "reports_only"
+    }
+
+    fn tables_sql(&self) -> String {
+        String::new()
+    }
+
+    fn streams(&self) -> &'static [domain::streams::StreamKind] {
+        &[domain::streams::StreamKind::Report]
+    }
+
+    async fn apply_batch(
+        &self,
+        _transaction: &deadpool_postgres::Transaction<'_>,
+        _schema: &str,
+        events: &[store::RecordedEvent],
+        _changes: &mut Vec<projections::Change>,
+    ) -> Result<(), ProjectionError> {
+        let positions = events.iter().map(|event| event.position).collect();
+        self.batches.lock().unwrap().push(positions);
+        Ok(())
+    }
+}
+
+/// A batch with no event of the streams a projection reads is not given
+/// to its fold: the checkpoint moves past it alone. A batch with one such
+/// event is given whole, in order, and the checkpoint ends at the head
+/// either way.
+#[tokio::test]
+async fn a_batch_of_streams_a_projection_does_not_read_only_moves_its_checkpoint() {
+    let app = TestApp::spawn_quiet().await;
+    let counter = app.counter().await;
+    let f = &counter.f;
+    let projection = ReportsOnly {
+        batches: Default::default(),
+    };
+    let generation = projections::generation::ensure_live(app.store.pool(), &projection)
+        .await
+        .unwrap();
+    let runner = ProjectionRunner::new(app.store.clone(), RunnerConfig::default());
+    let (runner, folded, at) = (&runner, &projection, &app);
+    let caught_up = move || async move {
+        runner.catch_up(folded, generation).await.unwrap();
+        let head = at.head(f.community).await;
+        assert_eq!(checkpoint(at, "reports_only", generation).await, head);
+        std::mem::take(&mut *folded.batches.lock().unwrap())
+    };
+    // The set-up: the community's own stream, a budget funded.
+    assert_eq!(caught_up().await, Vec::<Vec<i64>>::new());
+    // A gift offered, points granted, a redemption placed and completed:
+    // gifts, wallets, the budget, redemptions; nothing it reads.
+    let gift = app.gift(&counter, "3", 5).await;
+    app.grant(f, f.resident_id, "20").await;
+    let redeeming = (f.community, f.resident_id, gift);
+    redeemed(&app, &counter.clerk, redeeming, "r-1", "completeRedemption").await;
+    assert_eq!(caught_up().await, Vec::<Vec<i64>>::new());
+    // A report between grants: the batch that holds it is given whole.
+    app.grant(f, f.resident_id, "5").await;
+    let before = app.head(f.community).await;
+    submit(&app, f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    app.grant(f, f.resident_id, "5").await;
+    let given = caught_up().await;
+    let head = app.head(f.community).await;
+    assert_eq!(given.len(), 1, "{given:?}");
+    assert!(given[0].contains(&(before + 1)), "{given:?} from {before}");
+    assert_eq!(given[0].last(), Some(&head), "{given:?}");
+    assert!(given[0].windows(2).all(|w| w[1] == w[0] + 1), "{given:?}");
+    app.stop().await;
+}

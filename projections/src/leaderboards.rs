@@ -153,6 +153,15 @@ impl Projection for LeaderboardsProjection {
         NAME
     }
 
+    fn streams(&self) -> &'static [StreamKind] {
+        &[
+            StreamKind::Report,
+            StreamKind::Wallet,
+            StreamKind::Suggestion,
+            StreamKind::Community,
+        ]
+    }
+
     fn tables_sql(&self) -> String {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }

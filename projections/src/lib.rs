@@ -31,6 +31,7 @@ pub use runner::{Change, ProjectionRunner, RunnerConfig};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
+use domain::streams::StreamKind;
 use store::RecordedEvent;
 
 /// A read model: its tables, and how a batch of events changes them.
@@ -49,6 +50,11 @@ pub trait Projection: Send + Sync + 'static {
     fn fold_version(&self) -> i32 {
         1
     }
+
+    /// The kinds of stream whose events the fold reads; it leaves its
+    /// tables as they were for a batch with none of them, so a runner
+    /// moves the checkpoint past such a batch without folding it.
+    fn streams(&self) -> &'static [StreamKind];
 
     /// Folds a batch of one community's events (in position order) into the
     /// tables in `schema`, inside the transaction that also moves the

@@ -49,6 +49,10 @@ impl Projection for PatrolsProjection {
         NAME
     }
 
+    fn streams(&self) -> &'static [StreamKind] {
+        &[StreamKind::Patrol, StreamKind::Community]
+    }
+
     fn tables_sql(&self) -> String {
         format!("{}{TABLES_SQL}", community_info::TABLES_SQL)
     }

@@ -145,6 +145,16 @@ impl Projection for PointsProjection {
         NAME
     }
 
+    fn streams(&self) -> &'static [StreamKind] {
+        &[
+            StreamKind::Community,
+            StreamKind::Budget,
+            StreamKind::Wallet,
+            StreamKind::Gift,
+            StreamKind::Redemption,
+        ]
+    }
+
     /// 2: each wallet's lots are kept, for its expiring points.
     fn fold_version(&self) -> i32 {
         2

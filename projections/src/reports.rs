@@ -160,6 +160,10 @@ impl Projection for ReportsProjection {
         NAME
     }
 
+    fn streams(&self) -> &'static [StreamKind] {
+        &[StreamKind::Report, StreamKind::Community]
+    }
+
     /// 2: statistics count a report resolved again after a reopen once.
     /// 3: the grid ledgers' figures are kept by the fold.
     /// 4: their deadlines and resolutions are kept per grid (grid_moments).

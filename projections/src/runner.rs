@@ -564,6 +564,27 @@ impl ProjectionRunner {
             return Ok(false);
         };
         let checkpoint = self.checkpoint(projection, generation, community).await?;
+        let read = projection.streams();
+        let interrupted_here = self
+            .config
+            .interrupt_at_position
+            .is_some_and(|at| events.iter().any(|e| e.position == at));
+        if !generation.filling
+            && !interrupted_here
+            && !events
+                .iter()
+                .any(|event| kind(event).is_some_and(|kind| read.contains(&kind)))
+        {
+            return self
+                .pass_over(
+                    projection,
+                    generation,
+                    community,
+                    (checkpoint, events),
+                    live,
+                )
+                .await;
+        }
         let schema = schema_name(projection.name(), generation.number);
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
@@ -655,6 +676,49 @@ impl ProjectionRunner {
                     tracing::warn!(%schema, %error, "could not analyze a read model's tables");
                 }
             });
+        }
+        Ok(true)
+    }
+
+    /// Moves the checkpoint past `events`, none of which the projection
+    /// reads (its tables stay as they were), in one statement rather than
+    /// a transaction of five: while a counter redeemed, four of every five
+    /// fold transactions were of projections with nothing to fold. The
+    /// checkpoint moves only from where this runner left it; when another
+    /// runner moved it first, it is read again.
+    async fn pass_over(
+        &self,
+        projection: &dyn Projection,
+        generation: &mut Generation,
+        community: CommunityId,
+        (checkpoint, events): (i64, &[RecordedEvent]),
+        live: bool,
+    ) -> Result<bool, ProjectionError> {
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(false);
+        };
+        let client = self.pool().get().await?;
+        let moved = client
+            .prepare_cached(
+                "UPDATE projection_checkpoints SET position = $4 WHERE projection = $1 \
+                 AND generation = $2 AND community_id = $3 AND position = $5",
+            )
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &projection.name(),
+            &generation.number,
+            &community.as_uuid(),
+            &last,
+            &checkpoint,
+        ];
+        if client.execute(&moved, &params).await? == 0 {
+            generation.checkpoints.remove(&community);
+            return Ok(true);
+        }
+        generation.checkpoints.insert(community, last);
+        generation.folded += events.len() as u64;
+        if live {
+            self.progress.publish(projection.name(), community, last);
         }
         Ok(true)
     }

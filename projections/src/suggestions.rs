@@ -45,6 +45,10 @@ impl Projection for SuggestionsProjection {
         NAME
     }
 
+    fn streams(&self) -> &'static [StreamKind] {
+        &[StreamKind::Suggestion]
+    }
+
     fn tables_sql(&self) -> String {
         TABLES_SQL.to_string()
     }

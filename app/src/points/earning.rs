@@ -50,6 +50,11 @@ impl Projection for EarningProcess {
         NAME
     }
 
+    /// Reports and suggestions earn (`may_earn`); nothing else does.
+    fn streams(&self) -> &'static [StreamKind] {
+        &[StreamKind::Report, StreamKind::Suggestion]
+    }
+
     /// No read model: what it does lands in the log.
     fn tables_sql(&self) -> String {
         String::new()
