@@ -124,6 +124,11 @@ const FOLD_SETTINGS: &str = fold_settings!();
 /// and the fill goes on from the checkpoint that was kept.
 const FILL_SETTINGS: &str = concat!(fold_settings!(), "; SET LOCAL synchronous_commit = off");
 
+/// How often a following runner reads which generation is live even when
+/// no promotion was announced: every pass did, 0.7 statements for every
+/// redemption pair at the counter (docs/adr/0024).
+const LIVE_RECHECK: Duration = Duration::from_secs(1);
+
 /// How many batches a replay reads ahead of its slowest projection.
 const READ_AHEAD_BATCHES: usize = 2;
 
@@ -198,6 +203,13 @@ impl ProjectionRunner {
         let mut followed: Option<Generation> = None;
         let mut rebuild_checked: Option<std::time::Instant> = None;
         let mut log = self.store.watch_log();
+        // Which generation is live is read again when a promotion is
+        // announced (or the listener reconnected), and at least every
+        // `LIVE_RECHECK`, not on every pass.
+        let mut promotions = self
+            .store
+            .topic_watch(&crate::cache::generations_topic(projection.name()));
+        let mut live_read: Option<std::time::Instant> = None;
         // The first pass, and every pass the idle recheck starts, reads the
         // heads afresh (the recheck is the safety net for announcements
         // that never came); a pass an announcement woke may share the read
@@ -210,7 +222,15 @@ impl ProjectionRunner {
             }
             let seen = *log.borrow_and_update();
             let heads = shared.then_some(seen);
-            let behind = match self.follow_once(&*projection, &mut followed, heads).await {
+            let reread = promotions.has_changed().unwrap_or(true)
+                || !self.store.is_listening()
+                || live_read.is_none_or(|at| at.elapsed() >= LIVE_RECHECK);
+            if reread {
+                promotions.borrow_and_update();
+                live_read = Some(std::time::Instant::now());
+            }
+            let passed = self.follow_once(&*projection, &mut followed, heads, reread);
+            let behind = match passed.await {
                 Ok(behind) => behind,
                 Err(error) => {
                     tracing::error!(projection = projection.name(), %error, "projection failed; retrying");
@@ -269,18 +289,22 @@ impl ProjectionRunner {
     }
 
     /// One pass over every community of the live generation (switching when
-    /// a rebuild promoted another), on the heads read after the log watch
-    /// read `heads_since`, or on a fresh read. True when some community is
-    /// still behind the head the pass read: its batch ended before it.
+    /// a rebuild promoted another: read again when `reread_live`), on the
+    /// heads read after the log watch read `heads_since`, or on a fresh
+    /// read. True when some community is still behind the head the pass
+    /// read: its batch ended before it.
     async fn follow_once(
         &self,
         projection: &dyn Projection,
         followed: &mut Option<Generation>,
         heads_since: Option<u64>,
+        reread_live: bool,
     ) -> Result<bool, ProjectionError> {
-        let live = generation::ensure_live(self.pool(), projection).await?;
-        if followed.as_ref().map(|g| g.number) != Some(live) {
-            *followed = Some(Generation::new(live, false));
+        if reread_live || followed.is_none() {
+            let live = generation::ensure_live(self.pool(), projection).await?;
+            if followed.as_ref().map(|g| g.number) != Some(live) {
+                *followed = Some(Generation::new(live, false));
+            }
         }
         let generation = followed.as_mut().expect("set above");
         let heads = match heads_since {
