@@ -22,6 +22,7 @@ fn assign(f: &Fixture) -> String {
 }
 
 const RESOLVE: &str = "resolveReport(notes: \"已清理\")";
+const REJECT: &str = "rejectReport(reason: {kind: NOT_ACTIONABLE})";
 
 #[tokio::test]
 async fn open_means_waiting_for_work_and_resolved_counts_each_report_once() {
@@ -53,7 +54,7 @@ async fn open_means_waiting_for_work_and_resolved_counts_each_report_once() {
             .concat(),
             false,
         ),
-        (vec!["rejectReport(reason: {kind: NOT_ACTIONABLE})"], false),
+        (vec![REJECT], false),
     ];
     let mut last = 0;
     for (steps, open) in &plans {
@@ -358,7 +359,7 @@ async fn gathered_open_report_lookups_answer_each_filing_as_its_own_lookup_would
     }
     // Some are no longer open: their reports are never named.
     for (fixture, report) in filed.iter().step_by(5) {
-        let steps = ["rejectReport(reason: {kind: NOT_ACTIONABLE})"];
+        let steps = [REJECT];
         walk(&app, fixture, *report, &steps).await;
     }
     let (reports, runner, generation) = reports_folded_when_told(&app).await;
@@ -870,7 +871,6 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
         let original = reports[next(reports.len())].0;
         let merge = format!("mergeReport(originalId: \"{original}\")");
         let reopen = "reopenReport(reason: \"又有了\")";
-        let reject = "rejectReport(reason: {kind: NOT_ACTIONABLE})";
         let hide = "hideReport(reason: \"重复\")";
         // Mostly a step the report's state allows; now and then any step.
         let likely: Vec<&str> = match state.as_str() {
@@ -878,7 +878,7 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
                 "acceptReport",
                 "acceptReport",
                 "acceptReport",
-                reject,
+                REJECT,
                 &merge,
                 hide,
             ],
@@ -893,7 +893,7 @@ async fn grid_ledgers_the_fold_keeps_are_the_log_folded_again_over_a_varied_hist
         };
         let any = [
             "acceptReport",
-            reject,
+            REJECT,
             &assign_1,
             &assign_2,
             &escalate,
@@ -1170,21 +1170,9 @@ async fn kept_open_reports_pass_a_burst_longer_than_the_tail_by_the_model_not_th
         app.store.append(request).await.unwrap();
     }
     // A move the model folds, then one it has not folded yet.
-    walk(
-        &app,
-        &f,
-        filed[0],
-        &["rejectReport(reason: {kind: NOT_ACTIONABLE})"],
-    )
-    .await;
+    walk(&app, &f, filed[0], &[REJECT]).await;
     runner.catch_up(&reports, generation).await.unwrap();
-    walk(
-        &app,
-        &f,
-        filed[1],
-        &["rejectReport(reason: {kind: NOT_ACTIONABLE})"],
-    )
-    .await;
+    walk(&app, &f, filed[1], &[REJECT]).await;
 
     let read = || {
         app.store
@@ -1231,7 +1219,6 @@ async fn kept_open_reports_name_what_the_model_names_once_it_has_folded_the_log(
     let assign = assign(&f);
     let resolved = ["acceptReport", assign.as_str(), "startWork", RESOLVE];
     let reopen = "reopenReport(reason: \"又有了\")";
-    let reject = "rejectReport(reason: {kind: NOT_ACTIONABLE})";
     // Old reports, two hours before the rest: outside a window that starts
     // at the first new one, inside one that starts at 0.
     let old = file_round(&app, &f).await;
@@ -1241,8 +1228,8 @@ async fn kept_open_reports_name_what_the_model_names_once_it_has_folded_the_log(
     let window_start = app::clock::Clock::now(&*app.clock).micros() + 60_000_000;
     let early = file_round(&app, &f).await;
     walk(&app, &f, early[0], &resolved).await;
-    walk(&app, &f, early[1], &[reject]).await;
-    walk(&app, &f, early[3], &[reject]).await;
+    walk(&app, &f, early[1], &[REJECT]).await;
+    walk(&app, &f, early[3], &[REJECT]).await;
     // The model folds this far; what follows, the index reads from the log.
     runner.catch_up(&reports, generation).await.unwrap();
     let late = file_round(&app, &f).await;
@@ -1302,7 +1289,7 @@ async fn kept_open_reports_name_what_the_model_names_once_it_has_folded_the_log(
     let merge = format!("mergeReport(originalId: \"{}\")", early[0]);
     walk(&app, &f, late[3], &[merge.as_str()]).await;
     let more = file_round(&app, &f).await;
-    walk(&app, &f, more[1], &[reject]).await;
+    walk(&app, &f, more[1], &[REJECT]).await;
     let named = open_reports_named_by_the_model(&app, &f, &asks).await;
     ask_the_kept_reports(&app, &kept, community, &asks, &named).await;
     ask_the_kept_reports(&app, &OpenReportIndex::default(), community, &asks, &named).await;
