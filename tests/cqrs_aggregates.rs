@@ -61,6 +61,12 @@ impl Aggregate for VolunteerHours {
         if !(1..=12).contains(&hours) {
             return Err(VolunteerError(format!("{hours} hours is not 1 to 12")));
         }
+        if self.total_hours + hours > HOURS_MAX {
+            return Err(VolunteerError(format!(
+                "{} hours logged already; {hours} more is over {HOURS_MAX}",
+                self.total_hours
+            )));
+        }
         sink.write(VolunteerEvent::HoursLogged { hours }, self)
             .await;
         Ok(())
@@ -72,6 +78,9 @@ impl Aggregate for VolunteerHours {
         self.entries += 1;
     }
 }
+
+/// The hours a volunteer logs at most, in all.
+const HOURS_MAX: i64 = 200;
 
 type Framework = store::cqrs::StoreCqrs<VolunteerHours>;
 
@@ -207,6 +216,133 @@ async fn concurrent_commands_on_one_aggregate_conflict_instead_of_overwriting() 
         "only committed commands count"
     );
     assert_eq!(db.event_count().await, committed);
+}
+
+/// Two processes (two stores on one database) take commands on the same
+/// aggregates at once, each loading the streams it wrote from memory: a
+/// stream the other process wrote since is never written on (the append
+/// conflicts and the command is retried on a fresh load), the cap `handle`
+/// enforces holds exactly, and once all is announced each process loads
+/// every stream as the log holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_decide_on_the_same_aggregates_loaded_from_memory() {
+    let db = TestDb::new().await;
+    let processes = [db.store().await, db.store().await];
+    for store in &processes {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !store.is_listening() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the store listens");
+    }
+    let community = community(&processes[0]).await;
+    // Watched from before the first command: a watch hears what is
+    // announced after it is made.
+    let mut announced: Vec<_> = processes.iter().map(|s| s.head_watch(community)).collect();
+
+    // One process fills an aggregate up to four hours short of the cap,
+    // the other logs those four: once that is announced, the first decides
+    // on it and refuses, rather than deciding on what it wrote itself.
+    let solo = aggregate_id(community, &stream("volunteer-solo"));
+    let (here, there) = (
+        framework(&processes[0], None),
+        framework(&processes[1], None),
+    );
+    for _ in 0..HOURS_MAX / 4 - 1 {
+        here.execute(&solo, 4).await.expect("under the cap");
+    }
+    there.execute(&solo, 4).await.expect("up to the cap");
+    let head = processes[1].head(community).await.unwrap().position;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        announced[0].wait_for(|h| *h >= head),
+    )
+    .await
+    .expect("the other process's commit is announced")
+    .unwrap();
+    let refused = here.execute(&solo, 4).await.unwrap_err();
+    assert!(
+        matches!(refused, AggregateError::UserError(_)),
+        "decided on the other process's commit: {refused}"
+    );
+    let solo_events = HOURS_MAX / 4;
+
+    let names: Vec<String> = (0..4).map(|n| format!("volunteer-{n}")).collect();
+    let ids: Arc<Vec<String>> = Arc::new(
+        names
+            .iter()
+            .map(|name| aggregate_id(community, &stream(name)))
+            .collect(),
+    );
+    let hours = 4;
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let cqrs = Arc::new(framework(&processes[task % 2], None));
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut landed = vec![0_i64; ids.len()];
+                let mut full = vec![false; ids.len()];
+                let mut attempts = 0;
+                while full.iter().any(|f| !f) {
+                    attempts += 1;
+                    assert!(attempts < 20_000, "task {task} does not get through");
+                    let at = (task + attempts) % ids.len();
+                    if full[at] {
+                        continue;
+                    }
+                    match cqrs.execute(&ids[at], hours).await {
+                        Ok(()) => landed[at] += 1,
+                        Err(AggregateError::AggregateConflict) => {}
+                        Err(AggregateError::UserError(_)) => full[at] = true,
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+                landed
+            })
+        })
+        .collect();
+    let mut landed = vec![0_i64; ids.len()];
+    for task in tasks {
+        for (sum, n) in landed.iter_mut().zip(task.await.unwrap()) {
+            *sum += n;
+        }
+    }
+    assert_eq!(
+        landed,
+        vec![HOURS_MAX / hours; ids.len()],
+        "commands landed"
+    );
+    let head = processes[0].head(community).await.unwrap().position;
+    assert_eq!(head, solo_events + ids.len() as i64 * HOURS_MAX / hours);
+    for (store, announced) in processes.iter().zip(&mut announced) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            announced.wait_for(|h| *h >= head),
+        )
+        .await
+        .expect("every commit announced")
+        .unwrap();
+        for name in &names {
+            let loaded = store.read_whole_stream(community, name, 1).await.unwrap();
+            let logged = store.read_stream(community, name, 1, 1_000).await.unwrap();
+            let versions = |events: &[store::RecordedEvent]| -> Vec<(i64, i64)> {
+                events
+                    .iter()
+                    .map(|e| (e.position, e.stream_version))
+                    .collect()
+            };
+            assert_eq!(versions(&loaded), versions(&logged), "{name}");
+            assert_eq!(logged.len() as i64, HOURS_MAX / hours, "{name}");
+        }
+        let from_memory = store
+            .stats()
+            .kept_stream_reads_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(from_memory > 0, "some loads came from memory");
+    }
+    assert_chain_intact(&processes[0], community).await;
 }
 
 #[test]

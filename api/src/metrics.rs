@@ -58,6 +58,16 @@ pub fn render(stats: &StoreStats) -> String {
             "Events read from the log in PostgreSQL, by readers of the log and by followers the tail did not hold.",
             &stats.log_events_read_total,
         ),
+        (
+            "civic_ledger_kept_stream_reads_total",
+            "Whole-stream reads (aggregates loaded on the cqrs-es path) answered from the streams this process keeps in memory.",
+            &stats.kept_stream_reads_total,
+        ),
+        (
+            "civic_ledger_stream_reads_total",
+            "Whole-stream reads that read PostgreSQL.",
+            &stats.stream_reads_total,
+        ),
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -105,28 +105,13 @@ impl CqrsRepository {
         from_version: i64,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         let (community_id, stream_id) = parse_aggregate_id(aggregate_id).map_err(to_persistence)?;
-        let mut events = Vec::new();
-        let mut next = from_version;
-        loop {
-            let batch = self
-                .store
-                .read_stream(
-                    community_id,
-                    stream_id.as_str(),
-                    next,
-                    limits::READ_BATCH_MAX,
-                )
-                .await
-                .map_err(to_persistence)?;
-            let done = (batch.len() as i64) < limits::READ_BATCH_MAX;
-            for event in batch {
-                next = event.stream_version + 1;
-                events.push(serialized(aggregate_id, event)?);
-            }
-            if done {
-                return Ok(events);
-            }
-        }
+        self.store
+            .read_whole_stream(community_id, stream_id.as_str(), from_version)
+            .await
+            .map_err(to_persistence)?
+            .into_iter()
+            .map(|event| serialized(aggregate_id, event))
+            .collect()
     }
 
     /// The stream version a snapshot update describes: cqrs-es folds only the

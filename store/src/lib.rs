@@ -22,6 +22,7 @@ pub mod seals;
 pub mod snapshot;
 pub mod stats;
 mod store;
+mod streams;
 pub mod subscription;
 mod tail;
 pub mod trail;

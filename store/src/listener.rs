@@ -55,6 +55,7 @@ async fn listen(
                 if let Some(topic) = notice.payload().strip_prefix(TOPIC_PREFIX) {
                     inner.announce_topic(topic);
                 } else if let Some((community_id, position)) = parse_notice(notice.payload()) {
+                    inner.kept_streams.heard(community_id, position);
                     inner.announce_local(community_id, position);
                 }
             }

@@ -75,6 +75,10 @@ pub struct StoreStats {
     /// Events read from the log in PostgreSQL, by readers of the log and
     /// by followers whose reads the tail did not hold.
     pub log_events_read_total: AtomicU64,
+    /// Whole-stream reads answered from the streams this process keeps
+    /// in memory, and those that read PostgreSQL.
+    pub kept_stream_reads_total: AtomicU64,
+    pub stream_reads_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

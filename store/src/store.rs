@@ -109,6 +109,9 @@ pub(crate) struct Inner {
     /// The newest events this process committed, per community
     /// ([`EventStore::read_log_followed`]).
     pub(crate) tails: crate::tail::Tails,
+    /// Whole streams this process wrote or read lately
+    /// ([`EventStore::read_whole_stream`]).
+    pub(crate) kept_streams: crate::streams::KeptStreams,
 }
 
 /// Every community with the last position of its log, in creation order.
@@ -180,6 +183,7 @@ impl EventStore {
             pending_announcements: Arc::new(Pending::default()),
             notifier_task: Mutex::new(None),
             tails: crate::tail::Tails::default(),
+            kept_streams: crate::streams::KeptStreams::default(),
         });
         let task = listener::spawn(Arc::downgrade(&inner));
         *lock(&inner.listener_task) = Some(task);
@@ -477,6 +481,51 @@ impl EventStore {
             )
             .await?;
         rows.iter().map(recorded_event).collect()
+    }
+
+    /// Every event of one stream from `from_version` on, in order: from
+    /// memory when this process keeps the whole stream and can vouch that
+    /// no other process wrote its community since (`streams.rs`), else read
+    /// from PostgreSQL, and kept when read whole. For loading an aggregate
+    /// to decide a command on it: what it answers is at worst an
+    /// announcement's delay behind another process's commit, and an append
+    /// decided on it is checked against the stream's version all the same.
+    pub async fn read_whole_stream(
+        &self,
+        community_id: CommunityId,
+        stream_id: &str,
+        from_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let kept = &self.inner.kept_streams;
+        let listening = self.is_listening();
+        if listening {
+            if let Some(events) = kept.get(community_id, stream_id, from_version) {
+                StoreStats::add(&self.inner.stats.kept_stream_reads_total, 1);
+                return Ok(events);
+            }
+        }
+        StoreStats::add(&self.inner.stats.stream_reads_total, 1);
+        let fill =
+            (listening && from_version <= 1).then(|| kept.begin_fill(community_id, stream_id));
+        let mut events = Vec::new();
+        let mut next = from_version.max(1);
+        loop {
+            let batch = self
+                .read_stream(community_id, stream_id, next, limits::READ_BATCH_MAX)
+                .await?;
+            let done = (batch.len() as i64) < limits::READ_BATCH_MAX;
+            if let Some(last) = batch.last() {
+                next = last.stream_version + 1;
+            }
+            events.extend(batch);
+            if done {
+                break;
+            }
+        }
+        if let Some(fill) = fill {
+            kept.fill(community_id, stream_id, fill, &events);
+        }
+        Ok(events)
     }
 
     /// The first `versions` events of each of several streams, in one
@@ -785,6 +834,7 @@ impl Inner {
     /// Wakes every subscriber, e.g. after the listener reconnected and may
     /// have missed notifications.
     pub(crate) fn wake_all(&self) {
+        self.kept_streams.doubt_all();
         self.log_grew
             .send_modify(|count| *count = count.wrapping_add(1));
         for sender in lock(&self.heads).values() {

@@ -69,7 +69,7 @@ impl Tail {
     }
 }
 
-fn size(event: &RecordedEvent) -> usize {
+pub(crate) fn size(event: &RecordedEvent) -> usize {
     event.payload.get().len()
         + event
             .metadata

@@ -15,6 +15,7 @@ mod helpers;
 mod bad_input;
 mod content;
 mod idempotency;
+mod kept_streams;
 mod landing;
 mod migrations;
 mod ordering;

@@ -102,7 +102,9 @@ async fn the_start_of_several_streams_is_read_in_one_statement() {
 
 /// What a follower of the log would compare: every field, the payload as a
 /// value (its text may be in another form, never another value).
-fn as_read(event: &store::RecordedEvent) -> (i64, String, String, i64, String, serde_json::Value) {
+pub(crate) fn as_read(
+    event: &store::RecordedEvent,
+) -> (i64, String, String, i64, String, serde_json::Value) {
     let fields = format!(
         "{} {} {:?} {} {} {}",
         event.stream_type,

@@ -309,13 +309,22 @@ impl Writer {
     /// they hear of the commit; without them, the followers read the log.
     fn keep_tail(&self, recorded: Option<Vec<RecordedEvent>>) {
         match recorded {
-            Some(events) => self.inner.tails.committed(self.community_id, events),
-            None => self.inner.tails.forget(self.community_id),
+            Some(events) => {
+                self.inner
+                    .kept_streams
+                    .committed(self.community_id, &events);
+                self.inner.tails.committed(self.community_id, events)
+            }
+            None => {
+                self.inner.kept_streams.doubt(self.community_id);
+                self.inner.tails.forget(self.community_id)
+            }
         }
     }
 
     /// Drops all beliefs: the next batch reads the head under its lock.
     fn forget(&mut self) {
+        self.inner.kept_streams.doubt(self.community_id);
         self.generation += 1;
         self.head = None;
         self.known.clear();
