@@ -109,7 +109,7 @@ pub(crate) struct Inner {
     /// The newest events this process committed, per community
     /// ([`EventStore::read_log_followed`]).
     pub(crate) tails: crate::tail::Tails,
-    /// Whole streams this process wrote or read lately
+    /// Whole streams this process read lately and wrote since
     /// ([`EventStore::read_whole_stream`]).
     pub(crate) kept_streams: crate::streams::KeptStreams,
 }

@@ -1,14 +1,16 @@
-//! Whole streams this process wrote or read lately, kept in memory, so that
+//! Whole streams this process read lately and wrote since, kept in memory, so that
 //! loading an aggregate to decide a command on it needs no read of
 //! PostgreSQL ([`EventStore::read_whole_stream`]). Without them every
 //! command on the cqrs-es path read its stream again, though this process
 //! had just written it.
 //!
 //! A kept stream is every event of the stream from version 1: a whole read
-//! of it, or its first event as this process committed it, and then every
-//! event this process committed to it (the writer adds each committed
-//! batch, in position order; a batch whose events do not follow a kept
-//! stream's last version drops it). What another process commits reaches
+//! of it (none, for a stream about to be started), and then every event
+//! this process committed to it (the writer adds each committed batch, in
+//! position order; an event that does not follow a kept stream's last
+//! version drops it). Only streams read whole are kept: the streams of
+//! commands that decide on states of their own (the application's) cost
+//! the writer one lookup when none is kept. What another process commits reaches
 //! it only through the log, so a kept stream is served only while this
 //! process can vouch that no other process wrote its community since:
 //!
@@ -202,7 +204,7 @@ impl KeptStreams {
 
     /// A batch of this process committed `events` (in position order):
     /// each extends its stream's kept events, or drops them if it does not
-    /// follow them; a stream's first event starts them.
+    /// follow them.
     pub(crate) fn committed(&self, community_id: CommunityId, events: &[RecordedEvent]) {
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return;
@@ -218,35 +220,24 @@ impl KeptStreams {
         }
         trust.own_head = last.position;
         let doubts = trust.doubts;
+        if kept.streams.is_empty() {
+            return;
+        }
         for event in events {
             let key = (community_id, event.stream_id.clone());
-            let follows = match kept.streams.peek_mut(&key) {
+            match kept.streams.peek_mut(&key) {
                 Some(Entry::Whole(whole))
                     if whole.doubts == doubts
                         && whole.events.len() < KEPT_STREAM_EVENTS_MAX
-                        && whole.events.last().map(|e| e.stream_version + 1)
-                            == Some(event.stream_version) =>
+                        && whole.events.len() as i64 + 1 == event.stream_version =>
                 {
                     let bytes = size(event);
                     whole.events.push(event.clone());
                     whole.bytes += bytes;
                     kept.bytes += bytes;
-                    true
                 }
-                _ => false,
-            };
-            if follows {
-                continue;
-            }
-            kept.remove(&key);
-            if event.stream_version == 1 {
-                let whole = Whole {
-                    events: vec![event.clone()],
-                    bytes: size(event),
-                    doubts,
-                    read_at: Instant::now(),
-                };
-                kept.keep(key, whole, self.bytes_max);
+                Some(_) => kept.remove(&key),
+                None => {}
             }
         }
         kept.shrink(self.bytes_max);
@@ -346,23 +337,43 @@ mod tests {
         KeptStreams::bounded(1 << 20, Duration::from_secs(60))
     }
 
+    /// Streams about to be started, read whole (empty) as a command on
+    /// the cqrs-es path reads them first.
+    fn read_empty(kept: &KeptStreams, names: &[&str]) {
+        for name in names {
+            let fill = kept.begin_fill(community(), name);
+            kept.fill(community(), name, fill, &[]);
+        }
+    }
+
     #[test]
-    fn a_stream_this_process_started_is_kept_and_follows_its_commits() {
+    fn a_stream_read_whole_is_kept_and_follows_this_processs_commits() {
         let kept = kept();
         let c = community();
+        read_empty(&kept, &["a", "b"]);
+        assert_eq!(versions(kept.get(c, "a", 1)), Some(vec![]));
         kept.committed(c, &[event(1, "a", 1), event(2, "b", 1)]);
-        kept.committed(c, &[event(3, "a", 2)]);
+        kept.committed(c, &[event(3, "a", 2), event(4, "never-read", 1)]);
         assert_eq!(versions(kept.get(c, "a", 1)), Some(vec![1, 2]));
         assert_eq!(versions(kept.get(c, "a", 2)), Some(vec![2]));
         assert_eq!(versions(kept.get(c, "a", 3)), Some(vec![]));
         assert_eq!(versions(kept.get(c, "b", 1)), Some(vec![1]));
-        assert_eq!(kept.get(c, "never-written", 1).map(|e| e.len()), None);
+        assert_eq!(
+            versions(kept.get(c, "never-read", 1)),
+            None,
+            "not read whole"
+        );
         let other = CommunityId::new(uuid::Uuid::from_u128(8));
         assert_eq!(versions(kept.get(other, "a", 1)), None);
         // An event that does not follow the kept ones drops them.
-        kept.committed(c, &[event(4, "b", 3)]);
+        kept.committed(c, &[event(5, "b", 3)]);
         assert_eq!(versions(kept.get(c, "b", 1)), None);
         assert_eq!(versions(kept.get(c, "a", 1)), Some(vec![1, 2]));
+        // Nothing is kept of streams no one read whole.
+        let kept = self::kept();
+        kept.committed(c, &[event(1, "a", 1)]);
+        assert_eq!(versions(kept.get(c, "a", 1)), None);
+        assert_eq!(lock(&kept.kept).streams.len(), 0);
     }
 
     #[test]
@@ -370,6 +381,7 @@ mod tests {
         let c = community();
         // Announced beyond this process's own head.
         let kept = kept();
+        read_empty(&kept, &["a", "b"]);
         kept.committed(c, &[event(1, "a", 1), event(2, "b", 1)]);
         kept.heard(c, 2);
         assert_eq!(versions(kept.get(c, "a", 1)), Some(vec![1]), "its own");
@@ -377,18 +389,19 @@ mod tests {
         assert_eq!(versions(kept.get(c, "a", 1)), None);
         assert_eq!(versions(kept.get(c, "b", 1)), None);
         // Found when this process's next batch does not start where its
-        // last one ended; the streams it starts afresh are kept.
+        // last one ended.
         let kept = self::kept();
+        read_empty(&kept, &["a"]);
         kept.committed(c, &[event(1, "a", 1)]);
-        kept.committed(c, &[event(5, "a", 2), event(6, "c", 1)]);
+        kept.committed(c, &[event(5, "a", 2)]);
         assert_eq!(versions(kept.get(c, "a", 1)), None);
-        assert_eq!(versions(kept.get(c, "c", 1)), Some(vec![1]));
         // A batch that may or may not have landed; a missed announcement.
         for doubt in [
             &(|k: &KeptStreams| k.doubt(community())) as &dyn Fn(&KeptStreams),
             &|k: &KeptStreams| k.doubt_all(),
         ] {
             let kept = self::kept();
+            read_empty(&kept, &["a"]);
             kept.committed(c, &[event(1, "a", 1)]);
             doubt(&kept);
             assert_eq!(versions(kept.get(c, "a", 1)), None);
@@ -434,6 +447,7 @@ mod tests {
     fn a_kept_stream_is_served_only_while_recently_vouched_for() {
         let c = community();
         let kept = KeptStreams::bounded(1 << 20, Duration::from_millis(30));
+        read_empty(&kept, &["a"]);
         kept.committed(c, &[event(1, "a", 1)]);
         assert_eq!(versions(kept.get(c, "a", 1)), Some(vec![1]));
         std::thread::sleep(Duration::from_millis(40));
@@ -448,6 +462,7 @@ mod tests {
         let c = community();
         let one = size(&event(1, "a", 1));
         let kept = KeptStreams::bounded(2 * one, Duration::from_secs(60));
+        read_empty(&kept, &["a", "b", "c"]);
         kept.committed(c, &[event(1, "a", 1), event(2, "b", 1)]);
         assert!(kept.get(c, "a", 1).is_some(), "a is used after b");
         kept.committed(c, &[event(3, "c", 1)]);

@@ -323,8 +323,13 @@ impl Writer {
     }
 
     /// Drops all beliefs: the next batch reads the head under its lock.
+    /// Another process wrote, or a batch may not have landed as planned,
+    /// so the streams kept in memory are doubted too; before the first
+    /// batch, believing nothing yet, there is nothing to doubt.
     fn forget(&mut self) {
-        self.inner.kept_streams.doubt(self.community_id);
+        if self.head.is_some() {
+            self.inner.kept_streams.doubt(self.community_id);
+        }
         self.generation += 1;
         self.head = None;
         self.known.clear();
@@ -337,6 +342,10 @@ impl Writer {
         loop {
             self.forget();
             let result = self.try_commit_locked(&batch).await;
+            if result.is_err() {
+                // It may have landed (its COMMIT's outcome unknown).
+                self.inner.kept_streams.doubt(self.community_id);
+            }
             match result {
                 Err(error) if attempt < LOCKED_ATTEMPTS_MAX && is_transient(&error) => {
                     tracing::info!(community_id = %self.community_id, %error, attempt, "planning a batch again");
