@@ -488,28 +488,28 @@ async fn catch_up_within(
     admin: &str,
     limit: Duration,
 ) -> anyhow::Result<()> {
+    catch_up_in(client, base, demo::COMMUNITY, admin, limit).await
+}
+
+/// Waits until every read model (and the earning process) has folded
+/// `community`'s log, or `limit` has passed.
+async fn catch_up_in(
+    client: &reqwest::Client,
+    base: &str,
+    community: Uuid,
+    admin: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    while projection_lag(client, base, admin).await? > 0 && started.elapsed() < limit {
+    while lagging_most_in(client, base, community, admin).await?.0 > 0 && started.elapsed() < limit
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
 }
 
-/// The most any read model (or the earning process) is behind the head.
-async fn projection_lag(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<i64> {
-    Ok(lagging_most(client, base, admin).await?.0)
-}
-
-/// The most any read model (or the earning process) is behind the head,
-/// and which one it is.
-async fn lagging_most(
-    client: &reqwest::Client,
-    base: &str,
-    admin: &str,
-) -> anyhow::Result<(i64, Option<String>)> {
-    lagging_most_in(client, base, demo::COMMUNITY, admin).await
-}
-
+/// The most any read model (or the earning process) is behind the head
+/// of `community`, and which one it is.
 async fn lagging_most_in(
     client: &reqwest::Client,
     base: &str,
@@ -878,7 +878,9 @@ async fn run_http_bench(
                     .per_second
             }
         };
-        // Writes: reports filed by residents, then accepted by the admin.
+        // Writes: reports filed by residents, then accepted by the admin,
+        // from a caught-up start, as each write measure starts.
+        catch_up(&client, &base, &admin).await?;
         let running = Arc::new(AtomicBool::new(true));
         let lag = watch_lag(base.clone(), admin.clone(), running.clone());
         let (mut submit, answers) = drive(
@@ -948,6 +950,13 @@ async fn run_http_bench(
                 .iter()
                 .map(|c| Ok((*c, server.token_in(*c, "admin", demo::ADMIN)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // From a caught-up start, as the filing in one community: the
+            // acceptances just measured and the new communities' set-up
+            // folded first, not during this measure.
+            catch_up(&client, &base, &admin).await?;
+            for (community, token) in &watched {
+                catch_up_in(&client, &base, *community, token, Duration::from_secs(300)).await?;
+            }
             let communities = Arc::new(communities);
             let tokens = Arc::new(tokens);
             let of_spread = Arc::new(move |c: usize| Some(tokens[c].clone()))
