@@ -10,17 +10,19 @@
 //! position order; an event that does not follow a kept stream's last
 //! version drops it). Only streams read whole are kept: the streams of
 //! commands that decide on states of their own (the application's) cost
-//! the writer one lookup when none is kept. What another process commits reaches
-//! it only through the log, so a kept stream is served only while this
-//! process can vouch that no other process wrote its community since:
+//! the writer one lookup when none is kept.
+//!
+//! What another process commits reaches a kept stream only through the
+//! log, so a kept stream is served only while this process can vouch that
+//! no other process wrote its community since:
 //!
 //! - each community has a count of **doubts**, and a kept stream is served
 //!   only while the count is what it was when the stream was kept. A doubt
 //!   is raised when another process's commit to the community is announced
 //!   (a position beyond this process's own last commit), when a batch of
 //!   this process committed on a head it had not left itself, when a batch
-//!   failed or its outcome is unknown, and when the store's listener
-//!   reconnects (announcements may have been missed);
+//!   failed, was planned again or its outcome is unknown, and when the
+//!   store's listener reconnects (announcements may have been missed);
 //! - only while the store is listening;
 //! - only within [`VOUCHED_FOR_MS`] of the last proof that the community's
 //!   head was this process's own (a commit of this process on the head it
