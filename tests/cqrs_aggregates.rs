@@ -240,7 +240,7 @@ async fn two_processes_decide_on_the_same_aggregates_loaded_from_memory() {
     let community = community(&processes[0]).await;
     // Watched from before the first command: a watch hears what is
     // announced after it is made.
-    let mut announced: Vec<_> = processes.iter().map(|s| s.head_watch(community)).collect();
+    let mut heads: Vec<_> = processes.iter().map(|s| s.head_watch(community)).collect();
 
     // One process fills an aggregate up to four hours short of the cap,
     // the other logs those four: once that is announced, the first decides
@@ -255,13 +255,7 @@ async fn two_processes_decide_on_the_same_aggregates_loaded_from_memory() {
     }
     there.execute(&solo, 4).await.expect("up to the cap");
     let head = processes[1].head(community).await.unwrap().position;
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        announced[0].wait_for(|h| *h >= head),
-    )
-    .await
-    .expect("the other process's commit is announced")
-    .unwrap();
+    announced(&mut heads[0], head).await;
     let refused = here.execute(&solo, 4).await.unwrap_err();
     assert!(
         matches!(refused, AggregateError::UserError(_)),
@@ -316,14 +310,8 @@ async fn two_processes_decide_on_the_same_aggregates_loaded_from_memory() {
     );
     let head = processes[0].head(community).await.unwrap().position;
     assert_eq!(head, solo_events + ids.len() as i64 * HOURS_MAX / hours);
-    for (store, announced) in processes.iter().zip(&mut announced) {
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            announced.wait_for(|h| *h >= head),
-        )
-        .await
-        .expect("every commit announced")
-        .unwrap();
+    for (store, watch) in processes.iter().zip(&mut heads) {
+        announced(watch, head).await;
         for name in &names {
             let loaded = store.read_whole_stream(community, name, 1).await.unwrap();
             let logged = store.read_stream(community, name, 1, 1_000).await.unwrap();

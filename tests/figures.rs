@@ -308,13 +308,7 @@ async fn duplicates_come_from_the_read_model_and_the_tail_after_it_read_only_whe
         .unwrap();
     let position = filed["submitReport"]["position"].as_i64().unwrap();
     let mut head = app.store.head_watch(community);
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        head.wait_for(|h| *h >= position),
-    )
-    .await
-    .expect("the other process's commit is announced")
-    .unwrap();
+    crate::helpers::announced(&mut head, position).await;
     assert_eq!(
         in_memory(site).await,
         None,

@@ -307,28 +307,15 @@ impl Kept {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
+    use crate::tail::test_event;
 
     fn community() -> CommunityId {
         CommunityId::new(uuid::Uuid::from_u128(7))
     }
 
     fn event(position: i64, stream: &str, version: i64) -> RecordedEvent {
-        RecordedEvent {
-            community_id: community(),
-            position,
-            stream_id: stream.into(),
-            stream_type: "wallet".into(),
-            stream_version: version,
-            event_type: "Granted".into(),
-            event_version: "1".into(),
-            payload: crate::tail::raw_payload(format!("{{\"n\":{position}}}").as_bytes())
-                .expect("valid JSON"),
-            metadata: Default::default(),
-            recorded_at: Utc::now(),
-            previous_hash: [0; 32],
-            hash: [0; 32],
-        }
+        let payload = format!("{{\"n\":{position}}}");
+        test_event(community(), (position, stream, version), &payload)
     }
 
     fn versions(events: Option<Vec<RecordedEvent>>) -> Option<Vec<i64>> {

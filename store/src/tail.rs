@@ -206,27 +206,38 @@ pub(crate) fn raw_payload(encoded: &[u8]) -> Option<Box<RawValue>> {
     RawValue::from_string(text.to_string()).ok()
 }
 
+/// A committed event for the unit tests of what keeps events in memory:
+/// `payload` is its JSON text.
+#[cfg(test)]
+pub(crate) fn test_event(
+    community_id: CommunityId,
+    (position, stream_id, stream_version): (i64, &str, i64),
+    payload: &str,
+) -> RecordedEvent {
+    RecordedEvent {
+        community_id,
+        position,
+        stream_id: stream_id.into(),
+        stream_type: "s".into(),
+        stream_version,
+        event_type: "E".into(),
+        event_version: "1".into(),
+        payload: raw_payload(payload.as_bytes()).expect("valid JSON"),
+        metadata: Default::default(),
+        recorded_at: chrono::Utc::now(),
+        previous_hash: [0; 32],
+        hash: [0; 32],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn event(position: i64, payload_bytes: usize) -> RecordedEvent {
-        RecordedEvent {
-            community_id: CommunityId::new(uuid::Uuid::nil()),
-            position,
-            stream_id: format!("s-{position}"),
-            stream_type: "s".into(),
-            stream_version: 1,
-            event_type: "E".into(),
-            event_version: "1".into(),
-            payload: raw_payload(format!("\"{}\"", "x".repeat(payload_bytes)).as_bytes())
-                .expect("valid JSON"),
-            metadata: Default::default(),
-            recorded_at: Utc::now(),
-            previous_hash: [0; 32],
-            hash: [0; 32],
-        }
+        let payload = format!("\"{}\"", "x".repeat(payload_bytes));
+        let community = CommunityId::new(uuid::Uuid::nil());
+        test_event(community, (position, &format!("s-{position}"), 1), &payload)
     }
 
     fn positions(events: Option<Vec<RecordedEvent>>) -> Option<Vec<i64>> {

@@ -162,6 +162,19 @@ pub fn append_one(
     AppendRequest::new(community).stream(stream(stream_id), stream_type(), expected, vec![event(n)])
 }
 
+/// Waits (ten seconds at most) until `head`, a watch of a community's head
+/// made before the commit, hears of `position`; what it heard.
+pub async fn announced(head: &mut tokio::sync::watch::Receiver<i64>, position: i64) -> i64 {
+    let seen = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        head.wait_for(|head| *head >= position),
+    )
+    .await
+    .expect("the commit is announced")
+    .expect("the store is open");
+    *seen
+}
+
 pub async fn append(store: &EventStore, request: AppendRequest) -> AppendOutcome {
     store.append(request).await.expect("append succeeds")
 }

@@ -45,17 +45,6 @@ async fn assert_as_logged(store: &EventStore, community: CommunityId, name: &str
     );
 }
 
-/// Waits until `head`, a watch made before the commit, hears of `position`.
-async fn heard(head: &mut tokio::sync::watch::Receiver<i64>, position: i64) {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        head.wait_for(|head| *head >= position),
-    )
-    .await
-    .expect("the commit is announced")
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_this_process_wrote_is_loaded_from_memory_as_the_log_holds_it() {
     let db = TestDb::new().await;
@@ -90,7 +79,7 @@ async fn a_stream_this_process_wrote_is_loaded_from_memory_as_the_log_holds_it()
         append_one(community, "wallet-b", ExpectedVersion::NoStream, 1),
     )
     .await;
-    heard(&mut head, outcome.last_position).await;
+    announced(&mut head, outcome.last_position).await;
     assert_as_logged(&store, community, "wallet-b", 1).await;
     assert_as_logged(&store, community, "wallet-b", 1).await;
     assert_eq!(reads(&store), (17, 2));
@@ -145,7 +134,7 @@ async fn another_processs_commit_is_loaded_once_announced_and_a_stale_decision_c
         matches!(stale, Err(store::StoreError::Conflict { .. })),
         "{stale:?}"
     );
-    heard(&mut head, outcome.last_position).await;
+    announced(&mut head, outcome.last_position).await;
     let (_, before) = reads(&here);
     assert_as_logged(&here, community, "wallet-a", 1).await;
     assert_eq!(reads(&here).1, before + 1, "read from PostgreSQL");

@@ -514,20 +514,14 @@ async fn followers_woken_together_share_one_read_of_the_heads_and_see_what_woke_
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let log = here.watch_log();
-    let mut announced = here.head_watch(community);
+    let mut head = here.head_watch(community);
     for round in 1..=12 {
         let writer = if round % 3 == 0 { &there } else { &here };
         let expected = ExpectedVersion::Exact(round - 1);
         append(writer, append_one(community, "report-1", expected, round)).await;
         // Woken: this process's commit is announced before its append
         // returns; another process's, when its NOTIFY arrives.
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            announced.wait_for(|head| *head >= round),
-        )
-        .await
-        .expect("the commit is announced")
-        .unwrap();
+        announced(&mut head, round).await;
         let seen = *log.borrow();
         let before = reads();
         let shared =
@@ -574,14 +568,8 @@ async fn every_commit_is_announced_to_other_processes_once_it_landed() {
     for (community, watch) in communities.iter().zip(&mut watches) {
         let head = here.head(*community).await.unwrap().position;
         assert_eq!(head, 80, "eight writers of ten appends each");
-        let seen = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            watch.wait_for(|announced| *announced >= head),
-        )
-        .await
-        .expect("announced to the other process")
-        .unwrap();
-        assert_eq!(*seen, head, "nothing beyond what was committed");
+        let seen = announced(watch, head).await;
+        assert_eq!(seen, head, "nothing beyond what was committed");
     }
 }
 
