@@ -307,6 +307,8 @@ impl Writer {
 
     /// Keeps the events a batch committed for the log's followers, before
     /// they hear of the commit; without them, the followers read the log.
+    /// The streams kept whole (`streams.rs`) follow them too; without the
+    /// events, those of the community are doubted.
     fn keep_tail(&self, recorded: Option<Vec<RecordedEvent>>) {
         match recorded {
             Some(events) => {
