@@ -229,13 +229,7 @@ async fn two_processes_decide_on_the_same_aggregates_loaded_from_memory() {
     let db = TestDb::new().await;
     let processes = [db.store().await, db.store().await];
     for store in &processes {
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while !store.is_listening() {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the store listens");
+        listening(store).await;
     }
     let community = community(&processes[0]).await;
     // Watched from before the first command: a watch hears what is

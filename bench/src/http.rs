@@ -268,7 +268,7 @@ fn key_value_url(config: &store::tokio_postgres::Config) -> String {
 }
 
 /// What a load generator does with the answers it gets.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Answers {
     /// Checks each for GraphQL errors without building it as a tree, as a
     /// client that reads what it asked for does on its own machine; a load
@@ -506,16 +506,14 @@ async fn graphql(
 
 /// Waits (up to five minutes) until every read model has caught up.
 async fn catch_up(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<()> {
-    catch_up_within(client, base, admin, Duration::from_secs(300)).await
-}
-
-async fn catch_up_within(
-    client: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    limit: Duration,
-) -> anyhow::Result<()> {
-    catch_up_in(client, base, demo::COMMUNITY, admin, limit).await
+    catch_up_in(
+        client,
+        base,
+        demo::COMMUNITY,
+        admin,
+        Duration::from_secs(300),
+    )
+    .await
 }
 
 /// Waits until every read model (and the earning process) has folded
@@ -1104,7 +1102,14 @@ async fn run_http_bench(
         }
         let events = history_events(&client, &base, &admin).await?;
         eprintln!("bench: read models catching up");
-        catch_up_within(&client, &base, &admin, Duration::from_secs(1_800)).await?;
+        catch_up_in(
+            &client,
+            &base,
+            demo::COMMUNITY,
+            &admin,
+            Duration::from_secs(1_800),
+        )
+        .await?;
         eprintln!("bench: reads at {events} events (filled)");
         measures.extend(reads_at(events, trivial_now().await?).await?);
     }

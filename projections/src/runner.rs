@@ -696,9 +696,8 @@ impl ProjectionRunner {
     }
 
     /// Moves the checkpoint from `checkpoint` to `last`, past `passed`
-    /// events, none of which the projection
-    /// reads (its tables stay as they were), in one statement rather than
-    /// a transaction of five: while a counter redeemed, four of every five
+    /// events, none of which the projection reads (its tables stay as they
+    /// were), in one statement rather than a transaction of five: while a counter redeemed, four of every five
     /// fold transactions were of projections with nothing to fold. The
     /// checkpoint moves only from where this runner left it; when another
     /// runner moved it first, it is read again.

@@ -162,6 +162,18 @@ pub fn append_one(
     AppendRequest::new(community).stream(stream(stream_id), stream_type(), expected, vec![event(n)])
 }
 
+/// Waits (ten seconds at most) until the store's listener has connected:
+/// from then on it hears every other process's commits.
+pub async fn listening(store: &EventStore) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !store.is_listening() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the store's listener connects");
+}
+
 /// Waits (ten seconds at most) until `head`, a watch of a community's head
 /// made before the commit, hears of `position`; what it heard.
 pub async fn announced(head: &mut tokio::sync::watch::Receiver<i64>, position: i64) -> i64 {

@@ -3,22 +3,11 @@
 //! wrote, from PostgreSQL once another process wrote their community.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use store::{CommunityId, EventStore, ExpectedVersion};
 
 use crate::helpers::*;
 use crate::tail::as_read;
-
-async fn listening(store: &EventStore) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !store.is_listening() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the store's listener connects");
-}
 
 /// (whole-stream reads from memory, from PostgreSQL) so far.
 fn reads(store: &EventStore) -> (u64, u64) {
