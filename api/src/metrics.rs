@@ -35,8 +35,13 @@ pub fn render(stats: &StoreStats) -> String {
         ),
         (
             "civic_ledger_append_batches_total",
-            "Group-commit transactions.",
+            "Group-commit batches: a community's appends planned together.",
             &stats.batches_total,
+        ),
+        (
+            "civic_ledger_write_transactions_total",
+            "Transactions that committed events (a batch each; batches that wrote nothing commit none).",
+            &stats.write_transactions_total,
         ),
         (
             "civic_ledger_append_batch_replans_total",

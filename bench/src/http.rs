@@ -71,6 +71,10 @@ pub struct Measure {
     pub projection_lagging: Option<String>,
     /// The server's resident memory after it, in MiB.
     pub server_rss_mib: f64,
+    /// Transactions the server committed events in while it ran, per
+    /// request: below one where a transaction carried several requests'
+    /// appends (one community's batch, or several communities' batches).
+    pub write_transactions_per_request: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,7 +110,7 @@ fn print_table(report: &HttpBenchReport) {
         report.connections, report.seconds, report.postgres_version
     );
     println!(
-        "{:<38} {:>9} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8} {:>18} {:>7}",
+        "{:<38} {:>9} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8} {:>18} {:>7} {:>7}",
         "measure",
         "requests",
         "errors",
@@ -116,14 +120,15 @@ fn print_table(report: &HttpBenchReport) {
         "ratio",
         "events",
         "lag max",
-        "RSS MiB"
+        "RSS MiB",
+        "tx/req"
     );
     let all = [&report.healthz, &report.trivial_query, &report.raw_commits]
         .into_iter()
         .chain(report.measures.iter());
     for m in all {
         println!(
-            "{:<38} {:>9} {:>7} {:>10.0} {:>8.1} {:>8.1} {:>7} {:>8} {:>18} {:>7.0}",
+            "{:<38} {:>9} {:>7} {:>10.0} {:>8.1} {:>8.1} {:>7} {:>8} {:>18} {:>7.0} {:>7.3}",
             m.name,
             m.requests,
             m.errors,
@@ -138,6 +143,7 @@ fn print_table(report: &HttpBenchReport) {
                     None => l.to_string(),
                 }),
             m.server_rss_mib,
+            m.write_transactions_per_request,
         );
     }
 }
@@ -296,6 +302,7 @@ async fn drive(
     keep: Answers,
 ) -> anyhow::Result<(Measure, Vec<Value>)> {
     eprintln!("bench: measuring {name}");
+    let transactions_before = write_transactions(base).await?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
@@ -368,7 +375,35 @@ async fn drive(
     }
     let elapsed = started.elapsed();
     eprintln!("bench: measured {name}");
-    Ok((measure(name, &mut latencies, errors, elapsed), answers))
+    let measured = measure(name, &mut latencies, errors, elapsed);
+    let measured = with_transactions(measured, base, transactions_before).await?;
+    Ok((measured, answers))
+}
+
+/// The measure with the transactions that wrote events since the server
+/// counted `before`, per request.
+async fn with_transactions(
+    mut measured: Measure,
+    base: &str,
+    before: u64,
+) -> anyhow::Result<Measure> {
+    let transactions = write_transactions(base).await? - before;
+    measured.write_transactions_per_request = transactions as f64 / measured.requests.max(1) as f64;
+    Ok(measured)
+}
+
+/// The server's count of the transactions that wrote events, from its
+/// metrics.
+async fn write_transactions(base: &str) -> anyhow::Result<u64> {
+    const COUNTER: &str = "civic_ledger_write_transactions_total ";
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(COUNTER))
+        .and_then(|count| count.trim().parse().ok())
+        .context("the server's metrics lack its write transactions")
 }
 
 fn measure(name: &str, latencies: &mut [Duration], errors: usize, elapsed: Duration) -> Measure {
@@ -392,6 +427,7 @@ fn measure(name: &str, latencies: &mut [Duration], errors: usize, elapsed: Durat
         projection_lag_max: None,
         projection_lagging: None,
         server_rss_mib: 0.0,
+        write_transactions_per_request: 0.0,
     }
 }
 
@@ -642,6 +678,7 @@ async fn redemption_pairs(
     fresh_reads: bool,
 ) -> anyhow::Result<(Measure, Measure)> {
     eprintln!("bench: measuring placeRedemption + completeRedemption");
+    let transactions_before = write_transactions(base).await?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
@@ -712,13 +749,14 @@ async fn redemption_pairs(
     }
     let elapsed = started.elapsed();
     eprintln!("bench: measured placeRedemption + completeRedemption");
+    let measured = measure(
+        "placeRedemption + completeRedemption",
+        &mut pairs,
+        errors,
+        elapsed,
+    );
     Ok((
-        measure(
-            "placeRedemption + completeRedemption",
-            &mut pairs,
-            errors,
-            elapsed,
-        ),
+        with_transactions(measured, base, transactions_before).await?,
         measure(
             "wallet atLeast the completion",
             &mut reads,

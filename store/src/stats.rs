@@ -79,6 +79,8 @@ pub struct StoreStats {
     /// in memory, and those that read PostgreSQL.
     pub kept_stream_reads_total: AtomicU64,
     pub stream_reads_total: AtomicU64,
+    /// Transactions that committed events: one community's batch each.
+    pub write_transactions_total: AtomicU64,
     pub append_latency_us: Histogram<12>,
     pub batch_size: Histogram<8>,
 }

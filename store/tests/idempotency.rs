@@ -258,6 +258,17 @@ async fn what_a_batch_takes_to_be_new_is_read_when_another_process_wrote_it() {
             append(&here, request.clone()).await;
         }
         let stored = db.event_count().await;
+        // Each append above was a batch of its own, and each wrote.
+        let written = here
+            .stats()
+            .write_transactions_total
+            .load(Ordering::Relaxed);
+        assert_eq!(
+            written,
+            1 + case.here_before.len() as u64,
+            "{}: a transaction for each batch that wrote",
+            case.name
+        );
         let replans = here.stats().batch_replans_total.load(Ordering::Relaxed);
         let answer = here.append(case.asked.clone()).await;
         match (&answer, case.expect) {
@@ -281,6 +292,14 @@ async fn what_a_batch_takes_to_be_new_is_read_when_another_process_wrote_it() {
             case.name
         );
         assert_eq!(db.event_count().await, stored, "{}: nothing new", case.name);
+        assert_eq!(
+            here.stats()
+                .write_transactions_total
+                .load(Ordering::Relaxed),
+            written,
+            "{}: no transaction committed",
+            case.name
+        );
         assert_chain_intact(&here, community).await;
     }
 }

@@ -285,6 +285,7 @@ impl Writer {
             BatchEnd::Committed if stale => retry.extend(batch),
             BatchEnd::Committed => {
                 if plan.writes() {
+                    StoreStats::add(&self.inner.stats.write_transactions_total, 1);
                     self.keep_tail(recorded);
                     self.inner
                         .announce_commit(self.community_id, plan.head.position);
@@ -360,6 +361,7 @@ impl Writer {
                 }
                 Ok(plan) => {
                     if plan.writes() {
+                        StoreStats::add(&self.inner.stats.write_transactions_total, 1);
                         self.keep_tail(recorded_events(self.community_id, &batch, &plan));
                         self.inner
                             .announce_commit(self.community_id, plan.head.position);
