@@ -1048,12 +1048,15 @@ async fn run_http_bench(
             // speed drifts over a run by more than the difference sought.
             let one_filing = |name: &'static str| {
                 let (base, of_resident) = (&base, of_resident.clone());
+                let (client, admin, server) = (&client, &admin, &server);
                 async move {
                     let next: NextRequest = Arc::new(submit_request);
                     let checked = Answers::Checked;
                     let (mut one, _) =
                         drive(name, base, of_resident, connections, seconds, next, checked).await?;
                     one.judge_by(ceiling);
+                    one.history_events = history_events(client, base, admin).await?;
+                    one.server_rss_mib = server.rss_mib();
                     anyhow::Ok(one)
                 }
             };
