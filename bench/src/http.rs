@@ -72,8 +72,8 @@ pub struct Measure {
     /// The server's resident memory after it, in MiB.
     pub server_rss_mib: f64,
     /// Transactions the server committed events in while it ran, per
-    /// request: below one where a transaction carried several requests'
-    /// appends (one community's batch, or several communities' batches).
+    /// request: below one where a community's batch carried several
+    /// requests' appends.
     pub write_transactions_per_request: f64,
 }
 
@@ -550,6 +550,21 @@ async fn catch_up(client: &reqwest::Client, base: &str, admin: &str) -> anyhow::
         Duration::from_secs(300),
     )
     .await
+}
+
+/// Waits until the demo community and every community of the spread
+/// filing (with its admin's token) have been folded.
+async fn catch_up_spread(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    communities: &[(Uuid, String)],
+) -> anyhow::Result<()> {
+    catch_up(client, base, admin).await?;
+    for (community, token) in communities {
+        catch_up_in(client, base, *community, token, Duration::from_secs(300)).await?;
+    }
+    Ok(())
 }
 
 /// Waits until every read model (and the earning process) has folded
@@ -1032,10 +1047,7 @@ async fn run_http_bench(
             // From a caught-up start, as the filing in one community: the
             // acceptances just measured and the new communities' set-up
             // folded first, not during this measure.
-            catch_up(&client, &base, &admin).await?;
-            for (community, token) in &watched {
-                catch_up_in(&client, &base, *community, token, Duration::from_secs(300)).await?;
-            }
+            catch_up_spread(&client, &base, &admin, &watched).await?;
             let communities = Arc::new(communities);
             let tokens = Arc::new(tokens);
             let of_spread = Arc::new(move |c: usize| Some(tokens[c].clone()))
@@ -1080,10 +1092,7 @@ async fn run_http_bench(
             spread.projection_lagging = lagging;
             spread.history_events = history_events(&client, &base, &admin).await?;
             spread.server_rss_mib = server.rss_mib();
-            catch_up(&client, &base, &admin).await?;
-            for (community, token) in &watched {
-                catch_up_in(&client, &base, *community, token, Duration::from_secs(300)).await?;
-            }
+            catch_up_spread(&client, &base, &admin, &watched).await?;
             let after = one_filing(ONE_AFTER_SPREAD).await?;
             spread.judge_by((before.per_second + after.per_second) / 2.0);
             measures.extend([before, spread, after]);

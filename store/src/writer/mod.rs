@@ -285,10 +285,7 @@ impl Writer {
             BatchEnd::Committed if stale => retry.extend(batch),
             BatchEnd::Committed => {
                 if plan.writes() {
-                    StoreStats::add(&self.inner.stats.write_transactions_total, 1);
-                    self.keep_tail(recorded);
-                    self.inner
-                        .announce_commit(self.community_id, plan.head.position);
+                    self.landed(&plan, recorded);
                 }
                 reply_all(&self.inner.stats, batch, plan.results);
             }
@@ -304,6 +301,15 @@ impl Writer {
                 reply_all(&self.inner.stats, batch, failed);
             }
         }
+    }
+
+    /// What follows a batch that committed events, on either path: it is
+    /// counted, its events kept, and its commit announced.
+    fn landed(&self, plan: &Plan, recorded: Option<Vec<RecordedEvent>>) {
+        StoreStats::add(&self.inner.stats.write_transactions_total, 1);
+        self.keep_tail(recorded);
+        self.inner
+            .announce_commit(self.community_id, plan.head.position);
     }
 
     /// Keeps the events a batch committed for the log's followers, before
@@ -361,10 +367,7 @@ impl Writer {
                 }
                 Ok(plan) => {
                     if plan.writes() {
-                        StoreStats::add(&self.inner.stats.write_transactions_total, 1);
-                        self.keep_tail(recorded_events(self.community_id, &batch, &plan));
-                        self.inner
-                            .announce_commit(self.community_id, plan.head.position);
+                        self.landed(&plan, recorded_events(self.community_id, &batch, &plan));
                     }
                     return reply_all(&self.inner.stats, batch, plan.results);
                 }
