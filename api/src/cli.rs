@@ -236,6 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut settings = Settings::from_config(&config, Secrets::load(&cli.data_dir)?)?;
             settings.run_projections = !no_projections;
+            settings.photo_store = config.photos.photo_store(&cli.data_dir)?;
             Some(settings)
         }
         _ => None,

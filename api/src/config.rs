@@ -27,6 +27,56 @@ pub struct Config {
     pub processes: ProcessesConfig,
     pub projections: ProjectionsConfig,
     pub reads: ReadsConfig,
+    pub photos: PhotosConfig,
+}
+
+/// Where uploaded photos' bytes live (docs/PHOTOS.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhotosConfig {
+    /// `local` (a directory) or `s3` (an S3-compatible bucket; credentials
+    /// from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
+    pub store: PhotoStoreKind,
+    /// The directory for `local`; empty is `photos` in the data directory.
+    pub directory: String,
+    pub s3_bucket: String,
+    /// The S3 service's URL; empty for AWS itself.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Whether `s3_endpoint` may be plain `http`.
+    pub s3_allow_http: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhotoStoreKind {
+    #[default]
+    Local,
+    S3,
+}
+
+impl PhotosConfig {
+    /// The photo store this configures; `data_dir` holds the local one
+    /// unless a directory is named.
+    pub fn photo_store(&self, data_dir: &Path) -> anyhow::Result<app::photos::PhotoStore> {
+        let store = match self.store {
+            PhotoStoreKind::Local => {
+                let directory = if self.directory.is_empty() {
+                    data_dir.join("photos")
+                } else {
+                    Path::new(&self.directory).to_path_buf()
+                };
+                app::photos::PhotoStore::local(&directory)
+            }
+            PhotoStoreKind::S3 => app::photos::PhotoStore::s3(&app::photos::S3Bucket {
+                bucket: self.s3_bucket.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                allow_http: self.s3_allow_http,
+            }),
+        };
+        store.map_err(|error| anyhow::anyhow!("photos: {error}"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -318,6 +368,9 @@ impl Config {
             1,
             100_000_000,
         )?;
+        if self.photos.store == PhotoStoreKind::S3 && self.photos.s3_bucket.is_empty() {
+            bail!("photos.s3_bucket: must be set when photos.store = \"s3\"");
+        }
         within(
             "reads.cache_age_max_ms",
             self.reads.cache_age_max_ms,
@@ -562,6 +615,17 @@ mod tests {
                 None,
                 &[("CIVIC_LEDGER_PROCESSES_SEAL_INTERVAL_SECONDS", "-1")],
                 "processes.seal_interval_seconds",
+            ),
+            (
+                None,
+                &[("CIVIC_LEDGER_PHOTOS_STORE", "s3")],
+                "photos.s3_bucket",
+            ),
+            (None, &[("CIVIC_LEDGER_PHOTOS_STORE", "ftp")], "ftp"),
+            (
+                None,
+                &[("CIVIC_LEDGER_PHOTOS_S3_ALLOW_HTTP", "yes")],
+                "photos.s3_allow_http must be true or false",
             ),
         ];
         for (file, environment, expected) in cases {

@@ -62,6 +62,7 @@ pub fn build(listener: TcpListener, state: AppState) -> std::io::Result<Server> 
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
+            .configure(crate::photos::routes)
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
     .listen(listener)?
@@ -110,7 +111,10 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Who sent the request, where from, and with which retry key. A key that
 /// breaks the rule refuses the request: ignoring it would let a retry pay
 /// twice.
-fn request_meta(state: &AppState, request: &HttpRequest) -> Result<RequestMeta, ApiError> {
+pub(crate) fn request_meta(
+    state: &AppState,
+    request: &HttpRequest,
+) -> Result<RequestMeta, ApiError> {
     let header = |name: &str| {
         request
             .headers()
@@ -143,48 +147,59 @@ fn request_meta(state: &AppState, request: &HttpRequest) -> Result<RequestMeta, 
     })
 }
 
-/// The request's body, at most `REQUEST_BODY_BYTES_MAX` bytes: a longer one
-/// (by its `Content-Length`, or once that many bytes arrived) is refused
-/// with 413 and a GraphQL error body, before the rest is read.
-async fn bounded_body(
+/// The request's body, at most `bytes_max` bytes: a longer one (by its
+/// `Content-Length`, or once that many bytes arrived) is refused with 413
+/// and an error body, before the rest is read.
+pub(crate) async fn bounded_body(
     request: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
+    bytes_max: usize,
 ) -> Result<web::BytesMut, HttpResponse> {
-    use futures::StreamExt;
-    let too_large = || {
-        refused(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            &ApiError::new(
-                "PAYLOAD_TOO_LARGE",
-                format!("the request body is over {REQUEST_BODY_BYTES_MAX} bytes"),
-            ),
-        )
-    };
     let declared = request
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > REQUEST_BODY_BYTES_MAX as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|length| length > bytes_max as u64) {
+        return Err(too_large(bytes_max));
     }
+    bounded_stream(payload, bytes_max).await
+}
+
+/// What a stream of chunks (a body, a multipart field) carries, at most
+/// `bytes_max` bytes.
+pub(crate) async fn bounded_stream<E: std::fmt::Display>(
+    mut chunks: impl futures::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    bytes_max: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    use futures::StreamExt;
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| {
             refused(
                 actix_web::http::StatusCode::BAD_REQUEST,
                 &ApiError::new("BAD_REQUEST", format!("the body did not arrive: {error}")),
             )
         })?;
-        if body.len() + chunk.len() > REQUEST_BODY_BYTES_MAX {
-            return Err(too_large());
+        if body.len() + chunk.len() > bytes_max {
+            return Err(too_large(bytes_max));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
+fn too_large(bytes_max: usize) -> HttpResponse {
+    refused(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        &ApiError::new(
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is over {bytes_max} bytes"),
+        ),
+    )
+}
+
 /// A refusal of the whole request, as a GraphQL error body.
-fn refused(status: actix_web::http::StatusCode, error: &ApiError) -> HttpResponse {
+pub(crate) fn refused(status: actix_web::http::StatusCode, error: &ApiError) -> HttpResponse {
     HttpResponse::build(status).json(json!({"errors": [{
         "message": error.message,
         "extensions": {"code": error.code}
@@ -193,7 +208,7 @@ fn refused(status: actix_web::http::StatusCode, error: &ApiError) -> HttpRespons
 
 /// The bearer of the request's token, as far as the server vouches for
 /// them (a removed staff member's token is refused).
-async fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
+pub(crate) async fn viewer(state: &AppState, request: &HttpRequest) -> Viewer {
     let authorization = request
         .headers()
         .get("authorization")
@@ -208,7 +223,7 @@ async fn graphql(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match bounded_body(&request, payload).await {
+    let body = match bounded_body(&request, payload, REQUEST_BODY_BYTES_MAX).await {
         Ok(body) => body,
         Err(response) => return response,
     };

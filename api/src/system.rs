@@ -25,6 +25,7 @@ use app::clock::{Clock, SystemClock};
 use app::commands::Commands;
 use app::deadlines::DeadlineWatcher;
 use app::directory::Directory;
+use app::photos::{PhotoStore, Photos};
 use app::points::earning::EarningProcess;
 use app::points::sweeper::PointsSweeper;
 use app::points::PointsDesk;
@@ -65,6 +66,9 @@ pub struct Settings {
     /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed
     /// (reverse proxies); from anyone else those headers are ignored.
     pub trusted_proxies: TrustedProxies,
+    /// Where uploaded photos' bytes live: in memory unless the command
+    /// line sets the configured store (tests and benches keep memory).
+    pub photo_store: PhotoStore,
 }
 
 impl Settings {
@@ -98,6 +102,7 @@ impl Settings {
             submission_rates: config.submission_rates(),
             signup_rates: (config.limits.signup_burst, config.limits.signup_per_minute),
             trusted_proxies,
+            photo_store: PhotoStore::in_memory(),
         })
     }
 }
@@ -185,6 +190,7 @@ impl Application {
                 settings.signup_rates.0,
                 settings.signup_rates.1,
             ),
+            photos: Photos::new(settings.photo_store, settings.submission_rates),
             retry_key: settings.secrets.token_key.clone(),
             open_reports: Default::default(),
             open_index: Default::default(),

@@ -7,8 +7,10 @@ use domain::values::{AttachedPhotos, ContentHash, Photos, Text};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use store::{CommunityId, Content, EventStore};
+use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::services::Services;
 
 const MEDIA_TYPE: &str = "application/json";
 
@@ -19,6 +21,16 @@ struct Stored {
     text: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     photos: Vec<String>,
+    /// Uploaded photos, each with the SHA-256 of its stored bytes: the
+    /// list's hash is in the chain, so the bytes are too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    uploaded: Vec<UploadedRef>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UploadedRef {
+    photo: Uuid,
+    sha256: String,
 }
 
 /// Random, or from `seed` when a retried request must store the same bytes.
@@ -52,17 +64,21 @@ pub fn prepare_text(text: &str, seed: Option<[u8; 32]>) -> AppResult<Prepared> {
         salt: salt(seed),
         text: Some(text.as_str().to_string()),
         photos: Vec::new(),
+        uploaded: Vec::new(),
     })
 }
 
-/// Validates photo links and prepares them; no links is no content.
-pub fn prepare_photos(
+/// Validates a photo list (https links, and uploaded photos with the
+/// SHA-256 of their bytes) and prepares it; an empty list is no content.
+pub(crate) fn prepare_photo_list(
     urls: &[String],
+    uploaded: &[(Uuid, [u8; 32])],
     seed: Option<[u8; 32]>,
 ) -> AppResult<Option<(Prepared, AttachedPhotos)>> {
     let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
     let photos = Photos::parse(&refs)?;
-    if photos.urls().is_empty() {
+    let count = photos.urls().len() + uploaded.len();
+    if count == 0 {
         return Ok(None);
     }
     let prepared = prepare(&Stored {
@@ -73,8 +89,15 @@ pub fn prepare_photos(
             .iter()
             .map(|u| u.as_str().to_string())
             .collect(),
+        uploaded: uploaded
+            .iter()
+            .map(|(photo, sha256)| UploadedRef {
+                photo: *photo,
+                sha256: hex::encode(sha256),
+            })
+            .collect(),
     })?;
-    let attached = AttachedPhotos::new(prepared.hash.clone(), &photos);
+    let attached = AttachedPhotos::counted(prepared.hash.clone(), count)?;
     Ok(Some((prepared, attached)))
 }
 
@@ -106,7 +129,8 @@ pub async fn text_of(
     Ok(get(store, community, hash).await?.and_then(|s| s.text))
 }
 
-/// Stored photo links; empty once erased.
+/// A stored photo list: its links, then where each uploaded photo is
+/// served (`/photos/{id}`); empty once erased.
 pub async fn photos_of(
     store: &EventStore,
     community: CommunityId,
@@ -114,21 +138,37 @@ pub async fn photos_of(
 ) -> AppResult<Vec<String>> {
     Ok(get(store, community, hash)
         .await?
-        .map(|s| s.photos)
+        .map(|s| {
+            let mut photos = s.photos;
+            photos.extend(s.uploaded.iter().map(|u| format!("/photos/{}", u.photo)));
+            photos
+        })
         .unwrap_or_default())
 }
 
-/// Removes a piece for good (a redaction or an erasure).
-pub async fn erase(
-    store: &EventStore,
-    community: CommunityId,
-    hash: &ContentHash,
-    by: &str,
-    reason: &str,
-) -> AppResult<()> {
-    let hash = store::ContentHash::parse(hash.as_str())?;
-    match store.erase_content(community, hash, by, reason).await {
-        Ok(_) | Err(store::StoreError::ContentNotFound(_)) => Ok(()),
-        Err(error) => Err(error.into()),
+impl Services {
+    /// Removes a piece for good (a redaction or an erasure), and the
+    /// uploaded photos it lists with it: those first, so that a failure
+    /// half way leaves the list to find them again when it is repeated.
+    /// Every erasure of content goes through here. True when there was
+    /// such a piece (erased now or before).
+    pub(crate) async fn erase_content(
+        &self,
+        community: CommunityId,
+        hash: &ContentHash,
+        by: &str,
+        reason: &str,
+    ) -> AppResult<bool> {
+        let store = self.commands.store();
+        if let Some(stored) = get(store, community, hash.as_str()).await? {
+            let photos: Vec<Uuid> = stored.uploaded.iter().map(|u| u.photo).collect();
+            self.erase_photos(community, &photos, by, reason).await?;
+        }
+        let hash = store::ContentHash::parse(hash.as_str())?;
+        match store.erase_content(community, hash, by, reason).await {
+            Ok(_) => Ok(true),
+            Err(store::StoreError::ContentNotFound(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 }

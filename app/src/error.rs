@@ -44,6 +44,16 @@ pub enum AppError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// An upload that is not a media type the server takes (judged by
+    /// its bytes), or not whole.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// An upload past its bounds: too many bytes, or too many pixels.
+    #[error("{0}")]
+    TooLarge(String),
+    /// What was asked for existed and was erased for good.
+    #[error("{0}")]
+    Gone(String),
     /// A service the request needs is not there now (shutting down, the
     /// code sender failed).
     #[error("{0}")]
@@ -70,6 +80,9 @@ impl AppError {
             AppError::InsufficientBudget(_) => "INSUFFICIENT_BUDGET",
             AppError::OutOfStock(_) => "OUT_OF_STOCK",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::UnsupportedMedia(_) => "UNSUPPORTED_MEDIA",
+            AppError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+            AppError::Gone(_) => "GONE",
             AppError::Unavailable(_) => "UNAVAILABLE",
             AppError::Internal => "INTERNAL",
         }

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod error;
 pub mod idempotency;
 pub mod patrols;
+pub mod photos;
 pub mod points;
 pub mod ratelimit;
 pub mod reports;

@@ -85,6 +85,23 @@ pub struct SubmissionRates {
     pub member_per_minute: u32,
 }
 
+impl SubmissionRates {
+    /// Every budget `factor` times as large: for what a caller sends a
+    /// few of for each submission (photos).
+    pub fn times(self, factor: u32) -> Self {
+        SubmissionRates {
+            anonymous_burst: self.anonymous_burst.saturating_mul(factor),
+            anonymous_per_minute: self.anonymous_per_minute.saturating_mul(factor),
+            anonymous_community_burst: self.anonymous_community_burst.saturating_mul(factor),
+            anonymous_community_per_minute: self
+                .anonymous_community_per_minute
+                .saturating_mul(factor),
+            member_burst: self.member_burst.saturating_mul(factor),
+            member_per_minute: self.member_per_minute.saturating_mul(factor),
+        }
+    }
+}
+
 impl Default for SubmissionRates {
     fn default() -> Self {
         SubmissionRates {

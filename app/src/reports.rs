@@ -369,7 +369,14 @@ impl Services {
         at: Timestamp,
     ) -> AppResult<(SubmitReport, Vec<Prepared>)> {
         let text = content::prepare_text(&input.text, self.retry_seed(meta, "text"))?;
-        let photos = content::prepare_photos(&input.photos, self.retry_seed(meta, "photos"))?;
+        let photos = self
+            .photo_list(
+                community_id,
+                report.0,
+                &input.photos,
+                self.retry_seed(meta, "photos"),
+            )
+            .await?;
         let code = CategoryCode::parse(&input.category)?;
         let category = community
             .categories
@@ -570,7 +577,9 @@ impl Services {
             }
             ReportAction::Resolve { notes, photos } => {
                 let notes = content::prepare_text(&notes, seed("notes"))?;
-                let photos = content::prepare_photos(&photos, seed("photos"))?;
+                let photos = self
+                    .photo_list(community_key, report_id, &photos, seed("photos"))
+                    .await?;
                 let hash = notes.hash.clone();
                 contents.push(notes);
                 let attached = photos.map(|(prepared, attached)| {
@@ -729,14 +738,8 @@ impl Services {
     ) -> AppResult<()> {
         let by = by.sub.to_string();
         for hash in hashes {
-            content::erase(
-                self.commands.store(),
-                community,
-                &hash,
-                &by,
-                "redacted by a moderator",
-            )
-            .await?;
+            self.erase_content(community, &hash, &by, "redacted by a moderator")
+                .await?;
         }
         Ok(())
     }

@@ -26,6 +26,8 @@ pub struct Services {
     pub submission_limits: SubmissionLimits,
     /// Sign-up code requests and attempts per client.
     pub signup_limiter: RateLimiter,
+    /// Uploaded photos: where their bytes go, and how fast they may come.
+    pub photos: crate::photos::Photos,
     /// Keys idempotent retries' derived values (report ids, salts).
     pub retry_key: Vec<u8>,
     /// Gathers concurrent filings' lookups of the open reports at their

@@ -380,6 +380,20 @@ impl AttachedPhotos {
             count: photos.urls().len() as u8,
         }
     }
+    /// Photos of which some are links and some uploads: `count` of them
+    /// in all, at most [`Photos::COUNT_MAX`].
+    pub fn counted(content: ContentHash, count: usize) -> Result<Self, DomainError> {
+        if count > Photos::COUNT_MAX {
+            return Err(DomainError::validation(
+                "photos",
+                format!("at most {}", Photos::COUNT_MAX),
+            ));
+        }
+        Ok(AttachedPhotos {
+            content,
+            count: count as u8,
+        })
+    }
     pub fn content(&self) -> &ContentHash {
         &self.content
     }

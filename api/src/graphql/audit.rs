@@ -451,17 +451,9 @@ impl ErasureMutation {
         resident_id: Uuid,
         reason: String,
     ) -> ApiResult<ErasurePayload> {
-        let claims = viewer(ctx).with_role(community_id, &[Role::Admin])?;
-        let reason =
-            &domain::values::plain_text("reason", &reason, domain::values::Lines::Many, 500)?;
-        let erased = app::audit::erasure::erase_resident(
-            app(ctx).commands.store(),
-            CommunityId::new(community_id),
-            resident_id,
-            &format!("admin:{}", claims.sub),
-            reason,
-        )
-        .await?;
+        let erased = app(ctx)
+            .erase_resident(&super::request(ctx), community_id, resident_id, &reason)
+            .await?;
         Ok(ErasurePayload {
             resident_id,
             contents_erased: erased.contents_erased as i32,

@@ -20,6 +20,8 @@ pub struct PatrolMutation;
 #[derive(InputObject)]
 pub struct FindingReportInput {
     pub category: String,
+    /// Up to 9 photos: https links, or ids of photos uploaded to the
+    /// community.
     #[graphql(default)]
     pub photos: Vec<String>,
     pub latitude_e6: Option<i64>,

@@ -144,6 +144,8 @@ impl ReportMutation {
         act(ctx, community_id, report_id, ReportAction::StartWork).await
     }
 
+    /// Staff resolve the report, with notes and up to 9 photos (https
+    /// links, or ids of photos uploaded to the community).
     async fn resolve_report(
         &self,
         ctx: &Context<'_>,
@@ -285,7 +287,9 @@ impl ReportMutation {
         act(ctx, community_id, report_id, ReportAction::RedactText).await
     }
 
-    /// Removes the report's photo links for good, resolution photos too.
+    /// Removes the report's photos for good, resolution photos too: the
+    /// links, and the bytes of uploaded photos and their thumbnails (they
+    /// answer 410 Gone from then on).
     async fn redact_report_photos(
         &self,
         ctx: &Context<'_>,
@@ -314,7 +318,9 @@ pub struct ReportInput {
     pub longitude_e6: Option<i64>,
     pub category: String,
     pub text: String,
-    /// Up to 9 https links to photos.
+    /// Up to 9 photos: https links, or ids of photos uploaded to the
+    /// community (`POST /communities/{id}/photos`). An uploaded photo
+    /// belongs to the one report that names it first.
     #[graphql(default)]
     pub photos: Vec<String>,
     /// Identifies the reporting device of an anonymous report (for rate
@@ -666,7 +672,9 @@ impl ReportNode {
         .await
         .map_err(ApiError::from)
     }
-    /// Photo links; empty once redacted or erased.
+    /// The photos: their https links, then each uploaded photo's path on
+    /// this server (`/photos/{id}`; its thumbnail at
+    /// `/photos/{id}/thumbnail`). Empty once redacted or erased.
     async fn photos(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
         match (&self.row.photos_hash, self.row.photos_redacted) {
             (Some(hash), false) => {

@@ -3,10 +3,14 @@
 //! stay, and they remain a pseudonymous id. Each erased piece keeps a
 //! tombstone (when, by whom, why), which the export lists.
 
+use domain::values::Role;
 use serde::Serialize;
 use serde_json::Value;
 use store::{CommunityId, EventStore, RecordedEvent, StoreError, TrailFilter};
 use uuid::Uuid;
+
+use crate::error::AppResult;
+use crate::services::{Request, Services};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Erasure {
@@ -14,15 +18,50 @@ pub struct Erasure {
     pub profile_erased: bool,
 }
 
-/// Erases what `resident` wrote or attached in `community`: the content
-/// their own events name, and the submission of every report they claimed.
-pub async fn erase_resident(
+impl Services {
+    /// Erases what `resident` wrote or attached in `community` on their
+    /// request, for the community's admin: the content their own events
+    /// name and the submission of every report they claimed (photos they
+    /// uploaded with it too), then their profile.
+    pub async fn erase_resident(
+        &self,
+        request: &Request,
+        community_id: Uuid,
+        resident: Uuid,
+        reason: &str,
+    ) -> AppResult<Erasure> {
+        let claims = request.viewer.with_role(community_id, &[Role::Admin])?;
+        let reason =
+            domain::values::plain_text("reason", reason, domain::values::Lines::Many, 500)?;
+        let erased_by = format!("admin:{}", claims.sub);
+        let community = CommunityId::new(community_id);
+        let store = self.commands.store();
+        let mut contents_erased = 0;
+        for hash in contents_of(store, community, resident).await? {
+            // Not content (a claim secret's hash, a client's) or never
+            // stored: nothing to erase.
+            if self
+                .erase_content(community, &hash, &erased_by, &reason)
+                .await?
+            {
+                contents_erased += 1;
+            }
+        }
+        let profile_erased = store.erase_profile(community, resident).await?;
+        Ok(Erasure {
+            contents_erased,
+            profile_erased,
+        })
+    }
+}
+
+/// Every content hash the resident's own events name, and those of the
+/// submission of every report they claimed.
+async fn contents_of(
     store: &EventStore,
     community: CommunityId,
     resident: Uuid,
-    erased_by: &str,
-    reason: &str,
-) -> Result<Erasure, StoreError> {
+) -> Result<Vec<domain::values::ContentHash>, StoreError> {
     let mut hashes = Vec::new();
     let filter = TrailFilter {
         actor: Some(resident.to_string()),
@@ -46,26 +85,10 @@ pub async fn erase_resident(
     }
     hashes.sort();
     hashes.dedup();
-    let mut contents_erased = 0;
-    for hash in hashes {
-        let Ok(hash) = store::ContentHash::parse(&hash) else {
-            continue;
-        };
-        match store
-            .erase_content(community, hash, erased_by, reason)
-            .await
-        {
-            Ok(_) => contents_erased += 1,
-            // Not content (a claim secret's hash, a client's) or never stored.
-            Err(StoreError::ContentNotFound(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    let profile_erased = store.erase_profile(community, resident).await?;
-    Ok(Erasure {
-        contents_erased,
-        profile_erased,
-    })
+    Ok(hashes
+        .iter()
+        .filter_map(|hash| domain::values::ContentHash::parse(hash).ok())
+        .collect())
 }
 
 async fn first_event(
