@@ -95,6 +95,8 @@ pub struct Options {
     pub run_projections: bool,
     pub run_earning: bool,
     pub read_cache: projections::CacheLimits,
+    /// A demo server: sign-up codes shown on the pages, not sent.
+    pub demo: bool,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             run_projections: true,
             run_earning: true,
             read_cache: projections::CacheLimits::default(),
+            demo: false,
         }
     }
 }
@@ -157,6 +160,9 @@ impl TestApp {
         settings.trusted_proxies =
             civic_ledger::clients::TrustedProxies::parse(options.trusted_proxies).unwrap();
         settings.store.pool_size_max = 8;
+        if options.demo {
+            settings.demo_codes = Some(Default::default());
+        }
         let application = Application::build(&db.config, settings)
             .await
             .expect("the application starts");

@@ -16,6 +16,7 @@ mod cqrs_aggregates;
 mod earning;
 mod figures;
 mod graphql_bad_input;
+mod pages;
 mod photos;
 mod points;
 mod projection_runner;

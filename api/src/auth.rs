@@ -100,3 +100,18 @@ pub fn viewer_from_authorization(tokens: &Tokens, header: Option<&str>) -> Viewe
         )),
     }
 }
+
+/// How long a resident stays signed in after signing up.
+pub const RESIDENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The token a resident who just proved their phone signs in with.
+pub fn resident_token(tokens: &Tokens, community: Uuid, person: Uuid) -> Result<String, AppError> {
+    tokens.issue(TokenRequest {
+        subject: person,
+        role: Role::Citizen,
+        community,
+        grids: Vec::new(),
+        centre: None,
+        lifetime: RESIDENT_TOKEN_LIFETIME,
+    })
+}

@@ -237,6 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut settings = Settings::from_config(&config, Secrets::load(&cli.data_dir)?)?;
             settings.run_projections = !no_projections;
             settings.photo_store = config.photos.photo_store(&cli.data_dir)?;
+            settings.code_sender = config.signup.code_sender()?;
             Some(settings)
         }
         _ => None,
@@ -441,7 +442,11 @@ async fn migrate(database: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(database: &Database, settings: Settings, demo: bool) -> anyhow::Result<()> {
+async fn serve(database: &Database, mut settings: Settings, demo: bool) -> anyhow::Result<()> {
+    if demo {
+        // A demo sends no SMS: its sign-up page shows the code, marked.
+        settings.demo_codes = Some(Default::default());
+    }
     let application = Application::build(&database.pg_config, settings).await?;
     let address = application.address;
     if demo {

@@ -28,6 +28,64 @@ pub struct Config {
     pub projections: ProjectionsConfig,
     pub reads: ReadsConfig,
     pub photos: PhotosConfig,
+    pub signup: SignupConfig,
+}
+
+/// How sign-up codes reach phones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    /// `log` (the server's log; until a gateway is set up) or `http` (an
+    /// SMS gateway).
+    pub sender: CodeSenderKind,
+    /// The gateway's URL, for `http`.
+    pub sms_gateway_url: String,
+    /// The body posted for each code: `{phone}` and `{code}` are put in.
+    pub sms_body_template: String,
+    pub sms_content_type: String,
+    /// The `Authorization` header the gateway wants; better set in the
+    /// environment than in a file.
+    pub sms_authorization: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeSenderKind {
+    #[default]
+    Log,
+    Http,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        SignupConfig {
+            sender: CodeSenderKind::Log,
+            sms_gateway_url: String::new(),
+            sms_body_template:
+                "{\"phone\":\"{phone}\",\"text\":\"您的验证码是 {code}，10 分钟内有效。\"}"
+                    .to_string(),
+            sms_content_type: "application/json".to_string(),
+            sms_authorization: String::new(),
+        }
+    }
+}
+
+impl SignupConfig {
+    /// The code sender this configures.
+    pub fn code_sender(&self) -> anyhow::Result<std::sync::Arc<dyn app::signup::CodeSender>> {
+        Ok(match self.sender {
+            CodeSenderKind::Log => std::sync::Arc::new(app::signup::LogCodeSender),
+            CodeSenderKind::Http => std::sync::Arc::new(
+                app::signup::HttpCodeSender::new(
+                    &self.sms_gateway_url,
+                    &self.sms_body_template,
+                    &self.sms_content_type,
+                    (!self.sms_authorization.is_empty()).then(|| self.sms_authorization.clone()),
+                )
+                .map_err(|error| anyhow::anyhow!("signup: {error}"))?,
+            ),
+        })
+    }
 }
 
 /// Where uploaded photos' bytes live (docs/PHOTOS.md).
@@ -89,6 +147,10 @@ pub struct ServerConfig {
     pub trusted_proxies: String,
     /// How long a read with `atLeast` waits for the read models, seconds.
     pub freshness_timeout_seconds: u64,
+    /// Where residents reach this server (`https://civic.example.org`):
+    /// what each site's QR code encodes. Empty is `http://` and the
+    /// address it listens on, for trying it out.
+    pub public_base_url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,6 +238,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".to_string(),
             trusted_proxies: String::new(),
             freshness_timeout_seconds: 5,
+            public_base_url: String::new(),
         }
     }
 }
@@ -368,6 +431,13 @@ impl Config {
             1,
             100_000_000,
         )?;
+        let base = &self.server.public_base_url;
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("server.public_base_url = {base:?}: must start with http:// or https://");
+        }
+        if self.signup.sender == CodeSenderKind::Http {
+            self.signup.code_sender()?;
+        }
         if self.photos.store == PhotoStoreKind::S3 && self.photos.s3_bucket.is_empty() {
             bail!("photos.s3_bucket: must be set when photos.store = \"s3\"");
         }

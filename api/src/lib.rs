@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
+pub mod pages;
 pub mod photos;
 pub mod server;
 pub mod system;

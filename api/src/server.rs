@@ -38,6 +38,9 @@ pub struct AppState {
     pub parsed: Arc<ParsedQueries>,
     pub app: Arc<App>,
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Where residents reach this server (`https://…`, no trailing
+    /// slash): what QR codes encode.
+    pub public_base_url: Arc<str>,
 }
 
 /// Binds the routes to `listener`. actix-web stops gracefully on SIGINT and
@@ -63,6 +66,7 @@ pub fn build(listener: TcpListener, state: AppState) -> std::io::Result<Server> 
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
             .configure(crate::photos::routes)
+            .configure(crate::pages::routes)
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
     .listen(listener)?
@@ -145,6 +149,17 @@ pub(crate) fn request_meta(
         // the client.
         setup_version: None,
     })
+}
+
+/// Whom a client's idempotency key is scoped to: the signed-in subject,
+/// or for an anonymous caller the address the server vouches for, never
+/// anything the client chose (a fingerprint, a header from an untrusted
+/// peer).
+pub(crate) fn caller_scope(viewer: &Viewer, meta: &RequestMeta) -> String {
+    match viewer {
+        Viewer::Member(claims) => format!("person:{}", claims.sub),
+        _ => format!("anonymous:{}", meta.client.as_deref().unwrap_or("-")),
+    }
 }
 
 /// The request's body, at most `bytes_max` bytes: a longer one (by its

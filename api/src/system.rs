@@ -32,7 +32,7 @@ use app::points::PointsDesk;
 use app::ratelimit::{RateLimiter, SubmissionLimits, SubmissionRates};
 use app::secrets::Secrets;
 use app::services::Services;
-use app::signup::{CodeSender, LogCodeSender, Signup};
+use app::signup::{CodeSender, DemoCodes, LogCodeSender, Signup};
 
 pub struct Settings {
     pub listen: String,
@@ -69,6 +69,12 @@ pub struct Settings {
     /// Where uploaded photos' bytes live: in memory unless the command
     /// line sets the configured store (tests and benches keep memory).
     pub photo_store: PhotoStore,
+    /// Where residents reach this server, for QR codes; empty is
+    /// `http://` and the address it listens on.
+    pub public_base_url: String,
+    /// A demo server's sign-up codes, shown on its pages instead of sent
+    /// (`serve --demo`); when set, it is the code sender.
+    pub demo_codes: Option<Arc<DemoCodes>>,
 }
 
 impl Settings {
@@ -103,6 +109,8 @@ impl Settings {
             signup_rates: (config.limits.signup_burst, config.limits.signup_per_minute),
             trusted_proxies,
             photo_store: PhotoStore::in_memory(),
+            public_base_url: config.server.public_base_url.clone(),
+            demo_codes: None,
         })
     }
 }
@@ -177,7 +185,10 @@ impl Application {
             signup: Signup::new(
                 store.clone(),
                 settings.secrets.phone_key.clone(),
-                settings.code_sender.clone(),
+                match &settings.demo_codes {
+                    Some(codes) => codes.clone(),
+                    None => settings.code_sender.clone(),
+                },
             ),
             commands,
             directory,
@@ -201,10 +212,15 @@ impl Application {
             runner,
             reads: projections::ReadCache::new(store.clone(), settings.read_cache),
             freshness_timeout: settings.freshness_timeout,
+            demo_codes: settings.demo_codes.clone(),
         });
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("could not listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
+        let public_base_url = match settings.public_base_url.trim_end_matches('/') {
+            "" => format!("http://{address}"),
+            configured => configured.to_string(),
+        };
         let server = server::build(
             listener,
             AppState {
@@ -214,6 +230,7 @@ impl Application {
                 parsed: Arc::new(ParsedQueries::default()),
                 app: app.clone(),
                 trusted_proxies: Arc::new(settings.trusted_proxies),
+                public_base_url: public_base_url.into(),
             },
         )?;
         Ok(Application {

@@ -66,6 +66,16 @@ impl Viewer {
         }
     }
 
+    /// The caller's claims when they are a member of `community`; anyone
+    /// else (anonymous, a member of another community, a refused token)
+    /// sees what the public sees.
+    pub fn claims_in(&self, community: Uuid) -> Option<&Claims> {
+        match self {
+            Viewer::Member(claims) if claims.community == community => Some(claims),
+            _ => None,
+        }
+    }
+
     /// A member of `community` with one of `roles`.
     pub fn with_role(&self, community: Uuid, roles: &[Role]) -> Result<&Claims, AppError> {
         let claims = self.member_of(community)?;

@@ -23,4 +23,5 @@ pub mod reports;
 pub mod secrets;
 pub mod services;
 pub mod signup;
+pub mod sites;
 pub mod suggestions;

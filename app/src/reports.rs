@@ -171,6 +171,14 @@ pub fn sees_reporter(claims: Option<&Claims>, reporter: Option<Uuid>) -> bool {
         || claims.is_some_and(|claims| reporter.is_some() && reporter == Some(claims.sub))
 }
 
+/// Whether the caller may see the report at all: anyone a report that is
+/// not hidden; a hidden one its reporter and report staff of its
+/// community.
+pub fn may_see(viewer: &Viewer, row: &projections::reports::ReportRow) -> bool {
+    let claims = viewer.claims_in(row.community_id);
+    !row.hidden || is_report_staff(claims) || sees_reporter(claims, row.reporter_id)
+}
+
 /// A step on a report after it was filed, as a caller asks for it.
 #[derive(Clone, Debug)]
 pub enum ReportAction {

@@ -39,6 +39,124 @@ impl CodeSender for LogCodeSender {
     }
 }
 
+/// The demo's sender: keeps the last code sent to each phone so that the
+/// sign-up page of a demo server can show it (marked as a demo). Never
+/// used outside `serve --demo`.
+#[derive(Default)]
+pub struct DemoCodes {
+    codes: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// Phones the demo sender remembers at most; past it, it forgets them all.
+const DEMO_PHONES_MAX: usize = 10_000;
+
+impl DemoCodes {
+    /// The last code sent to `phone` (as the resident typed it).
+    pub fn last_for(&self, phone: &str) -> Option<String> {
+        let phone = parse_phone(phone).ok()?;
+        self.codes
+            .lock()
+            .expect("not poisoned")
+            .get(&phone)
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl CodeSender for DemoCodes {
+    async fn send(&self, phone: &str, code: &str) -> Result<(), String> {
+        let mut codes = self.codes.lock().expect("not poisoned");
+        if codes.len() >= DEMO_PHONES_MAX {
+            codes.clear();
+        }
+        codes.insert(phone.to_string(), code.to_string());
+        Ok(())
+    }
+}
+
+/// Posts each code to an SMS gateway: `template` is the body, with
+/// `{phone}` and `{code}` put in (escaped for JSON when the body is JSON,
+/// percent-encoded when it is a form), and `authorization`, when set, is
+/// the `Authorization` header. A gateway that does not answer 2xx within
+/// the timeout has not sent the code.
+pub struct HttpCodeSender {
+    client: reqwest::Client,
+    pub url: String,
+    pub template: String,
+    pub content_type: String,
+    pub authorization: Option<String>,
+}
+
+/// How long the gateway may take to take a code.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HttpCodeSender {
+    pub fn new(
+        url: &str,
+        template: &str,
+        content_type: &str,
+        authorization: Option<String>,
+    ) -> Result<Self, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("the gateway URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("the gateway URL must be http or https".into());
+        }
+        if !template.contains("{code}") {
+            return Err("the template must hold {code}".into());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(GATEWAY_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HttpCodeSender {
+            client,
+            url: url.to_string(),
+            template: template.to_string(),
+            content_type: content_type.to_string(),
+            authorization,
+        })
+    }
+
+    /// The body for one code.
+    pub fn body(&self, phone: &str, code: &str) -> String {
+        let put = |value: &str| -> String {
+            if self.content_type.contains("json") {
+                let quoted = serde_json::to_string(value).expect("a string");
+                quoted[1..quoted.len() - 1].to_string()
+            } else if self.content_type.contains("x-www-form-urlencoded") {
+                serde_urlencoded::to_string([("", value)]).expect("a string")[1..].to_string()
+            } else {
+                value.to_string()
+            }
+        };
+        self.template
+            .replace("{phone}", &put(phone))
+            .replace("{code}", &put(code))
+    }
+}
+
+#[async_trait]
+impl CodeSender for HttpCodeSender {
+    async fn send(&self, phone: &str, code: &str) -> Result<(), String> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", &self.content_type)
+            .body(self.body(phone, code));
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("the SMS gateway: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the SMS gateway answered {}", response.status()));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 pub struct Signup {
     store: EventStore,
@@ -176,4 +294,93 @@ impl crate::services::Services {
 /// The address the request comes from, as the adapter vouched for it.
 fn client_of(request: &crate::services::Request) -> &str {
     request.meta.client.as_deref().unwrap_or("-")
+}
+
+#[cfg(test)]
+mod http_sender_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A gateway that answers `status` to one request and hands back what
+    /// it received.
+    async fn gateway(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let received = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0_u8; 4096];
+            loop {
+                let read = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_string)
+                        })
+                        .and_then(|l| l.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                if read == 0 {
+                    break;
+                }
+            }
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (url, received)
+    }
+
+    #[tokio::test]
+    async fn the_gateway_gets_the_code_in_its_template_and_a_refusal_is_an_error() {
+        let (url, received) = gateway(200).await;
+        let sender = HttpCodeSender::new(
+            &url,
+            r#"{"to":"{phone}","text":"验证码 {code}"}"#,
+            "application/json",
+            Some("Bearer gateway-key".into()),
+        )
+        .unwrap();
+        sender.send("+86138\"0013", "123456").await.unwrap();
+        let request = received.await.unwrap();
+        assert!(request.starts_with("POST /sms "), "{request}");
+        assert!(request
+            .to_ascii_lowercase()
+            .contains("authorization: bearer gateway-key"));
+        let body = &request[request.find("\r\n\r\n").unwrap() + 4..];
+        let json: serde_json::Value = serde_json::from_str(body).expect("the body is JSON still");
+        assert_eq!(json["to"], "+86138\"0013", "escaped, not broken out of");
+        assert_eq!(json["text"], "验证码 123456");
+
+        let (url, _) = gateway(503).await;
+        let sender = HttpCodeSender::new(
+            &url,
+            "code={code}",
+            "application/x-www-form-urlencoded",
+            None,
+        )
+        .unwrap();
+        assert!(sender.send("13800138000", "654321").await.is_err());
+        assert_eq!(sender.body("1 3", "a&b"), "code=a%26b");
+
+        for (url, template) in [
+            ("ftp://gateway", "{code}"),
+            ("not a url", "{code}"),
+            ("http://gateway", "no code here"),
+        ] {
+            assert!(
+                HttpCodeSender::new(url, template, "text/plain", None).is_err(),
+                "{url} {template}"
+            );
+        }
+    }
 }

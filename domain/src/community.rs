@@ -29,6 +29,13 @@ pub enum SiteKind {
     StreetCorner,
 }
 
+impl SiteKind {
+    /// Whether a suggestion box stands at such a site: at micro-spaces.
+    pub fn has_suggestion_box(self) -> bool {
+        self == SiteKind::MicroSpace
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grid {
     pub name: String,

@@ -125,7 +125,7 @@ impl Suggestion {
                         "suggestion {suggestion}"
                     )));
                 }
-                if site_kind != SiteKind::MicroSpace {
+                if !site_kind.has_suggestion_box() {
                     return Err(DomainError::validation(
                         "site",
                         "suggestion boxes stand at micro-spaces",

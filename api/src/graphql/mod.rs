@@ -46,6 +46,9 @@ pub struct App {
     pub tokens: Tokens,
     /// How long a query waits for the read models to reach `atLeast`.
     pub freshness_timeout: Duration,
+    /// On a demo server only: the codes sign-up "sent", for its pages to
+    /// show.
+    pub demo_codes: Option<Arc<app::signup::DemoCodes>>,
 }
 
 impl std::ops::Deref for App {
@@ -139,12 +142,7 @@ pub(crate) fn meta(ctx: &Context<'_>) -> RequestMeta {
 
 /// A client key scoped to who is calling and what this field asks.
 pub(crate) fn scoped(ctx: &Context<'_>, meta: &RequestMeta, key: &ClientKey) -> Idempotency {
-    let caller = match viewer(ctx) {
-        Viewer::Member(claims) => format!("person:{}", claims.sub),
-        // The address the server vouches for, not anything the client
-        // chose (a fingerprint, a header from an untrusted peer).
-        _ => format!("anonymous:{}", meta.client.as_deref().unwrap_or("-")),
-    };
+    let caller = crate::server::caller_scope(viewer(ctx), meta);
     let field = ctx.field();
     let mut arguments = String::new();
     // Arguments that cannot be resolved fail the field anyway; they

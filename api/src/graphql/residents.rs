@@ -1,18 +1,14 @@
 //! Residents: signing up from the QR page with a phone and a one-time
 //! code, which gives a resident's token.
 
-use crate::auth::TokenRequest;
 use crate::error::ApiResult;
 use crate::graphql::{app, request};
 use app::signup::CODE_LIFETIME;
 use async_graphql::{Context, Object, SimpleObject};
-use domain::values::Role;
-use std::time::Duration;
 use store::CommunityId;
 use uuid::Uuid;
 
 /// How long a resident's token lives.
-const RESIDENT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Default)]
 pub struct SignupMutation;
@@ -68,14 +64,7 @@ impl SignupMutation {
         let resident = app
             .verify_signup_code(&request(ctx), CommunityId::new(community_id), &phone, &code)
             .await?;
-        let token = app.tokens.issue(TokenRequest {
-            subject: resident.person_id,
-            role: Role::Citizen,
-            community: community_id,
-            grids: Vec::new(),
-            centre: None,
-            lifetime: RESIDENT_TOKEN_LIFETIME,
-        })?;
+        let token = crate::auth::resident_token(&app.tokens, community_id, resident.person_id)?;
         Ok(SignedIn {
             token,
             person_id: resident.person_id,

@@ -23,11 +23,11 @@ use store::{CommunityId, NewPhoto};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::caller::{Claims, Viewer};
+use crate::caller::Viewer;
 use crate::content::{self, Prepared};
 use crate::error::{AppError, AppResult};
 use crate::ratelimit::{SubmissionLimits, SubmissionRates};
-use crate::reports::{is_report_staff, sees_reporter};
+use crate::reports::may_see;
 use crate::services::{Request, Services};
 use domain::values::Role;
 
@@ -242,15 +242,6 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// The caller's claims in `community`, when they are a member of it; a
-/// member of another community sees what the public sees.
-fn claims_in(viewer: &Viewer, community: Uuid) -> Option<&Claims> {
-    match viewer {
-        Viewer::Member(claims) if claims.community == community => Some(claims),
-        _ => None,
-    }
-}
-
 impl Services {
     /// Stores a photo for a report or a resolution to name: open to
     /// anonymous callers under the anonymous limits (scaled for a few
@@ -346,10 +337,7 @@ impl Services {
         let row = projections::reports::report(store.pool(), community, report)
             .await?
             .ok_or_else(not_found)?;
-        let claims = claims_in(&request.viewer, community.as_uuid());
-        let visible =
-            !row.hidden || is_report_staff(claims) || sees_reporter(claims, row.reporter_id);
-        if !visible {
+        if !may_see(&request.viewer, &row) {
             return Err(not_found());
         }
         let bytes = self
