@@ -4,6 +4,7 @@
 mod app;
 mod audit;
 mod authorization;
+mod browser;
 /// The store's test fixtures, kept beside the store's own tests (some only
 /// they use).
 #[path = "../store/tests/helpers.rs"]

@@ -182,6 +182,10 @@ pub enum BenchTarget {
     /// The real server over HTTP, as users see it, next to /healthz, a
     /// trivial query and raw commits measured in the same run.
     Http(bench::http::HttpBenchArgs),
+    /// The pages a phone opens: their weight, and their first render on a
+    /// throttled connection in headless Chromium next to the smallest
+    /// page's, measured alternately in the same run.
+    Pages(bench::pages::PagesBenchArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -263,6 +267,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             target: BenchTarget::Http(args),
         } => bench::http::run(&database, args).await,
+        Command::Bench {
+            target: BenchTarget::Pages(args),
+        } => bench::pages::run(&database, args).await,
         Command::Schema | Command::Token { .. } => unreachable!("handled above"),
     };
     // Stop the private server whatever happened, then report.

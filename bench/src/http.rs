@@ -149,9 +149,9 @@ fn print_table(report: &HttpBenchReport) {
 }
 
 /// The server under test, in its own process; stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     data_dir: PathBuf,
     _temp: tempfile::TempDir,
 }
@@ -164,7 +164,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(pg_config: &store::tokio_postgres::Config) -> anyhow::Result<Server> {
+    pub(crate) fn start(pg_config: &store::tokio_postgres::Config) -> anyhow::Result<Server> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().to_path_buf();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -202,7 +202,7 @@ impl Server {
         })
     }
 
-    async fn ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+    pub(crate) async fn ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {

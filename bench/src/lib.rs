@@ -21,6 +21,7 @@ use app::database::Database;
 pub mod audit;
 pub mod demo;
 pub mod http;
+pub mod pages;
 pub mod points;
 
 #[derive(clap::Args, Debug)]
