@@ -67,8 +67,7 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last = None;
         for _ in 0..100 {
-            match ClientBuilder::rustls()
-                .unwrap()
+            match ClientBuilder::new(plain_http())
                 .capabilities(capabilities.clone())
                 .connect(&url)
                 .await
@@ -298,6 +297,10 @@ async fn a_resident_files_from_the_qr_code_signs_up_claims_and_sees_it_resolved(
         .unwrap();
     browser.by_id("confirm").await.click().await.unwrap();
     browser.by_id("claimed").await;
+    // Signed in from now on (the page's cookie): the next report is theirs.
+    browser.client.goto(&page_url).await.unwrap();
+    let note = browser.text_of("report").await;
+    assert!(note.contains("已登录"), "{note}");
 
     // Staff resolve it with a photo; the status page shows the resolution.
     let after = app.uploaded(fixture.community, Some(&fixture.worker)).await;
@@ -426,4 +429,10 @@ async fn the_printable_qr_sheet_fits_a4() {
     );
     assert!(text.contains("841.9"));
     browser.stop().await;
+}
+
+/// ChromeDriver listens on plain HTTP on this machine: no TLS stack is
+/// needed (nor one of the several the workspace's crates bring).
+fn plain_http() -> hyper_util::client::legacy::connect::HttpConnector {
+    hyper_util::client::legacy::connect::HttpConnector::new()
 }

@@ -279,7 +279,7 @@ impl Browser {
         };
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
-            if let Ok(client) = ClientBuilder::rustls()?
+            if let Ok(client) = ClientBuilder::new(plain_http())
                 .capabilities(capabilities.clone())
                 .connect(&url)
                 .await
@@ -339,4 +339,10 @@ impl Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// ChromeDriver listens on plain HTTP on this machine: no TLS stack is
+/// needed (nor one of the several the workspace's crates bring).
+fn plain_http() -> hyper_util::client::legacy::connect::HttpConnector {
+    hyper_util::client::legacy::connect::HttpConnector::new()
 }
