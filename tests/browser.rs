@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::{act, Fixture, TestApp};
+use crate::photos::markers;
 
 /// A phone's screen, in CSS pixels.
 const PHONE_WIDTH: u32 = 360;
@@ -129,20 +130,6 @@ async fn url_in_qr_code(app: &TestApp, community: Uuid, code: &str) -> String {
     let mut prepared = rqrr::PreparedImage::prepare(image);
     let grids = prepared.detect_grids();
     grids[0].decode().unwrap().1
-}
-
-/// Every JPEG marker before the scan.
-fn markers(jpeg: &[u8]) -> Vec<u8> {
-    let mut found = Vec::new();
-    let mut at = 2;
-    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
-        found.push(jpeg[at + 1]);
-        if jpeg[at + 1] == 0xDA {
-            break;
-        }
-        at += 2 + usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
-    }
-    found
 }
 
 async fn photos_of(app: &TestApp, fixture: &Fixture, report: Uuid) -> Vec<String> {

@@ -72,6 +72,16 @@ pub fn multipart(fields: &[(&str, &str)], files: &[Vec<u8>]) -> (String, Vec<u8>
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// Posts one sign-up step's form; the answer.
+async fn signup_step(app: &TestApp, community: Uuid, form: &[(&str, &str)]) -> reqwest::Response {
+    app.http
+        .post(format!("{}/r/{community}/signup", app.base_url()))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The text between `start` and the next `end` in `html`.
 pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = html.find(start)? + start.len();
@@ -420,16 +430,7 @@ async fn signing_up_on_a_demo_page_shows_the_code_and_claims_the_report() {
         ("phone", phone),
         ("display_name", "李阿姨"),
     ];
-    let sent = app
-        .http
-        .post(format!("{base}/r/{c}/signup"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let sent = signup_step(&app, c, &form).await.text().await.unwrap();
     let code = between(&sent, "id=\"demo-code\">", "</p>")
         .unwrap_or_else(|| panic!("the demo shows the code: {sent}"));
     let code = between(code, "<strong>", "</strong>").unwrap().to_string();
@@ -442,13 +443,7 @@ async fn signing_up_on_a_demo_page_shows_the_code_and_claims_the_report() {
         ("phone", phone),
         ("code", "000000"),
     ];
-    let refused = app
-        .http
-        .post(format!("{base}/r/{c}/signup"))
-        .form(&wrong)
-        .send()
-        .await
-        .unwrap();
+    let refused = signup_step(&app, c, &wrong).await;
     assert_eq!(refused.status(), 400);
     let right = [
         ("lang", "en"),
@@ -458,13 +453,7 @@ async fn signing_up_on_a_demo_page_shows_the_code_and_claims_the_report() {
         ("phone", phone),
         ("code", code.as_str()),
     ];
-    let verified = app
-        .http
-        .post(format!("{base}/r/{c}/signup"))
-        .form(&right)
-        .send()
-        .await
-        .unwrap();
+    let verified = signup_step(&app, c, &right).await;
     assert_eq!(verified.status(), 200);
     let cookie = verified.headers()["set-cookie"]
         .to_str()
@@ -500,13 +489,8 @@ async fn signing_up_on_a_demo_page_shows_the_code_and_claims_the_report() {
         ("phone", phone),
         ("display_name", "王师傅"),
     ];
-    let sent = quiet
-        .http
-        .post(format!("{}/r/{}/signup", quiet.base_url(), other.community))
-        .form(&form)
-        .send()
+    let sent = signup_step(&quiet, other.community, &form)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -95,7 +95,7 @@ fn report_id(filed: &Value) -> Uuid {
 }
 
 /// Every JPEG marker before the scan.
-fn markers(jpeg: &[u8]) -> Vec<u8> {
+pub fn markers(jpeg: &[u8]) -> Vec<u8> {
     let mut found = Vec::new();
     let mut at = 2;
     while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {

@@ -72,6 +72,19 @@ pub(crate) fn check_content(media_type: &str, body: &[u8]) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Whether an erasure's who and why may be kept with its tombstone: the
+/// bounds of every erasure, of content and of photos alike.
+pub(crate) fn check_erasure(erased_by: &str, reason: &str) -> Result<(), StoreError> {
+    if erased_by.is_empty() || erased_by.len() > limits::STREAM_ID_BYTES_MAX {
+        return Err(StoreError::invalid("erased_by", "must be 1 to 200 bytes"));
+    }
+    if reason.trim().is_empty() || reason.len() > limits::ERASURE_REASON_BYTES_MAX {
+        return Err(StoreError::invalid("reason", "must be 1 to 1000 bytes"));
+    }
+    check_text("erased_by", erased_by)?;
+    check_text("reason", reason)
+}
+
 impl EventStore {
     /// Stores content and returns its hash; storing the same bytes twice is
     /// harmless and returns the same hash.
@@ -148,14 +161,7 @@ impl EventStore {
         erased_by: &str,
         reason: &str,
     ) -> Result<Tombstone, StoreError> {
-        if erased_by.is_empty() || erased_by.len() > limits::STREAM_ID_BYTES_MAX {
-            return Err(StoreError::invalid("erased_by", "must be 1 to 200 bytes"));
-        }
-        if reason.trim().is_empty() || reason.len() > limits::ERASURE_REASON_BYTES_MAX {
-            return Err(StoreError::invalid("reason", "must be 1 to 1000 bytes"));
-        }
-        check_text("erased_by", erased_by)?;
-        check_text("reason", reason)?;
+        check_erasure(erased_by, reason)?;
         let client = self.inner.pool.get().await?;
         client
             .execute(

@@ -7,10 +7,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::canonical::check_text;
-use crate::content::ContentHash;
+use crate::content::{check_erasure, ContentHash};
 use crate::error::StoreError;
-use crate::limits;
 use crate::store::EventStore;
 use crate::types::CommunityId;
 
@@ -199,14 +197,7 @@ impl EventStore {
         erased_by: &str,
         reason: &str,
     ) -> Result<Vec<Uuid>, StoreError> {
-        if erased_by.is_empty() || erased_by.len() > limits::STREAM_ID_BYTES_MAX {
-            return Err(StoreError::invalid("erased_by", "must be 1 to 200 bytes"));
-        }
-        if reason.trim().is_empty() || reason.len() > limits::ERASURE_REASON_BYTES_MAX {
-            return Err(StoreError::invalid("reason", "must be 1 to 1000 bytes"));
-        }
-        check_text("erased_by", erased_by)?;
-        check_text("reason", reason)?;
+        check_erasure(erased_by, reason)?;
         let client = self.inner.pool.get().await?;
         client
             .execute(

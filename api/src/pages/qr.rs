@@ -59,21 +59,39 @@ fn image(content_type: &str, body: Vec<u8>) -> HttpResponse {
         .body(body)
 }
 
+/// The two forms a code is drawn in.
+#[derive(Clone, Copy)]
+enum Drawing {
+    Svg,
+    Png,
+}
+
+impl Drawing {
+    fn draw(self, url: &str) -> Result<(&'static str, Vec<u8>), AppError> {
+        match self {
+            Drawing::Svg => Ok(("image/svg+xml", svg_of(url, 320)?.into_bytes())),
+            Drawing::Png => {
+                let pixels = code_of(url)?
+                    .render::<image::Luma<u8>>()
+                    .min_dimensions(600, 600)
+                    .quiet_zone(true)
+                    .build();
+                let mut out = Vec::new();
+                image::DynamicImage::ImageLuma8(pixels)
+                    .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+                    .map_err(AppError::internal)?;
+                Ok(("image/png", out))
+            }
+        }
+    }
+}
+
 async fn svg(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let (community, code) = path.into_inner();
-    let drawn = async {
-        let site = active_site(&state, &community, &code).await?;
-        svg_of(&report_url(&state.public_base_url, &site), 320)
-    }
-    .await;
-    match drawn {
-        Ok(svg) => image("image/svg+xml", svg.into_bytes()),
-        Err(error) => refusal_page(Lang::of(&request), &error),
-    }
+    qr_code(&state, &request, path.into_inner(), Drawing::Svg).await
 }
 
 async fn png(
@@ -81,24 +99,23 @@ async fn png(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let (community, code) = path.into_inner();
+    qr_code(&state, &request, path.into_inner(), Drawing::Png).await
+}
+
+async fn qr_code(
+    state: &AppState,
+    request: &HttpRequest,
+    (community, code): (String, String),
+    drawing: Drawing,
+) -> HttpResponse {
     let drawn = async {
-        let site = active_site(&state, &community, &code).await?;
-        let pixels = code_of(&report_url(&state.public_base_url, &site))?
-            .render::<image::Luma<u8>>()
-            .min_dimensions(600, 600)
-            .quiet_zone(true)
-            .build();
-        let mut out = Vec::new();
-        image::DynamicImage::ImageLuma8(pixels)
-            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-            .map_err(AppError::internal)?;
-        Ok::<_, AppError>(out)
+        let site = active_site(state, &community, &code).await?;
+        drawing.draw(&report_url(&state.public_base_url, &site))
     }
     .await;
     match drawn {
-        Ok(png) => image("image/png", png),
-        Err(error) => refusal_page(Lang::of(&request), &error),
+        Ok((content_type, body)) => image(content_type, body),
+        Err(error) => refusal_page(Lang::of(request), &error),
     }
 }
 

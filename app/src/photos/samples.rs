@@ -102,6 +102,18 @@ pub fn exif_block(orientation: u16, gps: Option<SampleGps>) -> Vec<u8> {
     out
 }
 
+/// `picture` through `encoder`, an RGB image's bytes.
+fn encoded(encoder: impl ImageEncoder, picture: &RgbImage) {
+    encoder
+        .write_image(
+            picture.as_raw(),
+            picture.width(),
+            picture.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .expect("a sample encodes");
+}
+
 /// A JPEG of `picture`, carrying `exif` when given.
 pub fn jpeg(picture: &RgbImage, exif: Option<Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -111,42 +123,21 @@ pub fn jpeg(picture: &RgbImage, exif: Option<Vec<u8>>) -> Vec<u8> {
             .set_exif_metadata(exif)
             .expect("the JPEG encoder keeps EXIF");
     }
-    encoder
-        .write_image(
-            picture.as_raw(),
-            picture.width(),
-            picture.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("a sample encodes");
+    encoded(encoder, picture);
     out
 }
 
 /// A PNG of `picture`.
 pub fn png(picture: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(
-            picture.as_raw(),
-            picture.width(),
-            picture.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("a sample encodes");
+    encoded(PngEncoder::new(&mut out), picture);
     out
 }
 
 /// A (lossless) WebP of `picture`.
 pub fn webp(picture: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
-    WebPEncoder::new_lossless(&mut out)
-        .write_image(
-            picture.as_raw(),
-            picture.width(),
-            picture.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("a sample encodes");
+    encoded(WebPEncoder::new_lossless(&mut out), picture);
     out
 }
 
