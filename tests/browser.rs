@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::{act, Fixture, TestApp};
+use crate::pages::{report_of, url_in_qr_code};
 use crate::photos::markers;
 
 /// A phone's screen, in CSS pixels.
@@ -118,20 +119,6 @@ fn docs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
 }
 
-/// The URL a site's printed QR code holds, read back from its PNG.
-async fn url_in_qr_code(app: &TestApp, community: Uuid, code: &str) -> String {
-    let png = app
-        .fetch(&format!("/r/{community}/{code}/qr.png"), None)
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    let image = image::load_from_memory(&png).unwrap().to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let grids = prepared.detect_grids();
-    grids[0].decode().unwrap().1
-}
-
 async fn photos_of(app: &TestApp, fixture: &Fixture, report: Uuid) -> Vec<String> {
     let head = app.head(fixture.community).await;
     let data = app
@@ -221,15 +208,7 @@ async fn a_resident_files_from_the_qr_code_signs_up_claims_and_sees_it_resolved(
         .await
         .unwrap()
         .unwrap();
-    let report: Uuid = track
-        .split('/')
-        .nth(4)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let report = report_of(&track);
 
     // What was stored and is served: no EXIF, upright, at most 2048 px.
     let photos = photos_of(&app, &fixture, report).await;

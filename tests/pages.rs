@@ -82,6 +82,28 @@ async fn signup_step(app: &TestApp, community: Uuid, form: &[(&str, &str)]) -> r
         .unwrap()
 }
 
+/// The URL a site's printed QR code holds, read back from its PNG.
+pub async fn url_in_qr_code(app: &TestApp, community: Uuid, code: &str) -> String {
+    let png = app
+        .fetch(&format!("/r/{community}/{code}/qr.png"), None)
+        .await;
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    let image = image::load_from_memory(&png.bytes().await.unwrap())
+        .unwrap()
+        .to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one code");
+    grids[0].decode().unwrap().1
+}
+
+/// The report a tracking link (`/r/{community}/reports/{id}?…`) names.
+pub fn report_of(track: &str) -> Uuid {
+    let path = track.split('?').next().unwrap();
+    path.rsplit('/').next().unwrap().parse().unwrap()
+}
+
 /// The text between `start` and the next `end` in `html`.
 pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = html.find(start)? + start.len();
@@ -157,16 +179,7 @@ async fn a_form_sent_twice_files_one_report_with_its_photo() {
                 .to_string(),
         );
     }
-    let report = |track: &str| {
-        track
-            .split('/')
-            .nth(4)
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let report = report_of;
     assert_eq!(report(&tracks[0]), report(&tracks[1]));
     assert_eq!(report(&tracks[0]), report(&tracks[2]));
     assert_eq!(app.report_count(&fixture).await, before + 1, "one report");
@@ -297,21 +310,7 @@ async fn each_active_sites_qr_code_opens_its_page_and_admins_print_them_all() {
     app.retire(&fixture, "RB-02").await;
     let base = app.base_url().to_string();
     let c = fixture.community;
-    let png = app
-        .http
-        .get(format!("{base}/r/{c}/RB-01/qr.png"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(png.status(), 200);
-    assert_eq!(png.headers()["content-type"], "image/png");
-    let image = image::load_from_memory(&png.bytes().await.unwrap())
-        .unwrap()
-        .to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1);
-    let (_, content) = grids[0].decode().unwrap();
+    let content = url_in_qr_code(&app, c, "RB-01").await;
     assert_eq!(
         content,
         format!("{base}/r/{c}/RB-01"),
