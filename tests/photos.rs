@@ -523,3 +523,46 @@ async fn every_erasure_of_a_photo_list_takes_its_photos() {
         }
     }
 }
+
+/// A patrol finding's report names uploaded photos as a resident's does.
+#[tokio::test]
+async fn a_patrol_finding_files_its_uploaded_photo() {
+    let app = TestApp::spawn_quiet().await;
+    let fixture = app.fixture().await;
+    let photo = app.uploaded(fixture.community, Some(&fixture.worker)).await;
+    let started = app
+        .ok(
+            Some(&fixture.worker),
+            "mutation($c: UUID!) { startPatrol(communityId: $c) { id } }",
+            json!({"c": fixture.community}),
+        )
+        .await;
+    let patrol = started["startPatrol"]["id"].as_str().unwrap().to_string();
+    let finding = app
+        .ok(
+            Some(&fixture.worker),
+            "mutation($c: UUID!, $p: UUID!, $photos: [String!]!) { recordPatrolFinding(communityId: $c, patrolId: $p, text: \"排口有黑水\", siteCode: \"RB-01\",
+                openReport: {category: \"SEWAGE-OUTFALL\", photos: $photos}) { reportId } }",
+            json!({"c": fixture.community, "p": patrol, "photos": [photo]}),
+        )
+        .await;
+    let report: Uuid = finding["recordPatrolFinding"]["reportId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    settle(&app, &fixture, report).await;
+    let listed = app
+        .ok(
+            Some(&fixture.admin),
+            "query($c: UUID!, $r: UUID!) { report(communityId: $c, reportId: $r) { photos } }",
+            json!({"c": fixture.community, "r": report}),
+        )
+        .await;
+    assert_eq!(
+        listed["report"]["photos"],
+        json!([format!("/photos/{photo}")])
+    );
+    let served = app.fetch(&format!("/photos/{photo}"), None).await;
+    assert_eq!(served.status(), 200);
+}
