@@ -131,6 +131,7 @@ impl PhotosConfig {
                 endpoint: self.s3_endpoint.clone(),
                 region: self.s3_region.clone(),
                 allow_http: self.s3_allow_http,
+                keys: None,
             }),
         };
         store.map_err(|error| anyhow::anyhow!("photos: {error}"))

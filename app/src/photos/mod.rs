@@ -56,6 +56,9 @@ pub struct S3Bucket {
     /// Whether the endpoint may be plain `http` (a bucket on the same
     /// host or network).
     pub allow_http: bool,
+    /// Keys given here rather than by the environment (tests); `None`
+    /// reads `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub keys: Option<(String, String)>,
 }
 
 impl PhotoStore {
@@ -89,6 +92,11 @@ impl PhotoStore {
         }
         if !bucket.endpoint.is_empty() {
             builder = builder.with_endpoint(&bucket.endpoint);
+        }
+        if let Some((id, secret)) = &bucket.keys {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
         }
         let objects = builder
             .build()
@@ -442,6 +450,97 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores, reads and deletes through the store's interface, as every
+    /// caller uses it.
+    async fn round_trip(store: &PhotoStore) {
+        let community = CommunityId::new(Uuid::new_v4());
+        let photo = Uuid::new_v4();
+        store
+            .put(community, photo, Variant::Photo, b"photo".to_vec())
+            .await
+            .unwrap();
+        store
+            .put(community, photo, Variant::Thumbnail, b"thumb".to_vec())
+            .await
+            .unwrap();
+        let got = store
+            .get(community, photo, Variant::Thumbnail)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(&b"thumb"[..]));
+        let elsewhere = CommunityId::new(Uuid::new_v4());
+        assert_eq!(
+            store.get(elsewhere, photo, Variant::Photo).await.unwrap(),
+            None
+        );
+        store.delete(community, photo).await.unwrap();
+        store.delete(community, photo).await.unwrap();
+        for variant in [Variant::Photo, Variant::Thumbnail] {
+            assert_eq!(store.get(community, photo, variant).await.unwrap(), None);
+        }
+    }
+
+    /// An S3-compatible service on this machine: `moto_server` (Python's
+    /// `moto[server]`, which `.ci/run` installs), with a bucket made.
+    struct LocalS3 {
+        child: std::process::Child,
+        endpoint: String,
+    }
+
+    impl Drop for LocalS3 {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn local_s3(bucket: &str) -> LocalS3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (pip install 'moto[server]')"));
+        let s3 = LocalS3 {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            let made = client
+                .put(format!("{}/{bucket}", s3.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if made {
+                return s3;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{program} did not start");
+    }
+
+    #[tokio::test]
+    async fn an_s3_compatible_bucket_keeps_and_deletes_like_the_local_store() {
+        let s3 = local_s3("civic-photos").await;
+        let store = PhotoStore::s3(&S3Bucket {
+            bucket: "civic-photos".into(),
+            endpoint: s3.endpoint.clone(),
+            region: "us-east-1".into(),
+            allow_http: true,
+            keys: Some(("testing".into(), "testing".into())),
+        })
+        .unwrap();
+        round_trip(&store).await;
+        round_trip(&PhotoStore::in_memory()).await;
+    }
 
     /// The local store keeps each community's photos in a folder of its
     /// own, and a deletion removes the photo and its thumbnail.
