@@ -217,7 +217,22 @@ async fn uploads_that_are_not_whole_photos_are_refused_by_their_bytes() {
     let mut multipart = b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
     multipart.extend_from_slice(&jpeg);
     multipart.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let mut many_parts = Vec::new();
+    for n in 0..40 {
+        many_parts.extend_from_slice(
+            format!("--XyZ\r\nContent-Disposition: form-data; name=\"f{n}\"\r\n\r\nx\r\n")
+                .as_bytes(),
+        );
+    }
+    many_parts.extend_from_slice(b"--XyZ--\r\n");
     let cases: Vec<(&str, Vec<u8>, &str, StatusCode, &str)> = vec![
+        (
+            "a form of forty fields",
+            many_parts,
+            "multipart/form-data; boundary=XyZ",
+            StatusCode::BAD_REQUEST,
+            "VALIDATION",
+        ),
         (
             "a photo as a form",
             multipart,

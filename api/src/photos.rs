@@ -18,6 +18,9 @@ use crate::server::{bounded_body, bounded_stream, refused, request_meta, viewer,
 
 /// Room for a multipart body's boundaries and headers around the image.
 const MULTIPART_OVERHEAD_BYTES_MAX: usize = 64 * 1024;
+/// Parts read before the file, at most: a body sent in chunks has no
+/// declared length to bound it.
+const MULTIPART_PARTS_MAX: usize = 16;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -96,7 +99,15 @@ async fn image_of(
     }
     let mut form = actix_multipart::Multipart::new(request.headers(), payload);
     use futures::StreamExt;
+    let mut parts = 0;
     while let Some(field) = form.next().await {
+        parts += 1;
+        if parts > MULTIPART_PARTS_MAX {
+            return Err(refusal(AppError::validation(
+                "body",
+                format!("a form of at most {MULTIPART_PARTS_MAX} parts"),
+            )));
+        }
         let field = field.map_err(|error| {
             refusal(AppError::validation(
                 "body",
