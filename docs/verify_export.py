@@ -3,8 +3,8 @@
 
     python3 docs/verify_export.py history.ndjson [SEAL_PUBLIC_KEY_HEX]
 
-Checks the hash chain, the head, and (with the `cryptography` package) every
-seal. Prints the first failure with its position, or "intact"; exits 1 on a
+Checks the hash chain, the head, every erasure against its event, and (with
+the `cryptography` package) every seal. Prints the first failure with its position, or "intact"; exits 1 on a
 failure. An independent check of the format docs/AUDIT.md specifies.
 """
 import hashlib
@@ -59,19 +59,25 @@ def seal_holds(seal, trusted_key):
 
 
 def main(path, trusted_key=None):
-    seals, head, running, expected = {}, None, None, None
+    seals, head, running, expected, start = {}, None, None, None, None
+    tombstones, erased = {}, []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             item = json.loads(line)
             kind = item["type"]
             if kind == "seal":
                 seals[item["position"]] = item
+            elif kind == "erasure":
+                tombstones[item["content_hash"]] = (item["erased_by"], item["reason"])
             elif kind == "head":
                 head = item
             elif kind == "event":
                 position = item["position"]
                 if expected is None:
-                    expected, running = position, item["previous_hash"]
+                    expected, running, start = position, item["previous_hash"], position
+                if item["event_type"] == "ContentErased":
+                    fields = item["payload"]["ContentErased"]
+                    erased.append((fields["content"], (fields["by"], fields["reason"]), position))
                 if position != expected:
                     return fail(expected, "missing position")
                 if item["previous_hash"] != running:
@@ -94,6 +100,19 @@ def main(path, trusted_key=None):
             return fail(last, "head mismatch")
         if head["position"] == last and any(p > last for p in seals):
             return fail(min(p for p in seals if p > last), "seal beyond log")
+    # Every erasure the chain records has its tombstone, alike, and every
+    # tombstone was recorded: checkable only for the whole history.
+    if head is not None and start == 1 and head["position"] == last:
+        for content, said, position in erased:
+            tombstone = tombstones.pop(content, None)
+            if tombstone is None:
+                return fail(position, "erasure tombstone missing")
+            if tombstone != said:
+                return fail(position, "erasure mismatch")
+        if tombstones:
+            return fail(0, "erasure unrecorded")
+    else:
+        print("erasures not checked: the export is not the whole history")
     print("intact: {} events".format(last))
     return 0
 

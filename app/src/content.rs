@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use store::{CommunityId, Content, EventStore};
 use uuid::Uuid;
 
+use domain::erasure::{Erasure, ErasureCommand};
+
+use crate::commands::RequestMeta;
 use crate::error::{AppError, AppResult};
 use crate::services::Services;
 
@@ -150,16 +153,32 @@ impl Services {
     /// Removes a piece for good (a redaction or an erasure), and the
     /// uploaded photos it lists with it: those first, so that a failure
     /// half way leaves the list to find them again when it is repeated.
-    /// Every erasure of content goes through here. True when there was
-    /// such a piece (erased now or before).
+    /// Every erasure of content goes through here, and each is first
+    /// recorded in the chain (`ContentErased`: what, by whom, why), so the
+    /// fact stays under the seals when the content goes. True when there
+    /// was such a piece (erased now or before).
     pub(crate) async fn erase_content(
         &self,
+        meta: &RequestMeta,
         community: CommunityId,
         hash: &ContentHash,
         by: &str,
         reason: &str,
     ) -> AppResult<bool> {
         let store = self.commands.store();
+        let exists = match store
+            .get_content(community, store::ContentHash::parse(hash.as_str())?)
+            .await
+        {
+            Ok(_) => true,
+            Err(store::StoreError::ContentNotFound(_)) => false,
+            Err(error) => return Err(error.into()),
+        };
+        if !exists {
+            return Ok(false);
+        }
+        self.record_erasure(meta, community, hash, by, reason)
+            .await?;
         if let Some(stored) = get(store, community, hash.as_str()).await? {
             let photos: Vec<Uuid> = stored.uploaded.iter().map(|u| u.photo).collect();
             self.erase_photos(community, &photos, by, reason).await?;
@@ -169,6 +188,49 @@ impl Services {
             Ok(_) => Ok(true),
             Err(store::StoreError::ContentNotFound(_)) => Ok(false),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Appends `ContentErased` for the piece, once: a repeat finds it
+    /// recorded (the stream is the piece's own). The append carries the
+    /// request's caller but not its idempotency key, which names the
+    /// request that asked for the erasure (a redaction's own event).
+    async fn record_erasure(
+        &self,
+        meta: &RequestMeta,
+        community: CommunityId,
+        hash: &ContentHash,
+        by: &str,
+        reason: &str,
+    ) -> AppResult<()> {
+        let meta = RequestMeta {
+            client_key: None,
+            idempotency: None,
+            setup_version: None,
+            ..meta.clone()
+        };
+        let at = self.commands.clock().now();
+        let recorded = self
+            .commands
+            .execute::<Erasure>(
+                community,
+                &domain::streams::erasure(hash.as_str()),
+                &meta,
+                &[],
+                |_| {
+                    Ok(ErasureCommand::Record {
+                        content: hash.clone(),
+                        by: by.to_string(),
+                        reason: reason.to_string(),
+                        at,
+                    })
+                },
+            )
+            .await;
+        match recorded {
+            // Recorded before: a repeated erasure.
+            Ok(_) | Err(AppError::Conflict(_)) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 }

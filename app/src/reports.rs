@@ -728,7 +728,8 @@ impl Services {
             }
             _ => Vec::new(),
         };
-        self.erase_redacted(community_key, claims, redacted).await?;
+        self.erase_redacted(&request.meta, community_key, claims, redacted)
+            .await?;
         Ok(ReportActed {
             position: outcome.last_position,
             report,
@@ -740,13 +741,18 @@ impl Services {
     /// by the moderator repeating the request.
     async fn erase_redacted(
         &self,
+        meta: &RequestMeta,
         community: CommunityId,
         by: &Claims,
         hashes: Vec<ContentHash>,
     ) -> AppResult<()> {
+        let meta = RequestMeta {
+            actor: Some(by.actor()),
+            ..meta.clone()
+        };
         let by = by.sub.to_string();
         for hash in hashes {
-            self.erase_content(community, &hash, &by, "redacted by a moderator")
+            self.erase_content(&meta, community, &hash, &by, "redacted by a moderator")
                 .await?;
         }
         Ok(())

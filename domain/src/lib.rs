@@ -42,6 +42,7 @@ macro_rules! aggregate {
 }
 
 pub mod community;
+pub mod erasure;
 pub mod error;
 pub mod patrol;
 pub mod points;

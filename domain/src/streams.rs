@@ -17,10 +17,11 @@ pub enum StreamKind {
     Wallet,
     Gift,
     Redemption,
+    Erasure,
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 8] = [
+    pub const ALL: [StreamKind; 9] = [
         StreamKind::Community,
         StreamKind::Report,
         StreamKind::Suggestion,
@@ -29,6 +30,7 @@ impl StreamKind {
         StreamKind::Wallet,
         StreamKind::Gift,
         StreamKind::Redemption,
+        StreamKind::Erasure,
     ];
 
     /// The stream type the store records.
@@ -42,6 +44,7 @@ impl StreamKind {
             StreamKind::Wallet => "Wallet",
             StreamKind::Gift => "Gift",
             StreamKind::Redemption => "Redemption",
+            StreamKind::Erasure => "Erasure",
         }
     }
 
@@ -61,6 +64,12 @@ pub const BUDGET: &str = "budget";
 
 /// What every report's stream id starts with, before the report's id.
 pub const REPORT_PREFIX: &str = "report-";
+
+/// The stream recording that a piece of content was erased: one per
+/// piece, named by its hash.
+pub fn erasure(content: &str) -> String {
+    format!("erasure-{content}")
+}
 
 pub fn report(report: Uuid) -> String {
     format!("{REPORT_PREFIX}{report}")

@@ -18,7 +18,9 @@ pub struct AuditFailure {
     /// hash_mismatch, broken_link, missing_position, head_mismatch,
     /// unbalanced, wallet_below_zero, wallet_overheld,
     /// wallet_balance_mismatch, budget_overdrawn, budget_balance_mismatch,
-    /// hold_not_finished, bad_amount, stock_out_of_range, undecodable
+    /// hold_not_finished, bad_amount, stock_out_of_range, undecodable,
+    /// erasure_mismatch, erasure_tombstone_missing, erasure_unrecorded
+    /// (position 0: no event names it)
     pub what: String,
     pub detail: String,
 }
@@ -30,6 +32,10 @@ pub struct AuditVerification {
     pub to_position: i64,
     pub events_checked: i64,
     pub ledger_checked: bool,
+    /// Whether every erasure was matched with its `ContentErased` event in
+    /// the chain (and every such event with a tombstone): only for a range
+    /// from position 1 to the head.
+    pub erasures_checked: bool,
     /// The first position where anything failed.
     pub first_failure: Option<AuditFailure>,
 }
@@ -108,6 +114,7 @@ impl AuditQuery {
             to_position: report.to_position,
             events_checked: report.events_checked,
             ledger_checked: report.ledger_checked,
+            erasures_checked: report.erasures_checked,
             first_failure: report.first_failure.map(|failure| AuditFailure {
                 position: failure.position,
                 what: failure.what,

@@ -34,6 +34,10 @@ impl Services {
         let reason =
             domain::values::plain_text("reason", reason, domain::values::Lines::Many, 500)?;
         let erased_by = format!("admin:{}", claims.sub);
+        let meta = crate::commands::RequestMeta {
+            actor: Some(claims.actor()),
+            ..request.meta.clone()
+        };
         let community = CommunityId::new(community_id);
         let store = self.commands.store();
         let mut contents_erased = 0;
@@ -41,7 +45,7 @@ impl Services {
             // Not content (a claim secret's hash, a client's) or never
             // stored: nothing to erase.
             if self
-                .erase_content(community, &hash, &erased_by, &reason)
+                .erase_content(&meta, community, &hash, &erased_by, &reason)
                 .await?
             {
                 contents_erased += 1;

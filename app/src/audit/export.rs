@@ -92,6 +92,7 @@ pub fn verify_export(
 ) -> Result<AuditReport, ExportError> {
     let mut verifier: Option<(CommunityId, Verifier)> = None;
     let mut seals: Vec<store::Seal> = Vec::new();
+    let mut tombstones: Vec<super::Tombstone> = Vec::new();
     let mut head = None;
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -110,7 +111,8 @@ pub fn verify_export(
                 let (_, verifier) = verifier.get_or_insert_with(|| {
                     let start =
                         Verifier::starting_at(event.position, event.previous_hash, 1, i64::MAX)
-                            .with_seals(std::mem::take(&mut seals), trusted_key);
+                            .with_seals(std::mem::take(&mut seals), trusted_key)
+                            .with_tombstones(std::mem::take(&mut tombstones));
                     (event.community_id, start)
                 });
                 verifier.check(&event);
@@ -119,9 +121,12 @@ pub fn verify_export(
                 seals.push(serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?);
             }
             "seal" => return Err(malformed("seals come before the events".into())),
-            // Tombstones of erased content: the events name it by hash, the
-            // chain does not depend on it.
-            "erasure" => {}
+            // Tombstones of erased content, each to match its erasure's
+            // event in the chain.
+            "erasure" if verifier.is_none() => {
+                tombstones.push(serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?);
+            }
+            "erasure" => return Err(malformed("erasures come before the events".into())),
             "head" => {
                 head = Some(
                     serde_json::from_str::<ChainHead>(&line)

@@ -24,6 +24,12 @@ pub struct AuditReport {
     /// False for an export that does not start at position 1: the ledger
     /// needs the whole history.
     pub ledger_checked: bool,
+    /// Whether every erasure was checked against the chain: each
+    /// tombstone (an export's erasure line) against its `ContentErased`
+    /// event and each such event against a tombstone. False for a range
+    /// that does not start at position 1, where an erasure's event may lie
+    /// before it.
+    pub erasures_checked: bool,
     /// The chain is checked from here (the ledger always from position 1).
     pub from_position: i64,
     pub to_position: i64,
@@ -60,8 +66,100 @@ pub struct Verifier {
     /// Seals not yet reached, by position, and the key they must be by.
     seals: std::collections::VecDeque<store::Seal>,
     trusted_key: Option<[u8; 32]>,
+    /// The tombstones of erased content, to be matched with the chain's
+    /// `ContentErased` events; `None` when the range cannot tell.
+    erasures: Option<Erasures>,
     checked: i64,
     failure: Option<Failure>,
+}
+
+/// A tombstone as the database keeps it and an export writes it: what was
+/// erased, by whom and why.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Tombstone {
+    pub content_hash: String,
+    pub erased_by: String,
+    pub reason: String,
+}
+
+/// Tombstones and the erasures the chain recorded, matched at the end.
+#[derive(Default)]
+struct Erasures {
+    tombstones: std::collections::BTreeMap<String, Tombstone>,
+    /// Each `ContentErased` event seen: its content, by whom, why, where.
+    recorded: Vec<(Tombstone, i64)>,
+}
+
+impl Erasures {
+    fn see(&mut self, event: &RecordedEvent) -> Result<(), Failure> {
+        if event.event_type != "ContentErased" {
+            return Ok(());
+        }
+        let undecodable = |detail: String| Failure {
+            position: event.position,
+            what: "undecodable".into(),
+            detail,
+        };
+        let payload = event
+            .payload_value()
+            .map_err(|e| undecodable(e.to_string()))?;
+        let fields = &payload["ContentErased"];
+        let text = |name: &str| {
+            fields[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| undecodable(format!("ContentErased without {name}")))
+        };
+        self.recorded.push((
+            Tombstone {
+                content_hash: text("content")?,
+                erased_by: text("by")?,
+                reason: text("reason")?,
+            },
+            event.position,
+        ));
+        Ok(())
+    }
+
+    /// Every recorded erasure has its tombstone, alike; every tombstone
+    /// was recorded.
+    fn finish(mut self) -> Result<(), Failure> {
+        for (recorded, position) in &self.recorded {
+            match self.tombstones.remove(&recorded.content_hash) {
+                None => {
+                    return Err(Failure {
+                        position: *position,
+                        what: "erasure_tombstone_missing".into(),
+                        detail: format!(
+                            "the chain records the erasure of {} and no tombstone says so",
+                            recorded.content_hash
+                        ),
+                    })
+                }
+                Some(tombstone) if tombstone != *recorded => {
+                    return Err(Failure {
+                        position: *position,
+                        what: "erasure_mismatch".into(),
+                        detail: format!(
+                            "the tombstone of {} names another who or why than the chain",
+                            recorded.content_hash
+                        ),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        match self.tombstones.into_keys().next() {
+            Some(hash) => Err(Failure {
+                position: 0,
+                what: "erasure_unrecorded".into(),
+                detail: format!(
+                    "{hash} is said to be erased and the chain records no such erasure"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Verifier {
@@ -92,6 +190,7 @@ impl Verifier {
             ledger: (start == 1).then(LedgerChecker::default),
             seals: Default::default(),
             trusted_key: None,
+            erasures: None,
             checked: 0,
             failure: None,
         }
@@ -107,6 +206,22 @@ impl Verifier {
         seals.sort_by_key(|seal| seal.position);
         self.seals = seals.into();
         self.trusted_key = trusted_key;
+        self
+    }
+
+    /// Also matches these tombstones with the chain's erasures, when the
+    /// range starts at position 1 (else an erasure's event may lie before
+    /// it, and the report says they were not checked).
+    pub fn with_tombstones(mut self, tombstones: Vec<Tombstone>) -> Self {
+        if self.next_position == 1 {
+            self.erasures = Some(Erasures {
+                tombstones: tombstones
+                    .into_iter()
+                    .map(|t| (t.content_hash.clone(), t))
+                    .collect(),
+                recorded: Vec::new(),
+            });
+        }
         self
     }
 
@@ -179,6 +294,9 @@ impl Verifier {
         if let Err(failure) = self.check_seals(event) {
             return self.fail(failure);
         }
+        if let Some(Err(failure)) = self.erasures.as_mut().map(|e| e.see(event)) {
+            return self.fail(failure);
+        }
         self.next_position += 1;
         self.last_hash = event.hash;
         true
@@ -226,9 +344,15 @@ impl Verifier {
                 .as_ref()
                 .and_then(|ledger| ledger.finish().err());
         }
+        // Only a range read to the head has every erasure in it.
+        let erasures_checked = complete && self.erasures.is_some();
+        if let (None, true, Some(erasures)) = (&self.failure, complete, self.erasures.take()) {
+            self.failure = erasures.finish().err();
+        }
         AuditReport {
             community_id: community,
             ledger_checked: self.ledger.is_some(),
+            erasures_checked,
             from_position: self.from_position,
             to_position: last,
             events_checked: self.checked,
@@ -257,7 +381,19 @@ pub async fn verify(
                 && (seal.position <= to_position || to_position == head.position)
         })
         .collect();
-    let mut verifier = Verifier::new(from_position, to_position).with_seals(seals, trusted_key);
+    let tombstones = store
+        .erased_contents(community)
+        .await?
+        .into_iter()
+        .map(|(hash, tombstone)| Tombstone {
+            content_hash: hash.to_hex(),
+            erased_by: tombstone.erased_by,
+            reason: tombstone.reason,
+        })
+        .collect();
+    let mut verifier = Verifier::new(from_position, to_position)
+        .with_seals(seals, trusted_key)
+        .with_tombstones(tombstones);
     // The next batch is read while this one is checked; hashes are
     // recomputed on every core, links and the ledger checked in order.
     let read = |next: i64| {
