@@ -1055,3 +1055,50 @@ async fn export_range(app: &TestApp, community: Uuid, from: i64, out: &mut Vec<u
         .await
         .unwrap();
 }
+
+/// An admin asks for a seal now, whatever the policy; nobody else may.
+#[tokio::test]
+async fn an_admin_seals_the_head_now_and_no_one_else_may() {
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let seal_now = "mutation($c: UUID!) { sealNow(communityId: $c) { position hash publicKey } }";
+    let vars = json!({"c": f.community});
+    for (who, token, code) in [
+        ("an auditor", Some(&f.auditor), "FORBIDDEN"),
+        ("a resident", Some(&f.resident), "FORBIDDEN"),
+        (
+            "another community's admin",
+            Some(&f.foreign_admin),
+            "FORBIDDEN",
+        ),
+        ("anyone", None, "UNAUTHENTICATED"),
+    ] {
+        let refused = app
+            .gql(token.map(String::as_str), seal_now, vars.clone())
+            .await;
+        assert_eq!(crate::app::code_of(&refused), code, "{who}: {refused}");
+    }
+    let head = app.head(f.community).await;
+    let sealed = app.ok(Some(&f.admin), seal_now, vars.clone()).await;
+    assert_eq!(sealed["sealNow"]["position"], json!(head));
+    assert_eq!(
+        sealed["sealNow"]["publicKey"],
+        json!(hex::encode(app.sealer.public_key()))
+    );
+    let again = app.ok(Some(&f.admin), seal_now, vars).await;
+    assert_eq!(again, sealed, "the head is sealed already: the same seal");
+    let community = CommunityId::new(f.community);
+    let verified = verify(
+        &app.store,
+        community,
+        1,
+        i64::MAX,
+        Some(app.sealer.public_key()),
+    )
+    .await
+    .unwrap();
+    assert!(verified.is_intact(), "{verified:?}");
+    let seals = app::audit::all_seals(&app.store, community).await.unwrap();
+    assert_eq!(seals.len(), 1);
+    assert_eq!(seals[0].position, head);
+}

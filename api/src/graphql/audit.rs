@@ -76,16 +76,7 @@ impl AuditQuery {
         let mut seals = app::audit::all_seals(store, CommunityId::new(community_id)).await?;
         seals.reverse();
         seals.truncate(limit as usize);
-        Ok(seals
-            .into_iter()
-            .map(|seal| SealNode {
-                position: seal.position,
-                hash: hex::encode(seal.hash),
-                sealed_at: seal.sealed_at,
-                public_key: hex::encode(seal.public_key),
-                signature: hex::encode(&seal.signature),
-            })
-            .collect())
+        Ok(seals.into_iter().map(SealNode::from).collect())
     }
 
     /// Recomputes the hash chain (positions `from` to `to`) and the points
@@ -435,6 +426,18 @@ where
     }
 }
 
+impl From<store::Seal> for SealNode {
+    fn from(seal: store::Seal) -> Self {
+        SealNode {
+            position: seal.position,
+            hash: hex::encode(seal.hash),
+            sealed_at: seal.sealed_at,
+            public_key: hex::encode(seal.public_key),
+            signature: hex::encode(&seal.signature),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ErasureMutation;
 
@@ -448,6 +451,16 @@ pub struct ErasurePayload {
 
 #[Object]
 impl ErasureMutation {
+    /// Seals the community's chain head now, whatever the seal policy
+    /// (`[seals]`: every so many events or minutes): the seal at the head,
+    /// or the one already there. For the community's admin.
+    async fn seal_now(&self, ctx: &Context<'_>, community_id: Uuid) -> ApiResult<SealNode> {
+        Ok(app(ctx)
+            .seal_now(&super::request(ctx), community_id)
+            .await?
+            .into())
+    }
+
     /// Erases a resident on their request: their profile and everything
     /// they typed or attached. The log, its hashes and every total stay;
     /// they remain a pseudonymous id. For the community's admin.

@@ -152,6 +152,39 @@ pub fn check_signature(seal: &Seal, trusted: Option<&[u8; 32]>) -> Result<(), &'
         .map_err(|_| "seal_signature_invalid")
 }
 
+impl crate::services::Services {
+    /// Seals the community's chain head now, for its admin (before an
+    /// audit, after an incident): the seal at the head, or the one already
+    /// there. An empty log has nothing to seal.
+    pub async fn seal_now(
+        &self,
+        request: &crate::services::Request,
+        community_id: uuid::Uuid,
+    ) -> crate::error::AppResult<Seal> {
+        request
+            .viewer
+            .with_role(community_id, &[domain::values::Role::Admin])?;
+        let community = CommunityId::new(community_id);
+        let store = self.commands.store();
+        let head = store.head(community).await?;
+        if head.position == 0 {
+            return Err(crate::error::AppError::validation(
+                "community",
+                "its log is empty: nothing to seal",
+            ));
+        }
+        if let Some(last) = store.latest_seal(community).await? {
+            if last.position >= head.position {
+                return Ok(last);
+            }
+        }
+        Ok(self
+            .sealer
+            .seal(community, head.position, head.hash)
+            .await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
