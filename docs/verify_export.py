@@ -52,7 +52,7 @@ def seal_holds(seal, trusted_key):
         recorded_at_text(seal["sealed_at"])).encode("utf-8")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(seal["public_key"])).verify(
-            bytes.fromhex(seal["signature"]), message)
+            bytes.fromhex(seal.get("signature") or ""), message)
         return True
     except Exception:
         return False
@@ -63,8 +63,11 @@ def main(path, trusted_key=None):
     tombstones, erased = {}, []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
-            item = json.loads(line)
-            kind = item["type"]
+            try:
+                item = json.loads(line)
+                kind = item["type"]
+            except (ValueError, KeyError, TypeError):
+                return fail(expected or 0, "malformed line")
             if kind == "seal":
                 seals[item["position"]] = item
             elif kind == "erasure":

@@ -1102,3 +1102,100 @@ async fn an_admin_seals_the_head_now_and_no_one_else_may() {
     assert_eq!(seals.len(), 1);
     assert_eq!(seals[0].position, head);
 }
+
+/// One list of failures: the code's, the document's and the schema's are
+/// the same names.
+#[test]
+fn every_failure_name_is_in_the_document_and_the_schema_and_no_other() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let document = std::fs::read_to_string(root.join("docs/AUDIT.md")).unwrap();
+    let section = &document[document.find("## Failures").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").unwrap()];
+    let documented: std::collections::BTreeSet<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|line| line.split('`').next())
+        .collect();
+    let listed: std::collections::BTreeSet<&str> =
+        app::audit::FAILURES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(documented, listed, "docs/AUDIT.md's Failures table");
+    let schema = civic_ledger::graphql::sdl();
+    let described = &schema[schema.find("type AuditFailure").unwrap()..];
+    let described = &described[..described.find('}').unwrap()];
+    let words: std::collections::BTreeSet<&str> = described
+        .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    for name in &listed {
+        assert!(
+            words.contains(name),
+            "the schema's AuditFailure.what lacks {name}"
+        );
+    }
+    for word in words.iter().filter(|word| word.contains('_')) {
+        assert!(
+            listed.contains(word),
+            "the schema names {word}, which is no failure"
+        );
+    }
+}
+
+/// Whatever an export holds, the verifier answers with a report.
+#[tokio::test]
+async fn a_broken_line_or_an_unsigned_seal_is_a_failure_in_the_report_not_a_refusal() {
+    let (app, counter, _) = history().await;
+    app.sealer.tick().await.unwrap();
+    let export = exported(&app, counter.f.community).await;
+    let seal_line = export
+        .lines()
+        .position(|l| l.contains("\"type\":\"seal\""))
+        .unwrap();
+    let seal: Value = serde_json::from_str(export.lines().nth(seal_line).unwrap()).unwrap();
+    let sealed_at = seal["position"].as_i64().unwrap();
+    let event_line = export
+        .lines()
+        .position(|l| l.contains("\"type\":\"event\""))
+        .unwrap();
+    let cases: [(&str, String, (i64, &str)); 4] = [
+        (
+            "a seal without its signature",
+            lines_edited(&export, |lines| {
+                let mut seal: Value = serde_json::from_str(&lines[seal_line]).unwrap();
+                seal.as_object_mut().unwrap().remove("signature");
+                lines[seal_line] = seal.to_string();
+            }),
+            (sealed_at, "seal_signature_invalid"),
+        ),
+        (
+            "a seal whose signature is not hex",
+            lines_edited(&export, |lines| {
+                let mut seal: Value = serde_json::from_str(&lines[seal_line]).unwrap();
+                seal["signature"] = json!("not hex");
+                lines[seal_line] = seal.to_string();
+            }),
+            (sealed_at, "seal_signature_invalid"),
+        ),
+        (
+            "an event line cut in half",
+            lines_edited(&export, |lines| {
+                let line = &lines[event_line + 3];
+                lines[event_line + 3] = line[..line.len() / 2].to_string();
+            }),
+            (4, "malformed_line"),
+        ),
+        (
+            "a line of an unknown type",
+            lines_edited(&export, |lines| {
+                lines.insert(event_line + 1, "{\"type\":\"note\"}".to_string());
+            }),
+            (2, "malformed_line"),
+        ),
+    ];
+    for (what, edited, (position, name)) in cases {
+        let report = verify_export(edited.as_bytes(), None).expect("a report, not a refusal");
+        assert_eq!(
+            failure_of(&report),
+            Some((position, name.to_string())),
+            "{what}"
+        );
+    }
+}

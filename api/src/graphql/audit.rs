@@ -15,12 +15,14 @@ pub struct AuditQuery;
 #[derive(SimpleObject)]
 pub struct AuditFailure {
     pub position: i64,
-    /// hash_mismatch, broken_link, missing_position, head_mismatch,
-    /// unbalanced, wallet_below_zero, wallet_overheld,
+    /// What failed, one of the names docs/AUDIT.md lists under "Failures":
+    /// missing_position, broken_link, hash_mismatch, head_mismatch,
+    /// seal_mismatch, seal_beyond_log, seal_untrusted_key,
+    /// seal_signature_invalid, erasure_mismatch, erasure_tombstone_missing,
+    /// erasure_unrecorded, unbalanced, wallet_below_zero, wallet_overheld,
     /// wallet_balance_mismatch, budget_overdrawn, budget_balance_mismatch,
     /// hold_not_finished, bad_amount, stock_out_of_range, undecodable,
-    /// erasure_mismatch, erasure_tombstone_missing, erasure_unrecorded
-    /// (position 0: no event names it)
+    /// malformed_line.
     pub what: String,
     pub detail: String,
 }

@@ -25,9 +25,109 @@ const HOLD_GRACE_MICROS: i64 = 10 * 60 * 1_000_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Failure {
     pub position: i64,
-    /// A stable name: `hash_mismatch`, `wallet_balance_mismatch`, …
+    /// A stable name, one of [`FAILURES`].
     pub what: String,
     pub detail: String,
+}
+
+/// Every failure a verification can report, by its stable name, with what
+/// it means: the one list docs/AUDIT.md and the GraphQL schema show (a
+/// test holds all three alike).
+pub const FAILURES: &[(&str, &str)] = &[
+    (
+        "missing_position",
+        "a position is missing, or came out of order",
+    ),
+    (
+        "broken_link",
+        "an event's previous_hash is not the hash before it",
+    ),
+    (
+        "hash_mismatch",
+        "an event's hash is not the hash of its fields",
+    ),
+    (
+        "head_mismatch",
+        "the head names another hash than the log ends with",
+    ),
+    (
+        "seal_mismatch",
+        "the log no longer has the sealed hash at the seal's position",
+    ),
+    (
+        "seal_beyond_log",
+        "a seal names a position past the end of a complete log",
+    ),
+    (
+        "seal_untrusted_key",
+        "a seal is signed by another key than the one trusted",
+    ),
+    (
+        "seal_signature_invalid",
+        "a seal's signature does not hold, or is missing",
+    ),
+    (
+        "erasure_mismatch",
+        "a tombstone names another who or why than the chain's erasure",
+    ),
+    (
+        "erasure_tombstone_missing",
+        "the chain records an erasure that no tombstone shows",
+    ),
+    (
+        "erasure_unrecorded",
+        "a tombstone has no erasure in the chain (position 0)",
+    ),
+    (
+        "unbalanced",
+        "the accounts of the points ledger do not sum to zero",
+    ),
+    ("wallet_below_zero", "a wallet's balance went below zero"),
+    ("wallet_overheld", "a wallet holds more than its balance"),
+    (
+        "wallet_balance_mismatch",
+        "a wallet event's balance or held is not what its movements give",
+    ),
+    (
+        "budget_overdrawn",
+        "the community's issuing account went below zero",
+    ),
+    (
+        "budget_balance_mismatch",
+        "a budget event's balance is not what its movements give",
+    ),
+    (
+        "hold_not_finished",
+        "a counter hold was neither completed nor released in time",
+    ),
+    (
+        "bad_amount",
+        "an amount is not positive or has more than two decimals",
+    ),
+    ("stock_out_of_range", "a gift's stock went below zero"),
+    (
+        "undecodable",
+        "an event's payload is not what its type says",
+    ),
+    (
+        "malformed_line",
+        "an export line is not JSON of its type (position: the next one expected)",
+    ),
+];
+
+impl Failure {
+    /// A failure named `what`, which must be one of [`FAILURES`].
+    pub fn new(position: i64, what: &str, detail: impl Into<String>) -> Failure {
+        assert!(
+            FAILURES.iter().any(|(name, _)| *name == what),
+            "`{what}` is not in the list of failures"
+        );
+        Failure {
+            position,
+            what: what.to_string(),
+            detail: detail.into(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -44,11 +144,7 @@ pub struct LedgerChecker {
 }
 
 fn failure(position: i64, what: &str, detail: String) -> Failure {
-    Failure {
-        position,
-        what: what.to_string(),
-        detail,
-    }
+    Failure::new(position, what, detail)
 }
 
 impl LedgerChecker {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use store::verify::ChainChecker;
 use store::{CommunityId, EventStore, RecordedEvent, StoreError};
 
-pub use ledger::Failure;
 use ledger::LedgerChecker;
+pub use ledger::{Failure, FAILURES};
 
 /// Events read per round trip while verifying or exporting.
 pub const AUDIT_BATCH_SIZE: i64 = 5_000;
@@ -95,11 +95,7 @@ impl Erasures {
         if event.event_type != "ContentErased" {
             return Ok(());
         }
-        let undecodable = |detail: String| Failure {
-            position: event.position,
-            what: "undecodable".into(),
-            detail,
-        };
+        let undecodable = |detail: String| Failure::new(event.position, "undecodable", detail);
         let payload = event
             .payload_value()
             .map_err(|e| undecodable(e.to_string()))?;
@@ -127,36 +123,34 @@ impl Erasures {
         for (recorded, position) in &self.recorded {
             match self.tombstones.remove(&recorded.content_hash) {
                 None => {
-                    return Err(Failure {
-                        position: *position,
-                        what: "erasure_tombstone_missing".into(),
-                        detail: format!(
+                    return Err(Failure::new(
+                        *position,
+                        "erasure_tombstone_missing",
+                        format!(
                             "the chain records the erasure of {} and no tombstone says so",
                             recorded.content_hash
                         ),
-                    })
+                    ))
                 }
                 Some(tombstone) if tombstone != *recorded => {
-                    return Err(Failure {
-                        position: *position,
-                        what: "erasure_mismatch".into(),
-                        detail: format!(
+                    return Err(Failure::new(
+                        *position,
+                        "erasure_mismatch",
+                        format!(
                             "the tombstone of {} names another who or why than the chain",
                             recorded.content_hash
                         ),
-                    })
+                    ))
                 }
                 Some(_) => {}
             }
         }
         match self.tombstones.into_keys().next() {
-            Some(hash) => Err(Failure {
-                position: 0,
-                what: "erasure_unrecorded".into(),
-                detail: format!(
-                    "{hash} is said to be erased and the chain records no such erasure"
-                ),
-            }),
+            Some(hash) => Err(Failure::new(
+                0,
+                "erasure_unrecorded",
+                format!("{hash} is said to be erased and the chain records no such erasure"),
+            )),
             None => Ok(()),
         }
     }
@@ -235,11 +229,8 @@ impl Verifier {
             if seal.position < event.position {
                 continue; // before the range checked
             }
-            let broken = |what: &str, detail: &str| Failure {
-                position: seal.position,
-                what: what.to_string(),
-                detail: detail.to_string(),
-            };
+            let broken =
+                |what: &str, detail: &str| Failure::new(seal.position, what, detail.to_string());
             if let Err(what) = seals::check_signature(&seal, self.trusted_key.as_ref()) {
                 return Err(broken(what, "the seal's signature does not hold"));
             }
@@ -269,22 +260,22 @@ impl Verifier {
             return false;
         }
         if event.position != self.next_position {
-            return self.fail(Failure {
-                position: self.next_position,
-                what: "missing_position".into(),
-                detail: format!("position {} came next", event.position),
-            });
+            return self.fail(Failure::new(
+                self.next_position,
+                "missing_position",
+                format!("position {} came next", event.position),
+            ));
         }
         if event.position == self.from_position {
             self.chain = Some(ChainChecker::new(self.from_position, self.last_hash));
         }
         if let Some(chain) = &mut self.chain {
             if let Err(mismatch) = chain.check_recomputed(event, recomputed) {
-                return self.fail(Failure {
-                    position: mismatch.position,
-                    what: domain::values::serialized_name(&mismatch.kind),
-                    detail: "the hash chain does not hold here".into(),
-                });
+                return self.fail(Failure::new(
+                    mismatch.position,
+                    &domain::values::serialized_name(&mismatch.kind),
+                    "the hash chain does not hold here",
+                ));
             }
             self.checked += 1;
         }
@@ -313,30 +304,30 @@ impl Verifier {
         let last = self.next_position - 1;
         if let (None, Some(head)) = (&self.failure, head) {
             if last < head.checked_to {
-                self.failure = Some(Failure {
-                    position: last + 1,
-                    what: "missing_position".into(),
-                    detail: format!("the events end at {last}, the range at {}", head.checked_to),
-                });
+                self.failure = Some(Failure::new(
+                    last + 1,
+                    "missing_position",
+                    format!("the events end at {last}, the range at {}", head.checked_to),
+                ));
             } else if head.position == last && head.hash != self.last_hash {
-                self.failure = Some(Failure {
-                    position: head.position,
-                    what: "head_mismatch".into(),
-                    detail: "the head row names another hash".into(),
-                });
+                self.failure = Some(Failure::new(
+                    head.position,
+                    "head_mismatch",
+                    "the head row names another hash",
+                ));
             }
         }
         // A seal past the end of a log read to its head: the log was cut.
         let complete = head.is_some_and(|head| last >= head.position);
         if let (None, true, Some(seal)) = (&self.failure, complete, self.seals.front()) {
-            self.failure = Some(Failure {
-                position: seal.position,
-                what: "seal_beyond_log".into(),
-                detail: format!(
+            self.failure = Some(Failure::new(
+                seal.position,
+                "seal_beyond_log",
+                format!(
                     "a seal names position {} and the log ends at {last}",
                     seal.position
                 ),
-            });
+            ));
         }
         if self.failure.is_none() {
             self.failure = self
