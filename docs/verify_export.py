@@ -10,17 +10,11 @@ failure. An independent check of the format docs/AUDIT.md specifies.
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
 
 
 def canonical(value):
     # RFC 8785 for our payloads: integers only, member names ASCII.
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def recorded_at_text(text):
-    at = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_hash(event):
@@ -31,7 +25,8 @@ def event_hash(event):
         "metadata": event["metadata"],
         "payload": event["payload"],
         "position": event["position"],
-        "recorded_at": recorded_at_text(event["recorded_at"]),
+        # The export carries exactly the characters hashed: no re-formatting.
+        "recorded_at": event["recorded_at"],
         "stream_id": event["stream_id"],
         "stream_type": event["stream_type"],
         "stream_version": event["stream_version"],
@@ -49,7 +44,7 @@ def seal_holds(seal, trusted_key):
         return False
     message = "civic-ledger seal v1\n{}\n{}\n{}\n{}\n".format(
         seal["community_id"], seal["position"], seal["hash"],
-        recorded_at_text(seal["sealed_at"])).encode("utf-8")
+        seal["sealed_at"]).encode("utf-8")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(seal["public_key"])).verify(
             bytes.fromhex(seal.get("signature") or ""), message)

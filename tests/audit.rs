@@ -1199,3 +1199,49 @@ async fn a_broken_line_or_an_unsigned_seal_is_a_failure_in_the_report_not_a_refu
         );
     }
 }
+
+/// The export carries exactly the characters hashed: the auditor's script,
+/// copying every string as it is, recomputes every hash of a long export,
+/// timestamps ending in zeros included, and every seal's message.
+#[tokio::test]
+async fn every_hash_of_a_long_export_is_recomputed_from_its_strings_alone() {
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let community = CommunityId::new(f.community);
+    // One transaction each, so that each has a time of its own.
+    for n in 0..400 {
+        let request = AppendRequest::new(community).stream(
+            StreamId::parse(format!("note-{n}")).unwrap(),
+            StreamType::parse("Note").unwrap(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                EventType::parse("NoteWritten").unwrap(),
+                json!({"NoteWritten": {"n": n, "text": "河长日志 ✓"}}),
+            )],
+        );
+        app.store.append(request).await.unwrap();
+    }
+    app.sealer.tick().await.unwrap();
+    let export = exported(&app, f.community).await;
+    let times: Vec<String> = export
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter_map(|line| {
+            line["recorded_at"]
+                .as_str()
+                .or(line["sealed_at"].as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(times.len() > 400);
+    for time in &times {
+        assert_eq!(time.len(), "2026-12-07T08:30:00.123456Z".len(), "{time}");
+        assert!(time.ends_with('Z'), "{time}");
+    }
+    assert!(
+        times.iter().any(|time| time.ends_with("0Z")),
+        "some time ends in a zero the short form would have dropped"
+    );
+    let verdict = python_verdict(&export);
+    assert!(verdict.starts_with("intact"), "{verdict}");
+}

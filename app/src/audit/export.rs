@@ -35,6 +35,8 @@ pub async fn export(
     for seal in super::all_seals(store, community).await? {
         let mut line = serde_json::to_value(&seal).map_err(std::io::Error::other)?;
         line["type"] = "seal".into();
+        // The characters the signed message holds, not a shorter form.
+        line["sealed_at"] = store::canonical::timestamp_text(seal.sealed_at).into();
         writeln!(out, "{line}")?;
     }
     // Then what was erased, when, by whom and why: the events still name
@@ -72,8 +74,12 @@ pub async fn export(
 }
 
 fn write_event(out: &mut impl Write, event: &RecordedEvent) -> Result<(), ExportError> {
-    let json = serde_json::to_string(event).map_err(std::io::Error::other)?;
-    // The type goes first; the rest is the event exactly as serialized.
+    let mut json = serde_json::to_value(event).map_err(std::io::Error::other)?;
+    // Exactly the characters hashed (six fractional digits, always): a
+    // verifier copies the string as it is.
+    json["recorded_at"] = store::canonical::timestamp_text(event.recorded_at).into();
+    let json = json.to_string();
+    // The type goes first; the rest is the event as serialized.
     writeln!(out, "{{\"type\":\"event\",{}", &json[1..])?;
     Ok(())
 }
