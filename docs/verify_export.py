@@ -54,7 +54,7 @@ def seal_holds(seal, trusted_key):
 
 
 def main(path, trusted_key=None):
-    seals, head, running, expected, start = {}, None, None, None, None
+    seals, head, running, expected, start, unanchored = {}, None, None, None, None, None
     tombstones, erased = {}, []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
@@ -73,6 +73,14 @@ def main(path, trusted_key=None):
                 position = item["position"]
                 if expected is None:
                     expected, running, start = position, item["previous_hash"], position
+                    # After position 1 the first link is taken on trust:
+                    # only a seal signed by the pinned key vouches for it.
+                    anchor = seals.get(position - 1)
+                    if position > 1 and not (
+                            trusted_key and anchor is not None
+                            and anchor["hash"] == running
+                            and seal_holds(anchor, trusted_key)):
+                        unanchored = position
                 if item["event_type"] == "ContentErased":
                     fields = item["payload"]["ContentErased"]
                     erased.append((fields["content"], (fields["by"], fields["reason"]), position))
@@ -92,6 +100,8 @@ def main(path, trusted_key=None):
                 running, expected = item["hash"], position + 1
     last = expected - 1
     if head is not None:
+        if head.get("from_position", start) != start:
+            return fail(min(head["from_position"], start), "missing position")
         if last < head["checked_to"]:
             return fail(last + 1, "missing position")
         if head["position"] == last and head["hash"] != running:
@@ -111,6 +121,10 @@ def main(path, trusted_key=None):
             return fail(0, "erasure unrecorded")
     else:
         print("erasures not checked: the export is not the whole history")
+    if unanchored is not None:
+        return fail(unanchored, "unanchored start")
+    if not trusted_key:
+        print("no seal trusted: give the public key to pin")
     print("intact: {} events".format(last))
     return 0
 

@@ -917,14 +917,20 @@ async fn an_erased_resident_is_a_pseudonymous_id_and_the_history_still_verifies(
 /// What `docs/verify_export.py` (the auditor's own tool, with no code of
 /// ours) says of an export: its last line.
 fn python_verdict(export: &str) -> String {
+    python_verdict_with_key(export, "")
+}
+
+/// [`python_verdict`] with a pinned public key (hex; empty for none).
+fn python_verdict_with_key(export: &str, key: &str) -> String {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), export).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_export.py");
-    let output = std::process::Command::new("python3")
-        .arg(script)
-        .arg(file.path())
-        .output()
-        .expect("python3 runs the auditor's script");
+    let mut command = std::process::Command::new("python3");
+    command.arg(script).arg(file.path());
+    if !key.is_empty() {
+        command.arg(key);
+    }
+    let output = command.output().expect("python3 runs the auditor's script");
     String::from_utf8(output.stdout)
         .unwrap()
         .trim()
@@ -1011,13 +1017,25 @@ async fn an_erasure_line_edited_added_or_dropped_is_named_by_both_verifiers() {
             "{what}"
         );
     }
-    // A partial export cannot tell, and says so.
+    // A partial export cannot tell, and says so (anchored on a seal the
+    // auditor pins, else it would not hold at all).
+    let key = app.sealer.public_key();
+    let sealed = app
+        .ok(
+            Some(&f.admin),
+            "mutation($c: UUID!) { sealNow(communityId: $c) { position } }",
+            json!({"c": f.community}),
+        )
+        .await;
+    let sealed_at = sealed["sealNow"]["position"].as_i64().unwrap();
+    let (after, _) = crate::app::submit(&app, &f, &f.resident, "RB-01", "FLOATING-GARBAGE").await;
+    assert_ne!(after, report);
     let mut partial = Vec::new();
-    export_range(&app, f.community, 2, &mut partial).await;
+    export_range(&app, f.community, sealed_at + 1, &mut partial).await;
     let partial = String::from_utf8(partial).unwrap();
-    let report = verify_export(partial.as_bytes(), None).unwrap();
+    let report = verify_export(partial.as_bytes(), Some(key)).unwrap();
     assert!(report.is_intact() && !report.erasures_checked, "{report:?}");
-    assert!(python_verdict(&partial).starts_with("intact"));
+    assert!(python_verdict_with_key(&partial, &hex::encode(key)).starts_with("intact"));
 
     // A tombstone written straight into the database, with no event.
     let text = app
@@ -1244,4 +1262,152 @@ async fn every_hash_of_a_long_export_is_recomputed_from_its_strings_alone() {
     );
     let verdict = python_verdict(&export);
     assert!(verdict.starts_with("intact"), "{verdict}");
+}
+
+/// Cutting an export's front, stripping its seals after a rewrite, and
+/// re-signing them with another key: each is named, by our verifier and
+/// by the auditor's script, once the auditor pins the key or gives the
+/// seals they collected.
+#[tokio::test]
+async fn a_cut_front_stripped_seals_and_seals_signed_by_another_key_are_named() {
+    let (app, counter, head) = history().await;
+    let community = counter.f.community;
+    let key = app.sealer.public_key();
+    let sealed = app
+        .ok(
+            Some(&counter.f.admin),
+            "mutation($c: UUID!) { sealNow(communityId: $c) { position } }",
+            json!({"c": community}),
+        )
+        .await;
+    assert_eq!(sealed["sealNow"]["position"], json!(head));
+    let export = exported(&app, community).await;
+    let intact = verify_export(export.as_bytes(), Some(key)).unwrap();
+    assert!(
+        intact.is_intact() && intact.seals_trusted && intact.seals_checked == 1,
+        "{intact:?}"
+    );
+    let unpinned = verify_export(export.as_bytes(), None).unwrap();
+    assert!(
+        unpinned.is_intact() && !unpinned.seals_trusted,
+        "{unpinned:?}"
+    );
+    assert_eq!(
+        python_verdict(&export),
+        "intact: ".to_string() + &head.to_string() + " events"
+    );
+    let collected: Vec<store::Seal> = export
+        .lines()
+        .filter(|l| l.contains("\"type\":\"seal\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first_event = export
+        .lines()
+        .position(|l| l.contains("\"type\":\"event\""))
+        .unwrap();
+
+    // The first three events cut: the head line says the export starts at 1.
+    let cut = lines_edited(&export, |lines| {
+        lines.drain(first_event..first_event + 3);
+    });
+    assert_eq!(
+        failure_of(&verify_export(cut.as_bytes(), Some(key)).unwrap()),
+        Some((1, "missing_position".into()))
+    );
+    assert_eq!(
+        python_verdict(&cut),
+        "fails at position 1: missing position"
+    );
+    // ...and with the head line's start edited to match: unanchored.
+    let cut_and_relabelled = cut.replace("\"from_position\":1", "\"from_position\":4");
+    assert_eq!(
+        failure_of(&verify_export(cut_and_relabelled.as_bytes(), Some(key)).unwrap()),
+        Some((4, "unanchored_start".into()))
+    );
+    assert_eq!(
+        python_verdict_with_key(&cut_and_relabelled, &hex::encode(key)),
+        "fails at position 4: unanchored start"
+    );
+
+    // A rewrite of the last event with its hash and the head recomputed,
+    // and the seal lines stripped: only the auditor's own seals catch it.
+    let rewritten = rewrite_last_event(&export);
+    let stripped = lines_edited(&rewritten, |lines| {
+        lines.retain(|l| !l.contains("\"type\":\"seal\""))
+    });
+    let unseen = verify_export(stripped.as_bytes(), Some(key)).unwrap();
+    assert!(unseen.is_intact(), "nothing to catch it with: {unseen:?}");
+    let with_collected =
+        app::audit::export::verify_export_with(stripped.as_bytes(), Some(key), collected.clone())
+            .unwrap();
+    assert_eq!(
+        failure_of(&with_collected),
+        Some((head, "seal_mismatch".into()))
+    );
+
+    // The seals re-signed with another key over the rewritten head.
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let resigned = lines_edited(&rewritten, |lines| {
+        for line in lines.iter_mut().filter(|l| l.contains("\"type\":\"seal\"")) {
+            let mut seal: store::Seal = serde_json::from_str(line).unwrap();
+            let last: Value = serde_json::from_str(
+                rewritten
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("\"type\":\"event\""))
+                    .unwrap(),
+            )
+            .unwrap();
+            seal.hash = hex::decode(last["hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            seal.public_key = forger.verifying_key().to_bytes();
+            use ed25519_dalek::Signer;
+            seal.signature = forger.sign(&seal.signed_message()).to_bytes().to_vec();
+            let mut value = serde_json::to_value(&seal).unwrap();
+            value["type"] = "seal".into();
+            value["sealed_at"] = store::canonical::timestamp_text(seal.sealed_at).into();
+            *line = value.to_string();
+        }
+    });
+    assert!(
+        verify_export(resigned.as_bytes(), None)
+            .unwrap()
+            .is_intact(),
+        "unpinned, a forger's seal holds"
+    );
+    assert_eq!(
+        failure_of(&verify_export(resigned.as_bytes(), Some(key)).unwrap()),
+        Some((head, "seal_untrusted_key".into()))
+    );
+    assert_eq!(
+        python_verdict_with_key(&resigned, &hex::encode(key)),
+        format!("fails at position {head}: seal signature invalid or untrusted")
+    );
+}
+
+/// The export with its last event's payload changed and its hash and the
+/// head's recomputed, as a writer with database access could.
+fn rewrite_last_event(export: &str) -> String {
+    let mut lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"event\""))
+        .unwrap();
+    let mut value: Value = serde_json::from_str(&lines[at]).unwrap();
+    let kind = value["event_type"].as_str().unwrap().to_string();
+    value["payload"][&kind]["rewritten"] = json!(true);
+    let event: store::RecordedEvent = serde_json::from_value(value.clone()).unwrap();
+    let hash = store::verify::recompute_hash(&event).unwrap();
+    value["hash"] = json!(hex::encode(hash));
+    lines[at] = value.to_string();
+    let head_at = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"head\""))
+        .unwrap();
+    let mut head: Value = serde_json::from_str(&lines[head_at]).unwrap();
+    head["hash"] = json!(hex::encode(hash));
+    lines[head_at] = head.to_string();
+    lines.join("\n")
 }

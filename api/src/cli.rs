@@ -143,9 +143,15 @@ pub enum AuditCommand {
         #[arg(long, conflicts_with = "community")]
         file: Option<PathBuf>,
         /// The public key (hex) seals must be signed by; without it each
-        /// seal is checked against the key it names.
+        /// seal is checked against the key it names, and the report says
+        /// that no seal was trusted.
         #[arg(long)]
         seal_key: Option<String>,
+        /// Seals collected earlier (one JSON seal a line, as the export
+        /// writes them or `seals` answers): the log must still extend
+        /// every one. With `--file` only.
+        #[arg(long, requires = "file")]
+        seals: Option<PathBuf>,
     },
     /// Rebuild every read model as of a past position or time into scratch
     /// schemas (the live ones untouched); print the trial balance, the
@@ -213,9 +219,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AuditCommand::Verify {
                     file: Some(file),
                     seal_key,
+                    seals,
                     ..
                 },
-        } => return verify_file(file, seal_key.as_deref()),
+        } => return verify_file(file, seal_key.as_deref(), seals.as_deref()),
         _ => {}
     }
     // A bad configuration is refused before any database is touched.
@@ -292,12 +299,38 @@ fn report(report: &app::audit::AuditReport) -> anyhow::Result<()> {
     }
 }
 
-fn verify_file(file: &std::path::Path, seal_key: Option<&str>) -> anyhow::Result<()> {
+fn verify_file(
+    file: &std::path::Path,
+    seal_key: Option<&str>,
+    seals: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let opened =
         std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?;
     let trusted = seal_key.map(parse_key).transpose()?;
-    let verified = app::audit::export::verify_export(std::io::BufReader::new(opened), trusted)?;
+    let collected = match seals {
+        Some(path) => collected_seals(path)?,
+        None => Vec::new(),
+    };
+    let verified = app::audit::export::verify_export_with(
+        std::io::BufReader::new(opened),
+        trusted,
+        collected,
+    )?;
     report(&verified)
+}
+
+/// Seals an auditor kept: one JSON seal a line (blank lines skipped).
+fn collected_seals(path: &std::path::Path) -> anyhow::Result<Vec<store::Seal>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}: line {} is not a seal", path.display(), n + 1))
+        })
+        .collect()
 }
 
 fn parse_key(hex_key: &str) -> anyhow::Result<[u8; 32]> {

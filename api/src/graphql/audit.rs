@@ -22,7 +22,7 @@ pub struct AuditFailure {
     /// erasure_unrecorded, unbalanced, wallet_below_zero, wallet_overheld,
     /// wallet_balance_mismatch, budget_overdrawn, budget_balance_mismatch,
     /// hold_not_finished, bad_amount, stock_out_of_range, undecodable,
-    /// malformed_line.
+    /// unanchored_start, malformed_line.
     pub what: String,
     pub detail: String,
 }
@@ -38,6 +38,11 @@ pub struct AuditVerification {
     /// the chain (and every such event with a tombstone): only for a range
     /// from position 1 to the head.
     pub erasures_checked: bool,
+    /// Seals checked against the events.
+    pub seals_checked: i64,
+    /// Whether they were checked against the server's own key (here, the
+    /// key `sealPublicKey` publishes).
+    pub seals_trusted: bool,
     /// The first position where anything failed.
     pub first_failure: Option<AuditFailure>,
 }
@@ -108,6 +113,8 @@ impl AuditQuery {
             events_checked: report.events_checked,
             ledger_checked: report.ledger_checked,
             erasures_checked: report.erasures_checked,
+            seals_checked: report.seals_checked,
+            seals_trusted: report.seals_trusted,
             first_failure: report.first_failure.map(|failure| AuditFailure {
                 position: failure.position,
                 what: failure.what,

@@ -64,6 +64,7 @@ pub async fn export(
         position: head.position,
         hash: head.hash,
         checked_to: to_position,
+        from_position: Some(from_position.max(1)),
     };
     let mut line = serde_json::to_value(&head).map_err(std::io::Error::other)?;
     line["type"] = "head".into();
@@ -100,12 +101,27 @@ pub fn verify_export(
     input: impl BufRead,
     trusted_key: Option<[u8; 32]>,
 ) -> Result<AuditReport, ExportError> {
+    verify_export_with(input, trusted_key, Vec::new())
+}
+
+/// [`verify_export`], also checking `collected`: seals the auditor kept
+/// from earlier (the log must still extend every one, whatever seal lines
+/// the export holds). An export that starts after position 1 holds only
+/// when a seal signed by `trusted_key` covers the position before its
+/// start with the hash its first event follows (`unanchored_start`).
+pub fn verify_export_with(
+    input: impl BufRead,
+    trusted_key: Option<[u8; 32]>,
+    collected: Vec<store::Seal>,
+) -> Result<AuditReport, ExportError> {
     let mut expected = 0;
-    match read_export(input, trusted_key, &mut expected) {
+    match read_export(input, trusted_key, collected, &mut expected) {
         Err(ExportError::Malformed { line, reason }) => Ok(AuditReport {
             community_id: CommunityId::new(uuid::Uuid::nil()),
             ledger_checked: false,
             erasures_checked: false,
+            seals_checked: 0,
+            seals_trusted: trusted_key.is_some(),
             from_position: expected,
             to_position: expected - 1,
             events_checked: 0,
@@ -135,10 +151,12 @@ fn seal_of(line: &str) -> Result<store::Seal, String> {
 fn read_export(
     input: impl BufRead,
     trusted_key: Option<[u8; 32]>,
+    collected: Vec<store::Seal>,
     expected: &mut i64,
 ) -> Result<AuditReport, ExportError> {
     let mut verifier: Option<(CommunityId, Verifier)> = None;
-    let mut seals: Vec<store::Seal> = Vec::new();
+    let mut seals: Vec<store::Seal> = collected;
+    let mut unanchored: Option<super::Failure> = None;
     let mut tombstones: Vec<super::Tombstone> = Vec::new();
     let mut head = None;
     for (n, line) in input.lines().enumerate() {
@@ -156,6 +174,9 @@ fn read_export(
                 let event: RecordedEvent =
                     serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?;
                 *expected = event.position + 1;
+                if verifier.is_none() && event.position > 1 {
+                    unanchored = anchor(&seals, trusted_key, &event).err();
+                }
                 let (_, verifier) = verifier.get_or_insert_with(|| {
                     let start =
                         Verifier::starting_at(event.position, event.previous_hash, 1, i64::MAX)
@@ -188,5 +209,39 @@ fn read_export(
             reason: "no events".into(),
         });
     };
-    Ok(verifier.finish(community, head.as_ref()))
+    let mut report = verifier.finish(community, head.as_ref());
+    if let (None, Some(failure)) = (&report.first_failure, unanchored) {
+        report.first_failure = Some(failure);
+    }
+    Ok(report)
+}
+
+/// Whether an export's first event, after position 1, follows a seal the
+/// auditor trusts: signed by the pinned key, at the position before, with
+/// the hash the event names as its previous one.
+fn anchor(
+    seals: &[store::Seal],
+    trusted_key: Option<[u8; 32]>,
+    first: &RecordedEvent,
+) -> Result<(), super::Failure> {
+    let before = first.position - 1;
+    let anchored = trusted_key.is_some()
+        && seals.iter().any(|seal| {
+            seal.position == before
+                && seal.hash == first.previous_hash
+                && seal.community_id == first.community_id
+                && super::seals::check_signature(seal, trusted_key.as_ref()).is_ok()
+        });
+    if anchored {
+        return Ok(());
+    }
+    Err(super::Failure::new(
+        first.position,
+        "unanchored_start",
+        format!(
+            "the export starts at {}: only a seal signed by a pinned key at {before} \
+             vouches for the hash it follows",
+            first.position
+        ),
+    ))
 }

@@ -110,6 +110,10 @@ pub const FAILURES: &[(&str, &str)] = &[
         "an event's payload is not what its type says",
     ),
     (
+        "unanchored_start",
+        "an export starts after position 1 without a trusted seal at the position before",
+    ),
+    (
         "malformed_line",
         "an export line is not JSON of its type (position: the next one expected)",
     ),

@@ -24,6 +24,13 @@ pub struct AuditReport {
     /// False for an export that does not start at position 1: the ledger
     /// needs the whole history.
     pub ledger_checked: bool,
+    /// Seals checked against the events (each at a position the range
+    /// holds).
+    pub seals_checked: i64,
+    /// Whether the seals were checked against a key the auditor pinned;
+    /// without one each seal is checked against the key it names, which
+    /// anyone can sign with: no seal was trusted.
+    pub seals_trusted: bool,
     /// Whether every erasure was checked against the chain: each
     /// tombstone (an export's erasure line) against its `ContentErased`
     /// event and each such event against a tombstone. False for a range
@@ -52,6 +59,11 @@ pub struct ChainHead {
     pub hash: [u8; 32],
     /// The last position the events were read (or exported) up to.
     pub checked_to: i64,
+    /// The first position read (or exported): an export names where it
+    /// starts, so that events cut from its front are missed. Exports
+    /// written before it was named have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_position: Option<i64>,
 }
 
 /// Checks events fed in position order from position 1: the chain from
@@ -66,6 +78,9 @@ pub struct Verifier {
     /// Seals not yet reached, by position, and the key they must be by.
     seals: std::collections::VecDeque<store::Seal>,
     trusted_key: Option<[u8; 32]>,
+    seals_checked: i64,
+    /// The first position fed.
+    from_start: i64,
     /// The tombstones of erased content, to be matched with the chain's
     /// `ContentErased` events; `None` when the range cannot tell.
     erasures: Option<Erasures>,
@@ -184,20 +199,24 @@ impl Verifier {
             ledger: (start == 1).then(LedgerChecker::default),
             seals: Default::default(),
             trusted_key: None,
+            seals_checked: 0,
+            from_start: start,
             erasures: None,
             checked: 0,
             failure: None,
         }
     }
 
-    /// Also checks these seals (any order) against the events, signed by
-    /// `trusted_key` when given.
+    /// Also checks these seals (any order; the same seal given twice is
+    /// checked once) against the events, signed by `trusted_key` when
+    /// given.
     pub fn with_seals(
         mut self,
         mut seals: Vec<store::Seal>,
         trusted_key: Option<[u8; 32]>,
     ) -> Self {
-        seals.sort_by_key(|seal| seal.position);
+        seals.sort_by(|a, b| (a.position, &a.signature).cmp(&(b.position, &b.signature)));
+        seals.dedup();
         self.seals = seals.into();
         self.trusted_key = trusted_key;
         self
@@ -234,6 +253,7 @@ impl Verifier {
             if let Err(what) = seals::check_signature(&seal, self.trusted_key.as_ref()) {
                 return Err(broken(what, "the seal's signature does not hold"));
             }
+            self.seals_checked += 1;
             if seal.hash != event.hash || seal.community_id != event.community_id {
                 return Err(broken(
                     "seal_mismatch",
@@ -303,7 +323,15 @@ impl Verifier {
     pub fn finish(mut self, community: CommunityId, head: Option<&ChainHead>) -> AuditReport {
         let last = self.next_position - 1;
         if let (None, Some(head)) = (&self.failure, head) {
-            if last < head.checked_to {
+            let start = self.from_start;
+            if head.from_position.is_some_and(|from| from != start) {
+                let from = head.from_position.unwrap_or(start);
+                self.failure = Some(Failure::new(
+                    from.min(start),
+                    "missing_position",
+                    format!("the export says it starts at {from}; its events start at {start}"),
+                ));
+            } else if last < head.checked_to {
                 self.failure = Some(Failure::new(
                     last + 1,
                     "missing_position",
@@ -344,6 +372,8 @@ impl Verifier {
             community_id: community,
             ledger_checked: self.ledger.is_some(),
             erasures_checked,
+            seals_checked: self.seals_checked,
+            seals_trusted: self.trusted_key.is_some(),
             from_position: self.from_position,
             to_position: last,
             events_checked: self.checked,
@@ -418,6 +448,7 @@ pub async fn verify(
         position: head.position,
         hash: head.hash,
         checked_to: to_position,
+        from_position: Some(1),
     };
     Ok(verifier.finish(community, Some(&head)))
 }
