@@ -1411,3 +1411,68 @@ fn rewrite_last_event(export: &str) -> String {
     lines[head_at] = head.to_string();
     lines.join("\n")
 }
+
+/// A piece of content as stored, salt included, lets an auditor check the
+/// hash an event carries, with the recipe docs/AUDIT.md gives (run here in
+/// Python, apart from our code); residents may not read it.
+#[tokio::test]
+async fn an_auditor_checks_a_salted_content_hash_from_the_piece_as_stored() {
+    let app = TestApp::spawn_quiet().await;
+    let f = app.fixture().await;
+    let text = "桥下有\"一堆\"垃圾\n第二行\t还有 \\ 反斜杠";
+    let report = json!({"siteCode": "RB-01", "category": "FLOATING-GARBAGE", "text": text});
+    let filed = app
+        .ok(
+            Some(&f.resident),
+            crate::app::SUBMIT,
+            json!({"c": f.community, "r": report}),
+        )
+        .await;
+    let position = filed["submitReport"]["position"].as_i64().unwrap();
+    let event = app
+        .store
+        .read_log(CommunityId::new(f.community), position, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let hash = event.payload_value().unwrap()["ReportSubmitted"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query = "query($c: UUID!, $h: String!) { contentPiece(communityId: $c, hash: $h) { hash stored erasedBy } }";
+    let vars = json!({"c": f.community, "h": hash});
+    let refused = app.gql(Some(&f.resident), query, vars.clone()).await;
+    assert_eq!(crate::app::code_of(&refused), "FORBIDDEN");
+    let piece = app.ok(Some(&f.auditor), query, vars.clone()).await;
+    let stored = piece["contentPiece"]["stored"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parsed: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(parsed["text"], text);
+    let salt = parsed["salt"].as_str().unwrap().to_string();
+    assert_eq!(salt.len(), 32);
+    // The recipe: the JSON object {"salt": …, "text": …}, in that order,
+    // no spaces, non-ASCII as itself; its SHA-256 is the hash.
+    let recipe = "import hashlib, json, sys\n\
+        salt, text = sys.argv[1], sys.argv[2]\n\
+        piece = json.dumps({'salt': salt, 'text': text}, ensure_ascii=False, separators=(',', ':'))\n\
+        print(hashlib.sha256(piece.encode('utf-8')).hexdigest())";
+    let output = std::process::Command::new("python3")
+        .args(["-c", recipe, &salt, text])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), hash);
+
+    let redact = crate::app::report_mutation("redactReportText", "position");
+    let report_id = filed["submitReport"]["reportId"].as_str().unwrap();
+    app.ok(
+        Some(&f.admin),
+        &redact,
+        json!({"c": f.community, "r": report_id}),
+    )
+    .await;
+    let erased = app.ok(Some(&f.auditor), query, vars).await;
+    assert_eq!(erased["contentPiece"]["stored"], Value::Null);
+    assert!(erased["contentPiece"]["erasedBy"].is_string(), "{erased}");
+}

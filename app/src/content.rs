@@ -149,7 +149,42 @@ pub async fn photos_of(
         .unwrap_or_default())
 }
 
+/// A piece of content exactly as stored: the bytes whose SHA-256 the
+/// events carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredPiece {
+    /// The JSON text hashed (`{"salt":…,"text":…}` and so on).
+    Present(String),
+    /// Erased: who, when, why.
+    Erased(store::Tombstone),
+}
+
 impl Services {
+    /// A piece of content exactly as stored, salt included, for the
+    /// community's auditors and admins: with it anyone can check the hash
+    /// an event carries (docs/AUDIT.md, "Content beside the log").
+    pub async fn stored_piece(
+        &self,
+        request: &crate::services::Request,
+        community_id: uuid::Uuid,
+        hash: &str,
+    ) -> AppResult<Option<StoredPiece>> {
+        request.viewer.with_role(
+            community_id,
+            &[domain::values::Role::Auditor, domain::values::Role::Admin],
+        )?;
+        let hash = store::ContentHash::parse(hash)?;
+        let community = CommunityId::new(community_id);
+        match self.commands.store().get_content(community, hash).await {
+            Ok(Content::Present { body, .. }) => Ok(Some(StoredPiece::Present(
+                String::from_utf8(body).map_err(AppError::internal)?,
+            ))),
+            Ok(Content::Erased(tombstone)) => Ok(Some(StoredPiece::Erased(tombstone))),
+            Err(store::StoreError::ContentNotFound(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Removes a piece for good (a redaction or an erasure), and the
     /// uploaded photos it lists with it: those first, so that a failure
     /// half way leaves the list to find them again when it is repeated.

@@ -47,6 +47,19 @@ pub struct AuditVerification {
     pub first_failure: Option<AuditFailure>,
 }
 
+/// A piece of content beside the log: what residents typed or attached.
+#[derive(SimpleObject)]
+pub struct ContentPiece {
+    /// Its SHA-256 (hex), as the events carry it.
+    pub hash: String,
+    /// Exactly the text hashed: a JSON object with its `salt` and its
+    /// `text`, or its photo list (`photos`, `uploaded`). Null once erased.
+    pub stored: Option<String>,
+    pub erased_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub erased_by: Option<String>,
+    pub erasure_reason: Option<String>,
+}
+
 /// A signed statement of a community's chain head.
 #[derive(SimpleObject)]
 pub struct SealNode {
@@ -84,6 +97,39 @@ impl AuditQuery {
         seals.reverse();
         seals.truncate(limit as usize);
         Ok(seals.into_iter().map(SealNode::from).collect())
+    }
+
+    /// A piece of content beside the log exactly as stored, for the
+    /// community's auditors and admins: `stored` is the UTF-8 JSON text
+    /// whose SHA-256 is the hash the events carry (its salt included), so
+    /// anyone holding it can check that hash and read what was written.
+    /// Null when no piece has that hash; an erased piece shows its
+    /// tombstone instead.
+    async fn content_piece(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        hash: String,
+    ) -> ApiResult<Option<ContentPiece>> {
+        let piece = app(ctx)
+            .stored_piece(&super::request(ctx), community_id, &hash)
+            .await?;
+        Ok(piece.map(|piece| match piece {
+            app::content::StoredPiece::Present(stored) => ContentPiece {
+                hash: hash.to_ascii_lowercase(),
+                stored: Some(stored),
+                erased_at: None,
+                erased_by: None,
+                erasure_reason: None,
+            },
+            app::content::StoredPiece::Erased(tombstone) => ContentPiece {
+                hash: hash.to_ascii_lowercase(),
+                stored: None,
+                erased_at: Some(tombstone.erased_at),
+                erased_by: Some(tombstone.erased_by),
+                erasure_reason: Some(tombstone.reason),
+            },
+        }))
     }
 
     /// Recomputes the hash chain (positions `from` to `to`) and the points
