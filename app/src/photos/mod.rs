@@ -548,36 +548,22 @@ mod tests {
     async fn the_local_store_keeps_deletes_and_says_what_is_missing() {
         let directory = tempfile::tempdir().unwrap();
         let store = PhotoStore::local(&directory.path().join("photos")).unwrap();
+        round_trip(&store).await;
+        // Each community's photos in a folder of its own, both variants.
         let community = CommunityId::new(Uuid::new_v4());
         let photo = Uuid::new_v4();
-        store
-            .put(community, photo, Variant::Photo, b"photo".to_vec())
-            .await
-            .unwrap();
-        store
-            .put(community, photo, Variant::Thumbnail, b"thumb".to_vec())
-            .await
-            .unwrap();
+        for variant in [Variant::Photo, Variant::Thumbnail] {
+            store
+                .put(community, photo, variant, b"bytes".to_vec())
+                .await
+                .unwrap();
+        }
         let folder = directory
             .path()
             .join("photos")
             .join(community.as_uuid().to_string());
         assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 2);
-        let got = store
-            .get(community, photo, Variant::Thumbnail)
-            .await
-            .unwrap();
-        assert_eq!(got.as_deref(), Some(&b"thumb"[..]));
-        let elsewhere = CommunityId::new(Uuid::new_v4());
-        assert_eq!(
-            store.get(elsewhere, photo, Variant::Photo).await.unwrap(),
-            None
-        );
         store.delete(community, photo).await.unwrap();
-        store.delete(community, photo).await.unwrap();
-        for variant in [Variant::Photo, Variant::Thumbnail] {
-            assert_eq!(store.get(community, photo, variant).await.unwrap(), None);
-        }
         assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
     }
 }
