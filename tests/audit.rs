@@ -1476,3 +1476,66 @@ async fn an_auditor_checks_a_salted_content_hash_from_the_piece_as_stored() {
     assert_eq!(erased["contentPiece"]["stored"], Value::Null);
     assert!(erased["contentPiece"]["erasedBy"].is_string(), "{erased}");
 }
+
+/// The counter's hold rules, as the domain applies them, are the rules the
+/// ledger check applies: a completion after the hold ran out and a release
+/// before it are named where they happened (the domain refuses both, so
+/// they are forged here through the store).
+#[tokio::test]
+async fn a_hold_completed_late_or_released_early_is_named_where_it_happened() {
+    for (late, event_type, name) in [
+        (true, "RedemptionCompleted", "hold_completed_late"),
+        (false, "RedemptionReleased", "hold_released_early"),
+    ] {
+        let (app, counter, _) = history().await;
+        let f = &counter.f;
+        let community = CommunityId::new(f.community);
+        let gift = app.gift(&counter, "1", 5).await;
+        let (redemption, placed) = app
+            .placed(
+                &counter.clerk,
+                f.community,
+                f.resident_id,
+                gift,
+                &format!("hold-{name}"),
+            )
+            .await;
+        let redemption = redemption.as_str().unwrap().to_string();
+        let placement = app
+            .store
+            .read_stream(community, &format!("redemption-{redemption}"), 1, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let expires_at = placement.payload_value().unwrap()["RedemptionPlaced"]["expires_at"]
+            .as_i64()
+            .unwrap();
+        // Eleven minutes past the hold, or one before it ran out.
+        let at = if late {
+            expires_at + 11 * 60_000_000
+        } else {
+            expires_at - 60_000_000
+        };
+        let body = match event_type {
+            "RedemptionCompleted" => json!({"RedemptionCompleted": {
+                "by": {"person": Uuid::new_v4(), "role": "clerk"}, "at": at}}),
+            _ => json!({"RedemptionReleased": {"at": at}}),
+        };
+        let request = AppendRequest::new(community).stream(
+            StreamId::parse(format!("redemption-{redemption}")).unwrap(),
+            StreamType::parse("Redemption").unwrap(),
+            ExpectedVersion::Exact(1),
+            vec![NewEvent::new(EventType::parse(event_type).unwrap(), body)],
+        );
+        let forged = app.store.append(request).await.unwrap().last_position;
+        assert!(forged > placed);
+        let verified = verify(&app.store, community, 1, i64::MAX, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            failure_of(&verified),
+            Some((forged, name.to_string())),
+            "{event_type}"
+        );
+    }
+}

@@ -97,6 +97,14 @@ pub const FAILURES: &[(&str, &str)] = &[
         "a budget event's balance is not what its movements give",
     ),
     (
+        "hold_completed_late",
+        "a redemption was completed after its hold ran out (by the commands' time)",
+    ),
+    (
+        "hold_released_early",
+        "a hold was released before it ran out",
+    ),
+    (
         "hold_not_finished",
         "a counter hold was neither completed nor released in time",
     ),
@@ -168,8 +176,7 @@ impl LedgerChecker {
             Some(StreamKind::Gift) => gift(position, &event.decode().map_err(undecodable)?),
             Some(StreamKind::Redemption) => {
                 let redemption = stream_uuid(event, "redemption")?;
-                self.redemption(position, redemption, event.decode().map_err(undecodable)?);
-                Ok(())
+                self.redemption(position, redemption, event.decode().map_err(undecodable)?)
             }
             _ => Ok(()),
         }
@@ -323,12 +330,37 @@ impl LedgerChecker {
         Ok(())
     }
 
-    fn redemption(&mut self, position: i64, redemption: Uuid, event: RedemptionEvent) {
+    /// A hold, as the counter's rules have it: completed only while it
+    /// holds (its command time at or before `expires_at`), released only
+    /// after it ran out, cancelled at any time; and finished within the
+    /// grace once it ran out (see [`LedgerChecker::finish`]).
+    fn redemption(
+        &mut self,
+        position: i64,
+        redemption: Uuid,
+        event: RedemptionEvent,
+    ) -> Result<(), Failure> {
+        let expires_at = self.open_holds.get(&redemption).map(|(at, _)| *at);
+        let late = |at: i64| expires_at.is_some_and(|expires| at > expires);
         let at = match event {
             RedemptionEvent::RedemptionPlaced(placement) => {
                 self.open_holds
                     .insert(redemption, (placement.expires_at.micros(), position));
                 placement.at
+            }
+            RedemptionEvent::RedemptionCompleted { at, .. } if late(at.micros()) => {
+                return Err(failure(
+                    position,
+                    "hold_completed_late",
+                    format!("redemption {redemption} was completed after its hold ran out"),
+                ));
+            }
+            RedemptionEvent::RedemptionReleased { at } if !late(at.micros()) => {
+                return Err(failure(
+                    position,
+                    "hold_released_early",
+                    format!("redemption {redemption} was released before its hold ran out"),
+                ));
             }
             RedemptionEvent::RedemptionCompleted { at, .. }
             | RedemptionEvent::RedemptionCancelled { at, .. }
@@ -338,6 +370,7 @@ impl LedgerChecker {
             }
         };
         self.latest_micros = self.latest_micros.max(at.micros());
+        Ok(())
     }
 }
 
