@@ -245,3 +245,157 @@ fn anchor(
         ),
     ))
 }
+
+#[cfg(test)]
+mod example {
+    //! The whole small export docs/AUDIT.md explains line by line
+    //! (`docs/audit-example.ndjson`), made here from the domain's own
+    //! events and kept true on every test run.
+
+    use super::*;
+    use domain::erasure::ErasureEvent;
+    use domain::report::Reporter;
+    use domain::suggestion::SuggestionEvent;
+    use domain::values::{ContentHash, SiteId, SuggestionId, Timestamp};
+
+    const COMMUNITY: &str = "3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b";
+
+    fn hash_of(text: &str) -> ContentHash {
+        ContentHash::parse(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text))).unwrap()
+    }
+
+    /// An event as stored, chained after `previous`.
+    fn event(
+        position: i64,
+        stream: (&str, &str),
+        event_type: &str,
+        payload: serde_json::Value,
+        metadata: serde_json::Value,
+        recorded_at: &str,
+        previous: [u8; 32],
+    ) -> RecordedEvent {
+        let text = serde_json::json!({
+            "community_id": COMMUNITY, "position": position,
+            "stream_id": stream.0, "stream_type": stream.1, "stream_version": 1,
+            "event_type": event_type, "event_version": "1",
+            "payload": payload, "metadata": metadata, "recorded_at": recorded_at,
+            "previous_hash": hex::encode(previous), "hash": hex::encode([0_u8; 32]),
+        })
+        .to_string();
+        let mut event: RecordedEvent = serde_json::from_str(&text).unwrap();
+        event.hash = store::verify::recompute_hash(&event).unwrap();
+        event
+    }
+
+    /// A suggestion dropped anonymously (position 1), its text erased on
+    /// the submitter's request (position 2), the head sealed.
+    fn export_text() -> (String, [u8; 32]) {
+        let text_hash =
+            hash_of("{\"salt\":\"00112233445566778899aabbccddeeff\",\"text\":\"多放几个垃圾桶\"}");
+        let submitted = SuggestionEvent::SuggestionSubmitted {
+            suggestion: SuggestionId(
+                uuid::Uuid::parse_str("5d8c7b6a-1f2e-4d3c-9b8a-7f6e5d4c3b2a").unwrap(),
+            ),
+            site: SiteId(uuid::Uuid::parse_str("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d").unwrap()),
+            text: text_hash.clone(),
+            submitter: Reporter::Anonymous {
+                client: hash_of("203.0.113.7|"),
+                claim_secret_hash: hash_of("a claim secret"),
+            },
+            at: Timestamp::from_micros(1_795_422_600_123_450),
+        };
+        let erased = ErasureEvent::ContentErased {
+            content: text_hash.clone(),
+            by: "admin:7f1d2c3b-4a59-4e68-9d7c-0b1a2c3d4e5f".into(),
+            reason: "本人申请删除".into(),
+            at: Timestamp::from_micros(1_795_426_200_000_000),
+        };
+        let first = event(
+            1,
+            (
+                "suggestion-5d8c7b6a-1f2e-4d3c-9b8a-7f6e5d4c3b2a",
+                "Suggestion",
+            ),
+            "SuggestionSubmitted",
+            serde_json::to_value(&submitted).unwrap(),
+            serde_json::json!({"client": "203.0.113.7", "request_id": "r-1"}),
+            "2026-11-23T08:30:00.123450Z",
+            store::canonical::GENESIS_HASH,
+        );
+        let second = event(
+            2,
+            (&domain::streams::erasure(text_hash.as_str()), "Erasure"),
+            "ContentErased",
+            serde_json::to_value(&erased).unwrap(),
+            serde_json::json!({"actor_id": "7f1d2c3b-4a59-4e68-9d7c-0b1a2c3d4e5f",
+                "actor_role": "admin", "request_id": "r-2"}),
+            "2026-11-23T09:30:00.000000Z",
+            first.hash,
+        );
+        let key = super::super::seals::signing_key(b"civic-ledger example seal key");
+        let sealed_at = chrono::DateTime::parse_from_rfc3339("2026-11-23T09:30:01Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let community = CommunityId::new(uuid::Uuid::parse_str(COMMUNITY).unwrap());
+        let message = store::Seal::message(community, 2, &second.hash, sealed_at);
+        use ed25519_dalek::Signer;
+        let seal = store::Seal {
+            community_id: community,
+            position: 2,
+            hash: second.hash,
+            sealed_at,
+            public_key: key.verifying_key().to_bytes(),
+            signature: key.sign(&message).to_bytes().to_vec(),
+        };
+        let mut out = Vec::new();
+        let mut line = serde_json::to_value(&seal).unwrap();
+        line["type"] = "seal".into();
+        line["sealed_at"] = store::canonical::timestamp_text(sealed_at).into();
+        writeln!(out, "{line}").unwrap();
+        let erasure = serde_json::json!({
+            "type": "erasure", "content_hash": text_hash.as_str(),
+            "erased_at": "2026-11-23T09:30:00.004210Z",
+            "erased_by": "admin:7f1d2c3b-4a59-4e68-9d7c-0b1a2c3d4e5f", "reason": "本人申请删除",
+        });
+        writeln!(out, "{erasure}").unwrap();
+        write_event(&mut out, &first).unwrap();
+        write_event(&mut out, &second).unwrap();
+        let head = ChainHead {
+            position: 2,
+            hash: second.hash,
+            checked_to: 2,
+            from_position: Some(1),
+        };
+        let mut line = serde_json::to_value(&head).unwrap();
+        line["type"] = "head".into();
+        line["community_id"] = COMMUNITY.into();
+        writeln!(out, "{line}").unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            key.verifying_key().to_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_documented_export_holds_line_by_line() {
+        let (text, key) = export_text();
+        println!("{text}");
+        assert_eq!(text, include_str!("../../../docs/audit-example.ndjson"));
+        let report = verify_export(text.as_bytes(), Some(key)).unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert!(report.erasures_checked && report.ledger_checked && report.seals_trusted);
+        assert_eq!((report.seals_checked, report.events_checked), (1, 2));
+        // And by the auditor's own script, with the example key pinned.
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        let output = std::process::Command::new("python3")
+            .arg(docs.join("verify_export.py"))
+            .arg(docs.join("audit-example.ndjson"))
+            .arg(hex::encode(key))
+            .output()
+            .expect("python3 runs the auditor's script");
+        assert_eq!(
+            String::from_utf8(output.stdout).unwrap(),
+            "intact: 2 events\n"
+        );
+    }
+}
