@@ -6,11 +6,11 @@
 //! the tests write the screenshots in `docs/screenshots/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use app::photos::samples::{self, SampleGps};
-use fantoccini::{Client, ClientBuilder, Locator};
+use bench::browser::{PhoneBrowser, PHONE_WIDTH};
+use fantoccini::Locator;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -18,68 +18,21 @@ use crate::app::{act, Fixture, TestApp};
 use crate::pages::{report_of, url_in_qr_code};
 use crate::photos::markers;
 
-/// A phone's screen, in CSS pixels.
-const PHONE_WIDTH: u32 = 360;
-const PHONE_HEIGHT: u32 = 780;
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Browser {
-    client: Client,
-    driver: Child,
-}
+/// The shared phone browser, with what the tests ask of a page.
+struct Browser(PhoneBrowser);
 
-fn program(variable: &str, default: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| default.to_string())
+impl std::ops::Deref for Browser {
+    type Target = PhoneBrowser;
+    fn deref(&self) -> &PhoneBrowser {
+        &self.0
+    }
 }
 
 impl Browser {
-    /// A chromedriver of its own (on a free port) and a headless Chromium
-    /// behind it, at a phone's size.
     async fn start() -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let chromedriver = program("CHROMEDRIVER", "/usr/bin/chromedriver");
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{chromedriver}: {e} (install chromium and chromium-driver)")
-            });
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": program("CHROMIUM", "/usr/bin/chromium"),
-                // A phone's screen: 360 CSS pixels wide, two device
-                // pixels each (a window cannot be made that narrow).
-                "mobileEmulation": {"deviceMetrics": {
-                    "width": PHONE_WIDTH, "height": PHONE_HEIGHT, "pixelRatio": 2.0}},
-                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                    "--disable-gpu", "--hide-scrollbars", "--lang=zh-CN",
-                    format!("--window-size={PHONE_WIDTH},{PHONE_HEIGHT}")],
-            }
-        });
-        let Value::Object(capabilities) = capabilities else {
-            unreachable!()
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        let mut last = None;
-        for _ in 0..100 {
-            match ClientBuilder::new(plain_http())
-                .capabilities(capabilities.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(client) => return Browser { client, driver },
-                Err(error) => last = Some(error),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start: {last:?}");
+        Browser(PhoneBrowser::start().await.expect("a headless Chromium"))
     }
 
     async fn by_id(&self, id: &str) -> fantoccini::elements::Element {
@@ -108,10 +61,8 @@ impl Browser {
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+    async fn stop(self) {
+        self.0.stop().await;
     }
 }
 
@@ -395,10 +346,4 @@ async fn the_printable_qr_sheet_fits_a4() {
     );
     assert!(text.contains("841.9"));
     browser.stop().await;
-}
-
-/// ChromeDriver listens on plain HTTP on this machine: no TLS stack is
-/// needed (nor one of the several the workspace's crates bring).
-fn plain_http() -> hyper_util::client::legacy::connect::HttpConnector {
-    hyper_util::client::legacy::connect::HttpConnector::new()
 }

@@ -184,12 +184,7 @@ async fn a_form_sent_twice_files_one_report_with_its_photo() {
     assert_eq!(report(&tracks[0]), report(&tracks[2]));
     assert_eq!(app.report_count(&fixture).await, before + 1, "one report");
 
-    let status = app
-        .http
-        .get(format!("{}{}", app.base_url(), tracks[0]))
-        .send()
-        .await
-        .unwrap();
+    let status = app.fetch(&tracks[0], None).await;
     assert_eq!(status.status(), 200);
     let html = status.text().await.unwrap();
     assert!(html.contains("桥下有一堆塑料瓶"));
@@ -316,35 +311,22 @@ async fn each_active_sites_qr_code_opens_its_page_and_admins_print_them_all() {
         format!("{base}/r/{c}/RB-01"),
         "the page's public URL"
     );
-    let svg = app
-        .http
-        .get(format!("{base}/r/{c}/MS-01/qr.svg"))
-        .send()
-        .await
-        .unwrap();
+    let svg = app.fetch(&format!("/r/{c}/MS-01/qr.svg"), None).await;
     assert_eq!(svg.status(), 200);
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().starts_with("<?xml"));
 
-    let sheet_url = format!("{base}/communities/{c}/qr-sheet");
+    let sheet_path = format!("/communities/{c}/qr-sheet");
+    let sheet_url = format!("{base}{sheet_path}");
     for (token, status) in [
         (None, StatusCode::UNAUTHORIZED),
         (Some(&fixture.resident), StatusCode::FORBIDDEN),
         (Some(&fixture.foreign_admin), StatusCode::FORBIDDEN),
     ] {
-        let mut request = app.http.get(&sheet_url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        assert_eq!(request.send().await.unwrap().status(), status, "{token:?}");
+        let answer = app.fetch(&sheet_path, token.map(String::as_str)).await;
+        assert_eq!(answer.status(), status, "{token:?}");
     }
-    let sheet = app
-        .http
-        .get(&sheet_url)
-        .bearer_auth(&fixture.admin)
-        .send()
-        .await
-        .unwrap();
+    let sheet = app.fetch(&sheet_path, Some(&fixture.admin)).await;
     assert_eq!(sheet.status(), 200);
     let html = sheet.text().await.unwrap();
     assert!(html.contains("size:A4"));
@@ -377,11 +359,8 @@ async fn signing_up_on_a_demo_page_shows_the_code_and_claims_the_report() {
     let base = app.base_url().to_string();
     let c = fixture.community;
     let page = app
-        .http
-        .get(format!("{base}/r/{c}/MS-01?lang=en"))
-        .send()
+        .fetch(&format!("/r/{c}/MS-01?lang=en"), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

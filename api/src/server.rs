@@ -180,27 +180,47 @@ pub(crate) async fn bounded_body(
     bounded_stream(payload, bytes_max).await
 }
 
+/// Why a bounded read stopped.
+pub(crate) enum BodyError {
+    /// More than this many bytes came.
+    TooLarge(usize),
+    /// The stream broke off.
+    Broken(String),
+}
+
 /// What a stream of chunks (a body, a multipart field) carries, at most
-/// `bytes_max` bytes.
-pub(crate) async fn bounded_stream<E: std::fmt::Display>(
+/// `bytes_max` bytes: the one bounded read every request body goes
+/// through.
+pub(crate) async fn read_bounded<E: std::fmt::Display>(
     mut chunks: impl futures::Stream<Item = Result<web::Bytes, E>> + Unpin,
     bytes_max: usize,
-) -> Result<web::BytesMut, HttpResponse> {
+) -> Result<web::BytesMut, BodyError> {
     use futures::StreamExt;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|error| {
-            refused(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                &ApiError::new("BAD_REQUEST", format!("the body did not arrive: {error}")),
-            )
-        })?;
+        let chunk = chunk.map_err(|error| BodyError::Broken(error.to_string()))?;
         if body.len() + chunk.len() > bytes_max {
-            return Err(too_large(bytes_max));
+            return Err(BodyError::TooLarge(bytes_max));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// [`read_bounded`], refused as a whole request is (413, or 400).
+pub(crate) async fn bounded_stream<E: std::fmt::Display>(
+    chunks: impl futures::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    bytes_max: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    read_bounded(chunks, bytes_max)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge(bytes_max) => too_large(bytes_max),
+            BodyError::Broken(error) => refused(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                &ApiError::new("BAD_REQUEST", format!("the body did not arrive: {error}")),
+            ),
+        })
 }
 
 fn too_large(bytes_max: usize) -> HttpResponse {

@@ -201,25 +201,21 @@ impl Services {
         reason: &str,
     ) -> AppResult<bool> {
         let store = self.commands.store();
-        let exists = match store
-            .get_content(community, store::ContentHash::parse(hash.as_str())?)
-            .await
-        {
-            Ok(_) => true,
-            Err(store::StoreError::ContentNotFound(_)) => false,
+        let key = store::ContentHash::parse(hash.as_str())?;
+        // One read: whether there is such a piece, and what it lists.
+        let photos: Vec<Uuid> = match store.get_content(community, key).await {
+            Ok(Content::Present { body, .. }) => {
+                let stored: Stored = serde_json::from_slice(&body).map_err(AppError::internal)?;
+                stored.uploaded.iter().map(|u| u.photo).collect()
+            }
+            Ok(Content::Erased(_)) => Vec::new(),
+            Err(store::StoreError::ContentNotFound(_)) => return Ok(false),
             Err(error) => return Err(error.into()),
         };
-        if !exists {
-            return Ok(false);
-        }
         self.record_erasure(meta, community, hash, by, reason)
             .await?;
-        if let Some(stored) = get(store, community, hash.as_str()).await? {
-            let photos: Vec<Uuid> = stored.uploaded.iter().map(|u| u.photo).collect();
-            self.erase_photos(community, &photos, by, reason).await?;
-        }
-        let hash = store::ContentHash::parse(hash.as_str())?;
-        match store.erase_content(community, hash, by, reason).await {
+        self.erase_photos(community, &photos, by, reason).await?;
+        match store.erase_content(community, key, by, reason).await {
             Ok(_) => Ok(true),
             Err(store::StoreError::ContentNotFound(_)) => Ok(false),
             Err(error) => Err(error.into()),

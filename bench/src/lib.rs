@@ -19,6 +19,7 @@ use store::{
 use app::database::Database;
 
 pub mod audit;
+pub mod browser;
 pub mod demo;
 pub mod http;
 pub mod pages;

@@ -4,19 +4,16 @@
 //! time to first render in headless Chromium on a throttled connection,
 //! against a baseline measured alternately in the same run on the same
 //! connection: the smallest page the server makes (its "no such site"
-//! page). Chromium and ChromeDriver come from `CHROMIUM` and
-//! `CHROMEDRIVER`, or Debian's paths.
+//! page), in [`PhoneBrowser`].
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use app::database::Database;
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::browser::PhoneBrowser;
 use crate::demo;
 use crate::http::Server;
 
@@ -151,10 +148,8 @@ async fn measure(
             external_resources: external_resources(&html),
         });
     }
-    let browser = Browser::start().await?;
-    let throttled = browser
-        .throttle(args.latency_ms, args.kbits_per_second)
-        .await;
+    let browser = PhoneBrowser::start().await?;
+    let throttled = throttle(&browser, args.latency_ms, args.kbits_per_second).await;
     let first_render = match throttled {
         Ok(()) => renders(&browser, &base, &pages, args.runs).await,
         Err(error) => Err(error),
@@ -191,7 +186,7 @@ async fn file_report(client: &reqwest::Client, base: &str, site: &str) -> anyhow
 /// Each page's first render, loads alternating between the pages so that
 /// the machine's drift falls on all of them alike.
 async fn renders(
-    browser: &Browser,
+    browser: &PhoneBrowser,
     base: &str,
     pages: &[(&str, String)],
     runs: usize,
@@ -199,7 +194,7 @@ async fn renders(
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); pages.len()];
     for _ in 0..runs.max(1) {
         for (index, (_, path)) in pages.iter().enumerate() {
-            times[index].push(browser.first_render_ms(&format!("{base}{path}")).await?);
+            times[index].push(first_render_ms(browser, &format!("{base}{path}")).await?);
         }
     }
     let median = |values: &[f64]| {
@@ -223,126 +218,45 @@ async fn renders(
         .collect())
 }
 
-struct Browser {
-    client: Client,
-    driver: Child,
-}
-
-/// A Chrome DevTools command through ChromeDriver.
-#[derive(Debug)]
-struct DevTools {
-    command: &'static str,
-    params: Value,
-}
-
-impl WebDriverCompatibleCommand for DevTools {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({"cmd": self.command, "params": self.params});
-        (http::Method::POST, Some(body.to_string()))
-    }
-}
-
-impl Browser {
-    async fn start() -> anyhow::Result<Browser> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let chromedriver =
-            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("{chromedriver} (install chromium and chromium-driver)"))?;
-        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let Value::Object(capabilities) = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-                "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 780, "pixelRatio": 2.0}},
-            }
-        }) else {
-            unreachable!()
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if let Ok(client) = ClientBuilder::new(plain_http())
-                .capabilities(capabilities.clone())
-                .connect(&url)
-                .await
-            {
-                return Ok(Browser { client, driver });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("chromedriver did not start")
-    }
-
-    async fn devtools(&self, command: &'static str, params: Value) -> anyhow::Result<()> {
-        self.client
-            .issue_cmd(DevTools { command, params })
-            .await
-            .with_context(|| format!("DevTools {command}"))?;
-        Ok(())
-    }
-
-    async fn throttle(&self, latency_ms: u32, kbits_per_second: u32) -> anyhow::Result<()> {
-        self.devtools("Network.enable", json!({})).await?;
-        let bytes_per_second = f64::from(kbits_per_second) * 1000.0 / 8.0;
-        self.devtools(
+/// Throttles the browser's connection: `latency_ms` each way round,
+/// `kbits_per_second` each way.
+async fn throttle(
+    browser: &PhoneBrowser,
+    latency_ms: u32,
+    kbits_per_second: u32,
+) -> anyhow::Result<()> {
+    browser.devtools("Network.enable", json!({})).await?;
+    let bytes_per_second = f64::from(kbits_per_second) * 1000.0 / 8.0;
+    browser
+        .devtools(
             "Network.emulateNetworkConditions",
             json!({"offline": false, "latency": latency_ms,
                 "downloadThroughput": bytes_per_second, "uploadThroughput": bytes_per_second}),
         )
         .await
-    }
-
-    /// Loads `url` with an empty cache; the first contentful paint, in
-    /// milliseconds after the navigation started.
-    async fn first_render_ms(&self, url: &str) -> anyhow::Result<f64> {
-        self.client.goto("about:blank").await?;
-        self.devtools("Network.clearBrowserCache", json!({}))
-            .await?;
-        self.client.goto(url).await?;
-        for _ in 0..200 {
-            let painted = self
-                .client
-                .execute(
-                    "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
-                     return p ? p.startTime : null",
-                    Vec::new(),
-                )
-                .await?;
-            if let Some(ms) = painted.as_f64() {
-                return Ok(ms);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("{url} never painted")
-    }
-
-    async fn stop(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
-/// ChromeDriver listens on plain HTTP on this machine: no TLS stack is
-/// needed (nor one of the several the workspace's crates bring).
-fn plain_http() -> hyper_util::client::legacy::connect::HttpConnector {
-    hyper_util::client::legacy::connect::HttpConnector::new()
+/// Loads `url` with an empty cache; the first contentful paint, in
+/// milliseconds after the navigation started.
+async fn first_render_ms(browser: &PhoneBrowser, url: &str) -> anyhow::Result<f64> {
+    browser.client.goto("about:blank").await?;
+    browser
+        .devtools("Network.clearBrowserCache", json!({}))
+        .await?;
+    browser.client.goto(url).await?;
+    for _ in 0..200 {
+        let painted = browser
+            .client
+            .execute(
+                "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
+                 return p ? p.startTime : null",
+                Vec::new(),
+            )
+            .await?;
+        if let Some(ms) = painted.as_f64() {
+            return Ok(ms);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} never painted")
 }

@@ -10,6 +10,8 @@ use app::error::AppError;
 use app::photos::UPLOAD_BYTES_MAX;
 use futures::StreamExt;
 
+use crate::server::BodyError;
+
 /// Files a form may carry: the photos of one report.
 pub const FILES_MAX: usize = 3;
 /// Fields a form may carry.
@@ -100,19 +102,16 @@ pub async fn read(request: &HttpRequest, payload: web::Payload) -> Result<Form, 
     Ok(form)
 }
 
+/// A part of the form, through the server's one bounded read.
 async fn collect<E: std::fmt::Display>(
-    mut chunks: impl futures::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    chunks: impl futures::Stream<Item = Result<web::Bytes, E>> + Unpin,
     bytes_max: usize,
 ) -> Result<bytes::Bytes, AppError> {
-    let mut out = web::BytesMut::new();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|error| bad(format!("the form did not arrive: {error}")))?;
-        if out.len() + chunk.len() > bytes_max {
-            return Err(AppError::TooLarge(format!(
-                "a part of the form is over {bytes_max} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
+    match crate::server::read_bounded(chunks, bytes_max).await {
+        Ok(bytes) => Ok(bytes.freeze()),
+        Err(BodyError::TooLarge(bytes_max)) => Err(AppError::TooLarge(format!(
+            "a part of the form is over {bytes_max} bytes"
+        ))),
+        Err(BodyError::Broken(error)) => Err(bad(format!("the form did not arrive: {error}"))),
     }
-    Ok(out.freeze())
 }

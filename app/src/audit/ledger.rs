@@ -155,16 +155,12 @@ pub struct LedgerChecker {
     latest_micros: i64,
 }
 
-fn failure(position: i64, what: &str, detail: String) -> Failure {
-    Failure::new(position, what, detail)
-}
-
 impl LedgerChecker {
     /// Folds one event; the first broken invariant is the error.
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), Failure> {
         let position = event.position;
         let undecodable =
-            |error: store::StoreError| failure(position, "undecodable", error.to_string());
+            |error: store::StoreError| Failure::new(position, "undecodable", error.to_string());
         match projections::runner::kind(event) {
             Some(StreamKind::Budget) => {
                 self.budget(position, &event.decode().map_err(undecodable)?)
@@ -198,10 +194,10 @@ impl LedgerChecker {
             .map(|(_, placed_at)| *placed_at)
             .min();
         match overdue {
-            Some(position) => Err(failure(
+            Some(position) => Err(Failure::new(
                 position,
                 "hold_not_finished",
-                "a hold ran out and was never completed, cancelled or released".into(),
+                "a hold ran out and was never completed, cancelled or released",
             )),
             None => Ok(()),
         }
@@ -209,7 +205,7 @@ impl LedgerChecker {
 
     fn apply(&mut self, position: i64, movement: Movement) -> Result<(), Failure> {
         if movement.amount <= Decimal::ZERO || movement.amount.scale() > 2 {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "bad_amount",
                 format!(
@@ -219,10 +215,10 @@ impl LedgerChecker {
             ));
         }
         if movement.debit == movement.credit {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "unbalanced",
-                "a movement within one account".into(),
+                "a movement within one account",
             ));
         }
         *self.accounts.entry(movement.debit).or_default() -= movement.amount;
@@ -233,7 +229,7 @@ impl LedgerChecker {
         self.total += movement.amount;
         if !self.total.is_zero() {
             let total = self.total;
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "unbalanced",
                 format!("the accounts sum to {total}"),
@@ -261,14 +257,14 @@ impl LedgerChecker {
             }
         };
         if self.budget < Decimal::ZERO {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "budget_overdrawn",
                 format!("the budget is at {}", self.budget),
             ));
         }
         if carried != self.budget {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "budget_balance_mismatch",
                 format!("the event says {carried}, the ledger {}", self.budget),
@@ -303,14 +299,14 @@ impl LedgerChecker {
         }
         let (balance, held) = (*balance, *held);
         if balance < Decimal::ZERO || held < Decimal::ZERO {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "wallet_below_zero",
                 format!("wallet {resident} at {balance}, held {held}"),
             ));
         }
         if held > balance {
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "wallet_overheld",
                 format!("wallet {resident} holds {held} of {balance}"),
@@ -318,7 +314,7 @@ impl LedgerChecker {
         }
         if event.balance_and_held() != (balance, held) {
             let (carried_balance, carried_held) = event.balance_and_held();
-            return Err(failure(
+            return Err(Failure::new(
                 position,
                 "wallet_balance_mismatch",
                 format!(
@@ -349,14 +345,14 @@ impl LedgerChecker {
                 placement.at
             }
             RedemptionEvent::RedemptionCompleted { at, .. } if late(at.micros()) => {
-                return Err(failure(
+                return Err(Failure::new(
                     position,
                     "hold_completed_late",
                     format!("redemption {redemption} was completed after its hold ran out"),
                 ));
             }
             RedemptionEvent::RedemptionReleased { at } if !late(at.micros()) => {
-                return Err(failure(
+                return Err(Failure::new(
                     position,
                     "hold_released_early",
                     format!("redemption {redemption} was released before its hold ran out"),
@@ -386,7 +382,7 @@ fn gift(position: i64, event: &GiftEvent) -> Result<(), Failure> {
         | GiftEvent::GiftHandedOver { stock, .. } => *stock,
     };
     if stock > domain::points::gift::STOCK_MAX {
-        return Err(failure(
+        return Err(Failure::new(
             position,
             "stock_out_of_range",
             format!("a stock of {stock}"),
@@ -397,5 +393,5 @@ fn gift(position: i64, event: &GiftEvent) -> Result<(), Failure> {
 
 fn stream_uuid(event: &RecordedEvent, prefix: &str) -> Result<Uuid, Failure> {
     projections::runner::entity_id(event, prefix)
-        .map_err(|error| failure(event.position, "undecodable", error.to_string()))
+        .map_err(|error| Failure::new(event.position, "undecodable", error.to_string()))
 }
