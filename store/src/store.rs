@@ -33,6 +33,10 @@ pub struct StoreConfig {
     /// insert work across connections but splits batches, and each batch
     /// costs a commit; on a 2-core machine 1 measured best (docs/adr/0002).
     pub pipeline_depth: usize,
+    /// Whether appends keep each log's Merkle tree (docs/AUDIT.md). Off
+    /// only to measure what keeping it costs (`bench audit`): a log written
+    /// without it has its tree caught up by the next writer that keeps it.
+    pub keep_tree: bool,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +45,7 @@ impl Default for StoreConfig {
             pool_size_max: 16,
             statement_timeout_ms: 30_000,
             pipeline_depth: 1,
+            keep_tree: true,
         }
     }
 }
@@ -71,6 +76,7 @@ pub struct EventStore {
 pub(crate) struct Inner {
     pub pool: Pool,
     pub pipeline_depth: usize,
+    pub keep_tree: bool,
     pub pg_config: tokio_postgres::Config,
     pub stats: StoreStats,
     writers: Mutex<HashMap<CommunityId, WriterQueue>>,
@@ -167,6 +173,7 @@ impl EventStore {
         let inner = Arc::new(Inner {
             pool,
             pipeline_depth: config.pipeline_depth,
+            keep_tree: config.keep_tree,
             pg_config,
             stats: StoreStats::default(),
             writers: Mutex::new(HashMap::new()),

@@ -21,3 +21,4 @@ mod migrations;
 mod ordering;
 mod tail;
 mod tampering;
+mod tree;

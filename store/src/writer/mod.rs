@@ -31,7 +31,7 @@ use crate::store::Inner;
 use crate::types::{AppendOutcome, CommunityId, RecordedEvent};
 use plan::{plan_batch, unknown, HeadState, Known, Plan, Unknown};
 pub(crate) use sql::APPENDED_CHANNEL;
-use sql::{look_up, recorded_events, write_planned, Lock, WriteEnd};
+use sql::{fold_into_tree, look_up, recorded_events, write_planned, Lock, WriteEnd};
 
 /// How long the writer trusts its reading of the database clock, advanced by
 /// a monotonic timer, before it reads the clock again.
@@ -395,13 +395,33 @@ impl Writer {
                 return Err(error);
             }
         };
-        let Some(base) = lookup.head else {
+        let Some(mut base) = lookup.head else {
             roll_back(client).await;
             let unknown = StoreError::UnknownCommunity(self.community_id);
             return Ok(Plan::refused(batch.len(), unknown));
         };
+        let mut caught_up = Vec::new();
+        let mut tree_trailed = false;
+        if let (true, Some(mut tree)) = (self.inner.keep_tree, lookup.stored_tree) {
+            tree_trailed = (tree.size() as i64) < base.position;
+            let folded = if tree.size() as i64 > base.position {
+                Err(StoreError::Corrupt(
+                    "the tree holds more leaves than the log".into(),
+                ))
+            } else {
+                fold_into_tree(&client, self.community_id, &mut tree, base.position).await
+            };
+            match folded {
+                Ok(nodes) => caught_up = nodes,
+                Err(error) => {
+                    roll_back(client).await;
+                    return Err(error);
+                }
+            }
+            base.tree = Some(tree);
+        }
         self.clock = Some((lookup.database_now, Instant::now()));
-        let plan = plan_batch(
+        let mut plan = plan_batch(
             self.community_id,
             &appends,
             base,
@@ -411,9 +431,13 @@ impl Writer {
         );
         if !plan.writes() {
             roll_back(client).await;
-            self.head = Some(plan.head.clone());
+            // A tree caught up but not written is not the stored one: the
+            // next batch takes the lock and folds the events in again.
+            self.head = (!tree_trailed).then(|| plan.head.clone());
             return Ok(plan);
         }
+        caught_up.append(&mut plan.new_nodes);
+        plan.new_nodes = caught_up;
         match write_planned(&client, self.community_id, batch, &plan, false).await {
             WriteEnd::Committed => {
                 self.head = Some(plan.head.clone());
@@ -459,6 +483,7 @@ impl Plan {
             position: 0,
             hash: [0; 32],
             recorded_at: None,
+            tree: None,
         };
         Plan {
             base: nowhere.clone(),
@@ -467,6 +492,7 @@ impl Plan {
             results: vec![Err(error); appends],
             events: Vec::new(),
             new_keys: Vec::new(),
+            new_nodes: Vec::new(),
             outdated: false,
         }
     }

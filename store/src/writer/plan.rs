@@ -8,6 +8,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::append::ValidatedAppend;
 use crate::canonical::{chain_hash, compose_event, timestamp_text, EventHeader};
 use crate::error::StoreError;
+use crate::merkle::{Frontier, Hash, Subtree};
 use crate::types::{AppendOutcome, CommunityId, ExpectedVersion, StreamVersion};
 
 /// Entries the writer remembers at most before it forgets them all (which
@@ -20,6 +21,9 @@ pub(crate) struct HeadState {
     pub position: i64,
     pub hash: [u8; 32],
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The log's Merkle tree, when the writer keeps it and it covers the
+    /// log up to `position`; `None` leaves the stored tree as it is.
+    pub tree: Option<Frontier>,
 }
 
 /// What the writer knows between batches: stream versions and idempotency
@@ -129,6 +133,10 @@ pub(crate) struct Plan {
     pub events: Vec<PlannedEvent>,
     /// (append index, request hash, outcome) of each idempotent append written.
     pub new_keys: Vec<(usize, [u8; 32], AppendOutcome)>,
+    /// The tree's subtrees this batch completes that are stored, with
+    /// their roots (and those of events folded in before it, see
+    /// `Writer::catch_up_tree`).
+    pub new_nodes: Vec<(Subtree, Hash)>,
     /// An append expected a stream at a version newer than the writer
     /// believed it to be: its caller read that version from the database,
     /// so another process wrote the stream and the writer's beliefs are
@@ -173,6 +181,7 @@ pub(crate) fn plan_batch(
     };
     let mut events = Vec::new();
     let mut new_keys = Vec::new();
+    let mut new_nodes = Vec::new();
     let mut results = Vec::with_capacity(appends.len());
     let mut outdated = false;
     for (index, append) in appends.iter().enumerate() {
@@ -238,6 +247,9 @@ pub(crate) fn plan_batch(
                     hash,
                 });
                 head.hash = hash;
+                if let Some(tree) = &mut head.tree {
+                    tree.push(&hash, |subtree, root| new_nodes.push((subtree, root)));
+                }
             }
             streams.push(StreamVersion {
                 stream_id: stream.stream_id.clone(),
@@ -267,6 +279,7 @@ pub(crate) fn plan_batch(
         results,
         events,
         new_keys,
+        new_nodes,
         outdated,
     }
 }

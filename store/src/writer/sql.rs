@@ -8,13 +8,14 @@ use super::plan::{HeadState, Known, Plan, PlannedEvent, Unknown};
 use super::PendingAppend;
 use crate::append::EncodedEvent;
 use crate::error::StoreError;
+use crate::merkle::{Frontier, Hash, Subtree};
 use crate::pgjson::JsonbText;
 use crate::types::{AppendOutcome, CommunityId, NewEvent, RecordedEvent, StreamAppend};
 
 pub(crate) const APPENDED_CHANNEL: &str = "civic_ledger_appended";
 
-const LOCK_HEAD: &str = "SELECT last_position, last_hash, last_recorded_at, clock_timestamp() \
-    FROM community_heads WHERE community_id = $1 FOR UPDATE";
+const LOCK_HEAD: &str = "SELECT last_position, last_hash, last_recorded_at, clock_timestamp(), \
+    tree_size, tree_frontier FROM community_heads WHERE community_id = $1 FOR UPDATE";
 const CLOCK: &str = "SELECT clock_timestamp() WHERE $1::uuid IS NOT NULL";
 const FIND_KEYS: &str = "SELECT idempotency_key, request_hash, outcome FROM idempotency_keys \
     WHERE community_id = $1 AND idempotency_key = ANY($2)";
@@ -39,9 +40,16 @@ const INSERT_CONTENTS: &str =
 /// Moves the head only from where the batch was planned, taking its row lock.
 /// A batch in flight waits here for the batch before it, so batches commit in
 /// position order; a head moved by anyone else raises `HEAD_MOVED`.
-const MOVE_HEAD: &str = "SELECT move_community_head($1, $2, $3, $4, $5, $6)";
-/// Raised by `move_community_head` (migrations/V1__event_store.sql).
+const MOVE_HEAD: &str = "SELECT move_community_head($1, $2, $3, $4, $5, $6, $7, $8)";
+/// Raised by `move_community_head` (migrations/V9__merkle_tree.sql).
 const HEAD_MOVED: &str = "CL001";
+
+/// The tree's subtrees a batch completed (migrations/V9__merkle_tree.sql).
+const INSERT_NODES: &str = "INSERT INTO tree_nodes (community_id, level, index, hash) \
+    SELECT $1, u.l, u.i, u.h FROM unnest($2::smallint[], $3::bigint[], $4::bytea[]) AS u(l, i, h)";
+/// The events' hashes from a position on, to fold into the tree.
+const EVENT_HASHES: &str = "SELECT hash FROM events WHERE community_id = $1 \
+    AND position > $2 AND position <= $3 ORDER BY position";
 
 /// How the lookups start: under the head lock, or without any lock.
 #[derive(Clone, Copy, PartialEq)]
@@ -53,8 +61,11 @@ pub(crate) enum Lock {
 pub(crate) struct Lookup {
     pub database_now: DateTime<Utc>,
     /// The head read under its lock (`Lock::Head` only); `None` for an
-    /// unknown community.
+    /// unknown community. Its `tree` is `None`: the writer decides.
     pub head: Option<HeadState>,
+    /// The tree as stored with the head (`Lock::Head` only), which may
+    /// cover fewer events than the log holds.
+    pub stored_tree: Option<Frontier>,
 }
 
 /// Reads the clock (and, with `Lock::Head`, locks and reads the head), then
@@ -97,22 +108,66 @@ pub(crate) async fn look_up<C: GenericClient>(
         return Ok(Lookup {
             database_now: Utc::now(),
             head: None,
+            stored_tree: None,
         });
     };
     if lock == Lock::None {
         return Ok(Lookup {
             database_now: first.get(0),
             head: None,
+            stored_tree: None,
         });
     }
+    let tree_size: i64 = first.get(4);
+    let frontier: &[u8] = first.get(5);
+    let roots = frontier
+        .chunks(32)
+        .map(super::to_hash)
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored_tree = Frontier::from_parts(tree_size as u64, roots)
+        .ok_or_else(|| StoreError::Corrupt("the tree's frontier does not fit its size".into()))?;
     Ok(Lookup {
         database_now: first.get(3),
         head: Some(HeadState {
             position: first.get(0),
             hash: super::to_hash(first.get(1))?,
             recorded_at: first.get(2),
+            tree: None,
         }),
+        stored_tree: Some(stored_tree),
     })
+}
+
+/// Folds the events after `tree`'s last leaf, up to `position`, into it,
+/// returning the stored subtrees this completes: the tree of a log written
+/// before it (or by a store not keeping it) catches up, under the head lock.
+pub(crate) async fn fold_into_tree<C: GenericClient>(
+    client: &C,
+    community_id: CommunityId,
+    tree: &mut Frontier,
+    position: i64,
+) -> Result<Vec<(Subtree, Hash)>, StoreError> {
+    const CHUNK_EVENTS: i64 = 50_000;
+    let mut nodes = Vec::new();
+    let statement = client.prepare_cached(EVENT_HASHES).await?;
+    while (tree.size() as i64) < position {
+        let from = tree.size() as i64;
+        let to = position.min(from + CHUNK_EVENTS);
+        let rows = client
+            .query(&statement, &[&community_id.as_uuid(), &from, &to])
+            .await?;
+        if rows.len() as i64 != to - from {
+            return Err(StoreError::Corrupt(format!(
+                "positions {} to {to} are not all stored",
+                from + 1
+            )));
+        }
+        for row in rows {
+            let hash = super::to_hash(row.get(0))?;
+            tree.push(&hash, |subtree, root| nodes.push((subtree, root)));
+        }
+    }
+    Ok(nodes)
 }
 
 /// The columns of a planned batch's events, ready for one `unnest` insert.
@@ -284,21 +339,31 @@ pub(crate) async fn write_planned(
         &key_outcomes,
         &plan.recorded_at,
     ];
-    let head_params: [&(dyn ToSql + Sync); 6] = [
+    let tree_size: Option<i64> = plan.head.tree.as_ref().map(|t| t.size() as i64);
+    let tree_frontier: Option<Vec<u8>> = plan.head.tree.as_ref().map(|t| t.roots().concat());
+    let head_params: [&(dyn ToSql + Sync); 8] = [
         &community,
         &plan.head.position,
         &&plan.head.hash[..],
         &plan.recorded_at,
         &plan.base.position,
         &&plan.base.hash[..],
+        &tree_size,
+        &tree_frontier,
     ];
+    let node_levels: Vec<i16> = plan.new_nodes.iter().map(|(s, _)| s.level as i16).collect();
+    let node_indexes: Vec<i64> = plan.new_nodes.iter().map(|(s, _)| s.index as i64).collect();
+    let node_hashes: Vec<&[u8]> = plan.new_nodes.iter().map(|(_, h)| &h[..]).collect();
+    let node_params: [&(dyn ToSql + Sync); 4] =
+        [&community, &node_levels, &node_indexes, &node_hashes];
     let prepared = futures::try_join!(
         client.prepare_cached(INSERT_EVENTS),
         client.prepare_cached(INSERT_KEYS),
         client.prepare_cached(INSERT_CONTENTS),
         client.prepare_cached(MOVE_HEAD),
+        client.prepare_cached(INSERT_NODES),
     );
-    let (insert_events, insert_keys, insert_contents, move_head) = match prepared {
+    let (insert_events, insert_keys, insert_contents, move_head, insert_nodes) = match prepared {
         Ok(statements) => statements,
         Err(error) => return WriteEnd::NotCommitted(error.into()),
     };
@@ -313,7 +378,7 @@ pub(crate) async fn write_planned(
     // The head moves first: that takes its row lock before any row is
     // inserted, as the lock-first path does, so writers of several processes
     // queue on the head row instead of deadlocking on each other's rows.
-    let (began, moved, inserted, keys, contents, committed) = futures::join!(
+    let (began, moved, inserted, keys, contents, nodes, committed) = futures::join!(
         began,
         client.execute(&move_head, &head_params),
         client.execute(&insert_events, &event_params),
@@ -333,6 +398,14 @@ pub(crate) async fn write_planned(
                 client.execute(&insert_contents, &content_params).await
             }
         },
+        async {
+            // One batch in about 128 completes a stored subtree.
+            if node_levels.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&insert_nodes, &node_params).await
+            }
+        },
         client.batch_execute("COMMIT"),
     );
     if let Err(error) = &moved {
@@ -341,7 +414,7 @@ pub(crate) async fn write_planned(
         }
     }
     let inserted_count = inserted.as_ref().map_or(0, |n| *n as usize);
-    let statements = [began.map(|()| 0), inserted, keys, contents, moved];
+    let statements = [began.map(|()| 0), inserted, keys, contents, nodes, moved];
     let failed = statements.into_iter().find_map(Result::err);
     match (failed, committed) {
         // After a failed statement the transaction is aborted and the
