@@ -3,9 +3,11 @@
 
     python3 docs/verify_export.py history.ndjson [SEAL_PUBLIC_KEY_HEX]
 
-Checks the hash chain, the head, every erasure against its event, and (with
-the `cryptography` package) every seal. Prints the first failure with its position, or "intact"; exits 1 on a
-failure. An independent check of the format docs/AUDIT.md specifies.
+Checks the hash chain, the head, every erasure against its event, every
+seal's tree root against the Merkle tree of the events, and (with the
+`cryptography` package) every seal's signature. Prints the first failure
+with its position, or "intact"; exits 1 on a failure. An independent check
+of the format docs/AUDIT.md specifies.
 """
 import hashlib
 import json
@@ -35,6 +37,34 @@ def event_hash(event):
     return hashlib.sha256(previous + canonical(fields).encode("utf-8")).hexdigest()
 
 
+def sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+class Tree:
+    """The roots of the complete subtrees of the events so far, largest
+    first (RFC 6962: leaf 0x00 || event hash, node 0x01 || left || right)."""
+
+    def __init__(self):
+        self.size, self.roots = 0, []
+
+    def push(self, event_hash_hex):
+        node, index = sha256(b"\x00" + bytes.fromhex(event_hash_hex)), self.size
+        while index & 1:
+            node = sha256(b"\x01" + self.roots.pop() + node)
+            index >>= 1
+        self.roots.append(node)
+        self.size += 1
+
+    def root(self):
+        if not self.roots:
+            return sha256(b"").hex()
+        node = self.roots[-1]
+        for left in reversed(self.roots[:-1]):
+            node = sha256(b"\x01" + left + node)
+        return node.hex()
+
+
 def seal_holds(seal, trusted_key):
     try:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,9 +72,14 @@ def seal_holds(seal, trusted_key):
         return None
     if trusted_key and seal["public_key"] != trusted_key:
         return False
-    message = "civic-ledger seal v1\n{}\n{}\n{}\n{}\n".format(
-        seal["community_id"], seal["position"], seal["hash"],
-        seal["sealed_at"]).encode("utf-8")
+    if seal.get("tree_root"):
+        message = "civic-ledger seal v2\n{}\n{}\n{}\n{}\n{}\n".format(
+            seal["community_id"], seal["position"], seal["hash"],
+            seal["tree_root"], seal["sealed_at"]).encode("utf-8")
+    else:
+        message = "civic-ledger seal v1\n{}\n{}\n{}\n{}\n".format(
+            seal["community_id"], seal["position"], seal["hash"],
+            seal["sealed_at"]).encode("utf-8")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(seal["public_key"])).verify(
             bytes.fromhex(seal.get("signature") or ""), message)
@@ -55,7 +90,7 @@ def seal_holds(seal, trusted_key):
 
 def main(path, trusted_key=None):
     seals, head, running, expected, start, unanchored = {}, None, None, None, None, None
-    tombstones, erased = {}, []
+    tombstones, erased, tree = {}, [], None
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             try:
@@ -73,6 +108,7 @@ def main(path, trusted_key=None):
                 position = item["position"]
                 if expected is None:
                     expected, running, start = position, item["previous_hash"], position
+                    tree = Tree() if position == 1 else None
                     # After position 1 the first link is taken on trust:
                     # only a seal signed by the pinned key vouches for it.
                     anchor = seals.get(position - 1)
@@ -90,6 +126,8 @@ def main(path, trusted_key=None):
                     return fail(position, "broken link")
                 if event_hash(item) != item["hash"]:
                     return fail(position, "hash mismatch")
+                if tree is not None:
+                    tree.push(item["hash"])
                 seal = seals.pop(position, None)
                 if seal is not None:
                     held = seal_holds(seal, trusted_key)
@@ -97,6 +135,9 @@ def main(path, trusted_key=None):
                         return fail(position, "seal signature invalid or untrusted")
                     if seal["hash"] != item["hash"]:
                         return fail(position, "seal mismatch")
+                    if tree is not None and seal.get("tree_root") \
+                            and seal["tree_root"] != tree.root():
+                        return fail(position, "seal tree mismatch")
                 running, expected = item["hash"], position + 1
     last = expected - 1
     if head is not None:

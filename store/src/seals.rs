@@ -18,6 +18,10 @@ pub struct Seal {
     pub position: i64,
     #[serde(with = "hex_bytes")]
     pub hash: [u8; 32],
+    /// The root of the log's Merkle tree of `position` events (message
+    /// v2); seals made before the tree have none (v1).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_option")]
+    pub tree_root: Option<[u8; 32]>,
     pub sealed_at: DateTime<Utc>,
     #[serde(with = "hex_bytes")]
     pub public_key: [u8; 32],
@@ -26,16 +30,23 @@ pub struct Seal {
 }
 
 impl Seal {
-    /// The bytes signed (docs/AUDIT.md): five lines of UTF-8, each ending in
-    /// a line feed.
+    /// The bytes signed (docs/AUDIT.md): lines of UTF-8, each ending in a
+    /// line feed. With a tree root (v2), six: the version, the community,
+    /// the position (also the tree's size), the chain's hash, the tree's
+    /// root, the time. Without (v1, seals made before the tree), five.
     pub fn message(
         community: CommunityId,
         position: i64,
         hash: &[u8; 32],
+        tree_root: Option<&[u8; 32]>,
         sealed_at: DateTime<Utc>,
     ) -> Vec<u8> {
+        let (version, root_line) = match tree_root {
+            Some(root) => ("v2", format!("{}\n", hex::encode(root))),
+            None => ("v1", String::new()),
+        };
         format!(
-            "civic-ledger seal v1\n{}\n{position}\n{}\n{}\n",
+            "civic-ledger seal {version}\n{}\n{position}\n{}\n{root_line}{}\n",
             community.as_uuid(),
             hex::encode(hash),
             timestamp_text(sealed_at)
@@ -44,7 +55,13 @@ impl Seal {
     }
 
     pub fn signed_message(&self) -> Vec<u8> {
-        Seal::message(self.community_id, self.position, &self.hash, self.sealed_at)
+        Seal::message(
+            self.community_id,
+            self.position,
+            &self.hash,
+            self.tree_root.as_ref(),
+            self.sealed_at,
+        )
     }
 }
 
@@ -53,8 +70,8 @@ impl EventStore {
         let client = self.pool().get().await?;
         client
             .execute(
-                "INSERT INTO seals (community_id, position, hash, sealed_at, public_key, signature) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                "INSERT INTO seals (community_id, position, hash, sealed_at, public_key, \
+                 signature, tree_root) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 &[
                     &seal.community_id.as_uuid(),
                     &seal.position,
@@ -62,6 +79,7 @@ impl EventStore {
                     &seal.sealed_at,
                     &&seal.public_key[..],
                     &seal.signature,
+                    &seal.tree_root.as_ref().map(|root| &root[..]),
                 ],
             )
             .await?;
@@ -78,7 +96,7 @@ impl EventStore {
         let client = self.pool().get().await?;
         let rows = client
             .query(
-                "SELECT position, hash, sealed_at, public_key, signature FROM seals \
+                "SELECT position, hash, sealed_at, public_key, signature, tree_root FROM seals \
                  WHERE community_id = $1 AND position >= $2 ORDER BY position LIMIT $3",
                 &[
                     &community_id.as_uuid(),
@@ -95,6 +113,7 @@ impl EventStore {
                         StoreError::Corrupt("a seal's key or hash is not 32 bytes".into())
                     })
                 };
+                let has_root = row.get::<_, Option<&[u8]>>(5).is_some();
                 Ok(Seal {
                     community_id,
                     position: row.get(0),
@@ -102,6 +121,7 @@ impl EventStore {
                     sealed_at: row.get(2),
                     public_key: bytes(3)?,
                     signature: row.get(4),
+                    tree_root: if has_root { Some(bytes(5)?) } else { None },
                 })
             })
             .collect()
@@ -120,6 +140,25 @@ impl EventStore {
             Some(row) => Ok(self.seals(community_id, row.get(0), 1).await?.pop()),
             None => Ok(None),
         }
+    }
+}
+
+mod hex_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Some(out))
     }
 }
 

@@ -17,7 +17,7 @@ pub struct AuditFailure {
     pub position: i64,
     /// What failed, one of the names docs/AUDIT.md lists under "Failures":
     /// missing_position, broken_link, hash_mismatch, head_mismatch,
-    /// seal_mismatch, seal_beyond_log, seal_untrusted_key,
+    /// seal_mismatch, seal_tree_mismatch, seal_beyond_log, seal_untrusted_key,
     /// seal_signature_invalid, erasure_mismatch, erasure_tombstone_missing,
     /// erasure_unrecorded, unbalanced, wallet_below_zero, wallet_overheld,
     /// wallet_balance_mismatch, budget_overdrawn, budget_balance_mismatch,
@@ -41,6 +41,10 @@ pub struct AuditVerification {
     pub erasures_checked: bool,
     /// Seals checked against the events.
     pub seals_checked: i64,
+    /// Seals whose Merkle tree root was recomputed from the events and
+    /// matched (only a range from position 1 has the whole tree; seals
+    /// made before the tree carry no root).
+    pub tree_roots_checked: i64,
     /// Whether they were checked against the server's own key (here, the
     /// key `sealPublicKey` publishes).
     pub seals_trusted: bool,
@@ -161,6 +165,7 @@ impl AuditQuery {
             ledger_checked: report.ledger_checked,
             erasures_checked: report.erasures_checked,
             seals_checked: report.seals_checked,
+            tree_roots_checked: report.tree_roots_checked,
             seals_trusted: report.seals_trusted,
             first_failure: report.first_failure.map(|failure| AuditFailure {
                 position: failure.position,

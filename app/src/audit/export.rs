@@ -121,6 +121,7 @@ pub fn verify_export_with(
             ledger_checked: false,
             erasures_checked: false,
             seals_checked: 0,
+            tree_roots_checked: 0,
             seals_trusted: trusted_key.is_some(),
             from_position: expected,
             to_position: expected - 1,
@@ -337,12 +338,17 @@ mod example {
             .unwrap()
             .with_timezone(&chrono::Utc);
         let community = CommunityId::new(uuid::Uuid::parse_str(COMMUNITY).unwrap());
-        let message = store::Seal::message(community, 2, &second.hash, sealed_at);
+        let mut tree = store::merkle::Frontier::default();
+        tree.push(&first.hash, |_, _| {});
+        tree.push(&second.hash, |_, _| {});
+        let tree_root = tree.root();
+        let message = store::Seal::message(community, 2, &second.hash, Some(&tree_root), sealed_at);
         use ed25519_dalek::Signer;
         let seal = store::Seal {
             community_id: community,
             position: 2,
             hash: second.hash,
+            tree_root: Some(tree_root),
             sealed_at,
             public_key: key.verifying_key().to_bytes(),
             signature: key.sign(&message).to_bytes().to_vec(),

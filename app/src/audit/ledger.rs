@@ -55,6 +55,10 @@ pub const FAILURES: &[(&str, &str)] = &[
         "the log no longer has the sealed hash at the seal's position",
     ),
     (
+        "seal_tree_mismatch",
+        "a seal's tree root is not the root of the tree of the events up to it",
+    ),
+    (
         "seal_beyond_log",
         "a seal names a position past the end of a complete log",
     ),

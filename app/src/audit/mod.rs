@@ -27,6 +27,10 @@ pub struct AuditReport {
     /// Seals checked against the events (each at a position the range
     /// holds).
     pub seals_checked: i64,
+    /// Seals whose tree root was checked against the tree of the events
+    /// (a range from position 1 only; seals made before the tree have no
+    /// root).
+    pub tree_roots_checked: i64,
     /// Whether the seals were checked against a key the auditor pinned;
     /// without one each seal is checked against the key it names, which
     /// anyone can sign with: no seal was trusted.
@@ -79,6 +83,9 @@ pub struct Verifier {
     seals: std::collections::VecDeque<store::Seal>,
     trusted_key: Option<[u8; 32]>,
     seals_checked: i64,
+    /// The log's Merkle tree, grown as events are fed from position 1.
+    tree: Option<store::merkle::Frontier>,
+    tree_roots_checked: i64,
     /// The first position fed.
     from_start: i64,
     /// The tombstones of erased content, to be matched with the chain's
@@ -200,6 +207,8 @@ impl Verifier {
             seals: Default::default(),
             trusted_key: None,
             seals_checked: 0,
+            tree: (start == 1).then(store::merkle::Frontier::default),
+            tree_roots_checked: 0,
             from_start: start,
             erasures: None,
             checked: 0,
@@ -260,6 +269,15 @@ impl Verifier {
                     "the log no longer has the sealed hash here: it was rewritten",
                 ));
             }
+            if let (Some(root), Some(tree)) = (seal.tree_root, &self.tree) {
+                self.tree_roots_checked += 1;
+                if tree.root() != root {
+                    return Err(broken(
+                        "seal_tree_mismatch",
+                        "the seal's tree root is not the root of the events up to it",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -301,6 +319,9 @@ impl Verifier {
         }
         if let Some(Err(failure)) = self.ledger.as_mut().map(|ledger| ledger.check(event)) {
             return self.fail(failure);
+        }
+        if let Some(tree) = &mut self.tree {
+            tree.push(&event.hash, |_, _| {});
         }
         if let Err(failure) = self.check_seals(event) {
             return self.fail(failure);
@@ -373,6 +394,7 @@ impl Verifier {
             ledger_checked: self.ledger.is_some(),
             erasures_checked,
             seals_checked: self.seals_checked,
+            tree_roots_checked: self.tree_roots_checked,
             seals_trusted: self.trusted_key.is_some(),
             from_position: self.from_position,
             to_position: last,

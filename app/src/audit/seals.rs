@@ -1,6 +1,6 @@
 //! Sealing: at an interval (every N events or T minutes), the server signs
-//! the head of each community's chain with its Ed25519 key and keeps the
-//! seal. Checking a seal needs only the seal, the log and the public key.
+//! the head of each community's chain, and the root of its Merkle tree
+//! there, with its Ed25519 key and keeps the seal. Checking a seal needs only the seal, the log and the public key.
 
 use std::time::Duration;
 
@@ -112,11 +112,14 @@ impl Sealer {
         // Microseconds, as PostgreSQL keeps them and the message shows them.
         let sealed_at = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
             .unwrap_or_default();
-        let message = Seal::message(community, position, &hash, sealed_at);
+        // The tree of the sealed events, whatever was appended since.
+        let tree_root = self.store.tree_root(community, position).await?;
+        let message = Seal::message(community, position, &hash, Some(&tree_root), sealed_at);
         let seal = Seal {
             community_id: community,
             position,
             hash,
+            tree_root: Some(tree_root),
             sealed_at,
             public_key: self.public_key(),
             signature: self.key.sign(&message).to_bytes().to_vec(),
@@ -204,17 +207,25 @@ mod tests {
         let sealed_at = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:30:01Z")
             .unwrap()
             .with_timezone(&Utc);
-        let message = Seal::message(community, 1, &hash, sealed_at);
+        // The tree of one event is its leaf.
+        let tree_root = store::merkle::leaf_hash(&hash);
+        assert_eq!(
+            hex::encode(tree_root),
+            "57391a413ce777b8131b2dc846f71662f387b993e00b525468696f00d0783f2d"
+        );
+        let message = Seal::message(community, 1, &hash, Some(&tree_root), sealed_at);
         assert_eq!(
             String::from_utf8(message.clone()).unwrap(),
-            "civic-ledger seal v1\n3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b\n1\n\
+            "civic-ledger seal v2\n3b1f8e2a-5c4d-4e6f-8a9b-0c1d2e3f4a5b\n1\n\
              021b8d3bdbd4653c37d486288a81fe03b086f1fda9a11168113879875f458207\n\
+             57391a413ce777b8131b2dc846f71662f387b993e00b525468696f00d0783f2d\n\
              2026-11-23T08:30:01.000000Z\n"
         );
         let seal = Seal {
             community_id: community,
             position: 1,
             hash,
+            tree_root: Some(tree_root),
             sealed_at,
             public_key: key.verifying_key().to_bytes(),
             signature: key.sign(&message).to_bytes().to_vec(),
@@ -225,8 +236,8 @@ mod tests {
         );
         assert_eq!(
             hex::encode(&seal.signature),
-            "dec4b119debade8c9cf9d394d479ffdf47d441d273a66ec351faf0faf9933c37\
-             4807ce574a0507fe561c7a8d578068f180170b4cb6d094172dbbe4a9cd757402"
+            "8b62801e9b0fc8ebf151cc822589245c4ed252cdeed81607140b90df49eeab24\
+             036b9ca635c9e749fa4bee38cab55086b58cbe4edeecd4d0a37b490ee4758e0f"
         );
         assert_eq!(check_signature(&seal, Some(&seal.public_key)), Ok(()));
         let mut forged = seal.clone();
