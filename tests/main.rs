@@ -21,6 +21,7 @@ mod pages;
 mod photos;
 mod points;
 mod projection_runner;
+mod proofs;
 mod rate_limits;
 mod read_cache;
 mod report_flows;

@@ -165,6 +165,37 @@ pub enum AuditCommand {
         #[arg(long)]
         to_time: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Print the receipt of the event at POSITION (its inclusion proof
+    /// against a seal) as one JSON object (docs/AUDIT.md).
+    ProveInclusion {
+        #[arg(long)]
+        community: uuid::Uuid,
+        #[arg(long)]
+        position: i64,
+        /// The seal to prove against; by default the first that covers it.
+        #[arg(long)]
+        seal_position: Option<i64>,
+    },
+    /// Print the proof that the seal at NEW extends the seal at OLD as one
+    /// JSON object (docs/AUDIT.md).
+    ProveConsistency {
+        #[arg(long)]
+        community: uuid::Uuid,
+        #[arg(long)]
+        old_seal_position: i64,
+        #[arg(long)]
+        new_seal_position: i64,
+    },
+    /// Check proofs (`prove-inclusion`, `prove-consistency`, or the
+    /// `document` the GraphQL API gives), one JSON object a line, without
+    /// a database; exits 0 only when every one holds.
+    CheckProof {
+        #[arg(long)]
+        file: PathBuf,
+        /// The public key (hex) seals must be signed by.
+        #[arg(long)]
+        seal_key: Option<String>,
+    },
     /// Write a community's history as NDJSON to standard output (every
     /// stored field, hashes included; docs/AUDIT.md), streamed.
     Export {
@@ -223,6 +254,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..
                 },
         } => return verify_file(file, seal_key.as_deref(), seals.as_deref()),
+        Command::Audit {
+            command: AuditCommand::CheckProof { file, seal_key },
+        } => return check_proofs(file, seal_key.as_deref()),
         _ => {}
     }
     // A bad configuration is refused before any database is touched.
@@ -333,6 +367,34 @@ fn collected_seals(path: &std::path::Path) -> anyhow::Result<Vec<store::Seal>> {
         .collect()
 }
 
+/// Checks every proof document of `file`; prints one line a document.
+fn check_proofs(file: &std::path::Path, seal_key: Option<&str>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read {}", file.display()))?;
+    let trusted = seal_key.map(parse_key).transpose()?;
+    let mut failed = 0;
+    let mut held = 0;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match app::audit::proofs::check_document(line, trusted.as_ref()) {
+            Ok(()) => held += 1,
+            Err(what) => {
+                failed += 1;
+                println!("line {}: fails: {what}", n + 1);
+            }
+        }
+    }
+    if trusted.is_none() {
+        println!("no seal trusted: give --seal-key to pin the server's key");
+    }
+    anyhow::ensure!(failed == 0, "{failed} proofs do not hold, {held} hold");
+    println!("{held} proofs hold");
+    Ok(())
+}
+
 fn parse_key(hex_key: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(hex_key.trim()).context("--seal-key: hex")?;
     bytes
@@ -375,6 +437,34 @@ async fn audit(database: &Database, command: AuditCommand) -> anyhow::Result<()>
             println!("{}", serde_json::to_string_pretty(&summary?)?);
             Ok(())
         }
+        AuditCommand::ProveInclusion {
+            community,
+            position,
+            seal_position,
+        } => {
+            let community = store::CommunityId::new(community);
+            let receipt =
+                app::audit::proofs::receipt(&store, community, position, seal_position).await?;
+            println!("{}", serde_json::to_string(&receipt)?);
+            Ok(())
+        }
+        AuditCommand::ProveConsistency {
+            community,
+            old_seal_position,
+            new_seal_position,
+        } => {
+            let community = store::CommunityId::new(community);
+            let extension = app::audit::proofs::extension(
+                &store,
+                community,
+                old_seal_position,
+                new_seal_position,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&extension)?);
+            Ok(())
+        }
+        AuditCommand::CheckProof { .. } => unreachable!("handled before the database"),
         AuditCommand::Export {
             community,
             from,

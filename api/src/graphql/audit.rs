@@ -71,6 +71,9 @@ pub struct SealNode {
     pub position: i64,
     /// The chain's hash at that position (hex).
     pub hash: String,
+    /// The root (hex) of the log's Merkle tree of `position` events, which
+    /// the seal signs too; null for seals made before the tree.
+    pub tree_root: Option<String>,
     pub sealed_at: chrono::DateTime<chrono::Utc>,
     /// The Ed25519 public key (hex) that signed it.
     pub public_key: String,
@@ -78,8 +81,102 @@ pub struct SealNode {
     pub signature: String,
 }
 
+/// An event's receipt: the hashes that lead from its leaf to the root of
+/// the Merkle tree a seal signed (docs/AUDIT.md, "Receipts and
+/// extensions"). It shows hashes only.
+#[derive(SimpleObject)]
+pub struct InclusionProof {
+    pub position: i64,
+    /// The event's chain hash (hex): the leaf's data.
+    pub event_hash: String,
+    /// Events in the tree: the seal's position.
+    pub tree_size: i64,
+    /// The tree's root (hex), as the seal signs it.
+    pub tree_root: String,
+    /// Hashes (hex) from the leaf's sibling up: about log2(treeSize).
+    pub path: Vec<String>,
+    pub seal: SealNode,
+    /// The receipt as one JSON object, as `civic-ledger audit check-proof`
+    /// and docs/verify_proof.py read it: keep it to check later.
+    pub document: String,
+}
+
+/// That the tree a newer seal signed extends the tree an older one signed:
+/// every event under the older seal is still there, unchanged, in order.
+#[derive(SimpleObject)]
+pub struct ConsistencyProof {
+    pub old_size: i64,
+    pub old_root: String,
+    pub new_size: i64,
+    pub new_root: String,
+    /// Hashes (hex), in the order RFC 6962's consistency proof gives.
+    pub path: Vec<String>,
+    pub old_seal: SealNode,
+    pub new_seal: SealNode,
+    /// The proof as one JSON object, as `civic-ledger audit check-proof`
+    /// and docs/verify_proof.py read it.
+    pub document: String,
+}
+
 #[Object]
 impl AuditQuery {
+    /// The receipt of the event at `position` (a mutation's `position`):
+    /// against the seal at `sealPosition`, or by default the first seal
+    /// that covers it. NOT_FOUND until a seal covers it.
+    async fn inclusion_proof(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        position: i64,
+        seal_position: Option<i64>,
+    ) -> ApiResult<InclusionProof> {
+        let receipt = app(ctx)
+            .receipt(&super::request(ctx), community_id, position, seal_position)
+            .await?;
+        let document = serde_json::to_string(&receipt).map_err(app::error::AppError::internal)?;
+        let proof = receipt.proof;
+        Ok(InclusionProof {
+            position: proof.position,
+            event_hash: hex::encode(proof.event_hash),
+            tree_size: proof.tree_size,
+            tree_root: hex::encode(proof.tree_root),
+            path: proof.path.iter().map(hex::encode).collect(),
+            seal: receipt.seal.into(),
+            document,
+        })
+    }
+
+    /// That the seal at `newSealPosition` extends the seal at
+    /// `oldSealPosition`, without reading the log.
+    async fn consistency_proof(
+        &self,
+        ctx: &Context<'_>,
+        community_id: Uuid,
+        old_seal_position: i64,
+        new_seal_position: i64,
+    ) -> ApiResult<ConsistencyProof> {
+        let extension = app(ctx)
+            .extension(
+                &super::request(ctx),
+                community_id,
+                old_seal_position,
+                new_seal_position,
+            )
+            .await?;
+        let document = serde_json::to_string(&extension).map_err(app::error::AppError::internal)?;
+        let proof = extension.proof;
+        Ok(ConsistencyProof {
+            old_size: proof.old_size,
+            old_root: hex::encode(proof.old_root),
+            new_size: proof.new_size,
+            new_root: hex::encode(proof.new_root),
+            path: proof.path.iter().map(hex::encode).collect(),
+            old_seal: extension.old_seal.into(),
+            new_seal: extension.new_seal.into(),
+            document,
+        })
+    }
+
     /// The public key (hex) this server signs seals with.
     async fn seal_public_key(&self, ctx: &Context<'_>) -> String {
         hex::encode(app(ctx).sealer.public_key())
@@ -492,6 +589,7 @@ impl From<store::Seal> for SealNode {
         SealNode {
             position: seal.position,
             hash: hex::encode(seal.hash),
+            tree_root: seal.tree_root.map(hex::encode),
             sealed_at: seal.sealed_at,
             public_key: hex::encode(seal.public_key),
             signature: hex::encode(&seal.signature),

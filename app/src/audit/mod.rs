@@ -5,6 +5,7 @@
 pub mod erasure;
 pub mod export;
 pub mod ledger;
+pub mod proofs;
 pub mod replay;
 pub mod seals;
 
