@@ -208,6 +208,104 @@ async fn a_well_chained_event_that_breaks_the_ledger_is_named() {
     assert_eq!(verify_export(export.as_bytes(), None).unwrap(), verified);
 }
 
+/// The gift stock rules, each broken by a well-chained event on the
+/// gift's stream: named by both verifiers where it happened.
+#[tokio::test]
+async fn a_gift_event_that_breaks_the_stock_rules_is_named() {
+    type Forge = fn(&Value, u64, u64) -> (&'static str, Value);
+    let cases: [(&str, Forge, &str); 4] = [
+        (
+            "an addition that adds more than its quantity",
+            |by, stock, _| {
+                (
+                    "GiftStockAdded",
+                    json!({"by": by, "quantity": 2, "reason": "0".repeat(64),
+                    "stock": stock + 5, "at": 1_800_000_000_000_000_i64}),
+                )
+            },
+            "stock_mismatch",
+        ),
+        (
+            "a correction of a stock that was not there",
+            |by, stock, _| {
+                (
+                    "GiftStockCorrected",
+                    json!({"by": by, "previous": stock + 1,
+                    "reason": "0".repeat(64), "stock": 3, "at": 1_800_000_000_000_000_i64}),
+                )
+            },
+            "stock_mismatch",
+        ),
+        (
+            "a hold of more than the stock",
+            |_, stock, held| {
+                (
+                    "GiftStockHeld",
+                    json!({"redemption": Uuid::new_v4(), "quantity": stock + 1,
+                    "stock": 0, "held": held + stock + 1, "at": 1_800_000_000_000_000_i64}),
+                )
+            },
+            "stock_out_of_range",
+        ),
+        (
+            "a handing over of a gift never held",
+            |_, stock, held| {
+                (
+                    "GiftHandedOver",
+                    json!({"redemption": Uuid::new_v4(), "quantity": 1,
+                    "stock": stock, "held": held, "at": 1_800_000_000_000_000_i64}),
+                )
+            },
+            "stock_mismatch",
+        ),
+    ];
+    for (case, forge, what) in cases {
+        let (app, counter, head) = history().await;
+        let export = exported(&app, counter.f.community).await;
+        let gift_events: Vec<Value> = export
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["stream_type"] == "Gift")
+            .collect();
+        let last = gift_events.last().unwrap();
+        let offered = &gift_events[0]["payload"]["GiftOffered"];
+        let fields = last["payload"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        let stock = fields["stock"].as_u64().unwrap();
+        let held = fields["held"].as_u64().unwrap_or(0);
+        let (event_type, fields) = forge(&offered["by"], stock, held);
+        let request = AppendRequest::new(CommunityId::new(counter.f.community)).stream(
+            StreamId::parse(last["stream_id"].as_str().unwrap()).unwrap(),
+            StreamType::parse("Gift").unwrap(),
+            ExpectedVersion::Exact(last["stream_version"].as_i64().unwrap()),
+            vec![NewEvent::new(
+                EventType::parse(event_type).unwrap(),
+                json!({ event_type: fields }),
+            )],
+        );
+        app.store.append(request).await.unwrap();
+        let community = CommunityId::new(counter.f.community);
+        let verified = verify(&app.store, community, 1, i64::MAX, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            failure_of(&verified),
+            Some((head + 1, what.to_string())),
+            "{case}: {verified:?}"
+        );
+        let export = exported(&app, counter.f.community).await;
+        assert_eq!(
+            verify_export(export.as_bytes(), None).unwrap(),
+            verified,
+            "{case}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_hold_left_open_past_its_time_is_named_until_it_is_released() {
     let (app, counter, _) = history().await;
@@ -1127,16 +1225,36 @@ async fn an_admin_seals_the_head_now_and_no_one_else_may() {
 fn every_failure_name_is_in_the_document_and_the_schema_and_no_other() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let document = std::fs::read_to_string(root.join("docs/AUDIT.md")).unwrap();
-    let section = &document[document.find("## Failures").unwrap()..];
-    let section = &section[..section[3..].find("\n## ").unwrap()];
-    let documented: std::collections::BTreeSet<&str> = section
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|line| line.split('`').next())
-        .collect();
+    let table = |heading: &str| -> std::collections::BTreeSet<(String, String)> {
+        let section = &document[document.find(heading).unwrap()..];
+        let section = &section[..section[3..].find("\n## ").unwrap()];
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|line| {
+                let (name, meaning) = line.split_once("` | ")?;
+                Some((name.to_string(), meaning.trim_end_matches(" |").to_string()))
+            })
+            .collect()
+    };
+    let listed = |failures: &[(&str, &str)]| -> std::collections::BTreeSet<(String, String)> {
+        failures
+            .iter()
+            .map(|(name, meaning)| (name.to_string(), meaning.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        table("## Failures"),
+        listed(app::audit::FAILURES),
+        "docs/AUDIT.md's Failures table"
+    );
+    assert_eq!(
+        table("## Receipts and extensions"),
+        listed(app::audit::proofs::PROOF_FAILURES),
+        "docs/AUDIT.md's table of what a proof check names"
+    );
     let listed: std::collections::BTreeSet<&str> =
         app::audit::FAILURES.iter().map(|(name, _)| *name).collect();
-    assert_eq!(documented, listed, "docs/AUDIT.md's Failures table");
     let schema = civic_ledger::graphql::sdl();
     let described = &schema[schema.find("type AuditFailure").unwrap()..];
     let described = &described[..described.find('}').unwrap()];

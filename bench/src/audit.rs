@@ -1,6 +1,7 @@
 //! `civic-ledger bench audit`: verifying a large community's history (the
 //! hash chain and the points ledger) next to a plain ordered read of the
-//! same rows, and replaying its read models, in one run.
+//! same rows, and replaying its read models, in one run; and what keeping
+//! the Merkle tree costs the append path, with and without it side by side.
 
 use std::time::Instant;
 
@@ -36,6 +37,10 @@ pub struct AuditBenchArgs {
     /// replay's summary read from them.
     #[arg(long, default_value_t = 100_000)]
     pub replay_events: i64,
+    /// Rounds of `bench store`'s single appends with the tree and without
+    /// it, alternated (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub tree_rounds: usize,
 }
 
 #[derive(Serialize)]
@@ -47,6 +52,14 @@ struct AuditBenchReport {
     replay_eps: f64,
     replay_events: i64,
     fill_eps: f64,
+    /// `bench store`'s single appends (64 writers, 150 appends each) with
+    /// the tree kept and without, each round's rate in order, and the
+    /// median of the rounds' ratios (with / without).
+    tree_append_eps_runs: Vec<f64>,
+    no_tree_append_eps_runs: Vec<f64>,
+    tree_ratio: f64,
+    /// 1 - tree_ratio: the share of the append rate the tree costs.
+    tree_cost: f64,
     intact: bool,
     postgres_version: String,
 }
@@ -71,8 +84,15 @@ async fn measure(
         pool_size_max: 8,
         ..StoreConfig::default()
     };
-    let store = EventStore::connect(pg_config.clone(), config).await?;
+    let store = EventStore::connect(pg_config.clone(), config.clone()).await?;
     let postgres_version = baseline::create_raw_table(pg_config).await?;
+    let without_tree = StoreConfig {
+        keep_tree: false,
+        ..config
+    };
+    let without_tree = EventStore::connect(pg_config.clone(), without_tree).await?;
+    let (with, without) = tree_rounds(&store, &without_tree, args.tree_rounds).await?;
+    without_tree.shutdown().await;
     let community = CommunityId::random();
     store.create_community(community, "bench audit").await?;
     eprintln!(
@@ -110,9 +130,63 @@ async fn measure(
         replay_eps,
         replay_events,
         fill_eps,
+        tree_ratio: median(with.iter().zip(&without).map(|(w, o)| w / o).collect()),
+        tree_cost: 1.0 - median(with.iter().zip(&without).map(|(w, o)| w / o).collect()),
+        tree_append_eps_runs: with,
+        no_tree_append_eps_runs: without,
         intact: report.is_intact(),
         postgres_version,
     })
+}
+
+/// `bench store`'s single appends, each round once with the tree kept
+/// (`with`) and once without, in alternating order, each in a new
+/// community: the append rates of each.
+async fn tree_rounds(
+    with: &EventStore,
+    without: &EventStore,
+    rounds: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let args = super::StoreBenchArgs {
+        json: false,
+        single_writers: 64,
+        single_appends_per_writer: 150,
+        batch_writers: 0,
+        batch_appends_per_writer: 0,
+        batch_events_per_append: 0,
+        read_events: 0,
+        pipeline_depth: StoreConfig::default().pipeline_depth,
+    };
+    let (mut with_runs, mut without_runs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        eprintln!(
+            "bench: single appends with and without the tree, round {}",
+            round + 1
+        );
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for keep in order {
+            let store = if keep { with } else { without };
+            let eps = super::single_appends(store, &args).await?.eps();
+            if keep {
+                with_runs.push(eps)
+            } else {
+                without_runs.push(eps)
+            }
+        }
+    }
+    Ok((with_runs, without_runs))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn new_event<E: cqrs_es::DomainEvent + Serialize>(event: &E) -> anyhow::Result<NewEvent> {
@@ -254,4 +328,18 @@ fn print_table(report: &AuditBenchReport) {
         report.replay_eps, report.replay_events
     );
     println!("  filled at {:>10.0} ev/s", report.fill_eps);
+    let rates = |runs: &[f64]| {
+        runs.iter()
+            .map(|eps| format!("{eps:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "  single appends with the tree    {} ev/s\n  single appends without the tree {} ev/s\n  \
+         ratio (median of rounds) {:.3}   the tree costs {:.1}% of the append rate",
+        rates(&report.tree_append_eps_runs),
+        rates(&report.no_tree_append_eps_runs),
+        report.tree_ratio,
+        report.tree_cost * 100.0
+    );
 }

@@ -216,7 +216,10 @@ async fn new_community(store: &EventStore, name: &str) -> anyhow::Result<Communi
 }
 
 /// One event per append, each writer on its own stream, all in one community.
-async fn single_appends(store: &EventStore, args: &StoreBenchArgs) -> anyhow::Result<Run> {
+pub(crate) async fn single_appends(
+    store: &EventStore,
+    args: &StoreBenchArgs,
+) -> anyhow::Result<Run> {
     let community = new_community(store, "bench single").await?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.single_writers)

@@ -449,6 +449,61 @@ mod tests {
         }
     }
 
+    /// The worked example of docs/AUDIT.md ("The tree", "Receipts and
+    /// extensions"), recomputed on every test run.
+    #[test]
+    fn the_documented_tree_example_holds() {
+        let events: Vec<Hash> = (1..=7)
+            .map(|digit: u8| Sha256::digest([b'0' + digit]).into())
+            .collect();
+        let hex_of = |hashes: &[Hash]| hashes.iter().map(hex::encode).collect::<Vec<_>>();
+        let mut tree = Frontier::default();
+        for event in &events[..3] {
+            tree.push(event, |_, _| {});
+        }
+        let root_3 = tree.root();
+        for event in &events[3..] {
+            tree.push(event, |_, _| {});
+        }
+        let root_7 = tree.root();
+        assert_eq!(
+            hex_of(&[root_3, root_7]),
+            [
+                "0073e5dfb5d3c6f71fb0dc1db2f096e02a2d6fd6d7a59d23c100b15a8488dac4",
+                "ecc292c70642990404274af138c9e57c58ce328c76390a6d2fcf3758b6ed7391"
+            ]
+        );
+        let root_of =
+            |range: LeafRange| by_definition(&events[range.start as usize..range.end as usize]);
+        let receipt: Vec<Hash> = inclusion_ranges(2, 7).into_iter().map(root_of).collect();
+        assert_eq!(
+            hex_of(&receipt),
+            [
+                "4c6bf817639562abeec7d3a2a6d4d2aaf3e1e818e0ff82cd04a43463ff84f6d6",
+                "6e8393d7b8c8c1d492cbd897fa417689fe9a5b73cb6188a3b62af0bf8d4ddce6",
+                "831fc315c7acafa292921fa99a7435ea3737143febf5d34c2050a42659547886"
+            ]
+        );
+        assert!(verify_inclusion(
+            &leaf_hash(&events[2]),
+            2,
+            7,
+            &receipt,
+            &root_7
+        ));
+        let extension: Vec<Hash> = consistency_ranges(3, 7).into_iter().map(root_of).collect();
+        assert_eq!(
+            hex_of(&extension),
+            [
+                "395421df5d0a75bdeb3c2ff42b96c071e4e197b1df5b7f7bbfd3e61a4864de46",
+                "4c6bf817639562abeec7d3a2a6d4d2aaf3e1e818e0ff82cd04a43463ff84f6d6",
+                "6e8393d7b8c8c1d492cbd897fa417689fe9a5b73cb6188a3b62af0bf8d4ddce6",
+                "831fc315c7acafa292921fa99a7435ea3737143febf5d34c2050a42659547886"
+            ]
+        );
+        assert!(verify_consistency(3, 7, &root_3, &root_7, &extension));
+    }
+
     #[test]
     fn ranges_split_into_aligned_subtrees() {
         let range = LeafRange {

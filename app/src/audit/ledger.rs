@@ -116,7 +116,14 @@ pub const FAILURES: &[(&str, &str)] = &[
         "bad_amount",
         "an amount is not positive or has more than two decimals",
     ),
-    ("stock_out_of_range", "a gift's stock went below zero"),
+    (
+        "stock_out_of_range",
+        "a gift's stock went below zero or above its most",
+    ),
+    (
+        "stock_mismatch",
+        "a gift event's stock or held is not what the gift's events give",
+    ),
     (
         "undecodable",
         "an event's payload is not what its type says",
@@ -157,6 +164,17 @@ pub struct LedgerChecker {
     open_holds: HashMap<Uuid, (i64, i64)>,
     /// The latest command time seen (the time holds run out by).
     latest_micros: i64,
+    /// Each gift's stock, held count and holds, by its events.
+    gifts: HashMap<Uuid, GiftStock>,
+}
+
+/// A gift's shelf as its events build it: on the shelf and free, held for
+/// redemptions, and each redemption's hold.
+#[derive(Default)]
+struct GiftStock {
+    stock: u32,
+    held: u32,
+    holds: HashMap<Uuid, u32>,
 }
 
 impl LedgerChecker {
@@ -173,7 +191,11 @@ impl LedgerChecker {
                 let resident = stream_uuid(event, "wallet")?;
                 self.wallet(position, resident, &event.decode().map_err(undecodable)?)
             }
-            Some(StreamKind::Gift) => gift(position, &event.decode().map_err(undecodable)?),
+            Some(StreamKind::Gift) => {
+                let gift = stream_uuid(event, "gift")?;
+                let stock = self.gifts.entry(gift).or_default();
+                stock.check(position, &event.decode().map_err(undecodable)?)
+            }
             Some(StreamKind::Redemption) => {
                 let redemption = stream_uuid(event, "redemption")?;
                 self.redemption(position, redemption, event.decode().map_err(undecodable)?)
@@ -374,25 +396,92 @@ impl LedgerChecker {
     }
 }
 
-fn gift(position: i64, event: &GiftEvent) -> Result<(), Failure> {
-    // Stock counts are unsigned in the events; a count that wrapped below
-    // zero would show as an impossible number.
-    let stock = match event {
-        GiftEvent::GiftOffered { stock, .. }
-        | GiftEvent::GiftStockAdded { stock, .. }
-        | GiftEvent::GiftStockCorrected { stock, .. }
-        | GiftEvent::GiftStockHeld { stock, .. }
-        | GiftEvent::GiftStockReleased { stock, .. }
-        | GiftEvent::GiftHandedOver { stock, .. } => *stock,
-    };
-    if stock > domain::points::gift::STOCK_MAX {
-        return Err(Failure::new(
-            position,
-            "stock_out_of_range",
-            format!("a stock of {stock}"),
-        ));
+impl GiftStock {
+    /// The stock rules, as the gift's commands apply them: an offer sets
+    /// the stock; an addition adds its quantity; a correction names the
+    /// stock it replaces; a hold moves its quantity from the stock to
+    /// held, never more than the stock; a release moves a hold back; a
+    /// handing over takes a hold away. Each event carries the stock (and,
+    /// for holds, the held count) after it, which must be what these give.
+    fn check(&mut self, position: i64, event: &GiftEvent) -> Result<(), Failure> {
+        use GiftEvent::*;
+        let mismatch = |detail: String| Failure::new(position, "stock_mismatch", detail);
+        let (stock, held) = match event {
+            GiftOffered { stock, .. } => (*stock as i64, self.held as i64),
+            GiftStockAdded {
+                quantity, stock, ..
+            } => {
+                if *stock as i64 != self.stock as i64 + *quantity as i64 {
+                    return Err(mismatch(format!(
+                        "{} in stock and {quantity} added, the event says {stock}",
+                        self.stock
+                    )));
+                }
+                (*stock as i64, self.held as i64)
+            }
+            GiftStockCorrected {
+                previous, stock, ..
+            } => {
+                if *previous != self.stock {
+                    return Err(mismatch(format!(
+                        "corrects {previous}, but {} was in stock",
+                        self.stock
+                    )));
+                }
+                (*stock as i64, self.held as i64)
+            }
+            GiftStockHeld {
+                redemption,
+                quantity,
+                ..
+            } => {
+                if self.holds.insert(redemption.0, *quantity).is_some() {
+                    return Err(mismatch(format!("redemption {} held twice", redemption.0)));
+                }
+                (
+                    self.stock as i64 - *quantity as i64,
+                    self.held as i64 + *quantity as i64,
+                )
+            }
+            GiftStockReleased {
+                redemption,
+                quantity,
+                ..
+            }
+            | GiftHandedOver {
+                redemption,
+                quantity,
+                ..
+            } => {
+                if self.holds.remove(&redemption.0) != Some(*quantity) {
+                    return Err(mismatch(format!(
+                        "redemption {} had no hold of {quantity}",
+                        redemption.0
+                    )));
+                }
+                let back = matches!(event, GiftStockReleased { .. });
+                let stock = self.stock as i64 + if back { *quantity as i64 } else { 0 };
+                (stock, self.held as i64 - *quantity as i64)
+            }
+        };
+        if !(0..=domain::points::gift::STOCK_MAX as i64).contains(&stock) {
+            return Err(Failure::new(
+                position,
+                "stock_out_of_range",
+                format!("a stock of {stock}"),
+            ));
+        }
+        let (carried_stock, carried_held) = event.stock_and_held();
+        let held_differs = carried_held.is_some_and(|carried| i64::from(carried) != held);
+        if i64::from(carried_stock) != stock || held_differs {
+            return Err(mismatch(format!(
+                "the event says {carried_stock} in stock (held {carried_held:?}), \
+                 the gift's events {stock} (held {held})"
+            )));
+        }
+        (self.stock, self.held) = (stock as u32, held as u32);
+        Ok(())
     }
-    Ok(())
 }
 
 fn stream_uuid(event: &RecordedEvent, prefix: &str) -> Result<Uuid, Failure> {

@@ -113,6 +113,22 @@ pub enum GiftEvent {
     },
 }
 
+impl GiftEvent {
+    /// The stock after the event, and the held count for the events of
+    /// holds (which carry it).
+    pub fn stock_and_held(&self) -> (u32, Option<u32>) {
+        use GiftEvent::*;
+        match self {
+            GiftOffered { stock, .. }
+            | GiftStockAdded { stock, .. }
+            | GiftStockCorrected { stock, .. } => (*stock, None),
+            GiftStockHeld { stock, held, .. }
+            | GiftStockReleased { stock, held, .. }
+            | GiftHandedOver { stock, held, .. } => (*stock, Some(*held)),
+        }
+    }
+}
+
 impl DomainEvent for GiftEvent {
     fn event_type(&self) -> String {
         use GiftEvent::*;
