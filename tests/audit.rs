@@ -208,6 +208,38 @@ async fn a_well_chained_event_that_breaks_the_ledger_is_named() {
     assert_eq!(verify_export(export.as_bytes(), None).unwrap(), verified);
 }
 
+/// A grant appended without its budget issue, well chained: only the
+/// pairing of grants with issues can tell the budget never paid for it.
+#[tokio::test]
+async fn a_grant_the_budget_never_issued_is_named() {
+    let (app, counter, head) = history().await;
+    let community = CommunityId::new(counter.f.community);
+    let forged = json!({"PointsGranted": {"source": {"manual": {"grant": Uuid::new_v4(),
+        "reason": "0".repeat(64)}}, "amount": "50", "requested": "50", "by": null,
+        "grid": null, "day": 20_800, "expires_at": null, "balance": "50", "held": "0",
+        "next_expiry": null, "at": 1_800_000_000_000_000_i64}});
+    let request = AppendRequest::new(community).stream(
+        StreamId::parse(format!("wallet-{}", Uuid::new_v4())).unwrap(),
+        StreamType::parse("Wallet").unwrap(),
+        ExpectedVersion::NoStream,
+        vec![NewEvent::new(
+            EventType::parse("PointsGranted").unwrap(),
+            forged,
+        )],
+    );
+    app.store.append(request).await.unwrap();
+    let verified = verify(&app.store, community, 1, i64::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        failure_of(&verified),
+        Some((head + 1, "grant_unpaired".to_string())),
+        "{verified:?}"
+    );
+    let export = exported(&app, counter.f.community).await;
+    assert_eq!(verify_export(export.as_bytes(), None).unwrap(), verified);
+}
+
 /// The gift stock rules, each broken by a well-chained event on the
 /// gift's stream: named by both verifiers where it happened.
 #[tokio::test]

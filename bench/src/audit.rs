@@ -199,7 +199,8 @@ fn new_event<E: cqrs_es::DomainEvent + Serialize>(event: &E) -> anyhow::Result<N
 }
 
 /// A community's set-up and budget, then reports submitted and accepted,
-/// each earning its reporter 5 points: three events a report.
+/// each earning its reporter 5 points issued from the budget: four events
+/// a report.
 async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow::Result<i64> {
     let admin = Actor {
         person: PersonId(Uuid::new_v4()),
@@ -248,26 +249,64 @@ async fn fill(store: &EventStore, community: CommunityId, total: i64) -> anyhow:
     );
     store.append(request).await?;
 
-    let reports = (total - 3).max(0) / 3;
+    let reports = (total - 3).max(0) / 4;
     let appends = (reports + REPORTS_PER_APPEND - 1) / REPORTS_PER_APPEND;
+    let budget = Decimal::from(900_000_000);
     super::append_chunks(store, appends, move |chunk| {
         let count = REPORTS_PER_APPEND.min(reports - chunk * REPORTS_PER_APPEND);
-        let mut request = AppendRequest::new(community);
-        for _ in 0..count {
-            request = report_streams(request, grid, at)?;
-        }
-        Ok(request)
+        reports_request(community, chunk, count, |_| grid, budget, at)
     })
     .await?;
     Ok(store.head(community).await?.position)
 }
 
-/// One report submitted and accepted, and its reporter's points.
-pub(crate) fn report_streams(
+/// The `chunk`-th append of `count` reports (on the grid `grid_of` gives
+/// each report's number), each submitted and accepted and earning its
+/// reporter points issued from the budget, whose balance before the first
+/// chunk was `budget`: four events a report. Chunks must be written in
+/// order ([`super::append_chunks`]), for the budget's balance to follow.
+pub(crate) fn reports_request(
+    community: CommunityId,
+    chunk: i64,
+    count: i64,
+    grid_of: impl Fn(i64) -> GridId,
+    budget: Decimal,
+    at: Timestamp,
+) -> anyhow::Result<AppendRequest> {
+    let mut request = AppendRequest::new(community);
+    let mut issued = Vec::with_capacity(count as usize);
+    for n in 0..count {
+        let number = chunk * REPORTS_PER_APPEND + n;
+        let (with_report, grant) = report_streams(request, grid_of(number), at)?;
+        request = with_report;
+        let (resident, source, amount) = grant;
+        let balance = budget - amount * Decimal::from(number + 1);
+        issued.push(new_event(&BudgetEvent::BudgetIssued {
+            resident,
+            source,
+            amount,
+            balance,
+            at,
+        })?);
+    }
+    Ok(request.stream(
+        StreamId::parse(domain::streams::BUDGET)?,
+        StreamType::parse(domain::streams::StreamKind::Budget.name())?,
+        ExpectedVersion::Any,
+        issued,
+    ))
+}
+
+/// Points a report earned its reporter: whose, why, how many.
+type Earned = (PersonId, GrantSource, Decimal);
+
+/// One report submitted and accepted, and its reporter's points (which
+/// the budget must issue in the same append).
+fn report_streams(
     request: AppendRequest,
     grid: GridId,
     at: Timestamp,
-) -> anyhow::Result<AppendRequest> {
+) -> anyhow::Result<(AppendRequest, Earned)> {
     let report = ReportId(Uuid::new_v4());
     let resident = PersonId(Uuid::new_v4());
     let worker = Actor {
@@ -302,7 +341,7 @@ pub(crate) fn report_streams(
         next_expiry: None,
         at,
     };
-    Ok(request
+    let request = request
         .stream(
             StreamId::parse(domain::streams::report(report.0))?,
             StreamType::parse(domain::streams::StreamKind::Report.name())?,
@@ -314,7 +353,13 @@ pub(crate) fn report_streams(
             StreamType::parse(domain::streams::StreamKind::Wallet.name())?,
             ExpectedVersion::NoStream,
             vec![new_event(&granted)?],
-        ))
+        );
+    let earned = (
+        resident,
+        GrantSource::ReportAccepted { report },
+        Decimal::from(5),
+    );
+    Ok((request, earned))
 }
 
 fn print_table(report: &AuditBenchReport) {

@@ -1278,27 +1278,83 @@ async fn measure_reads(
     Ok(measures)
 }
 
-/// Appends `events` more to the demo community straight into the log, as
-/// four writers: reports submitted and accepted across the demo's level 2
-/// grids, each earning a new resident points (three events a report).
+/// Appends `events` more to the demo community straight into the log, in
+/// order: reports submitted and accepted across the demo's level 2 grids,
+/// each earning a new resident points issued from the budget (four events
+/// a report).
 async fn fill_log(pg_config: &store::tokio_postgres::Config, events: i64) -> anyhow::Result<()> {
     let store =
         store::EventStore::connect(pg_config.clone(), store::StoreConfig::default()).await?;
     let community = store::CommunityId::new(demo::COMMUNITY);
     let at = domain::values::Timestamp::from_micros(chrono::Utc::now().timestamp_micros());
-    let reports = events / 3;
+    let reports = events / 4;
     let per = crate::audit::REPORTS_PER_APPEND;
     let appends = (reports + per - 1) / per;
+    let budget = fund_for(&store, community, reports, at).await?;
     crate::append_chunks(&store, appends, move |chunk| {
         let count = per.min(reports - chunk * per);
-        let mut request = store::AppendRequest::new(community);
-        for n in 0..count {
-            let grid = demo::level2_grid(((chunk * per + n) % 4 + 1) as u128);
-            request = crate::audit::report_streams(request, grid, at)?;
-        }
-        Ok(request)
+        let grid_of = |n: i64| demo::level2_grid((n % 4 + 1) as u128);
+        crate::audit::reports_request(community, chunk, count, grid_of, budget, at)
     })
     .await
+}
+
+/// Funds the budget for `reports` more grants of 5 points; its balance
+/// after.
+async fn fund_for(
+    store: &store::EventStore,
+    community: store::CommunityId,
+    reports: i64,
+    at: domain::values::Timestamp,
+) -> anyhow::Result<rust_decimal::Decimal> {
+    use domain::values::{Actor, ContentHash, PersonId, Role};
+    let amount = rust_decimal::Decimal::from(reports.max(1) * 5);
+    let balance = budget_balance(store, community).await? + amount;
+    let funded = domain::points::BudgetEvent::BudgetFunded {
+        by: Actor {
+            person: PersonId(uuid::Uuid::new_v4()),
+            role: Role::Admin,
+        },
+        amount,
+        note: ContentHash::parse(&"0".repeat(64))?,
+        balance,
+        at,
+    };
+    let mut event = store::NewEvent::new(
+        store::EventType::parse("BudgetFunded")?,
+        serde_json::to_value(&funded)?,
+    );
+    event.metadata.insert("actor_role".into(), "bench".into());
+    let request = store::AppendRequest::new(community).stream(
+        store::StreamId::parse(domain::streams::BUDGET)?,
+        store::StreamType::parse(domain::streams::StreamKind::Budget.name())?,
+        store::ExpectedVersion::Any,
+        vec![event],
+    );
+    store.append(request).await?;
+    Ok(balance)
+}
+
+/// The budget's balance after its last event.
+async fn budget_balance(
+    store: &store::EventStore,
+    community: store::CommunityId,
+) -> anyhow::Result<rust_decimal::Decimal> {
+    let mut balance = rust_decimal::Decimal::ZERO;
+    let mut from = 1;
+    loop {
+        let events = store
+            .read_stream(community, domain::streams::BUDGET, from, 1_000)
+            .await?;
+        let Some(last) = events.last() else {
+            return Ok(balance);
+        };
+        from = last.stream_version + 1;
+        balance = match last.decode::<domain::points::BudgetEvent>()? {
+            domain::points::BudgetEvent::BudgetFunded { balance, .. }
+            | domain::points::BudgetEvent::BudgetIssued { balance, .. } => balance,
+        };
+    }
 }
 
 /// This month as `YYYY-MM`, in UTC (close enough for a read's argument).

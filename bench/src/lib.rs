@@ -393,27 +393,20 @@ pub(crate) async fn append_chunks<F>(
 where
     F: Fn(i64) -> anyhow::Result<AppendRequest> + Send + Sync + 'static,
 {
-    const WRITERS: usize = 4;
-    let request = Arc::new(request);
-    let next = Arc::new(AtomicI64::new(0));
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|_| {
-            let store = store.clone();
-            let next = next.clone();
-            let request = request.clone();
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= chunks {
-                        return anyhow::Ok(());
-                    }
-                    store.append(request(i)?).await?;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
+    // Queued in chunk order, which is the order they are written in (a
+    // chunk may carry figures that follow the chunk before, as the
+    // budget's balance does), with a few waiting to commit at once.
+    const IN_FLIGHT_MAX: usize = 8;
+    let mut in_flight = std::collections::VecDeque::new();
+    for chunk in 0..chunks {
+        if in_flight.len() >= IN_FLIGHT_MAX {
+            let submitted: store::Submitted = in_flight.pop_front().expect("one in flight");
+            submitted.outcome().await?;
+        }
+        in_flight.push_back(store.submit(request(chunk)?).await?);
+    }
+    for submitted in in_flight {
+        submitted.outcome().await?;
     }
     Ok(())
 }

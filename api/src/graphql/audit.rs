@@ -22,7 +22,7 @@ pub struct AuditFailure {
     /// erasure_unrecorded, unbalanced, wallet_below_zero, wallet_overheld,
     /// wallet_balance_mismatch, budget_overdrawn, budget_balance_mismatch,
     /// hold_completed_late, hold_released_early, hold_not_finished,
-    /// bad_amount, stock_out_of_range, stock_mismatch, undecodable,
+    /// bad_amount, grant_unpaired, stock_out_of_range, stock_mismatch, undecodable,
     /// unanchored_start, malformed_line.
     pub what: String,
     pub detail: String,

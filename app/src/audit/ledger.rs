@@ -9,7 +9,9 @@
 use domain::streams::StreamKind;
 use std::collections::{BTreeMap, HashMap};
 
-use domain::points::{Account, BudgetEvent, GiftEvent, Movement, RedemptionEvent, WalletEvent};
+use domain::points::{
+    Account, BudgetEvent, GiftEvent, GrantSource, Movement, RedemptionEvent, WalletEvent,
+};
 use domain::values::PersonId;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -117,6 +119,10 @@ pub const FAILURES: &[(&str, &str)] = &[
         "an amount is not positive or has more than two decimals",
     ),
     (
+        "grant_unpaired",
+        "a grant without its budget issue in its transaction, or an issue without its grant",
+    ),
+    (
         "stock_out_of_range",
         "a gift's stock went below zero or above its most",
     ),
@@ -166,6 +172,20 @@ pub struct LedgerChecker {
     latest_micros: i64,
     /// Each gift's stock, held count and holds, by its events.
     gifts: HashMap<Uuid, GiftStock>,
+    /// The grants and budget issues of the transaction being read that
+    /// have not met their other half yet, and that transaction's time.
+    unpaired: Vec<Unpaired>,
+    transaction_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A grant or a budget issue waiting for its other half: whose, why, how
+/// much, which of the two, and where.
+struct Unpaired {
+    resident: Uuid,
+    source: String,
+    amount: Decimal,
+    issued: bool,
+    position: i64,
 }
 
 /// A gift's shelf as its events build it: on the shelf and free, held for
@@ -181,15 +201,34 @@ impl LedgerChecker {
     /// Folds one event; the first broken invariant is the error.
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), Failure> {
         let position = event.position;
+        if self.transaction_at != Some(event.recorded_at) {
+            // A new transaction: the last one's grants and issues all met.
+            self.paired()?;
+            self.transaction_at = Some(event.recorded_at);
+        }
         let undecodable =
             |error: store::StoreError| Failure::new(position, "undecodable", error.to_string());
         match projections::runner::kind(event) {
             Some(StreamKind::Budget) => {
-                self.budget(position, &event.decode().map_err(undecodable)?)
+                let budget_event = event.decode().map_err(undecodable)?;
+                if let BudgetEvent::BudgetIssued {
+                    resident,
+                    source,
+                    amount,
+                    ..
+                } = &budget_event
+                {
+                    self.pair(resident.0, source, *amount, true, position);
+                }
+                self.budget(position, &budget_event)
             }
             Some(StreamKind::Wallet) => {
                 let resident = stream_uuid(event, "wallet")?;
-                self.wallet(position, resident, &event.decode().map_err(undecodable)?)
+                let wallet_event = event.decode().map_err(undecodable)?;
+                if let WalletEvent::PointsGranted { source, amount, .. } = &wallet_event {
+                    self.pair(resident, source, *amount, false, position);
+                }
+                self.wallet(position, resident, &wallet_event)
             }
             Some(StreamKind::Gift) => {
                 let gift = stream_uuid(event, "gift")?;
@@ -210,9 +249,54 @@ impl LedgerChecker {
         &self.accounts
     }
 
-    /// After the last event: holds whose time ran out well before it and
-    /// that were never finished.
+    /// A grant (`issued` false) or a budget issue meets its other half of
+    /// the same transaction, or waits for it.
+    fn pair(
+        &mut self,
+        resident: Uuid,
+        source: &GrantSource,
+        amount: Decimal,
+        issued: bool,
+        position: i64,
+    ) {
+        let source = serde_json::to_string(source).unwrap_or_default();
+        let other = self.unpaired.iter().position(|u| {
+            (u.resident, &u.source, u.amount, u.issued) == (resident, &source, amount, !issued)
+        });
+        match other {
+            Some(index) => {
+                self.unpaired.remove(index);
+            }
+            None => self.unpaired.push(Unpaired {
+                resident,
+                source,
+                amount,
+                issued,
+                position,
+            }),
+        }
+    }
+
+    /// Whether every grant and budget issue read so far met its other half.
+    fn paired(&self) -> Result<(), Failure> {
+        match self.unpaired.first() {
+            None => Ok(()),
+            Some(unpaired) => Err(Failure::new(
+                unpaired.position,
+                "grant_unpaired",
+                if unpaired.issued {
+                    "the budget issued points that no grant of its transaction received"
+                } else {
+                    "a grant whose transaction issued nothing from the budget"
+                },
+            )),
+        }
+    }
+
+    /// After the last event: every grant met its budget issue; holds whose
+    /// time ran out well before it and that were never finished.
     pub fn finish(&self) -> Result<(), Failure> {
+        self.paired()?;
         let overdue = self
             .open_holds
             .values()
