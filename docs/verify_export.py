@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Verifies a civic-ledger export (docs/AUDIT.md) without civic-ledger's code.
 
-    python3 docs/verify_export.py history.ndjson [SEAL_PUBLIC_KEY_HEX]
+    python3 docs/verify_export.py history.ndjson [SEAL_PUBLIC_KEY_HEX] [--seals FILE]
+
+FILE holds seals the auditor collected earlier, one JSON seal a line: the
+log must still extend every one, whatever seal lines the export holds.
 
 Checks the hash chain, the head, every erasure against its event, every
 seal's tree root against the Merkle tree of the events, and (with the
@@ -88,8 +91,10 @@ def seal_holds(seal, trusted_key):
         return False
 
 
-def main(path, trusted_key=None):
+def main(path, trusted_key=None, collected=()):
     seals, head, running, expected, start, unanchored = {}, None, None, None, None, None
+    for seal in collected:
+        seals.setdefault(seal["position"], []).append(seal)
     tombstones, erased, tree = {}, [], None
     with open(path, encoding="utf-8") as lines:
         for line in lines:
@@ -99,7 +104,7 @@ def main(path, trusted_key=None):
             except (ValueError, KeyError, TypeError):
                 return fail(expected or 0, "malformed line")
             if kind == "seal":
-                seals[item["position"]] = item
+                seals.setdefault(item["position"], []).append(item)
             elif kind == "erasure":
                 tombstones[item["content_hash"]] = (item["erased_by"], item["reason"])
             elif kind == "head":
@@ -111,11 +116,10 @@ def main(path, trusted_key=None):
                     tree = Tree() if position == 1 else None
                     # After position 1 the first link is taken on trust:
                     # only a seal signed by the pinned key vouches for it.
-                    anchor = seals.get(position - 1)
-                    if position > 1 and not (
-                            trusted_key and anchor is not None
-                            and anchor["hash"] == running
-                            and seal_holds(anchor, trusted_key)):
+                    anchors = seals.get(position - 1, [])
+                    if position > 1 and not (trusted_key and any(
+                            anchor["hash"] == running and seal_holds(anchor, trusted_key)
+                            for anchor in anchors)):
                         unanchored = position
                 if item["event_type"] == "ContentErased":
                     fields = item["payload"]["ContentErased"]
@@ -128,8 +132,7 @@ def main(path, trusted_key=None):
                     return fail(position, "hash mismatch")
                 if tree is not None:
                     tree.push(item["hash"])
-                seal = seals.pop(position, None)
-                if seal is not None:
+                for seal in seals.pop(position, []):
                     held = seal_holds(seal, trusted_key)
                     if held is False:
                         return fail(position, "seal signature invalid or untrusted")
@@ -175,5 +178,16 @@ def fail(position, what):
     return 1
 
 
+def arguments(argv):
+    """The export's path, the pinned key (or None) and the collected seals."""
+    collected = []
+    if "--seals" in argv:
+        at = argv.index("--seals")
+        with open(argv[at + 1], encoding="utf-8") as lines:
+            collected = [json.loads(line) for line in lines if line.strip()]
+        argv = argv[:at] + argv[at + 2:]
+    return argv[1], (argv[2] if len(argv) > 2 else None), collected
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    sys.exit(main(*arguments(sys.argv)))

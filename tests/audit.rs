@@ -1043,13 +1043,24 @@ fn python_verdict(export: &str) -> String {
 
 /// [`python_verdict`] with a pinned public key (hex; empty for none).
 fn python_verdict_with_key(export: &str, key: &str) -> String {
+    python_verdict_with_seals(export, key, "")
+}
+
+/// [`python_verdict_with_key`], also given the seals an auditor collected
+/// (one JSON seal a line; empty for none).
+fn python_verdict_with_seals(export: &str, key: &str, seals: &str) -> String {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), export).unwrap();
+    let seals_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(seals_file.path(), seals).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_export.py");
     let mut command = std::process::Command::new("python3");
     command.arg(script).arg(file.path());
     if !key.is_empty() {
         command.arg(key);
+    }
+    if !seals.is_empty() {
+        command.arg("--seals").arg(seals_file.path());
     }
     let output = command.output().expect("python3 runs the auditor's script");
     String::from_utf8(output.stdout)
@@ -1484,6 +1495,16 @@ async fn a_cut_front_stripped_seals_and_seals_signed_by_another_key_are_named() 
     assert_eq!(
         failure_of(&with_collected),
         Some((head, "seal_mismatch".into()))
+    );
+    let seal_lines: String = export
+        .lines()
+        .filter(|l| l.contains("\"type\":\"seal\""))
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert!(python_verdict_with_key(&stripped, &hex::encode(key)).starts_with("intact"));
+    assert_eq!(
+        python_verdict_with_seals(&stripped, &hex::encode(key), &seal_lines),
+        format!("fails at position {head}: seal mismatch")
     );
 
     // The seals re-signed with another key over the rewritten head.

@@ -38,6 +38,11 @@ fn root_by_definition(event_hashes: &[Hash]) -> Hash {
 
 /// 32 tasks appending 1 to 3 events each time to streams of their own.
 async fn racing_appends(store: &EventStore, community: CommunityId) {
+    racing_appends_as(store, community, "report").await
+}
+
+/// [`racing_appends`], naming the streams with `prefix`.
+async fn racing_appends_as(store: &EventStore, community: CommunityId, prefix: &'static str) {
     let tasks: Vec<_> = (0..32)
         .map(|task| {
             let store = store.clone();
@@ -45,7 +50,7 @@ async fn racing_appends(store: &EventStore, community: CommunityId) {
                 for version in 0..25_i64 {
                     let events = (0..1 + (task + version) % 3).map(event).collect();
                     let request = AppendRequest::new(community).stream(
-                        stream(&format!("report-{task}-{version}")),
+                        stream(&format!("{prefix}-{task}-{version}")),
                         stream_type(),
                         ExpectedVersion::NoStream,
                         events,
@@ -134,6 +139,26 @@ async fn the_tree_is_kept_by_racing_appends_on_both_write_paths() {
         assert_tree_matches_the_log(&store, community).await;
         store.shutdown().await;
     }
+}
+
+/// Two processes (two stores, each with its own writer for the community)
+/// racing on one log: each batch moves the tree with the head it moves,
+/// so the tree still covers the log exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_racing_on_one_log_keep_one_tree() {
+    let db = TestDb::new().await;
+    let (first, second) = (db.pipelined_store().await, db.store().await);
+    let community = community(&first).await;
+    tokio::join!(
+        racing_appends(&first, community),
+        racing_appends_as(&second, community, "other")
+    );
+    let (position, tree_size, nodes) = stored_tree_size(&db, community).await;
+    assert!(position > 2048, "{position} events");
+    assert_eq!(tree_size, position, "the tree covers the log");
+    let complete: i64 = (8..20).map(|level| position >> level).sum();
+    assert_eq!(nodes, complete);
+    assert_tree_matches_the_log(&second, community).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
