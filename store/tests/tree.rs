@@ -124,19 +124,30 @@ async fn assert_tree_matches_the_log(store: &EventStore, community: CommunityId)
     }
 }
 
+/// The log holds more than `events_min` events, its tree covers all of
+/// them with every complete subtree of 256 leaves and more stored, and
+/// answers as the definition does.
+async fn assert_tree_kept(
+    db: &TestDb,
+    store: &EventStore,
+    community: CommunityId,
+    events_min: i64,
+) {
+    let (position, tree_size, nodes) = stored_tree_size(db, community).await;
+    assert!(position > events_min, "{position} events");
+    assert_eq!(tree_size, position, "the tree covers the log");
+    let complete: i64 = (8..20).map(|level| position >> level).sum();
+    assert_eq!(nodes, complete);
+    assert_tree_matches_the_log(store, community).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_tree_is_kept_by_racing_appends_on_both_write_paths() {
     let db = TestDb::new().await;
     for store in [db.store().await, db.pipelined_store().await] {
         let community = community(&store).await;
         racing_appends(&store, community).await;
-        let (position, tree_size, nodes) = stored_tree_size(&db, community).await;
-        assert!(position > 1024, "{position} events");
-        assert_eq!(tree_size, position, "the tree covers the log");
-        // Every complete subtree of 256 leaves and more is stored.
-        let complete: i64 = (8..20).map(|level| position >> level).sum();
-        assert_eq!(nodes, complete);
-        assert_tree_matches_the_log(&store, community).await;
+        assert_tree_kept(&db, &store, community, 1024).await;
         store.shutdown().await;
     }
 }
@@ -153,12 +164,7 @@ async fn two_processes_racing_on_one_log_keep_one_tree() {
         racing_appends(&first, community),
         racing_appends_as(&second, community, "other")
     );
-    let (position, tree_size, nodes) = stored_tree_size(&db, community).await;
-    assert!(position > 2048, "{position} events");
-    assert_eq!(tree_size, position, "the tree covers the log");
-    let complete: i64 = (8..20).map(|level| position >> level).sum();
-    assert_eq!(nodes, complete);
-    assert_tree_matches_the_log(&second, community).await;
+    assert_tree_kept(&db, &second, community, 2048).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
