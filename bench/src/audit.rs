@@ -92,6 +92,8 @@ async fn measure(
     };
     let without_tree = EventStore::connect(pg_config.clone(), without_tree).await?;
     let (with, without) = tree_rounds(&store, &without_tree, args.tree_rounds).await?;
+    let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, o)| w / o).collect();
+    let tree_ratio = super::median(&ratios);
     without_tree.shutdown().await;
     let community = CommunityId::random();
     store.create_community(community, "bench audit").await?;
@@ -130,8 +132,8 @@ async fn measure(
         replay_eps,
         replay_events,
         fill_eps,
-        tree_ratio: median(with.iter().zip(&without).map(|(w, o)| w / o).collect()),
-        tree_cost: 1.0 - median(with.iter().zip(&without).map(|(w, o)| w / o).collect()),
+        tree_ratio,
+        tree_cost: 1.0 - tree_ratio,
         tree_append_eps_runs: with,
         no_tree_append_eps_runs: without,
         intact: report.is_intact(),
@@ -179,14 +181,6 @@ async fn tree_rounds(
         }
     }
     Ok((with_runs, without_runs))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn new_event<E: cqrs_es::DomainEvent + Serialize>(event: &E) -> anyhow::Result<NewEvent> {

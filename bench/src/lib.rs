@@ -158,6 +158,17 @@ async fn run_store_bench(
     })
 }
 
+/// The middle value (the upper of the two middle ones for an even count);
+/// NaN for none.
+pub(crate) fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 pub(crate) struct Run {
     events: i64,
     elapsed: Duration,

@@ -197,17 +197,12 @@ async fn renders(
             times[index].push(first_render_ms(browser, &format!("{base}{path}")).await?);
         }
     }
-    let median = |values: &[f64]| {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
-    let baseline = median(times.last().expect("a baseline"));
+    let baseline = crate::median(times.last().expect("a baseline"));
     Ok(pages
         .iter()
         .zip(times)
         .map(|((name, _), runs_ms)| {
-            let median_ms = median(&runs_ms);
+            let median_ms = crate::median(&runs_ms);
             FirstRender {
                 name: name.to_string(),
                 median_ms,

@@ -20,7 +20,11 @@ pub struct Seal {
     pub hash: [u8; 32],
     /// The root of the log's Merkle tree of `position` events (message
     /// v2); seals made before the tree have none (v1).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::types::hex_option"
+    )]
     pub tree_root: Option<[u8; 32]>,
     pub sealed_at: DateTime<Utc>,
     #[serde(with = "hex_bytes")]
@@ -106,25 +110,27 @@ impl EventStore {
             )
             .await?;
         rows.iter()
-            .map(|row| {
-                let bytes = |index: usize| -> Result<[u8; 32], StoreError> {
-                    let value: Vec<u8> = row.get(index);
-                    value.try_into().map_err(|_| {
-                        StoreError::Corrupt("a seal's key or hash is not 32 bytes".into())
-                    })
-                };
-                let has_root = row.get::<_, Option<&[u8]>>(5).is_some();
-                Ok(Seal {
-                    community_id,
-                    position: row.get(0),
-                    hash: bytes(1)?,
-                    sealed_at: row.get(2),
-                    public_key: bytes(3)?,
-                    signature: row.get(4),
-                    tree_root: if has_root { Some(bytes(5)?) } else { None },
-                })
-            })
+            .map(|row| seal_of_row(community_id, row))
             .collect()
+    }
+
+    /// The first seal at or after `from_position` that signs a tree root
+    /// (seals made before the tree sign none).
+    pub async fn first_tree_seal(
+        &self,
+        community_id: CommunityId,
+        from_position: i64,
+    ) -> Result<Option<Seal>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "SELECT position, hash, sealed_at, public_key, signature, tree_root FROM seals \
+                 WHERE community_id = $1 AND position >= $2 AND tree_root IS NOT NULL \
+                 ORDER BY position LIMIT 1",
+                &[&community_id.as_uuid(), &from_position],
+            )
+            .await?;
+        row.map(|row| seal_of_row(community_id, &row)).transpose()
     }
 
     /// The newest seal of a community.
@@ -143,23 +149,25 @@ impl EventStore {
     }
 }
 
-mod hex_option {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => s.serialize_str(&hex::encode(bytes)),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(Some(out))
-    }
+/// A seal from its row: position, hash, sealed_at, public_key, signature,
+/// tree_root.
+fn seal_of_row(community_id: CommunityId, row: &tokio_postgres::Row) -> Result<Seal, StoreError> {
+    let bytes = |index: usize| -> Result<[u8; 32], StoreError> {
+        let value: Vec<u8> = row.get(index);
+        value
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a seal's key or hash is not 32 bytes".into()))
+    };
+    let has_root = row.get::<_, Option<&[u8]>>(5).is_some();
+    Ok(Seal {
+        community_id,
+        position: row.get(0),
+        hash: bytes(1)?,
+        sealed_at: row.get(2),
+        public_key: bytes(3)?,
+        signature: row.get(4),
+        tree_root: if has_root { Some(bytes(5)?) } else { None },
+    })
 }
 
 mod hex_vec {

@@ -29,7 +29,7 @@ pub struct InclusionProof {
     #[serde(with = "hex_bytes")]
     pub tree_root: Hash,
     /// From the leaf's sibling up.
-    #[serde(with = "hex_list")]
+    #[serde(with = "crate::types::hex_list")]
     pub path: Vec<Hash>,
 }
 
@@ -57,7 +57,7 @@ pub struct ConsistencyProof {
     pub new_size: i64,
     #[serde(with = "hex_bytes")]
     pub new_root: Hash,
-    #[serde(with = "hex_list")]
+    #[serde(with = "crate::types::hex_list")]
     pub path: Vec<Hash>,
 }
 
@@ -86,9 +86,9 @@ impl EventStore {
         }
         let whole = LeafRange {
             start: 0,
-            end: self.tree_size_checked(community_id, size).await?,
+            end: leaves_in(size)?,
         };
-        let (roots, _) = self.range_roots(community_id, &[whole]).await?;
+        let (roots, _) = self.range_roots(community_id, size, &[whole]).await?;
         Ok(roots[0])
     }
 
@@ -106,7 +106,7 @@ impl EventStore {
                 format!("at most {PROOFS_PER_CALL_MAX} in one call"),
             ));
         }
-        let size = self.tree_size_checked(community_id, tree_size).await?;
+        let size = leaves_in(tree_size)?;
         if let Some(outside) = positions.iter().find(|p| **p < 1 || **p > tree_size) {
             return Err(StoreError::invalid(
                 "position",
@@ -132,7 +132,7 @@ impl EventStore {
             wanted.push(leaf);
             wanted.extend(path);
         }
-        let (roots, event_hashes) = self.range_roots(community_id, &wanted).await?;
+        let (roots, event_hashes) = self.range_roots(community_id, tree_size, &wanted).await?;
         let tree_root = roots[0];
         positions
             .iter()
@@ -167,14 +167,14 @@ impl EventStore {
                 "must be at least 1 and at most the newer size",
             ));
         }
-        let new = self.tree_size_checked(community_id, new_size).await?;
+        let new = leaves_in(new_size)?;
         let old = old_size as u64;
         let mut wanted = vec![
             LeafRange { start: 0, end: old },
             LeafRange { start: 0, end: new },
         ];
         wanted.extend(merkle::consistency_ranges(old, new));
-        let (roots, _) = self.range_roots(community_id, &wanted).await?;
+        let (roots, _) = self.range_roots(community_id, new_size, &wanted).await?;
         Ok(ConsistencyProof {
             community_id,
             old_size,
@@ -185,39 +185,32 @@ impl EventStore {
         })
     }
 
-    /// `size` as a count of leaves, when the log holds that many events.
-    async fn tree_size_checked(
-        &self,
-        community_id: CommunityId,
-        size: i64,
-    ) -> Result<u64, StoreError> {
-        let head = self.head(community_id).await?;
-        if size < 1 || size > head.position {
-            return Err(StoreError::invalid(
-                "tree_size",
-                format!("the log holds {} events", head.position),
-            ));
-        }
-        Ok(size as u64)
-    }
-
-    /// The root of each range: stored subtrees are read, the others
-    /// hashed from the events' hashes, each read once. Also the events'
-    /// hashes read, by leaf (every leaf of a range of one is).
+    /// The root of each range of the tree of `size` events, once the log is
+    /// found to hold that many: stored subtrees are read, the others hashed
+    /// from the events' hashes, each read once. Also the events' hashes
+    /// read, by leaf (every leaf of a range of one is).
     async fn range_roots(
         &self,
         community_id: CommunityId,
+        size: i64,
         ranges: &[LeafRange],
     ) -> Result<(Vec<Hash>, HashMap<u64, Hash>), StoreError> {
         let client = self.pool().get().await?;
         let community = community_id.as_uuid();
-        let tree_size: i64 = client
-            .query_one(
-                "SELECT tree_size FROM community_heads WHERE community_id = $1",
+        let head = client
+            .query_opt(
+                "SELECT last_position, tree_size FROM community_heads WHERE community_id = $1",
                 &[&community],
             )
             .await?
-            .get(0);
+            .ok_or(StoreError::UnknownCommunity(community_id))?;
+        let (last_position, tree_size): (i64, i64) = (head.get(0), head.get(1));
+        if size > last_position {
+            return Err(StoreError::invalid(
+                "tree_size",
+                format!("the log holds {last_position} events"),
+            ));
+        }
         let subtrees: BTreeSet<Subtree> = ranges.iter().flat_map(LeafRange::subtrees).collect();
         // A subtree is stored once complete, if the tree was kept then.
         let stored = |s: &Subtree| s.is_stored() && s.first_leaf() + s.leaves() <= tree_size as u64;
@@ -278,6 +271,18 @@ impl EventStore {
     }
 }
 
+/// `size` events as a count of leaves: a tree holds at least one (the
+/// store checks the log holds that many when it reads).
+fn leaves_in(size: i64) -> Result<u64, StoreError> {
+    if size < 1 {
+        return Err(StoreError::invalid(
+            "tree_size",
+            "a tree holds at least one event",
+        ));
+    }
+    Ok(size as u64)
+}
+
 /// The positions (inclusive spans, merged) whose events' hashes make the
 /// subtrees that are hashed again.
 fn leaf_spans(subtrees: &[Subtree]) -> (Vec<i64>, Vec<i64>) {
@@ -299,43 +304,16 @@ fn leaf_spans(subtrees: &[Subtree]) -> (Vec<i64>, Vec<i64>) {
     merged.into_iter().unzip()
 }
 
-/// A subtree's root from its events' hashes, by leaf.
+/// A subtree's root from its events' hashes, by leaf: the tree of just
+/// those leaves.
 fn hash_subtree(subtree: &Subtree, event_hashes: &HashMap<u64, Hash>) -> Result<Hash, StoreError> {
+    let mut tree = merkle::Frontier::default();
     let first = subtree.first_leaf();
-    let mut level: Vec<Hash> = (first..first + subtree.leaves())
-        .map(|leaf| {
-            event_hashes
-                .get(&leaf)
-                .map(merkle::leaf_hash)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("the event at position {} is not stored", leaf + 1))
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
-            .collect();
+    for leaf in first..first + subtree.leaves() {
+        let event_hash = event_hashes.get(&leaf).ok_or_else(|| {
+            StoreError::Corrupt(format!("the event at position {} is not stored", leaf + 1))
+        })?;
+        tree.push(event_hash, |_, _| {});
     }
-    Ok(level[0])
-}
-
-mod hex_list {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(hashes.iter().map(hex::encode))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .into_iter()
-            .map(|text| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
-                Ok(out)
-            })
-            .collect()
-    }
+    Ok(tree.root())
 }

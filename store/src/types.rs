@@ -386,6 +386,13 @@ pub struct Head {
     pub hash: [u8; 32],
 }
 
+/// A 32-byte hash from its 64 hex digits, for the `hex_*` serde modules.
+fn hash_of_hex<E: serde::de::Error>(text: String) -> Result<[u8; 32], E> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(E::custom)?;
+    Ok(out)
+}
+
 pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -394,9 +401,40 @@ pub mod hex_bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = String::deserialize(d)?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(out)
+        super::hash_of_hex(String::deserialize(d)?)
+    }
+}
+
+/// A hash that may be absent, as hex or null.
+pub mod hex_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(super::hash_of_hex)
+            .transpose()
+    }
+}
+
+/// A list of hashes, each as hex.
+pub mod hex_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(hashes.iter().map(hex::encode))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(super::hash_of_hex)
+            .collect()
     }
 }

@@ -9,10 +9,6 @@ use store::{CommunityId, ConsistencyProof, EventStore, InclusionProof, Seal};
 
 use crate::error::{AppError, AppResult};
 
-/// Seals looked through at most for the first with a tree at or after a
-/// position.
-const SEALS_LOOKED_AT_MAX: i64 = 1_000;
-
 /// An event's receipt: its inclusion proof, and the seal whose tree it
 /// leads to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,10 +138,8 @@ async fn covering_seal(
     position: i64,
 ) -> AppResult<Seal> {
     store
-        .seals(community, position, SEALS_LOOKED_AT_MAX)
+        .first_tree_seal(community, position)
         .await?
-        .into_iter()
-        .find(|seal| seal.tree_root.is_some())
         .ok_or_else(|| {
             AppError::NotFound(format!(
                 "no seal with a tree covers position {position} yet: the next seal will \
@@ -193,17 +187,9 @@ pub fn check_extension(
 pub fn check_document(line: &str, trusted_key: Option<&[u8; 32]>) -> Result<(), String> {
     let mut value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("malformed_document: {e}"))?;
-    // A seal without its signature is a seal that does not hold, not a
-    // document that cannot be read.
     for seal in ["seal", "old_seal", "new_seal"] {
-        if let Some(seal) = value.get_mut(seal).and_then(|s| s.as_object_mut()) {
-            let readable = seal
-                .get("signature")
-                .and_then(|s| s.as_str())
-                .is_some_and(|text| hex::decode(text).is_ok());
-            if !readable {
-                seal.insert("signature".into(), "".into());
-            }
+        if let Some(seal) = value.get_mut(seal) {
+            super::seals::blank_unreadable_signature(seal);
         }
     }
     let checked = if value.get("old_seal").is_some() {

@@ -155,6 +155,19 @@ pub fn check_signature(seal: &Seal, trusted: Option<&[u8; 32]>) -> Result<(), &'
         .map_err(|_| "seal_signature_invalid")
 }
 
+/// A seal as written (an export's line, a proof document's member) with a
+/// missing or unreadable signature made empty: such a seal is one whose
+/// signature does not hold (`seal_signature_invalid`), not a line that
+/// cannot be read.
+pub(crate) fn blank_unreadable_signature(seal: &mut serde_json::Value) {
+    let readable = seal["signature"]
+        .as_str()
+        .is_some_and(|text| hex::decode(text).is_ok());
+    if !readable && seal.is_object() {
+        seal["signature"] = "".into();
+    }
+}
+
 impl crate::services::Services {
     /// Seals the community's chain head now, for its admin (before an
     /// audit, after an incident): the seal at the head, or the one already

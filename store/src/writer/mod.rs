@@ -404,14 +404,7 @@ impl Writer {
         let mut tree_trailed = false;
         if let (true, Some(mut tree)) = (self.inner.keep_tree, lookup.stored_tree) {
             tree_trailed = (tree.size() as i64) < base.position;
-            let folded = if tree.size() as i64 > base.position {
-                Err(StoreError::Corrupt(
-                    "the tree holds more leaves than the log".into(),
-                ))
-            } else {
-                fold_into_tree(&client, self.community_id, &mut tree, base.position).await
-            };
-            match folded {
+            match fold_into_tree(&client, self.community_id, &mut tree, base.position).await {
                 Ok(nodes) => caught_up = nodes,
                 Err(error) => {
                     roll_back(client).await;

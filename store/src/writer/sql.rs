@@ -148,6 +148,11 @@ pub(crate) async fn fold_into_tree<C: GenericClient>(
     position: i64,
 ) -> Result<Vec<(Subtree, Hash)>, StoreError> {
     const CHUNK_EVENTS: i64 = 50_000;
+    if tree.size() as i64 > position {
+        return Err(StoreError::Corrupt(
+            "the tree holds more leaves than the log".into(),
+        ));
+    }
     let mut nodes = Vec::new();
     let statement = client.prepare_cached(EVENT_HASHES).await?;
     while (tree.size() as i64) < position {
